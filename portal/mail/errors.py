@@ -1,0 +1,43 @@
+"""Errors of the mail engine; each low-level one names the catalogue symptom it stands for."""
+from __future__ import annotations
+
+
+class MailError(Exception):
+    """A connection, TLS, sign-in or sending step failed; ``problem`` says why, in words."""
+
+    def __init__(self, problem):
+        super().__init__(f"{problem.code}: {problem.server_reply}")
+        self.problem = problem
+
+
+class GuardRefused(OSError):
+    """The connection guard refused a host or port; the message is the same whatever the reason."""
+
+    kind = "guard_refused"
+
+    def __init__(self) -> None:
+        super().__init__("connection to this server is not allowed")
+
+
+class HostNotFound(OSError):
+    """The host name does not resolve (or resolving took longer than the timeout)."""
+
+    kind = "host_not_found"
+
+
+class SecurityModeMismatch(OSError):
+    """The server speaks TLS from the first byte where plain text was expected, or the reverse."""
+
+    kind = "security_mode_mismatch"
+
+
+class CertificatePinMismatch(OSError):
+    """The server certificate is not the one the mailbox trusts by fingerprint."""
+
+    kind = "certificate_pin_mismatch"
+
+
+class PlaintextAuthRefused(OSError):
+    """The password would travel unencrypted and the mailbox does not allow that."""
+
+    kind = "plaintext_auth_refused"

@@ -1,0 +1,109 @@
+"""Stages of an account check: what was tried, how long it took, what the server said."""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from .errors import MailError
+
+log = logging.getLogger("portal.mail")
+
+# Stable codes the page and the JSON output use; labels are for people.
+STAGE_LABELS: dict[str, dict[str, str]] = {
+    "smtp.resolve": {"en": "Outgoing: find the server", "ru": "Исходящая: поиск сервера"},
+    "smtp.connect": {"en": "Outgoing: connect", "ru": "Исходящая: подключение"},
+    "smtp.tls": {"en": "Outgoing: encryption (TLS)", "ru": "Исходящая: шифрование (TLS)"},
+    "smtp.greeting": {"en": "Outgoing: server greeting", "ru": "Исходящая: приветствие сервера"},
+    "smtp.login": {"en": "Outgoing: sign in", "ru": "Исходящая: вход"},
+    "smtp.envelope": {"en": "Outgoing: sender and recipient accepted",
+                      "ru": "Исходящая: отправитель и получатель приняты"},
+    "smtp.test_letter": {"en": "Outgoing: test letter", "ru": "Исходящая: тестовое письмо"},
+    "smtp.send": {"en": "Sending the letter", "ru": "Отправка письма"},
+    "pop3.resolve": {"en": "POP3: find the server", "ru": "POP3: поиск сервера"},
+    "pop3.connect": {"en": "POP3: connect", "ru": "POP3: подключение"},
+    "pop3.tls": {"en": "POP3: encryption (TLS)", "ru": "POP3: шифрование (TLS)"},
+    "pop3.greeting": {"en": "POP3: server greeting", "ru": "POP3: приветствие сервера"},
+    "pop3.login": {"en": "POP3: sign in", "ru": "POP3: вход"},
+    "pop3.mailbox": {"en": "POP3: count messages", "ru": "POP3: подсчёт писем"},
+    "imap.resolve": {"en": "IMAP: find the server", "ru": "IMAP: поиск сервера"},
+    "imap.connect": {"en": "IMAP: connect", "ru": "IMAP: подключение"},
+    "imap.tls": {"en": "IMAP: encryption (TLS)", "ru": "IMAP: шифрование (TLS)"},
+    "imap.greeting": {"en": "IMAP: server greeting", "ru": "IMAP: приветствие сервера"},
+    "imap.login": {"en": "IMAP: sign in", "ru": "IMAP: вход"},
+    "imap.mailbox": {"en": "IMAP: open the inbox", "ru": "IMAP: открытие входящих"},
+}
+
+
+def stage_label(name: str, lang: str = "en") -> str:
+    """Return the human label of a stage code in "ru" or "en" (the code itself if unknown)."""
+    labels = STAGE_LABELS.get(name)
+    if labels is None:
+        return name
+    return labels.get(lang) or labels["en"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One finished step of a check."""
+
+    name: str
+    ok: bool
+    ms: int
+    detail: str = ""
+    server_reply: str = ""
+    side: str = "outgoing"  # "outgoing" | "incoming"
+    fingerprint: str | None = None  # SHA-256 of the server certificate, when TLS got that far
+
+    def label(self, lang: str = "en") -> str:
+        """The stage's human label."""
+        return stage_label(self.name, lang)
+
+    def to_dict(self) -> dict:
+        """The stage as in the JSON output of a check."""
+        return {"name": self.name, "ok": self.ok, "ms": self.ms, "detail": self.detail}
+
+
+@dataclass
+class StepProgress:
+    """What a running step has learned so far; filled in by the code inside the step."""
+
+    detail: str = ""
+    server_reply: str = ""
+    fingerprint: str | None = None
+
+
+@dataclass
+class StageLog:
+    """Records the stages of one side of a check and turns failures into MailError."""
+
+    side: str = "outgoing"
+    provider: str | None = None
+    stages: list[Stage] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[StepProgress]:
+        """Time a step; on any error record it as failed and raise MailError with its Problem."""
+        from .problems import classify  # problems imports nothing from here; deferred to keep modules light
+
+        progress = StepProgress()
+        started = time.perf_counter()
+        try:
+            yield progress
+        except MailError:
+            raise
+        except Exception as exc:
+            problem = classify(exc, stage=name, provider=self.provider)
+            self._record(name, False, started, progress, problem.server_reply)
+            raise MailError(problem) from exc
+        else:
+            self._record(name, True, started, progress, progress.server_reply)
+
+    def _record(self, name: str, ok: bool, started: float, progress: StepProgress, reply: str) -> None:
+        ms = round((time.perf_counter() - started) * 1000)
+        stage = Stage(name=name, ok=ok, ms=ms, detail=progress.detail or reply, server_reply=reply,
+                      side=self.side, fingerprint=progress.fingerprint)
+        self.stages.append(stage)
+        log.debug("stage %s ok=%s %d ms: %s", name, ok, ms, stage.detail)
