@@ -1,0 +1,71 @@
+# Two commands do all set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORTAL := $(VENV)/bin/portal
+HOST ?= 127.0.0.1
+PORT ?= 5000
+# Plain-http development server: cookies cannot be Secure there.
+RUN_ENV := PORTAL_INSECURE_COOKIES=1
+DEBIAN_TEST_PACKAGES := dovecot-pop3d dovecot-imapd chromium
+
+.PHONY: run test test-postgres bench messages install install-test debian-test-packages worker clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) setup.cfg pyproject.toml
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed translations
+install-test: $(VENV)/.installed-test translations
+
+translations: $(VENV)/.installed
+	$(PY) -m babel.messages.frontend compile -d portal/translations
+
+run: install
+	$(RUN_ENV) $(PORTAL) init-db
+	$(RUN_ENV) $(PORTAL) ensure-admin
+	$(RUN_ENV) $(PORTAL) run --host $(HOST) --port $(PORT)
+
+worker: install
+	$(RUN_ENV) $(PORTAL) worker
+
+# Installs what the tests need from Debian when it is missing and we may.
+debian-test-packages:
+	@missing=""; \
+	command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-pop3d dovecot-imapd"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing from Debian:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "Not root: tests that need$$missing will be skipped."; \
+	  fi; \
+	fi
+
+test: install-test debian-test-packages
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The database tests again, against a throwaway PostgreSQL cluster the harness starts.
+test-postgres: install-test
+	PORTAL_TEST_POSTGRES=1 $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+
+bench: install-test
+	$(PY) bench/run.py
+
+# Refresh the translation catalogues after changing strings.
+messages: $(VENV)/.installed
+	$(PY) -m babel.messages.frontend extract -F babel.cfg -k _l -k lazy_gettext -o portal/translations/messages.pot .
+	$(PY) -m babel.messages.frontend update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching
+
+clean:
+	rm -rf $(VENV) build *.egg-info

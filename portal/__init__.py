@@ -1,0 +1,89 @@
+"""The external-addresses portal: which mailbox each letter to an external contact leaves from."""
+import os
+from pathlib import Path
+
+from flask import Flask
+from flask_babel import get_locale, lazy_gettext
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from portal import config as portal_config
+from portal import db
+from portal.extensions import babel, csrf, limiter, login_manager
+from portal.htmx import htmx
+from portal.i18n import LANGUAGE_NAMES, select_locale
+from portal.security import add_security_headers, configure_cookies
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config=None):
+    """Create the portal: defaults, then instance/config.py, then PORTAL_* variables, then `config`."""
+    config = dict(config or {})
+    instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("PORTAL_INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=instance_path,
+        instance_relative_config=True,
+    )
+    app.config.from_mapping(portal_config.DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_mapping(portal_config.from_environment())
+    if config:
+        app.config.from_mapping(config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = portal_config.instance_secret(app.instance_path, "secret_key")
+
+    configure_cookies(app)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "portal" / "translations"))
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["PORTAL_RATELIMIT_STORAGE"])
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+    proxies = int(app.config.get("PORTAL_PROXY_COUNT") or 0)
+    if proxies:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
+        )
+
+    db.init_app(app)
+    htmx.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    _init_login(app)
+    app.after_request(add_security_headers)
+
+    @app.context_processor
+    def page_globals():
+        return {
+            "current_language": str(get_locale()),
+            "language_names": LANGUAGE_NAMES,
+            "url_endpoints": app.view_functions,
+        }
+
+    from portal import errors
+    from portal.views import register_blueprints
+
+    errors.init_app(app)
+    register_blueprints(app)
+    from portal.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _init_login(app):
+    from portal.models import Employee
+
+    login_manager.init_app(app)
+    login_manager.session_protection = "strong"
+    login_manager.login_view = "auth.sign_in"
+    login_manager.login_message = lazy_gettext("Please sign in to open this page.")
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def load_employee(employee_id):
+        employee = Employee.get_or_none(Employee.id == int(employee_id))
+        return employee if employee and employee.active else None

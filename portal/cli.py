@@ -1,0 +1,119 @@
+"""The `portal` command: Flask's own commands over create_app, plus the portal's."""
+import secrets
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from portal.db import database
+from portal.models import Employee, Project
+from portal.people import EmployeeError, create_employee, import_employees
+
+
+def _create_app():
+    from portal import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+def main():
+    """Manage the external-addresses portal."""
+
+
+def register_commands(app):
+    """Attach the portal's commands to the app (and so to `flask` and `portal`)."""
+    for command in (create_user_command, create_project_command, import_employees_command, ensure_admin_command):
+        app.cli.add_command(command)
+    try:
+        from portal.mail.cli import check_account_command, presets_command
+    except ImportError:  # the engine is optional for the people commands
+        pass
+    else:
+        app.cli.add_command(check_account_command)
+        app.cli.add_command(presets_command)
+
+
+def _fail(message):
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+@click.command("create-user")
+@click.option("--email", required=True, help="E-mail, also the sign-in name.")
+@click.option("--name", required=True, help="Full name.")
+@click.option("--department", default="", help="Department.")
+@click.option("--position", default="", help="Position.")
+@click.option("--admin", is_flag=True, help="Make the employee an admin.")
+@click.option("--password", help="Password; asked for when left out.")
+@with_appcontext
+def create_user_command(email, name, department, position, admin, password):
+    """Create an employee who can sign in."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with database.connection_context():
+        try:
+            employee = create_employee(
+                email=email,
+                name=name,
+                department=department,
+                position=position,
+                role="admin" if admin else "employee",
+                password=password,
+            )
+        except EmployeeError as error:
+            _fail(f"Error: {error.field}: {error.message}")
+    click.echo(f"Created {'admin' if admin else 'employee'} {employee.email}")
+
+
+@click.command("create-project")
+@click.argument("name")
+@with_appcontext
+def create_project_command(name):
+    """Create a project that addresses can be tied to."""
+    name = name.strip()
+    if not name:
+        _fail("Error: the project name is empty.")
+    with database.connection_context():
+        if Project.by_name(name):
+            _fail(f"Error: a project named {name!r} already exists.")
+        Project.create(name=name)
+    click.echo(f"Created project {name}")
+
+
+@click.command("import-employees")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def import_employees_command(path):
+    """Import employees from a CSV file (name, email, position, department, role)."""
+    with database.connection_context():
+        report = import_employees(path.read_bytes())
+    if report.error:
+        _fail(f"Error: {report.error}")
+    for row in report.rows:
+        reason = f": {row.reason}" if row.reason else ""
+        click.echo(f"line {row.line}: {row.email or '-'} {row.outcome}{reason}")
+    if not report.ok:
+        _fail("Nothing was imported: fix the refused rows and run the import again.")
+    click.echo(f"Created {report.count('created')}, updated {report.count('updated')}.")
+
+
+@click.command("ensure-admin")
+@with_appcontext
+def ensure_admin_command():
+    """Create the first admin when there are no employees yet."""
+    with database.connection_context():
+        if Employee.select().exists():
+            return
+        email = current_app.config["PORTAL_ADMIN_EMAIL"]
+        password = current_app.config.get("PORTAL_ADMIN_PASSWORD")
+        generated = not password
+        if generated:
+            password = secrets.token_urlsafe(12)
+        create_employee(email=email, name="Administrator", role="admin", password=password)
+    click.echo(f"Created the first admin: {email}")
+    if generated:
+        click.echo(f"Password (shown once): {password}")
+

@@ -1,0 +1,70 @@
+"""Configuration: built-in defaults, then instance/config.py, then PORTAL_* variables, then the caller's mapping."""
+import os
+import secrets
+from pathlib import Path
+
+DEFAULTS = {
+    "PORTAL_DATABASE_URL": None,  # None: sqlite file in the instance folder
+    "PORTAL_INSECURE_COOKIES": False,
+    "PORTAL_PROXY_COUNT": 0,
+    "PORTAL_RATELIMIT_STORAGE": "memory://",
+    "PORTAL_SIGNIN_RATE_LIMIT": "10 per minute",
+    "PORTAL_DEFAULT_LANGUAGE": "en",
+    "PORTAL_ADMIN_EMAIL": "admin@example.com",
+    "PORTAL_ADMIN_PASSWORD": None,
+    "PORTAL_PAGE_SIZE": 25,
+    "PORTAL_MAIL_TIMEOUT": 10.0,
+    "PORTAL_MAIL_ALLOWED_PORTS": "25,465,587,2525,110,995,143,993",
+    "PORTAL_MAIL_ALLOWED_HOSTS": "",
+    "PORTAL_MAIL_CA_FILE": None,
+    "PORTAL_SECRET_KEYS": None,
+    "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES": True,
+    "PORTAL_QUEUE_URL": None,
+    "SECRET_KEY": None,
+}
+
+# Settings whose environment value is a string that means a number or a flag.
+_BOOLEAN = {"PORTAL_INSECURE_COOKIES", "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES"}
+_INTEGER = {"PORTAL_PROXY_COUNT", "PORTAL_PAGE_SIZE"}
+_FLOAT = {"PORTAL_MAIL_TIMEOUT"}
+
+
+def parse_flag(value):
+    """Read a yes/no setting written as a string in the environment."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def from_environment(environ=None):
+    """Collect PORTAL_* settings from the environment, typed like the defaults."""
+    environ = os.environ if environ is None else environ
+    found = {}
+    for name, value in environ.items():
+        if not name.startswith("PORTAL_"):
+            continue
+        if name in _BOOLEAN:
+            value = parse_flag(value)
+        elif name in _INTEGER:
+            value = int(value)
+        elif name in _FLOAT:
+            value = float(value)
+        found[name] = value
+    if "PORTAL_SECRET_KEY" in found:
+        found["SECRET_KEY"] = found.pop("PORTAL_SECRET_KEY")
+    return found
+
+
+def instance_secret(instance_path, filename):
+    """Read a secret generated once into the instance folder, creating it with mode 0600."""
+    path = Path(instance_path) / filename
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,68 @@
+"""The database: one proxy bound in the app factory, a connection per request, and `init-db`."""
+from pathlib import Path
+
+import click
+from flask import current_app
+from peewee import DatabaseProxy
+from playhouse.db_url import connect
+
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "synchronous": "normal",
+}
+
+
+def open_database(url):
+    """Open the database a URL names: sqlite:///… (WAL, foreign keys) or postgresql://…."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return connect(url, pragmas=SQLITE_PRAGMAS)
+    return connect(url, autorollback=True)
+
+
+def database_url(app):
+    """The configured database URL, defaulting to a SQLite file in the instance folder."""
+    url = app.config.get("PORTAL_DATABASE_URL")
+    if not url:
+        url = "sqlite:///" + str(Path(app.instance_path) / "portal.sqlite3")
+    return url
+
+
+def init_app(app):
+    """Bind the proxy to the configured database and open/close it around each request."""
+    database.initialize(open_database(database_url(app)))
+    app.before_request(_connect)
+    app.teardown_appcontext(_close)
+    app.cli.add_command(init_db_command)
+
+
+def _connect():
+    database.connect(reuse_if_open=True)
+
+
+def _close(exc):
+    if not database.is_closed():
+        database.close()
+
+
+def upgrade():
+    """Create the schema or bring it up to the newest migration; returns the migrations applied."""
+    from portal.migrations import upgrade as run_migrations
+
+    with database.connection_context():
+        return run_migrations(database.obj)
+
+
+@click.command("init-db")
+def init_db_command():
+    """Create the database or upgrade it to the newest schema."""
+    applied = upgrade()
+    if applied:
+        click.echo("Applied migrations: " + ", ".join(applied))
+    click.echo("Database is up to date: " + database_url(current_app))

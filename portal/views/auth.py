@@ -1,0 +1,60 @@
+"""Signing in and out, and choosing the language before signing in."""
+from flask import Blueprint, current_app, flash, redirect, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from portal.extensions import limiter
+from portal.forms.auth import LanguageForm, SignInForm
+from portal.htmx import render_htmx
+from portal.models import Employee
+
+bp = Blueprint("auth", __name__)
+
+
+def _signin_limit():
+    return current_app.config["PORTAL_SIGNIN_RATE_LIMIT"]
+
+
+def _is_safe_next(target):
+    return bool(target) and target.startswith("/") and not target.startswith("//")
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(_signin_limit, methods=["POST"], deduct_when=lambda response: response.status_code != 302)
+def sign_in():
+    """Sign in with e-mail and password; failed attempts are rate-limited."""
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    form = SignInForm()
+    if form.validate_on_submit():
+        employee = Employee.by_email(form.email.data)
+        if employee and employee.check_password(form.password.data) and employee.active:
+            target = request.args.get("next")
+            language = session.get("language")
+            session.clear()  # a new session on sign-in
+            if language and not employee.language:
+                session["language"] = language
+            login_user(employee, remember=form.remember.data)
+            return redirect(target if _is_safe_next(target) else url_for("home.index"))
+        form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
+    language_form = LanguageForm(language=session.get("language"))
+    return render_htmx("auth/sign_in.html", form=form, language_form=language_form)
+
+
+@bp.route("/language", methods=["POST"])
+def set_language():
+    """Remember the language picked on the sign-in page."""
+    form = LanguageForm()
+    if form.validate_on_submit():
+        session["language"] = form.language.data
+    return redirect(url_for("auth.sign_in"))
+
+
+@bp.route("/sign-out", methods=["POST"])
+@login_required
+def sign_out():
+    """Sign out and forget the session."""
+    logout_user()
+    session.clear()
+    flash(_("You have signed out."), "info")
+    return redirect(url_for("auth.sign_in"))

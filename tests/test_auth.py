@@ -1,0 +1,77 @@
+"""Signing in and out."""
+import pytest
+
+from tests.conftest import PASSWORD, page_text
+
+
+def test_sign_in_page_has_labelled_fields(client):
+    response = client.get("/sign-in")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert '<label for="email">' in html and '<label for="password">' in html
+
+
+def test_sign_in_and_out(client, auth, employee):
+    response = auth.login(employee)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert "Erik Employee" in page_text(client.get("/"))
+    assert auth.logout().status_code == 302
+    assert client.get("/").status_code == 302  # back to sign-in
+
+
+def test_email_is_compared_case_insensitively(client, auth, employee):
+    assert auth.login("  ERIK@Example.COM ").status_code == 302
+
+
+def test_wrong_password_re_renders_with_message(client, auth, employee):
+    response = auth.login(employee, password="wrong")
+    assert response.status_code == 200
+    assert "The e-mail or password is wrong" in page_text(response)
+    assert PASSWORD not in response.get_data(as_text=True)
+
+
+def test_deactivated_employee_cannot_sign_in(client, auth, make_employee):
+    sleeper = make_employee(active=False)
+    assert auth.login(sleeper).status_code == 200
+    assert client.get("/").status_code == 302
+
+
+def test_deactivated_employee_loses_open_session(client, auth, employee):
+    auth.login(employee)
+    employee.active = False
+    employee.save()
+    assert client.get("/").status_code == 302
+
+
+def test_sign_in_starts_a_new_session(client, auth, employee):
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+    auth.login(employee)
+    with client.session_transaction() as session:
+        assert "planted" not in session
+
+
+def test_next_parameter_only_goes_to_this_site(client, employee):
+    response = client.post("/sign-in?next=//evil.example.com/", data={"email": employee.email, "password": PASSWORD})
+    assert response.headers["Location"] == "/"
+
+
+def test_sign_out_needs_post_with_csrf(client, auth, employee):
+    auth.login(employee)
+    assert client.get("/sign-out").status_code == 405
+    assert client.post("/sign-out", csrf=False).status_code == 400
+    assert client.get("/").status_code == 200
+
+
+@pytest.fixture
+def limited_config(config):
+    config.update(RATELIMIT_ENABLED=True, PORTAL_SIGNIN_RATE_LIMIT="3 per minute")
+    return config
+
+
+def test_repeated_failed_sign_ins_are_slowed(limited_config, client, auth, employee):
+    for _ in range(3):
+        assert auth.login(employee, password="wrong").status_code == 200
+    response = auth.login(employee)
+    assert response.status_code == 429
+    assert "Too many attempts" in page_text(response)

@@ -1,0 +1,33 @@
+"""Where settings come from, and the secret key."""
+import stat
+from pathlib import Path
+
+from portal import create_app
+
+
+def test_caller_mapping_beats_environment_beats_instance_file(config, monkeypatch):
+    instance = Path(config["INSTANCE_PATH"])
+    instance.mkdir(parents=True)
+    (instance / "config.py").write_text("PORTAL_PAGE_SIZE = 7\nPORTAL_MAIL_TIMEOUT = 3.0\nPORTAL_DEFAULT_LANGUAGE = 'ru'\n")
+    monkeypatch.setenv("PORTAL_MAIL_TIMEOUT", "4.5")
+    monkeypatch.setenv("PORTAL_DEFAULT_LANGUAGE", "en")
+    app = create_app({**config, "PORTAL_DEFAULT_LANGUAGE": "ru"})
+    assert app.config["PORTAL_PAGE_SIZE"] == 7  # instance file beats the default
+    assert app.config["PORTAL_MAIL_TIMEOUT"] == 4.5  # environment beats the instance file, typed
+    assert app.config["PORTAL_DEFAULT_LANGUAGE"] == "ru"  # the caller beats the environment
+
+
+def test_secret_key_is_generated_once_with_mode_0600(config):
+    del config["SECRET_KEY"]
+    first = create_app(config).config["SECRET_KEY"]
+    second = create_app(config).config["SECRET_KEY"]
+    key_file = Path(config["INSTANCE_PATH"]) / "secret_key"
+    assert first == second and len(first) >= 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_secret_key_from_environment(config, monkeypatch):
+    del config["SECRET_KEY"]
+    monkeypatch.setenv("PORTAL_SECRET_KEY", "from-the-environment-" + "x" * 20)
+    assert create_app(config).config["SECRET_KEY"].startswith("from-the-environment-")
+    assert not (Path(config["INSTANCE_PATH"]) / "secret_key").exists()

@@ -1,0 +1,51 @@
+"""Headers, cookies and CSRF on every answer."""
+import pytest
+
+from portal import create_app
+
+
+def test_security_headers_on_every_page(client):
+    response = client.get("/sign-in")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-eval" not in policy and "unsafe-inline" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_pages_behind_sign_in_are_not_cached(as_employee):
+    assert as_employee.get("/").headers["Cache-Control"] == "no-store"
+
+
+def test_no_inline_scripts_in_pages(as_admin):
+    html = as_admin.get("/").get_data(as_text=True)
+    assert "<script>" not in html and " onclick=" not in html and " onchange=" not in html
+
+
+def test_body_carries_csrf_token_for_htmx(client):
+    html = client.get("/sign-in").get_data(as_text=True)
+    assert 'hx-headers=\'{"X-CSRFToken": "' in html
+
+
+def test_post_without_csrf_is_refused(client, employee):
+    response = client.post("/sign-in", data={"email": employee.email, "password": "x"}, csrf=False)
+    assert response.status_code == 400
+    assert "The form has expired" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("insecure, secure_flag", [(False, True), (True, False)])
+def test_session_cookie_flags(config, insecure, secure_flag, employee):
+    config["PORTAL_INSECURE_COOKIES"] = insecure
+    app = create_app(config)
+    assert app.config["SESSION_COOKIE_SECURE"] is secure_flag
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_proxy_fix_honours_forwarded_prefix(config):
+    config["PORTAL_PROXY_COUNT"] = 1
+    app = create_app(config)
+    response = app.test_client().get(
+        "/", headers={"X-Forwarded-Prefix": "/mail", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "intranet"}
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/mail/sign-in")
