@@ -3,6 +3,7 @@ import os
 import re
 import secrets
 import shutil
+from pathlib import Path
 
 import jinja2
 import pytest
@@ -15,6 +16,12 @@ from portal.migrations import upgrade
 from portal.models import Employee, Project
 from tests import postgres
 from tests.postgres import postgres_cluster  # noqa: F401  (a fixture)
+
+# Each area keeps its fixtures in a module of its own under tests/fixtures/.
+_FIXTURES = Path(__file__).parent / "fixtures"
+pytest_plugins = sorted(
+    f"tests.fixtures.{path.stem}" for path in _FIXTURES.glob("*.py") if not path.name.startswith("_")
+)
 
 PASSWORD = "correct horse battery staple"
 
