@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from peewee import DatabaseProxy
 from playhouse.db_url import connect
 
@@ -60,6 +61,7 @@ def upgrade():
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command():
     """Create the database or upgrade it to the newest schema."""
     applied = upgrade()

@@ -1,0 +1,75 @@
+"""The `portal` command line."""
+from portal.models import Employee, Project
+
+
+def test_init_db_is_repeatable(runner):
+    result = runner.invoke(args=["init-db"])
+    assert result.exit_code == 0 and "up to date" in result.output
+
+
+def test_create_user_with_password(runner, app):
+    result = runner.invoke(args=["create-user", "--email", "Ivan@Example.com", "--name", "Ivan Petrov",
+                                 "--department", "Sales", "--admin", "--password", "long enough pass"])
+    assert result.exit_code == 0, result.output
+    ivan = Employee.by_email("ivan@example.com")
+    assert ivan.is_admin and ivan.department == "Sales" and ivan.check_password("long enough pass")
+    assert "long enough pass" not in result.output
+
+
+def test_create_user_prompts_for_password(runner):
+    result = runner.invoke(args=["create-user", "--email", "p@example.com", "--name", "P"], input="s3cret pw\ns3cret pw\n")
+    assert result.exit_code == 0, result.output
+    assert Employee.by_email("p@example.com").check_password("s3cret pw")
+
+
+def test_create_user_refuses_duplicate_email(runner, employee):
+    result = runner.invoke(args=["create-user", "--email", employee.email.upper(), "--name", "Twin", "--password", "x" * 12])
+    assert result.exit_code == 1
+    assert "already exists" in result.output
+    assert Employee.select().count() == 1
+
+
+def test_create_project_refuses_blank_and_duplicate(runner):
+    assert runner.invoke(args=["create-project", "Brand A"]).exit_code == 0
+    duplicate = runner.invoke(args=["create-project", "brand a"])
+    assert duplicate.exit_code == 1 and "already exists" in duplicate.output
+    assert runner.invoke(args=["create-project", "   "]).exit_code == 1
+    assert [p.name for p in Project.select()] == ["Brand A"]
+
+
+def test_import_employees_reports_each_row(runner, tmp_path, employee):
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "name,email,position,department,role\n"
+        "Maria Ivanova,maria@example.com,Lawyer,Legal,employee\n"
+        f"Erik Renamed,{employee.email},Lead,Sales,admin\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(args=["import-employees", str(csv_file)])
+    assert result.exit_code == 0, result.output
+    assert "maria@example.com created" in result.output and f"{employee.email} updated" in result.output
+    assert Employee.by_email(employee.email).name == "Erik Renamed"
+
+
+def test_import_with_a_bad_row_imports_nothing(runner, tmp_path):
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("name,email\nGood Person,good@example.com\nBad Person,not-an-address\n", encoding="utf-8")
+    result = runner.invoke(args=["import-employees", str(csv_file)])
+    assert result.exit_code == 1
+    assert "line 3" in result.output and "refused" in result.output
+    assert Employee.select().count() == 0
+
+
+def test_ensure_admin_creates_first_admin_once(runner, config):
+    result = runner.invoke(args=["ensure-admin"])
+    assert result.exit_code == 0 and "admin@example.com" in result.output and "Password (shown once)" in result.output
+    assert Employee.by_email("admin@example.com").is_admin
+    again = runner.invoke(args=["ensure-admin"])
+    assert again.output == "" and Employee.select().count() == 1
+
+
+def test_ensure_admin_uses_configured_email_and_password(app, runner):
+    app.config.update(PORTAL_ADMIN_EMAIL="boss@example.com", PORTAL_ADMIN_PASSWORD="given password 1")
+    result = runner.invoke(args=["ensure-admin"])
+    assert "given password 1" not in result.output
+    assert Employee.by_email("boss@example.com").check_password("given password 1")

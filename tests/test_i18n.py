@@ -1,0 +1,62 @@
+"""Russian and English: every string the portal shows is translated, and the right language is chosen."""
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from tests.conftest import page_text
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
+METHODS = [("portal/**.py", "python"), ("templates/**.html", "jinja2")]
+
+
+def source_messages():
+    """Every msgid the code and templates mark for translation, with where it is."""
+    found = {}
+    for filename, lineno, message, comments, context in extract_from_dir(
+        str(ROOT), method_map=METHODS, keywords=KEYWORDS
+    ):
+        msgid = message[0] if isinstance(message, tuple) else message
+        found.setdefault(msgid, f"{filename}:{lineno}")
+    return found
+
+
+def russian_catalogue():
+    with (ROOT / "portal/translations/ru/LC_MESSAGES/messages.po").open("rb") as handle:
+        return read_po(handle, locale="ru")
+
+
+def test_every_string_is_translated_into_russian():
+    catalogue = russian_catalogue()
+    missing = []
+    for msgid, where in source_messages().items():
+        message = catalogue.get(msgid)
+        strings = message.string if message else None
+        if isinstance(strings, tuple):
+            ok = all(strings)
+        else:
+            ok = bool(strings)
+        if not message or not ok or message.fuzzy:
+            missing.append(f"{where}: {msgid!r}")
+    assert not missing, "Untranslated into Russian (run `make messages`, then translate):\n" + "\n".join(missing)
+
+
+def test_language_follows_the_browser_before_sign_in(client):
+    assert "Вход" in page_text(client.get("/sign-in", headers={"Accept-Language": "ru-RU,ru;q=0.9"}))
+    assert "Sign in" in page_text(client.get("/sign-in", headers={"Accept-Language": "de-DE"}))
+
+
+def test_switcher_on_sign_in_page_changes_language(client):
+    response = client.post("/language", data={"language": "ru"}, follow_redirects=True)
+    assert '<html lang="ru">' in response.get_data(as_text=True)
+    assert "Вход" in page_text(response)
+
+
+@pytest.mark.parametrize("language, greeting", [("ru", "Здравствуйте"), ("en", "Hello")])
+def test_employees_language_beats_the_browser(client, auth, make_employee, language, greeting):
+    person = make_employee(language=language)
+    auth.login(person)
+    other = "en" if language == "ru" else "ru"
+    assert greeting in page_text(client.get("/", headers={"Accept-Language": other}))
