@@ -24,7 +24,7 @@ def open_database(url):
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return connect(url, pragmas=SQLITE_PRAGMAS)
-    return connect(url, autorollback=True)
+    return connect(url)
 
 
 def database_url(app):
