@@ -1,0 +1,131 @@
+"""Check a mailbox against its real servers, stage by stage ("Test account")."""
+from __future__ import annotations
+
+import smtplib
+import threading
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+
+from .connection import open_incoming, open_smtp
+from .errors import MailError
+from .presets import provider_for
+from .problems import Problem
+from .settings import MailboxSettings, MailConfig
+from .stages import Stage, StageLog, stage_label
+
+__all__ = ["check_account", "CheckResult", "Stage", "stage_label", "test_letter"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of a check: passed or not, every stage, and the first problem."""
+
+    ok: bool
+    stages: list[Stage]
+    problem: Problem | None
+
+    @property
+    def certificate_fingerprint(self) -> str | None:
+        """The SHA-256 fingerprint of the first certificate that was refused, to offer pinning it."""
+        for stage in self.stages:
+            if stage.fingerprint and not stage.ok:
+                return stage.fingerprint
+        return None
+
+    def to_dict(self, lang: str = "en") -> dict:
+        """The result as the JSON object the command line prints and the page may fetch."""
+        return {"ok": self.ok, "problem": self.problem.to_dict(lang) if self.problem else None,
+                "stages": [stage.to_dict() for stage in self.stages]}
+
+
+def check_account(settings: MailboxSettings, config: MailConfig, *, send_test_letter: bool = False) -> CheckResult:
+    """Run every stage of the outgoing and (if configured) incoming check concurrently and report them."""
+    provider = provider_for(settings)
+    outgoing = StageLog("outgoing", provider)
+    incoming = StageLog("incoming", provider)
+    found: dict[str, Problem | None] = {}
+    crashed: list[BaseException] = []
+
+    def check_incoming() -> None:
+        try:
+            found["incoming"] = _check_incoming(settings, config, incoming)
+        except BaseException as exc:  # re-raised in the caller's thread, not lost in this one
+            crashed.append(exc)
+
+    worker = None
+    if settings.incoming is not None:
+        worker = threading.Thread(target=check_incoming, name="portal-mail-check-incoming", daemon=True)
+        worker.start()
+    found["outgoing"] = _check_outgoing(settings, config, outgoing, send_test_letter)
+    if worker is not None:
+        worker.join()  # every network step inside has its own timeout
+    if crashed:
+        raise crashed[0]
+    problem = found["outgoing"] or found.get("incoming")
+    return CheckResult(ok=problem is None, stages=outgoing.stages + incoming.stages, problem=problem)
+
+
+def _check_outgoing(settings: MailboxSettings, config: MailConfig, log: StageLog,
+                    send_test_letter: bool) -> Problem | None:
+    try:
+        with open_smtp(settings, config, stages=log) as smtp:
+            with log.step("smtp.envelope") as step:
+                step.server_reply = step.detail = offer_envelope(smtp, settings.address)
+                smtp.rset()
+            if send_test_letter:
+                with log.step("smtp.test_letter") as step:
+                    offer_envelope(smtp, settings.address)
+                    code, reply = smtp.data(test_letter(settings).as_bytes())
+                    if code != 250:
+                        raise smtplib.SMTPDataError(code, reply)
+                    step.server_reply = step.detail = f"{code} {reply.decode('utf-8', 'replace')}"
+    except MailError as error:
+        return error.problem
+    return None
+
+
+def _check_incoming(settings: MailboxSettings, config: MailConfig, log: StageLog) -> Problem | None:
+    protocol = settings.incoming.protocol
+    try:
+        with open_incoming(settings, config, stages=log) as client:
+            with log.step(f"{protocol}.mailbox") as step:
+                if protocol == "pop3":
+                    count, size = client.stat()
+                    step.detail = f"{count} messages, {size} bytes"
+                else:
+                    typ, data = client.select("INBOX", readonly=True)
+                    if typ != "OK":
+                        raise client.error(data[-1] if data else "SELECT INBOX failed")
+                    step.detail = f"{int(data[0])} messages in INBOX"
+    except MailError as error:
+        return error.problem
+    return None
+
+
+def offer_envelope(smtp: smtplib.SMTP, address: str) -> str:
+    """Send MAIL FROM and RCPT TO ``address``; raise the smtplib refusal if either is refused."""
+    code, reply = smtp.mail(address)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, address)
+    code, reply = smtp.rcpt(address)
+    if code not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
+    return f"{code} {reply.decode('utf-8', 'replace')}"
+
+
+def test_letter(settings: MailboxSettings) -> EmailMessage:
+    """The letter a check sends to the mailbox's own address when asked to."""
+    message = EmailMessage()
+    message["From"] = formataddr((settings.display_name, settings.address))
+    message["To"] = settings.address
+    message["Subject"] = "Проверка ящика / Mailbox test"
+    message["Date"] = formatdate(localtime=True)
+    # make_msgid's default domain comes from getfqdn(), which can hang without DNS.
+    message["Message-ID"] = make_msgid(domain=settings.domain or "localhost")
+    message.set_content("Это проверочное письмо портала: ящик настроен верно.\n\n"
+                        "This is the portal's test letter: the mailbox is set up correctly.\n")
+    return message
+
+
+test_letter.__test__ = False  # not a pytest test, despite the name

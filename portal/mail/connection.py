@@ -1,0 +1,368 @@
+"""Signed-in SMTP, POP3 and IMAP sessions, opened through the guard.
+
+This is the one code path for connecting and signing in: the account check
+and the letters queue both come through here, so a check that passes means
+sending will connect and sign in the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import imaplib
+import ipaddress
+import os
+import poplib
+import smtplib
+import socket
+import ssl
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Iterator
+
+from . import guard
+from .errors import CertificatePinMismatch, MailError, PlaintextAuthRefused, SecurityModeMismatch
+from .presets import provider_for
+from .problems import symptom_of
+from .settings import MailboxSettings, MailConfig, ServerSettings, format_fingerprint
+from .stages import StageLog
+
+__all__ = ["open_smtp", "open_incoming", "MailError", "tls_context", "certificate_fingerprint"]
+
+# How long to listen for a TLS server when a plain-text greeting never came (see _speaks_tls).
+TLS_PROBE_SECONDS = 0.5
+
+
+@contextmanager
+def open_smtp(settings: MailboxSettings, config: MailConfig, *,
+              stages: StageLog | None = None) -> Iterator[smtplib.SMTP]:
+    """Yield an SMTP session signed in as the mailbox; raise MailError naming the problem on failure."""
+    log = stages if stages is not None else StageLog("outgoing", provider_for(settings))
+    with _session(_SMTP_PROTOCOL, settings.smtp, config, log) as smtp:
+        yield smtp
+
+
+@contextmanager
+def open_incoming(settings: MailboxSettings, config: MailConfig, *,
+                  stages: StageLog | None = None) -> Iterator[poplib.POP3 | imaplib.IMAP4]:
+    """Yield a POP3 or IMAP session signed in to the mailbox's incoming server; raise MailError on failure."""
+    if settings.incoming is None:
+        raise ValueError("this mailbox has no incoming server")
+    protocol = _INCOMING_PROTOCOLS[settings.incoming.protocol]
+    log = stages if stages is not None else StageLog("incoming", provider_for(settings))
+    with _session(protocol, settings.incoming.server, config, log) as client:
+        yield client
+
+
+def certificate_fingerprint(sock: ssl.SSLSocket) -> str:
+    """SHA-256 of the peer certificate, as 64 lowercase hex digits."""
+    return hashlib.sha256(sock.getpeercert(binary_form=True)).hexdigest()
+
+
+def tls_context(config: MailConfig, server: ServerSettings) -> ssl.SSLContext:
+    """The TLS context for a server: system store plus the configured CA file, or the pin-only context."""
+    if server.trusted_fingerprint:
+        return _pinning_context()
+    mtime = os.stat(config.ca_file).st_mtime if config.ca_file else None
+    return _verifying_context(config.ca_file, mtime)
+
+
+@lru_cache(maxsize=8)
+def _verifying_context(ca_file: str | None, _mtime: float | None) -> ssl.SSLContext:
+    # Cached because loading the system store costs milliseconds; keyed by mtime so a new CA file is picked up.
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+@lru_cache(maxsize=1)
+def _pinning_context() -> ssl.SSLContext:
+    # Chain checks are off only here, and every use compares the certificate with a pin (or
+    # just reads its fingerprint to show it) before a single byte of the session is sent.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    """How one mail protocol greets, starts TLS, signs in and says goodbye."""
+
+    name: str
+    greet: Callable[[socket.socket, ServerSettings, MailConfig], Any]
+    starttls: Callable[[Any, ssl.SSLContext], ssl.SSLSocket]
+    login: Callable[[Any, ServerSettings], str]
+    quit: Callable[[Any], Any]
+    abort: Callable[[Any], Any]
+
+
+@contextmanager
+def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, log: StageLog) -> Iterator[Any]:
+    destination = _resolve(protocol, server, config, log)
+    client = _start(protocol, destination, server, config, log)
+    try:
+        with log.step(f"{protocol.name}.login") as step:
+            if not server.username:
+                step.detail = "no login configured: signing in skipped"
+            else:
+                if server.security == "none" and not server.allow_plaintext_auth:
+                    raise PlaintextAuthRefused("the connection is not encrypted, so the password was not sent")
+                step.server_reply = step.detail = protocol.login(client, server)
+        yield client
+    except BaseException:
+        protocol.abort(client)
+        raise
+    else:
+        try:
+            protocol.quit(client)
+        except (OSError, smtplib.SMTPException, poplib.error_proto, imaplib.IMAP4.error):
+            protocol.abort(client)
+
+
+def _resolve(protocol: _Protocol, server: ServerSettings, config: MailConfig, log: StageLog) -> guard.Destination:
+    with log.step(f"{protocol.name}.resolve") as step:
+        destination = guard.resolve_destination(server.host, server.port, config)
+        step.detail = ", ".join(destination.addresses)
+    return destination
+
+
+def _start(protocol: _Protocol, destination: guard.Destination, server: ServerSettings, config: MailConfig,
+           log: StageLog, *, context: ssl.SSLContext | None = None) -> Any:
+    """Connect, greet and secure the session (not signed in yet); ``context`` overrides the TLS context."""
+    name = protocol.name
+    with log.step(f"{name}.connect") as step:
+        sock = guard.connect(destination, config.timeout)
+        step.detail = _describe_peer(sock)
+    client = None
+    try:
+        if server.security == "ssl":
+            sock = _secure(log, name, server, config, context,
+                           lambda ctx: ctx.wrap_socket(sock, server_hostname=server.host),
+                           lambda: _peek_fingerprint(protocol, destination, server, config))
+        with log.step(f"{name}.greeting") as step:
+            try:
+                client = protocol.greet(sock, server, config)
+            except Exception as exc:
+                if (server.security != "ssl" and symptom_of(exc).kind == "timeout"
+                        and _speaks_tls(destination, config)):
+                    raise SecurityModeMismatch("no greeting in plain text, but the server answers TLS: "
+                                               "this port expects SSL") from exc
+                raise
+            step.server_reply = step.detail = _greeting_text(client)
+        if server.security == "starttls":
+            _secure(log, name, server, config, context, lambda ctx: protocol.starttls(client, ctx),
+                    lambda: _peek_fingerprint(protocol, destination, server, config))
+        return client
+    except BaseException:
+        if client is not None:
+            protocol.abort(client)
+        sock.close()
+        raise
+
+
+def _secure(log: StageLog, name: str, server: ServerSettings, config: MailConfig,
+            context: ssl.SSLContext | None, handshake: Callable[[ssl.SSLContext], ssl.SSLSocket],
+            peek: Callable[[], str | None]) -> ssl.SSLSocket:
+    with log.step(f"{name}.tls") as step:
+        try:
+            tls = handshake(context or tls_context(config, server))
+        except ssl.SSLCertVerificationError:
+            # Show the admin which certificate was refused, so it can be compared and pinned.
+            step.fingerprint = _quietly(peek)
+            if step.fingerprint:
+                step.detail = f"certificate not trusted; SHA-256 {format_fingerprint(step.fingerprint)}"
+            raise
+        fingerprint = certificate_fingerprint(tls)
+        step.fingerprint = fingerprint
+        shown = f"SHA-256 {format_fingerprint(fingerprint)}"
+        if server.trusted_fingerprint and context is None and fingerprint != server.trusted_fingerprint:
+            step.detail = f"certificate is not the trusted one; {shown}"
+            tls.close()
+            raise CertificatePinMismatch(f"the server's certificate ({shown}) is not the trusted one")
+        how = "pinned certificate" if server.trusted_fingerprint else "verified certificate"
+        step.detail = f"{tls.version()}, {how}, {shown}"
+    return tls
+
+
+def _peek_fingerprint(protocol: _Protocol, destination: guard.Destination, server: ServerSettings,
+                      config: MailConfig) -> str | None:
+    """Open the same session again without chain checks, only to read the certificate's fingerprint."""
+    client = _start(protocol, destination, server, config, StageLog(), context=_pinning_context())
+    try:
+        return certificate_fingerprint(_socket_of(client))
+    finally:
+        protocol.abort(client)
+
+
+def _speaks_tls(destination: guard.Destination, config: MailConfig) -> bool:
+    """Whether the server answers a TLS handshake: tells "SSL port used as STARTTLS" from a silent server."""
+    budget = min(TLS_PROBE_SECONDS, config.timeout)
+    try:
+        sock = guard.connect(destination, budget)
+    except OSError:
+        return False
+    try:
+        sock.settimeout(budget)
+        with _pinning_context().wrap_socket(sock, server_hostname=destination.host):
+            return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def _quietly(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except (MailError, OSError):
+        return None
+
+
+def _describe_peer(sock: socket.socket) -> str:
+    host, port = sock.getpeername()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _socket_of(client: Any) -> ssl.SSLSocket:
+    return client.sock
+
+
+def _greeting_text(client: Any) -> str:
+    raw = getattr(client, "greeting_text", None) or getattr(client, "welcome", b"")
+    return " ".join((raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).split())
+
+
+def _ehlo_name(sock: socket.socket, config: MailConfig) -> str:
+    if config.ehlo_name:
+        return config.ehlo_name
+    # An address literal of our own end: always valid, and smtplib's default (getfqdn) can hang without DNS.
+    ip = ipaddress.ip_address(sock.getsockname()[0].split("%", 1)[0])
+    return f"[{ip}]" if ip.version == 4 else f"[IPv6:{ip}]"
+
+
+# --- SMTP -------------------------------------------------------------------------------------
+
+
+class GuardedSMTP(smtplib.SMTP):
+    """smtplib.SMTP over a socket the guard already connected (plain, or TLS for implicit SSL)."""
+
+    greeting_text = ""
+
+    def __init__(self, sock: socket.socket, host: str, timeout: float, ehlo_name: str):
+        self._guarded_socket = sock
+        super().__init__(local_hostname=ehlo_name, timeout=timeout)
+        self._host = host  # the name TLS verifies (STARTTLS), not the address connected to
+
+    def _get_socket(self, host, port, timeout):
+        return self._guarded_socket
+
+
+def _smtp_greet(sock: socket.socket, server: ServerSettings, config: MailConfig) -> GuardedSMTP:
+    smtp = GuardedSMTP(sock, server.host, config.timeout, _ehlo_name(sock, config))
+    code, banner = smtp.connect(server.host, server.port)
+    smtp.greeting_text = f"{code} {banner.decode('utf-8', 'replace')}"
+    if code != 220:
+        raise smtplib.SMTPConnectError(code, banner)
+    code, reply = smtp.ehlo()
+    if code != 250:
+        raise smtplib.SMTPHeloError(code, reply)
+    return smtp
+
+
+def _smtp_starttls(smtp: GuardedSMTP, context: ssl.SSLContext) -> ssl.SSLSocket:
+    code, reply = smtp.starttls(context=context)
+    if code != 220:
+        raise smtplib.SMTPResponseException(code, reply)
+    code, reply = smtp.ehlo()
+    if code != 250:
+        raise smtplib.SMTPHeloError(code, reply)
+    return smtp.sock
+
+
+def _smtp_login(smtp: GuardedSMTP, server: ServerSettings) -> str:
+    code, reply = smtp.login(server.username, server.password)
+    return f"{code} {reply.decode('utf-8', 'replace')}"
+
+
+def _smtp_abort(smtp: GuardedSMTP) -> None:
+    smtp.close()
+
+
+_SMTP_PROTOCOL = _Protocol("smtp", _smtp_greet, _smtp_starttls, _smtp_login, smtplib.SMTP.quit, _smtp_abort)
+
+
+# --- POP3 -------------------------------------------------------------------------------------
+
+
+class GuardedPOP3(poplib.POP3):
+    """poplib.POP3 over a socket the guard already connected."""
+
+    def __init__(self, sock: socket.socket, host: str, port: int, timeout: float):
+        self._guarded_socket = sock
+        super().__init__(host, port, timeout)
+        self._tls_established = isinstance(sock, ssl.SSLSocket)
+
+    def _create_socket(self, timeout):
+        return self._guarded_socket
+
+
+def _pop3_greet(sock: socket.socket, server: ServerSettings, config: MailConfig) -> GuardedPOP3:
+    return GuardedPOP3(sock, server.host, server.port, config.timeout)
+
+
+def _pop3_starttls(pop: GuardedPOP3, context: ssl.SSLContext) -> ssl.SSLSocket:
+    pop.stls(context)
+    return pop.sock
+
+
+def _pop3_login(pop: GuardedPOP3, server: ServerSettings) -> str:
+    pop.user(server.username)
+    return pop.pass_(server.password).decode("utf-8", "replace")
+
+
+def _pop3_abort(pop: GuardedPOP3) -> None:
+    pop.close()
+
+
+# --- IMAP -------------------------------------------------------------------------------------
+
+
+class GuardedIMAP4(imaplib.IMAP4):
+    """imaplib.IMAP4 over a socket the guard already connected."""
+
+    def __init__(self, sock: socket.socket, host: str, port: int, timeout: float):
+        self._guarded_socket = sock
+        super().__init__(host, port, timeout)
+        self._tls_established = isinstance(sock, ssl.SSLSocket)
+
+    def _create_socket(self, timeout):
+        return self._guarded_socket
+
+
+def _imap_greet(sock: socket.socket, server: ServerSettings, config: MailConfig) -> GuardedIMAP4:
+    return GuardedIMAP4(sock, server.host, server.port, config.timeout)
+
+
+def _imap_starttls(imap: GuardedIMAP4, context: ssl.SSLContext) -> ssl.SSLSocket:
+    imap.starttls(context)
+    return imap.sock
+
+
+def _imap_login(imap: GuardedIMAP4, server: ServerSettings) -> str:
+    typ, data = imap.login(server.username, server.password)
+    return f"{typ} {data[-1].decode('utf-8', 'replace') if data and isinstance(data[-1], bytes) else ''}".strip()
+
+
+def _imap_abort(imap: GuardedIMAP4) -> None:
+    try:
+        imap.shutdown()
+    except OSError:
+        pass
+
+
+_INCOMING_PROTOCOLS = {
+    "pop3": _Protocol("pop3", _pop3_greet, _pop3_starttls, _pop3_login, poplib.POP3.quit, _pop3_abort),
+    "imap": _Protocol("imap", _imap_greet, _imap_starttls, _imap_login, imaplib.IMAP4.logout, _imap_abort),
+}

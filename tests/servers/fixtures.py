@@ -1,0 +1,133 @@
+"""Pytest fixtures that start real mail servers on 127.0.0.1 (load with ``-p tests.servers.fixtures``).
+
+Fixtures and what they yield:
+
+- ``server_certificate`` (session): a ServerCertificate for localhost/127.0.0.1/::1 signed by a throwaway CA
+  (``.ca_file``, ``.cert_file``, ``.key_file``, ``.fingerprint``).
+- ``untrusted_certificate`` (session): the same, from a second CA nothing trusts.
+- ``smtp_server``: a STARTTLS SmtpServer with AUTH (``host``, ``port``, ``security``, ``username``, ``password``,
+  ``messages``, ``fail(command, reply)``, ``ca_file``, ``fingerprint``).
+- ``smtps_server``: the same with implicit TLS.
+- ``make_smtp_server``: a factory ``make_smtp_server(security="starttls"|"ssl"|"none", certificate=None, **fields)``
+  for other variants (an untrusted certificate, plain text); every server it made stops at teardown.
+- ``silent_server``: ``(host, port)`` of a socket that accepts connections and never greets.
+- ``dovecot`` (session): a running Dovecot (``host``, ``ports["pop3"|"pop3s"|"imap"|"imaps"]``,
+  ``add_user(address, password)``, ``deliver(address, raw_bytes)``, ``ca_file``). Skipped when Dovecot is
+  not installed, failed instead when CI=true.
+- ``mail_user``: a fresh Dovecot user for one test, as ``MailUser(address, password)``.
+- ``mail_config``: a MailConfig that lets the engine reach 127.0.0.1/localhost, trusts the test CA and
+  times out after 3 s.
+
+A wrong password at Dovecot costs about 0.5 s even with ``auth_failure_delay = 0`` (its failure queue is
+flushed on a timer), so keep such tests few.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from .certificates import ServerCertificate, make_certificate
+from .dovecot import DOVECOT, Dovecot
+from .smtp import SilentServer, SmtpServer
+
+
+@dataclass(frozen=True)
+class MailUser:
+    """A Dovecot user made for one test."""
+
+    address: str
+    password: str = field(repr=False)
+
+
+@pytest.fixture(scope="session")
+def mail_servers_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder the test mail servers keep their files in."""
+    return tmp_path_factory.mktemp("mail-servers")
+
+
+@pytest.fixture(scope="session")
+def server_certificate(mail_servers_root: Path) -> ServerCertificate:
+    """A server certificate for localhost, 127.0.0.1 and ::1, with the CA file that trusts it."""
+    return make_certificate(mail_servers_root / "certs", label="trusted")
+
+
+@pytest.fixture(scope="session")
+def untrusted_certificate(mail_servers_root: Path) -> ServerCertificate:
+    """A server certificate from a CA that ``mail_config`` does not trust."""
+    return make_certificate(mail_servers_root / "certs", label="untrusted")
+
+
+@pytest.fixture
+def make_smtp_server(server_certificate: ServerCertificate) -> Iterator[Callable[..., SmtpServer]]:
+    """A factory for SMTP servers; all of them stop when the test ends, whatever happened."""
+    started: list[SmtpServer] = []
+
+    def make(security: str = "starttls", certificate: ServerCertificate | None = None, **fields) -> SmtpServer:
+        server = SmtpServer(certificate or server_certificate, security=security, **fields)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(make_smtp_server: Callable[..., SmtpServer]) -> SmtpServer:
+    """A STARTTLS SMTP server with AUTH on 127.0.0.1."""
+    return make_smtp_server("starttls")
+
+
+@pytest.fixture
+def smtps_server(make_smtp_server: Callable[..., SmtpServer]) -> SmtpServer:
+    """An implicit-TLS SMTP server with AUTH on 127.0.0.1."""
+    return make_smtp_server("ssl")
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    """A server that accepts the connection and never says a word."""
+    server = SilentServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(mail_servers_root: Path, server_certificate: ServerCertificate) -> Iterator[Dovecot]:
+    """A private Dovecot with POP3, POP3S, IMAP and IMAPS on 127.0.0.1, shared by the session."""
+    if not (os.path.exists(DOVECOT) and shutil.which(DOVECOT)):
+        reason = f"Dovecot is not installed ({DOVECOT}); install dovecot-pop3d and dovecot-imapd"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    root = mail_servers_root / "dovecot"
+    root.mkdir()
+    server = Dovecot(root, server_certificate)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mail_user(dovecot: Dovecot) -> MailUser:
+    """A fresh mail user in the shared Dovecot, so tests never see each other's letters."""
+    user = MailUser(f"user-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(12))
+    dovecot.add_user(user.address, user.password)
+    return user
+
+
+@pytest.fixture
+def mail_config(server_certificate: ServerCertificate):
+    """A MailConfig for the test servers: 127.0.0.1 and localhost allowed, the test CA trusted, 3 s timeout."""
+    from portal.mail.settings import MailConfig
+
+    return MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1", "localhost", "::1"),
+                      ca_file=server_certificate.ca_file)

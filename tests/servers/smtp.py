@@ -1,0 +1,203 @@
+"""Real SMTP servers (aiosmtpd) for tests: STARTTLS or implicit TLS, AUTH, scripted failures."""
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from .certificates import ServerCertificate
+
+HOST = "127.0.0.1"
+
+# Scripted actions besides a literal reply such as "421 4.7.0 Try again later".
+DROP_DURING_DATA = "drop during DATA"  # answer 354, then hang up before the letter's end
+DROP_AFTER_DATA = "drop after DATA"  # take the whole letter, then hang up without a reply
+
+# aiosmtpd warns through "mail.log" on every AUTH about a deprecated default; noise in test output.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A letter the test server accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+    login: str | None
+
+
+class _ScriptedSMTP(SMTP):
+    async def smtp_DATA(self, arg):
+        if self.event_handler.script.get("DATA") == DROP_DURING_DATA and self.envelope.rcpt_tos:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            self.transport.close()
+            return
+        return await super().smtp_DATA(arg)
+
+
+class _Handler:
+    def __init__(self, server: "SmtpServer"):
+        self.server = server
+        self.script = server.script
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        reply = self.script.get("EHLO")
+        if reply:
+            return [reply]
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.script.get("MAIL")
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.script.get("RCPT")
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        action = self.script.get("DATA")
+        if action == DROP_AFTER_DATA:
+            server.transport.close()
+            return "250 never heard"
+        if action and action != DROP_DURING_DATA:
+            return action
+        login = session.auth_data if isinstance(session.auth_data, str) else None
+        self.server.messages.append(ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos),
+                                                    envelope.original_content or envelope.content, login))
+        return "250 2.0.0 OK queued"
+
+
+class _Controller(Controller):
+    def factory(self):
+        return _ScriptedSMTP(self.handler, **self.SMTP_kwargs)
+
+
+@dataclass
+class SmtpServer:
+    """A running aiosmtpd server: where it listens, who may sign in, and what it received.
+
+    ``security`` is "starttls" (STARTTLS required before MAIL and AUTH), "ssl"
+    (implicit TLS) or "none" (plain text, AUTH allowed without TLS). Script a
+    failure with ``fail("MAIL", "421 4.7.0 Try again later")`` or
+    ``fail("DATA", DROP_AFTER_DATA)``; ``clear_script()`` undoes it.
+    """
+
+    certificate: ServerCertificate
+    security: str = "starttls"
+    username: str = "sender@example.com"
+    password: str = field(default="s3cret-smtp", repr=False)
+    host: str = HOST
+    port: int = 0
+    messages: list[ReceivedMessage] = field(default_factory=list)
+    script: dict[str, str] = field(default_factory=dict)
+    logins: list[str] = field(default_factory=list)
+    _controller: Controller | None = field(default=None, repr=False)
+
+    @property
+    def ca_file(self) -> str:
+        """The CA file that verifies this server's certificate."""
+        return self.certificate.ca_file
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of this server's certificate, 64 lowercase hex digits."""
+        return self.certificate.fingerprint
+
+    def server_settings(self, **overrides):
+        """ServerSettings that reach this server as "localhost" and sign in as its user."""
+        from portal.mail.settings import ServerSettings
+
+        fields = dict(host="localhost", port=self.port, security=self.security,
+                      username=self.username, password=self.password)
+        return ServerSettings(**{**fields, **overrides})
+
+    def mailbox(self, incoming=None, **overrides):
+        """MailboxSettings whose outgoing server is this one (address = the SMTP login)."""
+        from portal.mail.settings import MailboxSettings
+
+        return MailboxSettings(address=overrides.pop("address", self.username),
+                               display_name=overrides.pop("display_name", "Test Sender"),
+                               smtp=self.server_settings(**overrides), incoming=incoming)
+
+    def fail(self, command: str, reply: str) -> None:
+        """Answer ``command`` (EHLO, MAIL, RCPT or DATA) with ``reply`` or a DROP_* action from now on."""
+        self.script[command.upper()] = reply
+
+    def clear_script(self) -> None:
+        """Behave normally again."""
+        self.script.clear()
+
+    def start(self) -> "SmtpServer":
+        """Start listening on a free port of 127.0.0.1."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certificate.cert_file, self.certificate.key_file)
+        kwargs: dict = dict(hostname=self.host, server_hostname="localhost",
+                            authenticator=self._authenticate, auth_exclude_mechanism=["CRAM-MD5"])
+        if self.security == "starttls":
+            kwargs.update(tls_context=context, require_starttls=True)
+        elif self.security == "ssl":
+            # aiosmtpd 1.4 does not count implicit TLS as TLS and would hide AUTH (issues #274, #281).
+            kwargs.update(ssl_context=context, auth_require_tls=False)
+        else:
+            kwargs.update(auth_require_tls=False)
+        for attempt in range(5):
+            self.port = free_port(self.host)
+            self._controller = _Controller(_Handler(self), port=self.port, **kwargs)
+            try:
+                self._controller.start()
+                return self
+            except Exception:  # another process took the port between free_port() and bind
+                self._controller = None
+                if attempt == 4:
+                    raise
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and close every connection."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode()
+        self.logins.append(login)
+        ok = login == self.username and auth_data.password.decode() == self.password
+        return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
+
+
+class SilentServer:
+    """A socket that accepts connections (the kernel completes them) and never says a word."""
+
+    def __init__(self, host: str = HOST):
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._socket.bind((host, 0))
+        self._socket.listen(16)
+        self.port = self._socket.getsockname()[1]
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._socket.close()
