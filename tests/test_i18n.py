@@ -48,6 +48,11 @@ def test_language_follows_the_browser_before_sign_in(client):
     assert "Sign in" in page_text(client.get("/sign-in", headers={"Accept-Language": "de-DE"}))
 
 
+def test_switcher_shows_the_language_in_use(client):
+    html = client.get("/sign-in", headers={"Accept-Language": "ru"}).get_data(as_text=True)
+    assert '<option selected value="ru">' in html or '<option value="ru" selected>' in html
+
+
 def test_switcher_on_sign_in_page_changes_language(client):
     response = client.post("/language", data={"language": "ru"}, follow_redirects=True)
     assert '<html lang="ru">' in response.get_data(as_text=True)

@@ -1,5 +1,6 @@
 """Signing in and out, and choosing the language before signing in."""
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -37,7 +38,7 @@ def sign_in():
             login_user(employee, remember=form.remember.data)
             return redirect(target if _is_safe_next(target) else url_for("home.index"))
         form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
-    language_form = LanguageForm(language=session.get("language"))
+    language_form = LanguageForm(language=str(get_locale()))
     return render_htmx("auth/sign_in.html", form=form, language_form=language_form)
 
 
