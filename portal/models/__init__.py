@@ -1,5 +1,6 @@
 """Every table of the portal, importable from one place."""
 from portal.models.base import BaseModel, utcnow
 from portal.models.people import Employee, Project, normalize_email
+from portal.models.mailboxes import AuditEvent, Mailbox, MailboxAccess, MailboxProject, PortalSetting  # noqa: E402,F401
 
 __all__ = ["BaseModel", "Employee", "Project", "normalize_email", "utcnow"]
