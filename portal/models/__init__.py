@@ -4,3 +4,4 @@ from portal.models.people import Employee, Project, normalize_email
 from portal.models.mailboxes import AuditEvent, Mailbox, MailboxAccess, MailboxProject, PortalSetting  # noqa: E402,F401
 
 __all__ = ["BaseModel", "Employee", "Project", "normalize_email", "utcnow"]
+from portal.models.letters import Contact, Letter, LetterAttempt, LetterRecipient, MailboxInbox, Reply, SeenMessage  # noqa: E402,F401
