@@ -15,6 +15,8 @@ Fixtures and what they yield:
   ``add_user(address, password)``, ``deliver(address, raw_bytes)``, ``ca_file``). Skipped when Dovecot is
   not installed, failed instead when CI=true.
 - ``mail_user``: a fresh Dovecot user for one test, as ``MailUser(address, password)``.
+- ``dns_server``: a TinyDNS on 127.0.0.1 (``add_mx(domain, *exchanges)``, ``never_answer(domain)``,
+  ``resolver()`` giving a dnspython Resolver that asks only it).
 - ``mail_config``: a MailConfig that lets the engine reach 127.0.0.1/localhost, trusts the test CA and
   times out after 3 s.
 
@@ -33,6 +35,7 @@ from typing import Callable, Iterator
 import pytest
 
 from .certificates import ServerCertificate, make_certificate
+from .dns import TinyDNS
 from .dovecot import DOVECOT, Dovecot
 from .smtp import SilentServer, SmtpServer
 
@@ -94,6 +97,14 @@ def smtps_server(make_smtp_server: Callable[..., SmtpServer]) -> SmtpServer:
 def silent_server() -> Iterator[SilentServer]:
     """A server that accepts the connection and never says a word."""
     server = SilentServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server() -> Iterator[TinyDNS]:
+    """A DNS server on 127.0.0.1 that answers MX look-ups from a table the test fills."""
+    server = TinyDNS()
     yield server
     server.stop()
 
