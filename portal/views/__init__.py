@@ -4,6 +4,8 @@
 def register_blueprints(app):
     """Attach every blueprint of the portal."""
     from portal.views import auth, home
+    from portal.views import mailboxes
+    from portal.views import employees, profile, projects
 
-    for module in (auth, home):
+    for module in (auth, home, mailboxes, employees, projects, profile):
         app.register_blueprint(module.bp)

@@ -1,0 +1,475 @@
+"""Which address a letter leaves from: the rule, over plain rows, with its explanation in Russian and English.
+
+1. Employee level beats company level: among the employee's own active, tested mailboxes that
+   serve the project, the one marked Default for it, else one tied to the project, else one
+   serving every project.
+2. Only when no personal mailbox serves the project: the company mailboxes the employee may
+   use, in the same order.
+3. Otherwise nobody can send, and the answer says what to configure. There is no fall-back.
+
+Ties are broken oldest first and reported as a conflict. `decide` is the pure rule;
+`resolve_sender` (two queries) and `sender_table` (a constant number of queries for a whole
+grid) load rows and call it. No Flask import: the letters queue and the API call this directly.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+# Rank of a mailbox within its level for one project: lower wins.
+DEFAULT, TIED, EVERY = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class EmployeeRow:
+    """The employee as the rule sees it."""
+
+    id: int
+    name: str = ""
+    department: str = ""
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """A project as the rule sees it."""
+
+    id: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A mailbox as the rule sees it; ``row`` is the database row when there is one."""
+
+    id: int
+    address: str
+    scope: str  # "employee" | "company"
+    owner_id: int | None = None
+    display_name: str = ""
+    projects: frozenset = frozenset()  # ids; empty = every project
+    is_default: bool = False
+    active: bool = True
+    tested: bool = True
+    access_everyone: bool = True
+    access_employees: frozenset = frozenset()
+    access_departments: frozenset = frozenset()
+    created_at: datetime.datetime = datetime.datetime(2000, 1, 1)
+    row: Any = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def age_key(self):
+        """Oldest first, then lowest id: the deterministic tie-break."""
+        return (self.created_at, self.id)
+
+    def serves(self, project_id):
+        """Whether the mailbox is used for this project (None: a letter outside any project)."""
+        return not self.projects or (project_id is not None and project_id in self.projects)
+
+    def rank(self, project_id):
+        """DEFAULT, TIED or EVERY for a project this mailbox serves; None if it does not serve it."""
+        if not self.serves(project_id):
+            return None
+        if self.is_default:
+            return DEFAULT
+        return TIED if self.projects else EVERY
+
+    def open_to(self, employee):
+        """Whether this employee may use the mailbox at all (their own, or a company one shared with them)."""
+        if self.scope == "employee":
+            return self.owner_id == employee.id
+        if self.access_everyone:
+            return True
+        return employee.id in self.access_employees or (
+            bool(employee.department) and employee.department.lower() in self.access_departments
+        )
+
+    def usable(self):
+        """Active and passed its account test: the only state a letter may leave from."""
+        return self.active and self.tested
+
+    @property
+    def mailbox(self):
+        """The database row, or this candidate when the rule runs over plain data."""
+        return self.row if self.row is not None else self
+
+
+@dataclass
+class SenderDecision:
+    """The rule's answer for one employee and one project."""
+
+    employee: EmployeeRow
+    project: ProjectRow | None
+    chosen: Candidate | None
+    options: list  # Candidates, the chosen one first
+    level: str | None  # "employee" | "company" | None
+    rank: int | None
+    tied: list  # other Candidates that matched exactly as well as the chosen one
+    personal: Sequence[Candidate] = ()
+    company: Sequence[Candidate] = ()
+
+    @property
+    def mailbox(self):
+        """The mailbox the letter leaves from (a Mailbox row when loaded from the database), or None."""
+        return self.chosen.mailbox if self.chosen else None
+
+    @property
+    def choices(self):
+        """Every mailbox the employee may pick for a letter in this project, the resolved one first."""
+        return [candidate.mailbox for candidate in self.options]
+
+    @property
+    def conflict(self):
+        """True when two or more mailboxes tie for first place (the oldest was taken)."""
+        return bool(self.tied)
+
+    @property
+    def nobody(self):
+        return self.chosen is None
+
+    @property
+    def problem(self):
+        """"nobody", "conflict" or None: what the Who-sends-from-what grid marks."""
+        if self.chosen is None:
+            return "nobody"
+        return "conflict" if self.tied else None
+
+    def reason(self):
+        """A stable code for why: e.g. "employee.default", "company.every", "nobody"."""
+        if self.chosen is None:
+            return "nobody"
+        return f"{self.level}.{('default', 'tied', 'every')[self.rank]}"
+
+    def summary(self, lang="en"):
+        """One short line for a grid cell."""
+        return _text(lang, "summary." + self.reason())
+
+    def explanation(self, lang="en"):
+        """The full explanation, in "ru" or "en": why this mailbox, or what to configure."""
+        return explain(self, lang)
+
+
+def decide(employee, project, personal: Iterable[Candidate], company: Iterable[Candidate]) -> SenderDecision:
+    """The rule itself, over plain rows: ``personal`` are the employee's own mailboxes, ``company`` the shared ones.
+
+    Rows that do not serve the project, are paused, untested, someone else's, or closed to this
+    employee may be passed in too; they are never chosen (the explanation counts them).
+    """
+    project_id = project.id if project is not None else None
+    personal = sorted((c for c in personal if c.scope == "employee" and c.owner_id == employee.id), key=_age)
+    company = sorted((c for c in company if c.scope == "company"), key=_age)
+    own = _serving((c for c in personal if c.usable()), project_id)
+    shared = _serving((c for c in company if c.usable() and c.open_to(employee)), project_id)
+    options = [c for _, c in own] + [c for _, c in shared]
+    if own:
+        level, ranked = "employee", own
+    elif shared:
+        level, ranked = "company", shared
+    else:
+        return SenderDecision(employee, project, None, [], None, None, [], personal, company)
+    rank, chosen = ranked[0]
+    tied = [c for r, c in ranked[1:] if r == rank]
+    return SenderDecision(employee, project, chosen, options, level, rank, tied, personal, company)
+
+
+def _age(candidate):
+    return candidate.age_key
+
+
+def _serving(candidates, project_id):
+    """(rank, candidate) for those serving the project, best first, oldest first within a rank."""
+    ranked = [(c.rank(project_id), c) for c in candidates]
+    ranked = [(rank, c) for rank, c in ranked if rank is not None]
+    ranked.sort(key=lambda pair: (pair[0], pair[1].age_key))
+    return ranked
+
+
+def may_use(employee, mailbox, project) -> bool:
+    """Whether this employee may send a letter in this project from this mailbox (checked on every pick).
+
+    ``employee`` is an Employee or EmployeeRow, ``mailbox`` a Mailbox or Candidate, ``project``
+    a Project, ProjectRow or None. Reads the mailbox's projects and access list (one query each
+    for a database row).
+    """
+    candidate = mailbox if isinstance(mailbox, Candidate) else candidate_from_mailbox(mailbox)
+    project_id = project.id if project is not None else None
+    who = employee if isinstance(employee, EmployeeRow) else employee_row(employee)
+    return candidate.usable() and candidate.open_to(who) and candidate.serves(project_id)
+
+
+# ---------------------------------------------------------------- loading rows from the database
+
+def employee_row(employee):
+    return EmployeeRow(id=employee.id, name=employee.name, department=employee.department or "")
+
+
+def project_row(project):
+    return ProjectRow(id=project.id, name=project.name) if project is not None else None
+
+
+def candidate_from_mailbox(mailbox, projects=None, access=None):
+    """A Candidate for a Mailbox row; projects and access rows are read unless given."""
+    if projects is None:
+        projects = [link.project_id for link in mailbox.project_links]
+    if access is None:
+        access = [(rule.employee_id, rule.department) for rule in mailbox.access_rules]
+    return Candidate(
+        id=mailbox.id,
+        address=mailbox.address,
+        scope=mailbox.scope,
+        owner_id=mailbox.owner_id,
+        display_name=mailbox.display_name,
+        projects=frozenset(projects),
+        is_default=mailbox.is_default,
+        active=mailbox.active,
+        tested=mailbox.tested,
+        access_everyone=mailbox.access_everyone,
+        access_employees=frozenset(e for e, _ in access if e is not None),
+        access_departments=frozenset(d.lower() for _, d in access if d),
+        created_at=mailbox.created_at,
+        row=mailbox,
+    )
+
+
+def _load_candidates(where):
+    """Candidates for the mailboxes matching ``where``, in two queries: the rows, then their links."""
+    from peewee import Value
+
+    from portal.models import Mailbox, MailboxAccess, MailboxProject
+
+    rows = list(Mailbox.select().where(where))
+    if not rows:
+        return []
+    ids = Mailbox.select(Mailbox.id).where(where)
+    # One query for both link tables: ("p", mailbox, project, NULL) and ("a", mailbox, employee, department).
+    links = MailboxProject.select(
+        Value("p").alias("kind"),
+        MailboxProject.mailbox.alias("mailbox_id"),
+        MailboxProject.project.alias("ref"),
+        Value("", converter=False).alias("department"),
+    ).where(MailboxProject.mailbox.in_(ids)) + MailboxAccess.select(
+        Value("a").alias("kind"),
+        MailboxAccess.mailbox.alias("mailbox_id"),
+        MailboxAccess.employee.alias("ref"),
+        MailboxAccess.department.alias("department"),
+    ).where(MailboxAccess.mailbox.in_(ids))
+    projects, access = {}, {}
+    for kind, mailbox_id, ref, department in links.tuples():
+        if kind == "p":
+            projects.setdefault(mailbox_id, []).append(ref)
+        else:
+            access.setdefault(mailbox_id, []).append((ref, department))
+    return [candidate_from_mailbox(row, projects.get(row.id, ()), access.get(row.id, ())) for row in rows]
+
+
+def resolve_sender(employee, project) -> SenderDecision:
+    """The mailbox a letter from this employee in this project leaves from, with every choice and why (2 queries)."""
+    from portal.models import Mailbox
+
+    candidates = _load_candidates((Mailbox.owner == employee.id) | (Mailbox.scope == "company"))
+    personal = [c for c in candidates if c.scope == "employee"]
+    company = [c for c in candidates if c.scope == "company"]
+    return decide(employee_row(employee), project_row(project), personal, company)
+
+
+@dataclass
+class SenderTable:
+    """The Who-sends-from-what grid: one decision per employee and project."""
+
+    employees: list
+    projects: list
+    cells: dict  # (employee_id, project_id) -> SenderDecision
+
+    def cell(self, employee, project):
+        return self.cells[(employee.id, project.id)]
+
+    def rows(self):
+        """(employee, [decision per project]) in order."""
+        return [(e, [self.cells[(e.id, p.id)] for p in self.projects]) for e in self.employees]
+
+
+def sender_table(employees, projects) -> SenderTable:
+    """Decide every employee × project cell with a constant number of queries (two), whatever the size."""
+    from portal.models import Mailbox
+
+    employees, projects = list(employees), list(projects)
+    ids = [e.id for e in employees]
+    candidates = _load_candidates(Mailbox.scope == "company") if employees else []
+    if ids:
+        # Personal mailboxes of the employees asked for; a single IN list keeps this one query.
+        candidates += _load_candidates((Mailbox.scope == "employee") & (Mailbox.owner.in_(ids)))
+    return table_from_candidates(employees, projects, candidates)
+
+
+def table_from_candidates(employees, projects, candidates) -> SenderTable:
+    """The grid over plain rows (the pure part of sender_table)."""
+    personal_of = {}
+    company = []
+    for c in candidates:
+        if c.scope == "company":
+            company.append(c)
+        else:
+            personal_of.setdefault(c.owner_id, []).append(c)
+    # Company mailboxes worth looking at per project: those serving it (or every project).
+    every = [c for c in company if not c.projects]
+    by_project = {p.id: [c for c in company if p.id in c.projects] + every for p in projects}
+    cells = {}
+    for employee in employees:
+        who = employee_row(employee) if not isinstance(employee, EmployeeRow) else employee
+        personal = personal_of.get(employee.id, [])
+        for project in projects:
+            where = project_row(project) if not isinstance(project, ProjectRow) else project
+            cells[(employee.id, project.id)] = decide(who, where, personal, by_project[project.id])
+    return SenderTable(employees, projects, cells)
+
+
+# ---------------------------------------------------------------- explanations
+
+_TEXTS = {
+    "summary.employee.default": {"en": "own address, Default", "ru": "свой адрес, по умолчанию"},
+    "summary.employee.tied": {"en": "own address for this project", "ru": "свой адрес для проекта"},
+    "summary.employee.every": {"en": "own address for every project", "ru": "свой адрес для всех проектов"},
+    "summary.company.default": {"en": "company address, Default", "ru": "адрес компании, по умолчанию"},
+    "summary.company.tied": {"en": "company address for this project", "ru": "адрес компании для проекта"},
+    "summary.company.every": {"en": "company address for every project", "ru": "адрес компании для всех проектов"},
+    "summary.nobody": {"en": "nobody can send", "ru": "отправить не с чего"},
+    "project": {"en": "project “{name}”", "ru": "проект «{name}»"},
+    "no_project": {"en": "letters outside any project", "ru": "письма вне проектов"},
+    "chosen.employee.default": {
+        "en": "{address} is {employee}’s own address and is marked Default for {project}.",
+        "ru": "{address} — собственный адрес сотрудника {employee}, он отмечен «По умолчанию» для: {project}.",
+    },
+    "chosen.employee.tied": {
+        "en": "{address} is {employee}’s own address tied to {project}; none of their addresses is marked Default for it.",
+        "ru": "{address} — собственный адрес сотрудника {employee}, привязанный к: {project}; ни один из его адресов не отмечен для него «По умолчанию».",
+    },
+    "chosen.employee.every": {
+        "en": "{address} is {employee}’s own address serving every project; none of their addresses is Default for {project} or tied to it.",
+        "ru": "{address} — собственный адрес сотрудника {employee} для всех проектов; ни один из его адресов не отмечен «По умолчанию» и не привязан к: {project}.",
+    },
+    "chosen.company.default": {
+        "en": "{employee} has no own address for {project}, so the company address {address} is used: it is marked Default for it and {employee} may use it ({access}).",
+        "ru": "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании {address}: он отмечен «По умолчанию», и сотрудник может им пользоваться ({access}).",
+    },
+    "chosen.company.tied": {
+        "en": "{employee} has no own address for {project}, so the company address {address} tied to it is used ({access}); no company address is marked Default for it.",
+        "ru": "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется привязанный к нему адрес компании {address} ({access}); ни один адрес компании не отмечен для него «По умолчанию».",
+    },
+    "chosen.company.every": {
+        "en": "{employee} has no own address for {project}, so the company address {address} serving every project is used ({access}).",
+        "ru": "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании {address} для всех проектов ({access}).",
+    },
+    "rule": {
+        "en": "Employee-level addresses always beat company ones.",
+        "ru": "Адреса уровня сотрудника всегда важнее адресов компании.",
+    },
+    "access.everyone": {"en": "open to everyone", "ru": "доступен всем"},
+    "access.employee": {"en": "shared with them by name", "ru": "открыт ему лично"},
+    "access.department": {"en": "shared with the {department} department", "ru": "открыт отделу «{department}»"},
+    "conflict": {
+        "en": "Conflict: {others} match{s} just as well; the oldest address was taken. Mark one of them as Default for {project} to settle it.",
+        "ru": "Конфликт: {others} подходит так же; выбран самый старый адрес. Отметьте один из них «По умолчанию» для: {project}, чтобы это решить.",
+    },
+    "also": {
+        "en": "For a single letter {employee} may also pick: {others}.",
+        "ru": "Для отдельного письма сотрудник может выбрать также: {others}.",
+    },
+    "nobody": {
+        "en": "Nobody can send letters from {employee} in {project}: no own address and no company address they may use serves it. Nothing is sent from a system address instead.",
+        "ru": "Письма сотрудника {employee} в рамках: {project} отправить не с чего: ни его собственный адрес, ни доступный ему адрес компании для этого не настроен. Системный адрес вместо них не используется.",
+    },
+    "found.paused": {"en": "{count} suitable address(es) are paused: {addresses}.", "ru": "Приостановлены подходящие адреса ({count}): {addresses}."},
+    "found.untested": {
+        "en": "{count} suitable address(es) have not passed the account test: {addresses}.",
+        "ru": "Не прошли проверку учётной записи подходящие адреса ({count}): {addresses}.",
+    },
+    "found.closed": {
+        "en": "{count} company address(es) serve it but are not shared with {employee}: {addresses}.",
+        "ru": "Адреса компании ({count}) для этого есть, но сотруднику {employee} они не открыты: {addresses}.",
+    },
+    "found.elsewhere": {
+        "en": "{employee}’s own address(es) serve other projects only: {addresses}.",
+        "ru": "Собственные адреса сотрудника {employee} настроены только для других проектов: {addresses}.",
+    },
+    "fix.employee": {
+        "en": "The employee can add their own address under My addresses (or an admin can add it on the employee card), choosing {project} or every project, and run Test account.",
+        "ru": "Сотрудник может добавить свой адрес в разделе «Мои адреса» (или администратор — в карточке сотрудника), выбрав {project} или все проекты, и пройти проверку учётной записи.",
+    },
+    "fix.admin": {
+        "en": "An admin can add a company address for {project} under Outgoing messages, or share an existing one with {employee} or their department.",
+        "ru": "Администратор может добавить адрес компании для: {project} в разделе «Исходящие сообщения» или открыть существующий адрес сотруднику {employee} или его отделу.",
+    },
+    "fix.resume": {
+        "en": "Resuming a paused address, or testing an untested one again, also helps.",
+        "ru": "Также поможет возобновить приостановленный адрес или заново проверить непроверенный.",
+    },
+}
+
+
+def _text(lang, key, **values):
+    texts = _TEXTS[key]
+    return (texts.get(lang) or texts["en"]).format(**values)
+
+
+def _project_words(project, lang):
+    if project is None:
+        return _text(lang, "no_project")
+    return _text(lang, "project", name=project.name)
+
+
+def _addresses(candidates):
+    return ", ".join(c.address for c in candidates)
+
+
+def _access_words(candidate, employee, lang):
+    if candidate.access_everyone:
+        return _text(lang, "access.everyone")
+    if employee.id in candidate.access_employees:
+        return _text(lang, "access.employee")
+    return _text(lang, "access.department", department=employee.department)
+
+
+def explain(decision: SenderDecision, lang="en") -> str:
+    """Why the decision is what it is, or what an admin or the employee should configure."""
+    lang = lang if lang in ("en", "ru") else "en"
+    employee = decision.employee.name or f"#{decision.employee.id}"
+    project = _project_words(decision.project, lang)
+    parts = []
+    if decision.chosen is not None:
+        chosen = decision.chosen
+        key = f"chosen.{decision.level}.{('default', 'tied', 'every')[decision.rank]}"
+        parts.append(_text(lang, key, address=chosen.address, employee=employee, project=project,
+                           access=_access_words(chosen, decision.employee, lang)))
+        if decision.level == "company" or len(decision.options) > 1:
+            parts.append(_text(lang, "rule"))
+        if decision.tied:
+            parts.append(_text(lang, "conflict", others=_addresses(decision.tied), project=project,
+                               s="" if len(decision.tied) > 1 else "es"))
+        others = [c for c in decision.options[1:] if c not in decision.tied]
+        if others:
+            parts.append(_text(lang, "also", employee=employee, others=_addresses(others)))
+        return " ".join(parts)
+
+    project_id = decision.project.id if decision.project is not None else None
+    person = decision.employee
+    relevant = [c for c in decision.personal if c.serves(project_id)] + [
+        c for c in decision.company if c.serves(project_id) and c.open_to(person)
+    ]
+    parts.append(_text(lang, "nobody", employee=employee, project=project))
+    paused = [c for c in relevant if not c.active]
+    untested = [c for c in relevant if c.active and not c.tested]
+    closed = [c for c in decision.company if c.serves(project_id) and not c.open_to(person)]
+    elsewhere = [c for c in decision.personal if not c.serves(project_id)]
+    if paused:
+        parts.append(_text(lang, "found.paused", count=len(paused), addresses=_addresses(paused)))
+    if untested:
+        parts.append(_text(lang, "found.untested", count=len(untested), addresses=_addresses(untested)))
+    if closed:
+        parts.append(_text(lang, "found.closed", count=len(closed), employee=employee, addresses=_addresses(closed)))
+    if elsewhere:
+        parts.append(_text(lang, "found.elsewhere", employee=employee, addresses=_addresses(elsewhere)))
+    parts.append(_text(lang, "fix.employee", project=project))
+    parts.append(_text(lang, "fix.admin", project=project, employee=employee))
+    if paused or untested:
+        parts.append(_text(lang, "fix.resume"))
+    return " ".join(parts)
