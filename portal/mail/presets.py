@@ -96,11 +96,12 @@ def preset_for_domain(domain: str) -> ProviderPreset | None:
     return _BY_DOMAIN.get(domain.strip().rstrip(".").lower())
 
 
-def preset_for_address(address: str, *, resolver: "dns.resolver.Resolver | None" = None) -> ProviderPreset:
+def preset_for_address(address: str, *, resolver: "dns.resolver.Resolver | None" = None,
+                       mx_lookup: bool = True) -> ProviderPreset:
     """Pick the preset for an address: its domain first, then who hosts the domain's MX; else "other"."""
     domain = address.rpartition("@")[2].strip().rstrip(".").lower()
     preset = preset_for_domain(domain)
-    if preset is None and domain:
+    if preset is None and domain and mx_lookup:
         preset = _preset_by_mx(domain, resolver)
     return preset or _BY_KEY[OTHER]
 
