@@ -12,6 +12,7 @@ from portal.models import Employee, normalize_email
 from portal.models.people import FIELD_MAX, ROLES
 
 CSV_COLUMNS = ("name", "email", "position", "department", "role")
+PASSWORD_MIN = 10
 
 
 class EmployeeError(ValueError):
@@ -66,11 +67,70 @@ def create_employee(*, email, name, position="", department="", role="employee",
 
 
 @dataclass
+class EmployeePage:
+    """One page of a searched, sorted employee list."""
+
+    rows: list
+    total: int
+    page: int
+    size: int
+
+    @property
+    def pages(self):
+        return max(1, -(-self.total // self.size))
+
+
+LIST_COLUMNS = ("id", "name", "email", "position", "department", "role", "active")
+
+
+def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
+    """A page of employees matching the text, in two queries whatever the number of employees."""
+    query = Employee.search(text, sort=sort, descending=descending)
+    total = query.count()
+    pages = max(1, -(-total // size))
+    page = min(max(page, 1), pages)
+    columns = [getattr(Employee, name) for name in LIST_COLUMNS]
+    rows = list(query.select(*columns).paginate(page, size))
+    return EmployeePage(rows, total, page, size)
+
+
+def update_employee(employee, *, email, name, position="", department="", role="employee", language=None, password=None):
+    """Change an employee's details, refusing an e-mail another employee has; returns the employee."""
+    email = clean_email(email)
+    holder = Employee.by_email(email)
+    if holder and holder.id != employee.id:
+        raise EmployeeError("email", _l("An employee with this e-mail already exists."))
+    if role not in ROLES:
+        raise EmployeeError("role", _l("Choose a role from the list."))
+    employee.email = email
+    employee.name = clean_text("name", name, required=True)
+    employee.position = clean_text("position", position)
+    employee.department = clean_text("department", department)
+    employee.role = role
+    employee.language = language or None
+    if password:
+        employee.set_password(password)
+    employee.save()
+    return employee
+
+
+def change_password(employee, current, new):
+    """Set a new password after checking the current one."""
+    if not employee.check_password(current or ""):
+        raise EmployeeError("current_password", _l("The current password is wrong."))
+    if len(new or "") < PASSWORD_MIN:
+        raise EmployeeError("new_password", _l("At least %(min)d characters.", min=PASSWORD_MIN))
+    employee.set_password(new)
+    employee.save()
+
+
+@dataclass
 class ImportRow:
     line: int
     email: str
     outcome: str  # created | updated | refused
     reason: str = ""
+    field: str = ""  # the column a refusal is about, if one
 
 
 @dataclass
@@ -86,11 +146,37 @@ class ImportReport:
         return sum(1 for row in self.rows if row.outcome == outcome)
 
 
+def _existing_by_email(emails, chunk=500):
+    """The employees already holding these e-mails, in a few queries rather than one per row."""
+    emails = list(emails)
+    found = {}
+    for start in range(0, len(emails), chunk):
+        for employee in Employee.select().where(Employee.email.in_(emails[start:start + chunk])):
+            found[employee.email] = employee
+    return found
+
+
+def _clean_row(values, header):
+    """The employee fields of one CSV row, or EmployeeError; only columns the file has are set."""
+    email = clean_email(values.get("email"))
+    cleaned = {"name": clean_text("name", values.get("name"), required=True)}
+    for column in ("position", "department"):
+        if column in header:
+            cleaned[column] = clean_text(column, values.get(column))
+    if "role" in header:
+        role = (values.get("role") or "employee").strip().lower()
+        if role not in ROLES:
+            raise EmployeeError("role", _l("Role must be “employee” or “admin”."))
+        cleaned["role"] = role
+    return email, cleaned
+
+
 def import_employees(data, *, apply=True):
     """Import employees from CSV bytes or text: all rows or none.
 
     Every row is checked first; if any row is refused, nothing is written and the report
-    says why for each row. New e-mails are created, known ones updated.
+    says why for each row. New e-mails are created, known ones updated (only the columns
+    the file has).
     """
     report = ImportReport()
     if isinstance(data, bytes):
@@ -99,48 +185,56 @@ def import_employees(data, *, apply=True):
         except UnicodeDecodeError:
             report.error = str(_l("The file is not UTF-8 text. Save it as CSV (UTF-8) and try again."))
             return report
-    reader = csv.DictReader(io.StringIO(data))
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
-    missing = [column for column in ("name", "email") if column not in header]
-    if missing:
-        report.error = str(_l("The file needs the columns: %(columns)s.", columns=", ".join(CSV_COLUMNS)))
-        return report
-    reader.fieldnames = header
-    planned = []
-    seen = set()
+    reader = csv.reader(io.StringIO(data))
+    rows = []
     try:
+        header = [name.strip().lower() for name in next(reader, [])]
+        missing = [column for column in ("name", "email") if column not in header]
+        unknown = [column for column in header if column not in CSV_COLUMNS]
+        if missing or unknown or len(set(header)) != len(header):
+            report.error = str(
+                _l("The first line must name the columns, from: %(columns)s (name and email are required).",
+                   columns=", ".join(CSV_COLUMNS))
+            )
+            return report
         for values in reader:
-            line = reader.line_num
-            values = {key: (value or "") for key, value in values.items() if key}
-            try:
-                email = clean_email(values.get("email"))
-                if email in seen:
-                    raise EmployeeError("email", _l("This e-mail appears twice in the file."))
-                seen.add(email)
-                role = (values.get("role") or "employee").strip().lower()
-                if role not in ROLES:
-                    raise EmployeeError("role", _l("Role must be “employee” or “admin”."))
-                cleaned = {
-                    "name": clean_text("name", values.get("name"), required=True),
-                    "position": clean_text("position", values.get("position")),
-                    "department": clean_text("department", values.get("department")),
-                    "role": role,
-                }
-            except EmployeeError as error:
-                report.rows.append(ImportRow(line, (values.get("email") or "").strip(), "refused", str(error.message)))
-                continue
-            existing = Employee.by_email(email)
-            planned.append((existing, email, cleaned))
-            report.rows.append(ImportRow(line, email, "updated" if existing else "created"))
+            if values and any(value.strip() for value in values):
+                rows.append((reader.line_num, values))
     except csv.Error as error:
         report.error = str(_l("The file is not valid CSV: %(error)s", error=str(error)))
         return report
+    planned = []
+    seen = set()
+    for line, values in rows:
+        named = dict(zip(header, values))
+        try:
+            if len(values) != len(header):
+                raise EmployeeError(
+                    "", _l("This line has %(found)d values; the first line names %(expected)d columns.",
+                           found=len(values), expected=len(header))
+                )
+            email, cleaned = _clean_row(named, header)
+            if email in seen:
+                raise EmployeeError("email", _l("This e-mail appears twice in the file."))
+            seen.add(email)
+        except EmployeeError as error:
+            report.rows.append(
+                ImportRow(line, (named.get("email") or "").strip(), "refused", str(error.message), error.field)
+            )
+            continue
+        planned.append((email, cleaned))
+        report.rows.append(ImportRow(line, email, "created"))
     if not report.rows:
         report.error = str(_l("The file has no employees in it."))
+        return report
+    existing = _existing_by_email(email for email, _ in planned)
+    for row in report.rows:
+        if row.outcome == "created" and row.email in existing:
+            row.outcome = "updated"
     if report.ok and apply:
         with database.atomic():
-            for existing, email, cleaned in planned:
-                employee = existing or Employee(email=email)
+            for email, cleaned in planned:
+                employee = existing.get(email) or Employee(email=email)
                 for key, value in cleaned.items():
                     setattr(employee, key, value)
                 employee.save()

@@ -15,3 +15,35 @@ document.addEventListener("change", function (event) {
   var select = event.target.closest(".language-switcher select");
   if (select) { select.form.requestSubmit(); }
 });
+
+// ---- Tabs (issue 2: employee card) ----
+// htmx loads the panel; this keeps aria-selected, tabindex and the panel's label in step,
+// and lets the arrow keys, Home and End move between tabs as ARIA tabs should.
+(function () {
+  function select(tab) {
+    var list = tab.closest("[role='tablist']");
+    list.querySelectorAll("[role='tab']").forEach(function (other) {
+      var chosen = other === tab;
+      other.setAttribute("aria-selected", chosen ? "true" : "false");
+      other.tabIndex = chosen ? 0 : -1;
+    });
+    var panel = document.getElementById(tab.getAttribute("aria-controls"));
+    if (panel) { panel.setAttribute("aria-labelledby", tab.id); }
+  }
+  document.addEventListener("click", function (event) {
+    var tab = event.target.closest("[role='tablist'] [role='tab']");
+    if (tab) { select(tab); }
+  });
+  document.addEventListener("keydown", function (event) {
+    var tab = event.target.closest("[role='tablist'] [role='tab']");
+    if (!tab) { return; }
+    var tabs = Array.prototype.slice.call(tab.closest("[role='tablist']").querySelectorAll("[role='tab']"));
+    var index = tabs.indexOf(tab);
+    var next = {ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tabs.length - 1}[event.key];
+    if (next === undefined) { return; }
+    event.preventDefault();
+    var target = tabs[(next + tabs.length) % tabs.length];
+    target.focus();
+    target.click();
+  });
+})();

@@ -1,0 +1,150 @@
+"""Who may open what: every URL of the portal, tried anonymously, as an employee and as an admin.
+
+ROUTES below is the table of every (endpoint, method) the app serves, pages and htmx fragments
+alike. A route missing from it fails `test_every_route_is_in_the_table`, so a new route cannot
+ship without its access rule. OTHER AREAS: add one Route(...) line per endpoint and method of
+yours; `args` receives `get` (request.getfixturevalue) to make the objects your URL needs.
+"""
+from collections import namedtuple
+
+import pytest
+from flask import url_for
+from werkzeug.security import generate_password_hash
+
+from portal.models import Employee
+from tests.conftest import PASSWORD
+
+ANYONE = "anyone"  # open without signing in
+SIGNED_IN = "signed-in"  # every signed-in employee; anonymous visitors go to the sign-in page
+ADMIN = "admin"  # admins only; anonymous visitors go to sign-in, employees get 404
+
+Route = namedtuple("Route", "endpoint method access args", defaults=(None,))
+
+
+def _employee_id(get):
+    return {"employee_id": _person("employee", "access-target@example.com").id}
+
+
+def _project_id(get):
+    return {"project_id": get("make_project")().id}
+
+
+# ---- The table: one line per endpoint and method (add yours here) ----
+ROUTES = [
+    Route("static", "GET", ANYONE, lambda get: {"filename": "css/portal.css"}),
+    Route("auth.sign_in", "GET", ANYONE),
+    Route("auth.sign_in", "POST", ANYONE),
+    Route("auth.set_language", "POST", ANYONE),
+    Route("auth.sign_out", "POST", SIGNED_IN),
+    Route("home.index", "GET", SIGNED_IN),
+    # Account management: employees
+    Route("employees.index", "GET", ADMIN),
+    Route("employees.new", "GET", ADMIN),
+    Route("employees.new", "POST", ADMIN),
+    Route("employees.card", "GET", ADMIN, _employee_id),
+    Route("employees.profile_tab", "GET", ADMIN, _employee_id),
+    Route("employees.status", "GET", ADMIN, _employee_id),
+    Route("employees.edit", "GET", ADMIN, _employee_id),
+    Route("employees.edit", "POST", ADMIN, _employee_id),
+    Route("employees.deactivate", "GET", ADMIN, _employee_id),
+    Route("employees.deactivate", "POST", ADMIN, _employee_id),
+    Route("employees.reactivate", "GET", ADMIN, _employee_id),
+    Route("employees.reactivate", "POST", ADMIN, _employee_id),
+    Route("employees.import_csv", "GET", ADMIN),
+    Route("employees.import_csv", "POST", ADMIN),
+    # Account management: projects
+    Route("projects.index", "GET", ADMIN),
+    Route("projects.index", "POST", ADMIN),
+    Route("projects.row", "GET", ADMIN, _project_id),
+    Route("projects.rename", "GET", ADMIN, _project_id),
+    Route("projects.rename", "POST", ADMIN, _project_id),
+    Route("projects.archive", "POST", ADMIN, _project_id),
+    Route("projects.unarchive", "POST", ADMIN, _project_id),
+    # My profile
+    Route("profile.edit", "GET", SIGNED_IN),
+    Route("profile.edit", "POST", SIGNED_IN),
+    Route("profile.password", "POST", SIGNED_IN),
+]
+# ---- end of the table ----
+
+# Signing out and the sign-in page's language switch land on the sign-in page by design; anything
+# else that sends a signed-in person there has wrongly refused them.
+LEAVES_FOR_SIGN_IN = {"auth.sign_out", "auth.set_language"}
+
+
+def test_every_route_is_in_the_table(app):
+    served = {
+        (rule.endpoint, method)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    listed = {(route.endpoint, route.method) for route in ROUTES}
+    assert served - listed == set(), "add these routes to ROUTES in tests/test_access.py"
+    assert listed - served == set(), "these ROUTES entries name routes that no longer exist"
+
+
+def _ids(route):
+    return f"{route.endpoint}-{route.method}"
+
+
+# Hashing a password costs ~0.15 s; the people of these tests share one hash made once.
+_HASH = []
+
+
+def _person(role, email):
+    """An employee who signs in with tests.conftest.PASSWORD, made (once) without hashing again."""
+    if not _HASH:
+        _HASH.append(generate_password_hash(PASSWORD, method="scrypt"))
+    person, _ = Employee.get_or_create(
+        email=email, defaults={"name": role.title(), "role": role, "department": "Sales", "password_hash": _HASH[0]}
+    )
+    return person
+
+
+
+
+def _goes_to_sign_in(response):
+    return response.status_code in (301, 302, 303) and response.headers["Location"].startswith("/sign-in")
+
+
+def _assert_allowed(route, response, who):
+    assert response.status_code in (200, 302, 303), f"{who}: {response.status_code}"
+    if route.endpoint not in LEAVES_FOR_SIGN_IN:
+        assert not _goes_to_sign_in(response), f"{who} was sent to sign in"
+
+
+def _answer(client, app, route, get, headers):
+    with app.test_request_context():
+        url = url_for(route.endpoint, **(route.args(get) if route.args else {}))
+    return client.open(url, method=route.method, headers=headers, data={})
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=_ids)
+def test_access(client, auth, app, request, route):
+    """Anonymous, employee and admin, each with a page request and an htmx request."""
+    get = request.getfixturevalue
+    for headers in ({}, {"HX-Request": "true"}):
+        response = _answer(client, app, route, get, headers)
+        if route.access == ANYONE:
+            assert response.status_code in (200, 302), f"anonymous: {response.status_code}"
+        else:
+            assert _goes_to_sign_in(response), f"anonymous: {response.status_code} {response.headers.get('Location')}"
+
+    for role in ("employee", "admin"):
+        person = _person(role, f"access-{role}@example.com")
+        auth.login(person)
+        for headers in ({}, {"HX-Request": "true"}):
+            if route.endpoint in LEAVES_FOR_SIGN_IN:
+                auth.login(person)
+            response = _answer(client, app, route, get, headers)
+            if role == "employee" and route.access == ADMIN:
+                assert response.status_code == 404, f"employee: {response.status_code}"
+            else:
+                _assert_allowed(route, response, role)
+        auth.logout()
+
+
+def test_missing_ids_get_404(as_admin):
+    assert as_admin.get("/admin/employees/999999").status_code == 404
+    assert as_admin.get("/admin/employees/999999/profile", headers={"HX-Request": "true"}).status_code == 404
+    assert as_admin.post("/admin/projects/999999/archive").status_code == 404
