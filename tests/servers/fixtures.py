@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -49,9 +50,13 @@ class MailUser:
 
 
 @pytest.fixture(scope="session")
-def mail_servers_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder the test mail servers keep their files in."""
-    return tmp_path_factory.mktemp("mail-servers")
+def mail_servers_root() -> Iterator[Path]:
+    """The folder the test mail servers keep their files in, removed when the session ends."""
+    # Not under pytest's basetemp: a second pytest run started meanwhile prunes old basetemps, and
+    # Dovecot would lose its users and homes in the middle of this run.
+    root = Path(tempfile.mkdtemp(prefix="portal-mail-servers-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
