@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from portal.db import database
+from portal.mail.cli import check_account_command, presets_command
 from portal.models import Employee, Project
 from portal.people import EmployeeError, create_employee, import_employees
 
@@ -27,13 +28,8 @@ def register_commands(app):
     """Attach the portal's commands to the app (and so to `flask` and `portal`)."""
     for command in (create_user_command, create_project_command, import_employees_command, ensure_admin_command):
         app.cli.add_command(command)
-    try:
-        from portal.mail.cli import check_account_command, presets_command
-    except ImportError:  # the engine is optional for the people commands
-        pass
-    else:
-        app.cli.add_command(check_account_command)
-        app.cli.add_command(presets_command)
+    app.cli.add_command(check_account_command)
+    app.cli.add_command(presets_command)
 
 
 def _fail(message):

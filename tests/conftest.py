@@ -19,7 +19,7 @@ from tests.postgres import postgres_cluster  # noqa: F401  (a fixture)
 
 # Each area keeps its fixtures in a module of its own under tests/fixtures/.
 _FIXTURES = Path(__file__).parent / "fixtures"
-pytest_plugins = sorted(
+pytest_plugins = ["tests.servers.fixtures"] + sorted(
     f"tests.fixtures.{path.stem}" for path in _FIXTURES.glob("*.py") if not path.name.startswith("_")
 )
 
