@@ -22,7 +22,8 @@ from portal.htmx import is_htmx, render_htmx, request_is_partial
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
 
-bp = Blueprint("mailboxes", __name__)
+# cli_group=None: `portal rotate-secrets` sits beside the other top-level commands.
+bp = Blueprint("mailboxes", __name__, cli_group=None)
 
 # Fields the provider picker and the address field may fill in (never a password).
 SERVER_SLOTS = ("smtp_host", "smtp_port", "smtp_security", "smtp_username",
@@ -41,6 +42,18 @@ def _install_secret_box(state):
     app = state.app
     box = secret_box.SecretBox.from_config(app.config, app.instance_path)
     app.extensions["portal_secret_box"] = secret_box.install(box)
+
+
+@bp.cli.command("rotate-secrets")
+def rotate_secrets_command():
+    """Re-encrypt every stored mailbox secret with the newest key of PORTAL_SECRET_KEYS."""
+    import click
+
+    from portal.db import database
+
+    with database.connection_context():
+        count = service.rotate_secrets(current_app.extensions["portal_secret_box"])
+    click.echo(f"Re-encrypted the secrets of {count} mailbox(es) with the newest key.")
 
 
 @bp.app_template_filter("fingerprint")

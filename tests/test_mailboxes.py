@@ -1,0 +1,415 @@
+"""External addresses: the save gate, secrets at rest, bad input, Defaults, the audit log, and the pages around them."""
+import logging
+import re
+
+import pytest
+
+from portal import mailboxes as service
+from portal.models import AuditEvent, Mailbox, MailboxProject
+from portal.secret_box import SecretBox, SecretError, active_box, install
+from tests.conftest import page_text
+from tests.fixtures.mailboxes import MAILBOX_PASSWORD
+
+pytestmark = pytest.mark.usefixtures("mail_reaches_localhost")
+
+
+def form_for(smtp, **overrides):
+    """Posted form values for a mailbox at the test SMTP server."""
+    values = {
+        "address": smtp.username,
+        "display_name": "Sales team",
+        "smtp_host": "localhost",
+        "smtp_port": str(smtp.port),
+        "smtp_security": smtp.security,
+        "smtp_username": smtp.username,
+        "smtp_password": smtp.password,
+        "incoming_protocol": "",
+    }
+    values.update(overrides)
+    return values
+
+
+def proof_in(response):
+    """The save proof a passing Test account put into the form, or None."""
+    found = re.search(r'name="proof" value="([^"]+)"', response.get_data(as_text=True))
+    return found.group(1) if found else None
+
+
+def htmx(client, url, data):
+    return client.post(url, data=data, headers={"HX-Request": "true"})
+
+
+# ---------------------------------------------------------------- the save gate, against real servers
+
+def test_a_passing_mailbox_saves_after_its_inline_test(as_admin, admin, smtp_server, dovecot, mail_user):
+    values = form_for(smtp_server, scope="company", incoming_protocol="pop3", incoming_host="localhost",
+                      incoming_port=str(dovecot.ports["pop3s"]), incoming_security="ssl",
+                      incoming_username=mail_user.address, incoming_password=mail_user.password,
+                      receive_replies="y")
+
+    tested = htmx(as_admin, "/mailboxes/test", values)
+    text = page_text(tested)
+
+    assert tested.status_code == 200
+    assert "Passed" in text and "Outgoing: sign in" in text and "POP3: sign in" in text
+    proof = proof_in(tested)
+    assert proof
+    saved = as_admin.post("/mailboxes/new", data={**values, "proof": proof})
+    assert saved.status_code == 302
+    mailbox = Mailbox.get(Mailbox.address == smtp_server.username)
+    assert mailbox.scope == "company" and mailbox.tested and mailbox.receive_replies
+    assert mailbox.to_settings().smtp.password == smtp_server.password
+    assert mailbox.to_settings().incoming.server.password == mail_user.password
+    actions = [e.action for e in AuditEvent.select().order_by(AuditEvent.id)]
+    assert actions == ["tested", "created"]
+
+
+def test_a_failing_test_explains_itself_and_save_stays_refused(as_admin, smtp_server):
+    values = form_for(smtp_server, scope="company", smtp_password="wrong-password", display_name="Keep me")
+
+    tested = htmx(as_admin, "/mailboxes/test", values)
+    body = tested.get_data(as_text=True)
+    text = page_text(tested)
+
+    assert tested.status_code == 200
+    assert "Failed" in text and "535" in text  # the server's own reply
+    assert proof_in(tested) is None
+    # Everything typed comes back, except the password.
+    assert 'value="Keep me"' in body and "wrong-password" not in body
+    refused = as_admin.post("/mailboxes/new", data={**values, "proof": ""})
+    assert refused.status_code == 200 and "Run Test account first" in page_text(refused)
+    assert Mailbox.select().count() == 0
+    assert AuditEvent.get().action == "test_failed"
+
+
+def test_failure_explanation_is_in_the_users_language(client, auth, make_employee, smtp_server):
+    russian = make_employee(language="ru")
+    auth.login(russian)
+
+    tested = htmx(client, "/mailboxes/test", form_for(smtp_server, smtp_password="wrong"))
+
+    from portal.mail.problems import catalogue_entry
+
+    text = page_text(tested)
+    assert "Исходящая: вход" in text  # the stage, in Russian
+    assert catalogue_entry("auth_failed").title["ru"] in text and catalogue_entry("auth_failed").advice["ru"][:40] in text
+    assert "535" in text  # and the server's own reply, as it said it
+
+
+def test_save_refuses_a_proof_for_other_settings(as_admin, smtp_server):
+    values = form_for(smtp_server, scope="company")
+    proof = proof_in(htmx(as_admin, "/mailboxes/test", values))
+    assert proof
+
+    changed = as_admin.post("/mailboxes/new", data={**values, "smtp_port": "2526", "proof": proof})
+    other_password = as_admin.post("/mailboxes/new", data={**values, "smtp_password": "another", "proof": proof})
+
+    assert "settings changed after the test" in page_text(changed)
+    assert "settings changed after the test" in page_text(other_password)
+    assert Mailbox.select().count() == 0
+
+
+def test_save_refuses_an_expired_proof_and_another_users_proof(app, admin, make_employee, monkeypatch):
+    values = {"address": "team@example.com", "smtp_host": "127.0.0.1", "smtp_port": "2525",
+              "smtp_security": "starttls", "smtp_username": "team@example.com", "smtp_password": "pw"}
+    cleaned = service.clean_mailbox(values, is_admin=True)
+    someone = make_employee(role="admin")
+    import itsdangerous.timed
+
+    real_time = itsdangerous.timed.time.time
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real_time() - 16 * 60)
+    stale = service.make_proof(cleaned.settings, admin, app.secret_key)
+    monkeypatch.setattr(itsdangerous.timed.time, "time", real_time)
+    theirs = service.make_proof(cleaned.settings, someone, app.secret_key)
+    mine = service.make_proof(cleaned.settings, admin, app.secret_key)
+
+    with pytest.raises(service.SaveRefused) as expired:
+        service.save_mailbox(values, actor=admin, secret_key=app.secret_key, scope="company", proof=stale)
+    with pytest.raises(service.SaveRefused) as other_user:
+        service.save_mailbox(values, actor=admin, secret_key=app.secret_key, scope="company", proof=theirs)
+    with pytest.raises(service.SaveRefused) as forged:
+        service.save_mailbox(values, actor=admin, secret_key="another-secret", scope="company", proof=mine)
+    assert (expired.value.reason, other_user.value.reason, forged.value.reason) == ("expired", "other_user", "untested")
+    assert Mailbox.select().count() == 0
+    saved = service.save_mailbox(values, actor=admin, secret_key=app.secret_key, scope="company", proof=mine)
+    assert saved.created and saved.mailbox.tested
+
+
+def test_a_crafted_post_cannot_skip_the_test(as_admin):
+    crafted = as_admin.post("/mailboxes/new", data={
+        "scope": "company", "address": "x@example.com", "smtp_host": "127.0.0.1", "smtp_port": "2525",
+        "smtp_security": "ssl", "smtp_password": "pw", "proof": "eyJ1IjoxfQ.forged.signature"})
+
+    assert crafted.status_code == 200 and "Run Test account first" in page_text(crafted)
+    assert Mailbox.select().count() == 0
+
+
+def test_editing_names_projects_and_default_keeps_the_test_but_servers_and_secrets_need_a_new_one(
+        app, admin, make_project, make_mailbox, smtp_server):
+    mailbox = make_mailbox(address=smtp_server.username, smtp_host="localhost", smtp_port=smtp_server.port,
+                           smtp_username=smtp_server.username, password=smtp_server.password)
+    alpha = make_project("Alpha")
+    same = form_for(smtp_server, smtp_password="", display_name="New name", projects=[str(alpha.id)], is_default="y",
+                    access_everyone="y")
+
+    saved = service.save_mailbox(same, actor=admin, secret_key=app.secret_key, mailbox=mailbox)
+
+    assert saved.mailbox.display_name == "New name" and saved.mailbox.project_ids() == [alpha.id]
+    assert sorted(saved.changed_fields) == ["display_name", "is_default", "projects"]
+    for change in ({"smtp_port": "2526"}, {"smtp_password": "a-new-secret"}, {"smtp_security": "ssl"},
+                   {"address": "other@example.com"}):
+        with pytest.raises(service.SaveRefused):
+            service.save_mailbox({**same, **change}, actor=admin, secret_key=app.secret_key, mailbox=mailbox)
+
+
+def test_a_changed_server_needs_the_password_typed_again(app, admin, make_mailbox):
+    mailbox = make_mailbox()
+    values = {"address": mailbox.address, "smtp_host": "smtp.elsewhere.example", "smtp_port": "587",
+              "smtp_security": "starttls", "smtp_username": mailbox.smtp_username, "smtp_password": ""}
+
+    with pytest.raises(service.MailboxInvalid) as refused:
+        service.clean_mailbox(values, existing=mailbox, is_admin=True)
+
+    assert "type the password again" in str(refused.value.errors["smtp_password"])
+
+
+# ---------------------------------------------------------------- secrets
+
+def test_secrets_are_encrypted_per_row(app, make_mailbox):
+    first, second = make_mailbox(password="same-password"), make_mailbox(password="same-password")
+    raw = Mailbox.select(Mailbox.smtp_password).where(Mailbox.id == first.id).scalar()
+
+    assert "same-password" not in raw
+    assert first.smtp_password != second.smtp_password
+    assert first.secret("smtp_password") == second.secret("smtp_password") == "same-password"
+    second.smtp_password = first.smtp_password  # a ciphertext copied into another row
+    with pytest.raises(SecretError):
+        second.secret("smtp_password")
+
+
+def test_rotation_keeps_every_row_readable(app, make_mailbox, runner):
+    rows = [make_mailbox(password=f"password-{n}") for n in range(3)]
+    old_box = active_box()
+    old_key = app.extensions["portal_secret_box"]
+    assert old_key is old_box
+
+    new_box = install(SecretBox(["brand-new-key", *_keys_of(app)]))
+    app.extensions["portal_secret_box"] = new_box
+    result = runner.invoke(args=["rotate-secrets"])
+
+    assert result.exit_code == 0 and "3 mailbox" in result.output
+    only_new = SecretBox(["brand-new-key"])
+    for row in rows:
+        fresh = Mailbox.get_by_id(row.id)
+        assert fresh.secret("smtp_password", only_new) == row.secret("smtp_password", old_box)
+        with pytest.raises(SecretError):
+            fresh.secret("smtp_password", old_box)
+        assert fresh.tested
+
+
+def _keys_of(app):
+    from portal.secret_box import configured_keys
+
+    return configured_keys(app.config.get("PORTAL_SECRET_KEYS"), app.instance_path)
+
+
+def test_the_instance_key_is_made_once_with_mode_0600(app):
+    from pathlib import Path
+
+    key_file = Path(app.instance_path) / "mailbox_secret_key"
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_no_page_fragment_or_log_line_shows_a_secret(as_admin, admin, employee, make_project, make_mailbox,
+                                                    smtp_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    alpha = make_project("Alpha")
+    company = make_mailbox(password=MAILBOX_PASSWORD, projects=[alpha])
+    personal = make_mailbox(employee, password=MAILBOX_PASSWORD)
+    values = form_for(smtp_server, scope="company")
+    bodies = [htmx(as_admin, "/mailboxes/test", values)]
+    bodies.append(as_admin.post("/mailboxes/new", data={**values, "proof": proof_in(bodies[0])}))
+    bodies.append(htmx(as_admin, "/mailboxes/test", {**values, "smtp_password": "wrong-" + smtp_server.password}))
+    for url in ("/admin/mail/outgoing", f"/admin/mail/employees/{employee.id}", f"/mailboxes/{company.id}/edit",
+                f"/mailboxes/{personal.id}/edit", "/admin/mail/senders", "/admin/mail/audit", "/my/addresses",
+                f"/admin/mail/senders/{employee.id}/{alpha.id}"):
+        bodies.append(as_admin.get(url))
+        bodies.append(as_admin.get(url, headers={"HX-Request": "true"}))
+    bodies.append(htmx(as_admin, f"/mailboxes/{company.id}/test", {**values, "smtp_password": ""}))
+    bodies.append(htmx(as_admin, f"/mailboxes/{company.id}/edit", {**values, "smtp_password": "", "smtp_port": "x"}))
+
+    secrets = (MAILBOX_PASSWORD, smtp_server.password)
+    for response in bodies:
+        body = response.get_data(as_text=True)
+        assert not any(secret in body for secret in secrets), response.request.path
+    assert "A password is stored" in page_text(as_admin.get(f"/mailboxes/{company.id}/edit"))
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert not any(secret in logged for secret in secrets)
+    assert not any(secret in event.changed_fields + event.detail for event in AuditEvent.select() for secret in secrets)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("field, value, message", [
+    ("address", "not-an-address", "Enter a valid e-mail address."),
+    ("smtp_port", "70000", "Enter a port from 1 to 65535."),
+    ("smtp_port", "0", "Enter a port from 1 to 65535."),
+    ("display_name", "Sales\r\nBcc: victim@example.com", "Use a single line without control characters."),
+    ("smtp_username", "user\x00name", "Use a single line without control characters."),
+    ("smtp_host", "smtp.example.com\nX", "Use a single line without control characters."),
+    ("smtp_host", "smtp example com", "Enter a server name"),
+    ("projects", "999999", "This project does not exist."),
+    ("receive_replies", "y", "Receiving replies needs the incoming server"),
+])
+def test_bad_input_gets_a_message_beside_its_field_and_nothing_is_saved(as_admin, field, value, message):
+    values = {"scope": "company", "address": "team@example.com", "smtp_host": "127.0.0.1", "smtp_port": "2525",
+              "smtp_security": "starttls", "smtp_username": "team", "smtp_password": "pw", field: value}
+
+    answer = htmx(as_admin, "/mailboxes/new", values)
+    body = answer.get_data(as_text=True)
+
+    assert answer.status_code == 200
+    slot = re.search(rf'<div id="slot-{field}".*?</div>\s*</div>', body, re.S)
+    assert slot and message in slot.group(0)
+    assert "Nothing was saved" in page_text(answer)
+    assert Mailbox.select().count() == 0
+
+
+# ---------------------------------------------------------------- defaults, permissions and audit
+
+def test_the_form_says_which_default_it_replaces_and_saving_replaces_it(
+        app, as_employee, employee, make_project, make_mailbox):
+    alpha = make_project("Alpha")
+    old = make_mailbox(employee, address="old@example.com", is_default=True)
+    new = make_mailbox(employee, address="new@example.com")
+
+    hint = htmx(as_employee, "/mailboxes/default-hint", {"mailbox_id": new.id, "is_default": "y", "projects": [alpha.id]})
+    assert "replaces: old@example.com" in page_text(hint)
+
+    values = {"address": new.address, "smtp_host": new.smtp_host, "smtp_port": str(new.smtp_port),
+              "smtp_security": new.smtp_security, "smtp_username": new.smtp_username, "is_default": "y"}
+    saved = as_employee.post(f"/mailboxes/{new.id}/edit", data=values)
+    assert saved.status_code == 302
+    assert not Mailbox.get_by_id(old.id).is_default and Mailbox.get_by_id(new.id).is_default
+    assert "old@example.com is no longer Default" in page_text(as_employee.get("/my/addresses"))
+
+
+def test_an_employee_cannot_post_their_way_to_company_level_or_another_owner(
+        as_employee, employee, other_employee, smtp_server):
+    values = form_for(smtp_server, scope="company", owner_id=str(other_employee.id), access_everyone="")
+    proof = proof_in(htmx(as_employee, "/mailboxes/test", values))
+
+    saved = as_employee.post("/mailboxes/new", data={**values, "proof": proof})
+
+    assert saved.status_code == 302
+    mailbox = Mailbox.get()
+    assert mailbox.scope == "employee" and mailbox.owner_id == employee.id and mailbox.access_everyone
+
+
+def test_employees_may_add_their_own_until_an_admin_switches_it_off(client, auth, admin, employee, smtp_server):
+    auth.login(admin)
+    switched = client.post("/admin/mail/outgoing/employees-may-add", data={})
+    assert switched.status_code == 302
+    auth.logout()
+    auth.login(employee)
+
+    mine = page_text(client.get("/my/addresses"))
+    form = page_text(client.get("/mailboxes/new"))
+    values = form_for(smtp_server)
+    refused = client.post("/mailboxes/new", data={**values, "proof": proof_in(htmx(client, "/mailboxes/test", values))})
+
+    assert "Ask an admin" in mine and "Add external address" not in mine.replace("My addresses", "")
+    assert "switched off" in form
+    assert "switched off" in page_text(refused) and Mailbox.select().count() == 0
+
+
+def test_pause_resume_delete_are_audited_with_ip_and_fields(as_admin, admin, employee, make_mailbox):
+    mailbox = make_mailbox(employee, address="erik.sales@example.com")
+
+    as_admin.post(f"/mailboxes/{mailbox.id}/pause")
+    assert not Mailbox.get_by_id(mailbox.id).active
+    as_admin.post(f"/mailboxes/{mailbox.id}/resume")
+    as_admin.post(f"/mailboxes/{mailbox.id}/delete")
+
+    assert Mailbox.select().count() == 0
+    events = list(AuditEvent.select().order_by(AuditEvent.id))
+    assert [e.action for e in events] == ["paused", "resumed", "deleted"]
+    assert all(e.address == "erik.sales@example.com" and e.ip == "127.0.0.1" and e.actor_id == admin.id
+               and e.owner_id == employee.id for e in events)
+    assert events[0].fields == ["active"]
+    log = page_text(as_admin.get("/admin/mail/audit?address=erik.sales"))
+    assert "paused" in log and "deleted" in log and "Anna Admin" in log and "Erik Employee" in log
+    assert "No events match" in page_text(as_admin.get("/admin/mail/audit?employee=nobody-like-this"))
+
+
+def test_my_addresses_lists_own_and_usable_company_mailboxes_without_settings(
+        as_employee, employee, other_employee, make_project, make_mailbox):
+    alpha = make_project("Alpha")
+    make_mailbox(employee, address="erik.own@example.com")
+    make_mailbox(address="sales@example.com", projects=[alpha], access_everyone=False, access_departments=["Sales"],
+                 smtp_host="smtp.secret-host.example")
+    make_mailbox(address="support@example.com", access_everyone=False, access_departments=["Support"])
+    make_mailbox(other_employee, address="olga.own@example.com")
+
+    text = page_text(as_employee.get("/my/addresses"))
+
+    assert "erik.own@example.com" in text and "sales@example.com" in text and "Alpha" in text
+    assert "support@example.com" not in text and "olga.own@example.com" not in text
+    assert "smtp.secret-host.example" not in text
+
+
+def test_who_sends_from_what_marks_ties_and_nobody_and_explains_a_cell(
+        as_admin, employee, other_employee, make_project, make_mailbox):
+    alpha, beta = make_project("Alpha"), make_project("Beta")
+    make_mailbox(address="sales@example.com", projects=[alpha], access_everyone=False, access_departments=["Sales"])
+    make_mailbox(employee, address="erik.1@example.com", projects=[beta])
+    make_mailbox(employee, address="erik.2@example.com", projects=[beta])
+
+    grid = as_admin.get("/admin/mail/senders")
+    text = page_text(grid)
+    nobody = page_text(as_admin.get("/admin/mail/senders?problem=nobody&project=%d" % alpha.id))
+    ties = page_text(as_admin.get("/admin/mail/senders?problem=conflict"))
+    cell = as_admin.get(f"/admin/mail/senders/{employee.id}/{beta.id}", headers={"HX-Request": "true"})
+
+    assert "sales@example.com" in text and "erik.1@example.com" in text and "Tie" in text and "Nobody" in text
+    assert "Olga Other" in nobody and "Erik Employee" not in nobody
+    assert "Erik Employee" in ties and "Olga Other" not in ties
+    assert cell.status_code == 200 and "<html" not in cell.get_data(as_text=True)
+    assert "Conflict" in page_text(cell) and "erik.2@example.com" in page_text(cell)
+
+
+def test_provider_picker_fills_servers_and_address_picks_the_provider(as_employee):
+    picked = htmx(as_employee, "/mailboxes/provider", {"trigger": "provider", "provider": "google",
+                                                       "address": "erik@gmail.com", "incoming_protocol": "imap"})
+    body = picked.get_data(as_text=True)
+    assert 'value="smtp.gmail.com"' in body and 'value="imap.gmail.com"' in body and 'value="erik@gmail.com"' in body
+    assert "app password" in page_text(picked)
+
+    left = htmx(as_employee, "/mailboxes/provider", {"trigger": "address", "provider": "other", "address": "erik@yandex.ru"})
+    body = left.get_data(as_text=True)
+    assert 'value="smtp.yandex.ru"' in body
+    assert re.search(r'<option selected value="yandex"|<option value="yandex" selected', body)
+    assert 'name="smtp_password"' not in body  # the browser keeps what was typed
+
+
+def test_trusting_a_certificate_puts_its_fingerprint_into_the_form(as_employee):
+    fingerprint = "ab" * 32
+
+    answer = htmx(as_employee, "/mailboxes/trust", {"side": "smtp", "fingerprint": fingerprint})
+
+    assert "AB:AB:AB" in answer.get_data(as_text=True) and 'id="slot-smtp_trusted_fingerprint"' in answer.get_data(as_text=True)
+
+
+def test_a_self_signed_server_offers_its_fingerprint_and_trusting_it_passes(
+        as_admin, make_smtp_server, untrusted_certificate):
+    server = make_smtp_server("ssl", certificate=untrusted_certificate)
+    values = form_for(server, scope="company")
+
+    failed = htmx(as_admin, "/mailboxes/test", values)
+    assert "Trust this certificate" in page_text(failed) and proof_in(failed) is None
+
+    pinned = htmx(as_admin, "/mailboxes/test", {**values, "smtp_trusted_fingerprint": untrusted_certificate.fingerprint})
+    assert "Passed" in page_text(pinned) and proof_in(pinned)
+    assert as_admin.post("/mailboxes/new", data={**values, "smtp_trusted_fingerprint": untrusted_certificate.fingerprint,
+                                                 "proof": proof_in(pinned)}).status_code == 302
+    assert Mailbox.get().smtp_trusted_fingerprint == untrusted_certificate.fingerprint
