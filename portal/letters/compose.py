@@ -1,0 +1,241 @@
+"""Writing a letter: checked addresses and headers, a safe HTML part, and a stored queue row."""
+import datetime
+import html
+import re
+import secrets
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, getaddresses
+
+from email_validator import EmailNotValidError, validate_email
+from flask_babel import lazy_gettext as _l
+from peewee import IntegrityError
+
+from portal.db import database
+from portal.forms import CONTROL_CHARACTERS
+from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
+from portal.models.people import FIELD_MAX
+
+# 7-bit transfer encodings: the stored letter is plain ASCII and needs no 8BITMIME or SMTPUTF8.
+MESSAGE_POLICY = SMTP.clone(cte_type="7bit")
+SUBJECT_MAX = 900
+BODY_MAX = 200_000
+RECIPIENTS_MAX = 100
+_URL = re.compile(r"\bhttps?://[^\s<>\"']*[^\s<>\"'.,;:!?)]")
+
+
+class LetterError(ValueError):
+    """A letter that cannot be queued; `field` names the form field at fault."""
+
+    def __init__(self, field, message):
+        super().__init__(str(message))
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One checked address of a letter, with the name shown beside it."""
+
+    address: str
+    name: str = ""
+    kind: str = "to"
+
+    def header(self):
+        """The address as a header shows it (the name encoded by the message policy)."""
+        local, _, domain = self.address.rpartition("@")
+        return Address(display_name=self.name, username=local, domain=domain)
+
+
+def refuse_control_characters(field, value):
+    """Refuse line breaks, NUL, other control characters and Unicode line separators: no header injection."""
+    if value and CONTROL_CHARACTERS.search(value):
+        raise LetterError(field, _l("Use a single line without line breaks or control characters."))
+
+
+def clean_address(field, address):
+    """A syntactically valid e-mail address in stored form, or LetterError."""
+    refuse_control_characters(field, address)
+    try:
+        valid = validate_email((address or "").strip(), check_deliverability=False)
+    except EmailNotValidError:
+        raise LetterError(field, _l("“%(address)s” is not a valid e-mail address.", address=address)) from None
+    return normalize_email(valid.normalized)
+
+
+def parse_recipients(text, kind="to"):
+    """The addresses in a To or Cc field: `a@b.com, Name <c@d.com>; …`, checked, without repeats."""
+    refuse_control_characters(kind, text)
+    found, seen = [], set()
+    pairs = getaddresses([(text or "").replace(";", ",")])
+    raw_parts = [part for part in re.split(r"[,;]", text or "") if part.strip()]
+    if len([address for _, address in pairs if address]) < len(raw_parts):
+        bad = next((part.strip() for part in raw_parts if "@" not in part), raw_parts[0].strip())
+        raise LetterError(kind, _l("“%(address)s” is not a valid e-mail address.", address=bad))
+    for name, address in pairs:
+        if not address:
+            continue
+        address = clean_address(kind, address)
+        name = " ".join((name or "").split())
+        refuse_control_characters(kind, name)
+        if len(name) > FIELD_MAX:
+            raise LetterError(kind, _l("At most %(max)d characters.", max=FIELD_MAX))
+        if address not in seen:
+            seen.add(address)
+            found.append(Recipient(address, name, kind))
+    return found
+
+
+def html_from_text(body):
+    """The HTML part for a plain-text body: everything escaped, paragraphs and line breaks kept, links made clickable."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", body.replace("\r\n", "\n").strip()):
+        pieces, last = [], 0
+        for link in _URL.finditer(block):
+            url = html.escape(link.group(0), quote=True)
+            pieces += [html.escape(block[last:link.start()], quote=True), f'<a href="{url}">{url}</a>']
+            last = link.end()
+        pieces.append(html.escape(block[last:], quote=True))
+        paragraphs.append("<p>" + "".join(pieces).replace("\n", "<br>\n") + "</p>")
+    return (
+        '<!doctype html>\n<html><head><meta charset="utf-8"></head>\n<body>\n'
+        + "\n".join(paragraphs)
+        + "\n</body></html>\n"
+    )
+
+
+def new_message_id(domain):
+    """A Message-ID fixed when the letter is made and reused on every attempt."""
+    return f"<{secrets.token_hex(16)}@{domain or 'portal.invalid'}>"
+
+
+def build_message(*, from_address, from_name, to, cc, subject, body, message_id, date,
+                  reply_to=None, in_reply_to="", references=""):
+    """The letter's bytes: plain text and its HTML rendering, every header checked (ASCII, CRLF)."""
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    sender = Recipient(from_address, from_name)
+    message["From"] = sender.header()
+    if to:
+        message["To"] = [r.header() for r in to]
+    if cc:
+        message["Cc"] = [r.header() for r in cc]
+    message["Subject"] = subject
+    message["Date"] = format_datetime(date.replace(tzinfo=datetime.timezone.utc))
+    message["Message-ID"] = message_id
+    message["Reply-To"] = (reply_to or sender).header()
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+    if references:
+        message["References"] = references
+    text = body.replace("\r\n", "\n")
+    message.set_content(text if text.endswith("\n") else text + "\n", charset="utf-8")
+    message.add_alternative(html_from_text(text), subtype="html", charset="utf-8")
+    return message.as_bytes()
+
+
+def _clean_thread_ids(value):
+    """Message-IDs given for In-Reply-To/References: only <…> tokens, nothing that could break a header."""
+    refuse_control_characters("in_reply_to", value)
+    return " ".join(re.findall(r"<[^<>\s]+>", value or ""))
+
+
+def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_reply_to="", references="",
+                  submit_token=None, save_contacts=False, check_sender=True):
+    """Store a letter in the queue (state "queued") and return it; the same submit_token returns the same letter.
+
+    ``to`` and ``cc`` are header-style text or lists of Recipient. Raises LetterError naming the
+    field at fault; nothing is stored then. ``check_sender`` (default on) re-checks that the author
+    may send from ``mailbox`` in ``project``.
+    """
+    if submit_token:
+        existing = Letter.get_or_none(Letter.submit_token == submit_token)
+        if existing is not None:
+            if existing.author_id != author.id:
+                raise LetterError("", _l("This form was already used. Open a new letter."))
+            return existing
+    if mailbox is None:
+        raise LetterError("mailbox", _l("Choose the address the letter leaves from."))
+    if check_sender:
+        from portal.sender import may_use
+
+        if not may_use(author, mailbox, project):
+            raise LetterError("mailbox", _l("You may not send from this address in this project."))
+    to_list = to if isinstance(to, list) else parse_recipients(to, "to")
+    cc_list = cc if isinstance(cc, list) else parse_recipients(cc, "cc")
+    to_addresses = {r.address for r in to_list}
+    cc_list = [r for r in cc_list if r.address not in to_addresses]
+    if not to_list:
+        raise LetterError("to", _l("Add at least one recipient."))
+    if len(to_list) + len(cc_list) > RECIPIENTS_MAX:
+        raise LetterError("to", _l("At most %(max)d recipients in one letter.", max=RECIPIENTS_MAX))
+    subject = " ".join((subject or "").split(" "))
+    refuse_control_characters("subject", subject)
+    subject = subject.strip()
+    if not subject:
+        raise LetterError("subject", _l("Write a subject."))
+    if len(subject) > SUBJECT_MAX:
+        raise LetterError("subject", _l("At most %(max)d characters.", max=SUBJECT_MAX))
+    body = (body or "").replace("\r\n", "\n")
+    if "\x00" in body:
+        raise LetterError("body", _l("The text contains a NUL character."))
+    if not body.strip():
+        raise LetterError("body", _l("Write the text of the letter."))
+    if len(body) > BODY_MAX:
+        raise LetterError("body", _l("At most %(max)d characters.", max=BODY_MAX))
+    from_name = mailbox.display_name or ""
+    try:
+        refuse_control_characters("mailbox", from_name)
+        from_address = clean_address("mailbox", mailbox.address)
+    except LetterError:
+        raise LetterError("mailbox", _l("This address's display name or e-mail has a line break or control "
+                                        "character; fix the address first.")) from None
+    in_reply_to = _clean_thread_ids(in_reply_to)
+    references = _clean_thread_ids(references)
+    if in_reply_to and in_reply_to not in references:
+        references = (references + " " + in_reply_to).strip()
+    now = utcnow()
+    message_id = new_message_id(from_address.rpartition("@")[2])
+    try:
+        raw = build_message(from_address=from_address, from_name=from_name, to=to_list, cc=cc_list,
+                            subject=subject, body=body, message_id=message_id, date=now,
+                            in_reply_to=in_reply_to, references=references)
+    except (ValueError, TypeError) as error:  # the email package's own last line against bad headers
+        raise LetterError("subject", _l("The letter could not be built: %(error)s", error=str(error))) from None
+    try:
+        with database.atomic():
+            letter = Letter.create(
+                author=author, project=project, mailbox=mailbox, from_address=from_address, from_name=from_name,
+                to_header=", ".join(str(r.header()) for r in to_list),
+                cc_header=", ".join(str(r.header()) for r in cc_list),
+                subject=subject, body_text=body, message_id=message_id, in_reply_to=in_reply_to,
+                references=references, raw_message=raw.decode("ascii"), submit_token=submit_token or None,
+                state="queued", created_at=now, queued_at=now, next_attempt_at=now,
+            )
+            LetterRecipient.insert_many([
+                {"letter": letter.id, "kind": r.kind, "name": r.name, "address": r.address}
+                for r in to_list + cc_list
+            ]).execute()
+            if save_contacts:
+                save_as_contacts(to_list + cc_list, author)
+    except IntegrityError:
+        # Two submits with one token raced; the first one's letter is the letter.
+        existing = Letter.get_or_none(Letter.submit_token == submit_token) if submit_token else None
+        if existing is None:
+            raise
+        return existing
+    return letter
+
+
+def save_as_contacts(recipients, author):
+    """Add the addresses that are not contacts yet; returns how many were added."""
+    addresses = [r.address for r in recipients]
+    known = {c.email for c in Contact.select(Contact.email).where(Contact.email.in_(addresses))}
+    added = 0
+    for r in recipients:
+        if r.address not in known:
+            Contact.create(name=r.name, email=r.address, created_by=author)
+            known.add(r.address)
+            added += 1
+    return added

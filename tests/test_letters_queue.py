@@ -1,0 +1,294 @@
+"""The sending core against a real aiosmtpd: states, retries, faults, leases, limits, batching and the guard."""
+import datetime
+import email
+import random
+from email import policy as email_policy
+
+import pytest
+
+from portal.letters.queue import QueuePolicy, cancel_letter, claim_due_letters, retry_letter
+from portal.mail.problems import Problem
+from portal.mail.settings import MailConfig
+from portal.models import Letter, LetterAttempt, LetterRecipient, utcnow
+from tests.servers.smtp import DROP_AFTER_DATA, DROP_DURING_DATA
+
+
+def fresh(letter):
+    return Letter.get_by_id(letter.id)
+
+
+def received(server):
+    return [email.message_from_bytes(m.content, policy=email_policy.default) for m in server.messages]
+
+
+def test_a_letter_arrives_with_its_from_display_name_message_id_and_body(sending_mailbox, write_letter, run_queue,
+                                                                        smtp_server):
+    letter = write_letter(sending_mailbox, to="Фёдор Friend <friend@example.com>", cc="boss@example.org",
+                          subject="Отчёт за квартал", body="Добрый день!\n\n<b>not bold</b>\n")
+    assert fresh(letter).state == "queued"
+
+    report = run_queue()
+
+    letter = fresh(letter)
+    assert report.outcomes["sent"] == 1 and letter.state == "sent" and letter.attempts == 1
+    [message] = received(smtp_server)
+    assert smtp_server.messages[0].mail_from == "sender@example.com"
+    assert sorted(smtp_server.messages[0].rcpt_tos) == ["boss@example.org", "friend@example.com"]
+    assert message["From"].addresses[0].display_name == "Erik at Work"
+    assert message["From"].addresses[0].addr_spec == "sender@example.com"
+    assert message["Message-ID"] == letter.message_id
+    assert message["Reply-To"].addresses[0].addr_spec == "sender@example.com"
+    assert message["Subject"] == "Отчёт за квартал"
+    assert "Фёдор Friend" in str(message["To"])
+    assert message.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Добрый день!\n\n<b>not bold</b>\n"
+    html = message.get_body(("html",)).get_content()
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in html and "<b>" not in html
+    assert {r.status for r in letter.recipients} == {"accepted"}
+    [attempt] = letter.history
+    assert attempt.outcome == "sent" and attempt.server_reply.startswith("250")
+
+
+@pytest.mark.parametrize("command", ["MAIL", "RCPT", "DATA"])
+def test_421_is_deferred_then_sent_on_retry_with_the_same_message_id(command, sending_mailbox, write_letter,
+                                                                      run_queue, smtp_server):
+    letter = write_letter(sending_mailbox)
+    smtp_server.fail(command, "421 4.7.0 Try again later")
+
+    run_queue()
+    deferred = fresh(letter)
+    assert deferred.state == "deferred" and deferred.attempts == 1
+    assert deferred.problem_code == "temporary_refusal" and deferred.smtp_code == 421
+    assert deferred.next_attempt_at > utcnow() + datetime.timedelta(seconds=25)
+    assert smtp_server.messages == []
+
+    run_queue()  # not due yet: nothing happens
+    assert fresh(letter).attempts == 1
+
+    smtp_server.clear_script()
+    run_queue.later(minutes=2)
+    run_queue()
+    sent = fresh(letter)
+    assert sent.state == "sent" and sent.attempts == 2
+    [message] = received(smtp_server)
+    assert message["Message-ID"] == letter.message_id
+    assert [a.outcome for a in sent.history.order_by(LetterAttempt.id)] == ["deferred", "sent"]
+
+
+def test_550_unknown_recipient_fails_at_once_with_an_explanation(sending_mailbox, write_letter, run_queue,
+                                                                 smtp_server):
+    letter = write_letter(sending_mailbox, to="nobody@example.com, also-nobody@example.com")
+    smtp_server.fail("RCPT", "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown")
+
+    run_queue()
+    failed = fresh(letter)
+    assert failed.state == "failed" and failed.attempts == 1
+    problem = failed.problem()
+    assert problem.code == "recipient_unknown" and not problem.temporary
+    assert "does not exist" in problem.title("en")
+    assert "5.1.1" in failed.server_reply
+    refused = {r.address: r for r in failed.recipients}
+    assert {r.status for r in refused.values()} == {"refused"}
+    assert refused["nobody@example.com"].smtp_code == 550
+    assert Letter.needing_attention(failed.author) == 1
+
+    smtp_server.clear_script()
+    run_queue.later(hours=2)
+    run_queue()
+    assert fresh(letter).attempts == 1 and smtp_server.messages == []
+
+
+def test_a_connection_dropped_during_data_is_retried(sending_mailbox, write_letter, run_queue, smtp_server):
+    letter = write_letter(sending_mailbox)
+    smtp_server.fail("DATA", DROP_DURING_DATA)
+
+    run_queue()
+    deferred = fresh(letter)
+    assert deferred.state == "deferred" and deferred.problem_code == "connection_dropped"
+    assert deferred.phase == ""
+
+    smtp_server.clear_script()
+    run_queue.later(minutes=2)
+    run_queue()
+    assert fresh(letter).state == "sent" and len(smtp_server.messages) == 1
+
+
+def test_a_connection_dropped_after_the_final_dot_is_uncertain_and_never_resent(sending_mailbox, write_letter,
+                                                                               run_queue, smtp_server):
+    letter = write_letter(sending_mailbox)
+    smtp_server.fail("DATA", DROP_AFTER_DATA)
+
+    run_queue()
+    uncertain = fresh(letter)
+    assert uncertain.state == "uncertain" and uncertain.problem_code == "delivery_uncertain"
+    assert Letter.needing_attention(uncertain.author) == 1
+
+    smtp_server.clear_script()
+    run_queue.later(days=1)
+    run_queue()
+    assert fresh(letter).state == "uncertain" and fresh(letter).attempts == 1
+
+    assert retry_letter(fresh(letter))  # a person decides to send it again
+    run_queue.later(days=1, seconds=1)
+    run_queue()
+    assert fresh(letter).state == "sent" and len(smtp_server.messages) == 1
+
+
+def test_a_server_that_never_answers_is_deferred_after_the_timeout(make_mailbox, employee, write_letter,
+                                                                   silent_server, server_certificate):
+    from portal.letters.queue import process_due_letters
+
+    mailbox = make_mailbox(employee, smtp_host="127.0.0.1", smtp_port=silent_server.port)
+    letter = write_letter(mailbox)
+    config = MailConfig(timeout=0.5, allowed_hosts=("127.0.0.1",), ca_file=server_certificate.ca_file)
+
+    process_due_letters(config, QueuePolicy(mailbox_per_minute=0))
+
+    deferred = fresh(letter)
+    assert deferred.state == "deferred" and deferred.problem_code == "timeout"
+    assert deferred.problem().temporary
+
+
+def test_a_mailbox_pointed_at_a_forbidden_host_does_not_send(sending_mailbox, write_letter, smtp_server,
+                                                             server_certificate):
+    from portal.letters.queue import process_due_letters
+
+    letter = write_letter(sending_mailbox)
+    guarded = MailConfig(timeout=2, ca_file=server_certificate.ca_file)  # 127.0.0.1 is not a public server
+
+    process_due_letters(guarded, QueuePolicy(mailbox_per_minute=0))
+
+    failed = fresh(letter)
+    assert failed.state == "failed" and failed.problem_code == "connection_blocked"
+    assert smtp_server.messages == [] and smtp_server.logins == []
+
+
+def test_a_killed_worker_s_letter_is_sent_exactly_once_after_its_lease(sending_mailbox, write_letter, run_queue,
+                                                                       smtp_server):
+    letter = write_letter(sending_mailbox)
+    # A worker claimed it and died before DATA's end: the row stays "sending" under its lease.
+    token, claimed = claim_due_letters(QueuePolicy(lease=60), now=utcnow())
+    assert [c.id for c in claimed] == [letter.id] and fresh(letter).state == "sending"
+
+    run_queue()  # the lease still holds: another worker leaves it alone
+    assert smtp_server.messages == [] and fresh(letter).state == "sending"
+
+    run_queue.later(seconds=61)
+    run_queue()
+    run_queue.later(seconds=61)
+    run_queue()
+    assert fresh(letter).state == "sent" and len(smtp_server.messages) == 1
+
+
+def test_a_worker_lost_after_the_final_dot_leaves_the_letter_uncertain(sending_mailbox, write_letter, run_queue,
+                                                                       smtp_server):
+    letter = write_letter(sending_mailbox)
+    claim_due_letters(QueuePolicy(lease=60), now=utcnow())
+    Letter.update(phase="data", attempts=1).where(Letter.id == letter.id).execute()
+
+    run_queue.later(seconds=61)
+    run_queue()
+
+    lost = fresh(letter)
+    assert lost.state == "uncertain" and lost.problem_code == "worker_lost"
+    assert smtp_server.messages == []
+
+
+def test_letters_through_one_mailbox_share_one_connection(sending_mailbox, write_letter, run_queue, smtp_server):
+    letters = [write_letter(sending_mailbox, to=f"friend{n}@example.com") for n in range(6)]
+
+    report = run_queue()
+
+    assert report.connections == 1 and report.outcomes["sent"] == 6
+    assert len(smtp_server.logins) == 1 and len(smtp_server.messages) == 6
+    assert {fresh(letter).state for letter in letters} == {"sent"}
+
+
+def test_the_mailbox_limit_defers_without_spending_attempts(sending_mailbox, write_letter, run_queue, smtp_server):
+    letters = [write_letter(sending_mailbox, to=f"friend{n}@example.com") for n in range(3)]
+    run_queue.policy = QueuePolicy(mailbox_per_minute=2)
+
+    run_queue()
+    states = [fresh(letter) for letter in letters]
+    assert [s.state for s in states] == ["sent", "sent", "deferred"]
+    held = states[2]
+    assert held.waiting_for == "mailbox_limit" and held.attempts == 0
+    assert held.next_attempt_at <= utcnow() + datetime.timedelta(seconds=61)
+
+    run_queue.later(seconds=61)
+    run_queue()
+    assert fresh(letters[2]).state == "sent" and len(smtp_server.messages) == 3
+
+
+def test_the_per_recipient_limit_defers_the_letter_past_the_window(sending_mailbox, write_letter, run_queue,
+                                                                   smtp_server):
+    letters = [write_letter(sending_mailbox, to="busy@example.com") for _ in range(3)]
+    run_queue.policy = QueuePolicy(mailbox_per_minute=0, recipient_limit=2, recipient_window=600)
+
+    run_queue()
+    assert [fresh(letter).state for letter in letters] == ["sent", "sent", "deferred"]
+    assert fresh(letters[2]).waiting_for == "recipient_limit"
+
+    run_queue.later(minutes=5)
+    run_queue()
+    assert fresh(letters[2]).state == "deferred"
+
+    run_queue.later(minutes=6)
+    run_queue()
+    assert fresh(letters[2]).state == "sent"
+
+
+def test_temporary_failures_stop_after_the_attempt_budget(sending_mailbox, write_letter, run_queue, smtp_server):
+    letter = write_letter(sending_mailbox)
+    run_queue.policy = QueuePolicy(mailbox_per_minute=0, max_attempts=3)
+    smtp_server.fail("MAIL", "451 4.3.0 Local error")
+
+    for _ in range(4):
+        run_queue()
+        run_queue.later(hours=2)
+
+    failed = fresh(letter)
+    assert failed.state == "failed" and failed.attempts == 3 and failed.problem_stage == "gave_up"
+
+
+def test_a_letter_older_than_the_age_budget_fails_on_its_next_temporary_failure(sending_mailbox, write_letter,
+                                                                                run_queue, smtp_server):
+    letter = write_letter(sending_mailbox)
+    smtp_server.fail("MAIL", "421 4.7.0 Busy")
+    run_queue.later(hours=25)
+
+    run_queue()
+
+    assert fresh(letter).state == "failed" and fresh(letter).attempts == 1
+
+
+def test_back_off_doubles_with_jitter_and_is_capped():
+    policy = QueuePolicy(retry_base=60, retry_max=3600)
+    rng = random.Random(5)
+    for attempt, ceiling in [(1, 60), (2, 120), (3, 240), (7, 3600), (12, 3600)]:
+        delays = [policy.retry_delay(attempt, rng) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len({round(d, 3) for d in delays}) > 40  # jittered, so workers do not retry in lock-step
+
+
+def test_cancel_stops_a_queued_letter_and_retry_queues_it_again(sending_mailbox, write_letter, run_queue,
+                                                                smtp_server):
+    letter = write_letter(sending_mailbox)
+    assert cancel_letter(letter)
+    run_queue()
+    assert fresh(letter).state == "cancelled" and smtp_server.messages == []
+
+    assert retry_letter(fresh(letter))
+    run_queue()
+    assert fresh(letter).state == "sent"
+    assert not cancel_letter(fresh(letter))  # gone out: nothing to cancel
+
+
+def test_problems_for_letters_come_back_with_the_catalogue_words(sending_mailbox, write_letter, run_queue,
+                                                                  smtp_server):
+    letter = write_letter(sending_mailbox)
+    smtp_server.fail("DATA", "554 5.7.1 Message rejected as spam")
+    run_queue()
+    problem = fresh(letter).problem()
+    assert isinstance(problem, Problem) and problem.code == "message_rejected"
+    assert problem.title("ru") and problem.advice("ru") != problem.advice("en")
+    assert LetterRecipient.select().where(LetterRecipient.status == "accepted").count() == 0
