@@ -5,3 +5,4 @@ from portal.models.mailboxes import AuditEvent, Mailbox, MailboxAccess, MailboxP
 
 __all__ = ["BaseModel", "Employee", "Project", "normalize_email", "utcnow"]
 from portal.models.letters import Contact, Letter, LetterAttempt, LetterRecipient, MailboxInbox, Reply, SeenMessage  # noqa: E402,F401
+from portal.models.api import ApiToken  # noqa: E402,F401
