@@ -1,0 +1,111 @@
+"""People pages in Chromium: sign in, search as you type, add an employee, card tabs, language."""
+import pytest
+
+from portal.models import Employee
+
+pytestmark = pytest.mark.browser
+
+
+def test_sign_in(live_server, page, sign_in, employee, screenshot):
+    page.goto(live_server + "/sign-in")
+    screenshot(page, "sign-in")
+    sign_in(page, employee)
+    assert page.locator("h1").inner_text() == "Hello, Erik Employee"
+    screenshot(page, "signed-in")
+
+
+def test_switch_language_on_sign_in_page(live_server, page, screenshot):
+    page.goto(live_server + "/sign-in")
+    with page.expect_navigation():
+        page.select_option("#language", "ru")  # submits on change
+    assert page.locator("html").get_attribute("lang") == "ru"
+    assert page.locator("h1").inner_text() == "Вход"
+    screenshot(page, "sign-in-ru")
+
+
+def test_search_employees_as_you_type(live_server, signed_in_page, admin, make_employee, screenshot):
+    for number in range(30):
+        Employee.create(name=f"Person {number:02d}", email=f"person{number}@example.com", department="Logistics")
+    make_employee(name="Olga Other", email="olga@example.com", department="Support")
+    page = signed_in_page(admin)
+    page.goto(live_server + "/admin/employees")
+    screenshot(page, "list")
+    page.locator("#employee-search").press_sequentially("supp", delay=30)
+    page.wait_for_url("**/admin/employees?q=supp*")  # the address keeps the query
+    assert page.locator("#employee-list tbody tr").count() == 1
+    assert "Olga Other" in page.locator("#employee-list").inner_text()
+    screenshot(page, "searched")
+    page.go_back()
+    page.wait_for_function("document.querySelectorAll('#employee-list tbody tr').length > 1")
+
+
+def test_add_employee_with_a_mistake_first(live_server, signed_in_page, admin, employee, screenshot):
+    page = signed_in_page(admin)
+    page.goto(live_server + "/admin/employees/new")
+    page.fill("#name", "Nina New")
+    page.fill("#email", "ERIK@example.com")
+    page.click("#employee-form button[type=submit]")
+    assert "An employee with this e-mail already exists." in page.locator("#email-error").inner_text()
+    screenshot(page, "form-with-error")
+    page.fill("#email", "nina@example.com")
+    page.fill("#department", "Purchasing")
+    page.click("#employee-form button[type=submit]")
+    page.wait_for_url("**/admin/employees/*")
+    assert page.locator("h1").inner_text() == "Nina New"
+    screenshot(page, "added")
+
+
+def test_card_tabs(app, live_server, signed_in_page, admin, employee, screenshot):
+    page = signed_in_page(admin)
+    page.goto(live_server + f"/admin/employees/{employee.id}")
+    profile = page.get_by_role("tab", name="Profile")
+    assert profile.get_attribute("aria-selected") == "true"
+    screenshot(page, "card-profile")
+    if "mailboxes.employee_addresses" in app.view_functions:
+        addresses = page.get_by_role("tab", name="External addresses")
+        addresses.click()
+        page.wait_for_function("document.getElementById('tab-addresses').getAttribute('aria-selected') === 'true'")
+        page.wait_for_load_state("networkidle")
+        screenshot(page, "card-addresses")
+        profile.focus()
+        page.keyboard.press("ArrowRight")
+        assert addresses.get_attribute("aria-selected") == "true"
+        page.keyboard.press("ArrowLeft")
+    else:
+        profile.click()
+    page.wait_for_selector("#employee-tabpanel dl.details")
+    assert profile.get_attribute("aria-selected") == "true"
+    assert "Sales" in page.locator("#employee-tabpanel").inner_text()
+
+
+def test_deactivate_from_the_card(live_server, signed_in_page, admin, employee, screenshot):
+    page = signed_in_page(admin)
+    page.goto(live_server + f"/admin/employees/{employee.id}")
+    page.get_by_role("button", name="Deactivate…").click()
+    page.wait_for_selector("#employee-status.confirm")
+    screenshot(page, "confirm-deactivate")
+    page.locator("#employee-status button[type=submit]").click()
+    page.wait_for_selector("text=Erik Employee can no longer sign in.")
+    assert not Employee.get_by_id(employee.id).active
+
+
+def test_projects_in_place(live_server, signed_in_page, admin, make_project, screenshot):
+    make_project("Apollo")
+    page = signed_in_page(admin)
+    page.goto(live_server + "/admin/projects")
+    page.fill("#name", "   ")
+    page.get_by_role("button", name="Add project").click()
+    page.wait_for_selector("#name-error")
+    assert "only spaces" in page.locator("#name-error").inner_text()
+    page.fill("#name", "Gemini")
+    page.get_by_role("button", name="Add project").click()
+    page.wait_for_selector("text=Project Gemini added.")
+    page.get_by_role("link", name="Rename Apollo").click()
+    page.wait_for_selector(".project-row.editing input[type=text]")
+    screenshot(page, "renaming")
+    page.locator(".project-row.editing input[type=text]").fill("Artemis")
+    page.locator(".project-row.editing button[type=submit]").click()
+    page.wait_for_selector("text=Artemis")
+    page.get_by_role("button", name="Archive Artemis").click()
+    page.wait_for_selector(".project-row.archived")
+    screenshot(page, "projects")
