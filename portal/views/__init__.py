@@ -6,6 +6,7 @@ def register_blueprints(app):
     from portal.views import auth, home
     from portal.views import mailboxes
     from portal.views import employees, profile, projects
+    from portal.views import contacts, letters
 
-    for module in (auth, home, mailboxes, employees, projects, profile):
+    for module in (auth, home, mailboxes, employees, projects, profile, contacts, letters):
         app.register_blueprint(module.bp)

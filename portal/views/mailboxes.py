@@ -407,9 +407,13 @@ def provider():
         preset = get_preset(before) or get_preset(OTHER)
     fill_servers = trigger == "provider" or (trigger == "address" and (preset.key != before or not form.smtp_host.data))
     form.provider.data = preset.key
+    before_values = {name: form[name].data for name in SERVER_SLOTS}
     if preset.key != OTHER:
         _apply_preset(form, preset, servers=fill_servers, incoming=fill_servers or trigger == "protocol")
-    context = {"form": form, "preset": preset, "lang": _lang(), "slots": ("provider",) + SERVER_SLOTS}
+    # Only the fields the preset changed go back, so nothing typed meanwhile is overwritten.
+    changed = [name for name in SERVER_SLOTS if form[name].data != before_values[name]]
+    slots = (("provider",) if preset.key != before else ()) + tuple(changed)
+    context = {"form": form, "preset": preset, "lang": _lang(), "slots": slots}
     return _fragment("mailboxes/partial/provider_answer.html", **context)
 
 

@@ -47,3 +47,18 @@ document.addEventListener("change", function (event) {
     target.click();
   });
 })();
+
+// ---- Letters (issue 5) ----
+// The contact picker on New letter: a "To"/"Cc" button adds that contact to the field, once.
+document.addEventListener("click", function (event) {
+  var button = event.target.closest("[data-add-recipient]");
+  if (!button) { return; }
+  var field = document.getElementById(button.getAttribute("data-add-recipient"));
+  var address = button.getAttribute("data-address");
+  if (!field || !address) { return; }
+  var current = field.value.trim();
+  if (current.toLowerCase().indexOf(address.toLowerCase()) === -1) {
+    field.value = current ? current.replace(/[,;]\s*$/, "") + ", " + address : address;
+  }
+  field.focus();
+});

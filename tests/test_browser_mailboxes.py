@@ -1,0 +1,169 @@
+"""External addresses in Chromium: presets and the inline test against local servers, a refused Save, the grid."""
+import datetime
+
+import pytest
+
+from portal.models import Employee, Mailbox, utcnow
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("mail_reaches_localhost")]
+
+
+def fill_local_server(page, smtp):
+    """Point the outgoing fields at the local aiosmtpd server."""
+    page.fill("#smtp_host", "localhost")
+    page.fill("#smtp_port", str(smtp.port))
+    page.select_option("#smtp_security", smtp.security)
+    page.fill("#smtp_username", smtp.username)
+
+
+def run_test(page):
+    page.click("button:has-text('Test account'), button:has-text('Протестировать')")
+    page.wait_for_selector("#test-result .result-line", timeout=20000)
+
+
+def test_admin_adds_a_company_mailbox_through_a_preset_and_the_inline_test(
+        live_server, signed_in_page, admin, make_project, smtp_server, screenshot):
+    make_project("Alpha")
+    page = signed_in_page(admin)
+    page.goto(live_server + "/admin/mail/outgoing")
+    screenshot(page, "outgoing-empty")
+    page.click("text=Add company address")
+    page.select_option("#provider", "yandex")
+    page.wait_for_function("document.querySelector('#smtp_host').value === 'smtp.yandex.ru'")
+    assert "Yandex" in page.locator("#provider-advice").inner_text()
+    page.fill("#address", smtp_server.username)
+    page.fill("#display_name", "Sales team")
+    screenshot(page, "preset-filled")
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", smtp_server.password)
+    run_test(page)
+    assert "Passed" in page.locator("#test-result").inner_text()
+    screenshot(page, "test-passed")
+    page.click("button:has-text('Save')")
+    page.wait_for_url("**/admin/mail/outgoing")
+    assert smtp_server.username in page.locator(".mailbox-table").inner_text()
+    screenshot(page, "outgoing-saved")
+    assert Mailbox.get().scope == "company"
+
+
+def test_employee_adds_a_personal_mailbox(live_server, signed_in_page, employee, smtp_server, screenshot):
+    page = signed_in_page(employee)
+    page.goto(live_server + "/my/addresses")
+    screenshot(page, "my-addresses-empty")
+    page.click("text=Add external address")
+    page.fill("#address", smtp_server.username)
+    page.locator("#address").blur()
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", smtp_server.password)
+    run_test(page)
+    page.click("button:has-text('Save')")
+    page.wait_for_url("**/my/addresses")
+    assert smtp_server.username in page.locator(".mailbox-table").inner_text()
+    screenshot(page, "my-addresses-saved")
+    mailbox = Mailbox.get()
+    assert mailbox.owner_id == employee.id and mailbox.tested
+
+
+def test_a_failing_test_explains_itself_keeps_the_form_and_save_stays_refused(
+        live_server, signed_in_page, admin, smtp_server, screenshot):
+    page = signed_in_page(admin)
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    page.fill("#address", smtp_server.username)
+    page.fill("#display_name", "Keep me")
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", "not-the-password")
+    run_test(page)
+    result = page.locator("#test-result").inner_text()
+    assert "Failed" in result and "535" in result
+    assert page.locator("#test-result .problem h3").inner_text().strip()
+    # Everything typed stays, the password too (the browser kept it; the server never sent it back).
+    assert page.input_value("#display_name") == "Keep me"
+    assert page.input_value("#smtp_password") == "not-the-password"
+    screenshot(page, "test-failed")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("#form-status .error")
+    assert "Run Test account first" in page.locator("#form-status").inner_text()
+    screenshot(page, "save-refused")
+    assert Mailbox.select().count() == 0
+
+
+def test_who_sends_from_what_shows_the_employees_address_winning(
+        live_server, signed_in_page, admin, employee, make_project, make_mailbox, screenshot):
+    alpha = make_project("Alpha")
+    make_project("Beta")
+    make_mailbox(address="sales@example.com", projects=[alpha], is_default=True)
+    make_mailbox(employee, address="erik@example.com")
+    page = signed_in_page(admin)
+    page.goto(live_server + "/admin/mail/senders")
+    row = page.locator("tr", has_text="Erik Employee")
+    assert "erik@example.com" in row.locator("td").first.inner_text()
+    assert "sales@example.com" not in row.inner_text()
+    screenshot(page, "senders")
+    row.locator("td").first.locator("a").click()
+    page.wait_for_selector("#sender-dialog[open]")
+    assert "beat company" in page.locator("#sender-detail").inner_text()
+    screenshot(page, "senders-explained")
+
+
+def test_look_at_every_page_in_both_languages_and_on_a_phone(
+        live_server, page, sign_in, admin, make_employee, make_project, make_mailbox, smtp_server, screenshot):
+    """Not an assertion-heavy test: it leaves screenshots of every page and state to look at."""
+    projects = [make_project(f"Project {n}") for n in range(1, 6)]
+    people = [make_employee(name=f"Person {n:02d}", department=("Sales", "Support", "Office")[n % 3]) for n in range(30)]
+    for n, person in enumerate(people[:20]):
+        make_mailbox(person, address=f"person{n}@example.com", projects=projects[n % 3:n % 3 + 1], is_default=n % 4 == 0)
+    for n in range(12):
+        make_mailbox(address=f"shared{n}@example.com", projects=projects[n % 5:n % 5 + 1], is_default=n % 2 == 0,
+                     access_everyone=n % 3 != 0, access_departments=["Support"] if n % 3 == 0 else [],
+                     active=n != 4, tested=n != 7)
+    russian = make_employee(name="Ivan Russky", language="ru", role="admin", email="ivan@example.com")
+    sign_in(page, admin)
+    pages = {
+        "outgoing": "/admin/mail/outgoing",
+        "employees": "/admin/mail/employees",
+        "employee-addresses": f"/admin/mail/employees/{people[0].id}",
+        "employee-addresses-empty": f"/admin/mail/employees/{people[25].id}",
+        "senders": "/admin/mail/senders",
+        "senders-problems": "/admin/mail/senders?problem=any",
+        "audit": "/admin/mail/audit",
+        "mine": "/my/addresses",
+        "form-new": "/mailboxes/new?scope=company",
+        "form-edit": f"/mailboxes/{Mailbox.get(Mailbox.address == 'person0@example.com').id}/edit",
+    }
+    for name, url in pages.items():
+        page.goto(live_server + url)
+        screenshot(page, f"en-{name}")
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    page.select_option("#provider", "google")
+    page.wait_for_function("document.querySelector('#smtp_host').value === 'smtp.gmail.com'")
+    screenshot(page, "en-form-google")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", "wrong")
+    run_test(page)
+    screenshot(page, "en-form-failed")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    for name in ("outgoing", "employees", "senders", "form-new", "mine"):
+        page.goto(live_server + pages[name])
+        screenshot(page, f"phone-{name}")
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", smtp_server.password)
+    run_test(page)
+    screenshot(page, "phone-form-passed")
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.context.clear_cookies()
+    sign_in(page, russian)
+    for name, url in pages.items():
+        page.goto(live_server + url)
+        screenshot(page, f"ru-{name}")
+    page.goto(live_server + "/mailboxes/new")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", "wrong")
+    run_test(page)
+    screenshot(page, "ru-form-failed")
+    assert page.locator("html").get_attribute("lang") == "ru"
