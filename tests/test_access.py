@@ -29,6 +29,22 @@ def _project_id(get):
     return {"project_id": get("make_project")().id}
 
 
+def _letter_id(get):
+    from portal.models import Letter
+
+    author = _person("employee", "access-employee@example.com")
+    letter = Letter.create(author=author, from_address="box@example.com", to_header="friend@example.com",
+                           subject="Access", message_id=f"<access-{Letter.select().count()}@example.com>",
+                           raw_message="Subject: Access\r\n\r\nHello\r\n", state="failed")
+    return {"letter_id": letter.id}
+
+
+def _contact_id(get):
+    from portal.models import Contact
+
+    return {"contact_id": Contact.get_or_create(email="access-contact@example.com")[0].id}
+
+
 # ---- The table: one line per endpoint and method (add yours here) ----
 ROUTES = [
     Route("static", "GET", ANYONE, lambda get: {"filename": "css/portal.css"}),
@@ -64,6 +80,23 @@ ROUTES = [
     Route("profile.edit", "GET", SIGNED_IN),
     Route("profile.edit", "POST", SIGNED_IN),
     Route("profile.password", "POST", SIGNED_IN),
+    # Letters and contacts (issue 5): everyone signed in; other people's letters answer 404 (test_letters_views)
+    Route("letters.new", "GET", SIGNED_IN),
+    Route("letters.new", "POST", SIGNED_IN),
+    Route("letters.sender", "GET", SIGNED_IN),
+    Route("letters.outbox", "GET", SIGNED_IN),
+    Route("letters.letter", "GET", SIGNED_IN, _letter_id),
+    Route("letters.retry", "POST", SIGNED_IN, _letter_id),
+    Route("letters.cancel", "POST", SIGNED_IN, _letter_id),
+    Route("contacts.index", "GET", SIGNED_IN),
+    Route("contacts.pick", "GET", SIGNED_IN),
+    Route("contacts.new", "GET", SIGNED_IN),
+    Route("contacts.new", "POST", SIGNED_IN),
+    Route("contacts.edit", "GET", SIGNED_IN, _contact_id),
+    Route("contacts.edit", "POST", SIGNED_IN, _contact_id),
+    Route("contacts.delete", "POST", SIGNED_IN, _contact_id),
+    Route("contacts.import_csv", "GET", SIGNED_IN),
+    Route("contacts.import_csv", "POST", SIGNED_IN),
 ]
 # ---- end of the table ----
 

@@ -1,0 +1,85 @@
+"""huey wiring: where the queue lives, thin tasks over the sending core and the reply fetcher, and waking them.
+
+SQLite storage in the instance folder by default (nothing else to run), Redis when
+PORTAL_QUEUE_URL is redis://… (several workers on several machines). The database, not huey,
+holds the letters: a lost huey message only delays a letter until the next sweep.
+"""
+import datetime
+import logging
+import os
+from types import SimpleNamespace
+
+from huey import RedisHuey, SqliteHuey, crontab
+
+from portal.letters.queue import QueuePolicy, process_due_letters
+from portal.letters.replies import fetch_replies
+from portal.mail.settings import MailConfig
+
+log = logging.getLogger("portal.letters")
+EXTENSION = "portal.huey"
+
+
+def make_huey(config, instance_path):
+    """A huey for these settings, with the portal's tasks registered on it (``huey.portal_tasks``)."""
+    url = (config.get("PORTAL_QUEUE_URL") or "").strip()
+    if url.split(":", 1)[0] in ("redis", "rediss", "unix"):
+        huey = RedisHuey("portal", url=url)
+    else:
+        os.makedirs(instance_path, exist_ok=True)
+        huey = SqliteHuey("portal", filename=os.path.join(instance_path, "queue.sqlite3"))
+    huey.portal_tasks = _register(huey, dict(config))
+    return huey
+
+
+def _register(huey, config):
+    def mail_config():
+        return MailConfig.from_mapping(config)
+
+    def policy():
+        return QueuePolicy.from_mapping(config)
+
+    @huey.task(name="portal.send_letters")
+    def send_letters(mailbox_id=None):
+        """Send what is due (one mailbox's letters, or all)."""
+        report = process_due_letters(mail_config(), policy(), mailbox_id=mailbox_id)
+        if report.total:
+            log.info("letters: %s", dict(report.outcomes))
+        return dict(report.outcomes)
+
+    @huey.periodic_task(crontab(minute="*"), name="portal.sweep_letters")
+    def sweep_letters():
+        """Every minute: retries that came due, letters held by a limit, and leases a dead worker left."""
+        return send_letters.call_local()
+
+    minutes = max(1, int(config.get("PORTAL_REPLY_FETCH_MINUTES") or 2))
+
+    @huey.periodic_task(crontab(minute=f"*/{minutes}"), name="portal.fetch_replies")
+    def fetch_replies_task():
+        """Every few minutes: fetch replies for every mailbox that receives them."""
+        reports = fetch_replies(mail_config())
+        return {report.address: len(report.replies) for report in reports}
+
+    return SimpleNamespace(send_letters=send_letters, sweep_letters=sweep_letters,
+                           fetch_replies=fetch_replies_task)
+
+
+def huey_for(app):
+    """The app's huey, made once per app."""
+    huey = app.extensions.get(EXTENSION)
+    if huey is None:
+        huey = app.extensions[EXTENSION] = make_huey(app.config, app.instance_path)
+    return huey
+
+
+def wake_sender(app, letter):
+    """Ask a worker to send this letter's mailbox's due letters now; the minute sweep covers a failure here."""
+    try:
+        huey_for(app).portal_tasks.send_letters(letter.mailbox_id)
+    except Exception:  # the queue storage is down: the letter is safe in the database all the same
+        log.exception("could not wake the sending worker for letter %s", letter.id)
+
+
+def next_sweep(now=None):
+    """When the minute sweep will next look at the queue (shown beside a held-back letter)."""
+    now = now or datetime.datetime.utcnow()
+    return now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)

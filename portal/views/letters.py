@@ -1,0 +1,308 @@
+"""Letters: New letter, the Outbox, a letter's page with its history and replies, retry and cancel."""
+import secrets
+
+from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, login_required
+from peewee import JOIN
+
+from portal.htmx import render_htmx
+from portal.letters.cli import COMMANDS
+from portal.letters.compose import LetterError, create_letter
+from portal.letters.queue import cancel_letter, retry_letter
+from portal.letters.worker import wake_sender
+from portal.mail.problems import Problem
+from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mailbox, MailboxInbox, Project, Reply,
+                           utcnow)
+from portal.models.letters import PENDING_STATES, STATES
+from portal.sender import resolve_sender
+
+bp = Blueprint("letters", __name__, cli_group=None)
+for _command in COMMANDS:
+    bp.cli.add_command(_command)
+
+STATE_LABELS = {
+    "queued": _l("Queued"),
+    "sending": _l("Sending"),
+    "sent": _l("Sent"),
+    "deferred": _l("Will retry"),
+    "failed": _l("Failed"),
+    "uncertain": _l("May not have arrived"),
+    "cancelled": _l("Cancelled"),
+}
+STATE_BADGES = {"sent": "badge-ok", "failed": "badge-fail", "uncertain": "badge-warn", "deferred": "badge-warn"}
+OUTCOME_LABELS = {
+    "sent": _l("Accepted by the server"),
+    "deferred": _l("Temporary failure, will retry"),
+    "failed": _l("Refused"),
+    "uncertain": _l("Connection lost after the letter was sent"),
+    "lost": _l("Worker stopped after the letter was sent"),
+    "limited": _l("Held back by a sending limit"),
+    "cancelled": _l("Cancelled"),
+}
+RECIPIENT_LABELS = {
+    "pending": _l("waiting"),
+    "accepted": _l("accepted"),
+    "refused": _l("refused"),
+    "deferred": _l("refused for now"),
+}
+_SEND_AGAIN = _l("The server may have accepted the letter. It is not sent again on its own, so nobody gets it "
+                 "twice: ask the recipient whether it arrived, and if not, press Send again.")
+# Situations the queue names itself; the servers' problems come from the engine's catalogue.
+QUEUE_PROBLEMS = {
+    "delivery_uncertain": (_l("The connection dropped after the whole letter was sent"), _SEND_AGAIN),
+    "worker_lost": (_l("Sending stopped just as the letter was finished"), _SEND_AGAIN),
+    "mailbox_gone": (_l("The address this letter was to leave from was deleted"),
+                     _l("Write the letter again from another address.")),
+    "mailbox_paused": (_l("The address is paused"),
+                       _l("The letter waits until the address is resumed, for at most a day.")),
+    "settings_unreadable": (_l("The address's saved password cannot be read"),
+                            _l("Enter the password again on the address's page and run Test account.")),
+    "mailbox_limit": (_l("Waiting for this address's sending limit (letters per minute)"),
+                      _l("Providers block mailboxes that send too fast. The letter goes out on its own shortly.")),
+    "recipient_limit": (_l("Waiting: at most 50 letters to one recipient in 10 minutes"),
+                        _l("The letter goes out on its own when the limit allows.")),
+}
+
+
+def _lang():
+    return str(get_locale() or "en")
+
+
+@bp.app_template_global()
+def letter_problem(code, problem=None):
+    """(title, advice) for a problem code, in the page's language."""
+    if code in QUEUE_PROBLEMS:
+        title, advice = QUEUE_PROBLEMS[code]
+        return str(title), str(advice)
+    problem = problem or Problem(code=code, stage="", server_reply="")
+    return problem.title(_lang()), problem.advice(_lang())
+
+
+@bp.app_context_processor
+def letter_globals():
+    """Labels for states, and the count behind the Outbox badge (computed only when the nav asks)."""
+
+    def outbox_attention():
+        if not current_user.is_authenticated:
+            return 0
+        return Letter.needing_attention(current_user)
+
+    return {"outbox_attention": outbox_attention, "letter_state_labels": STATE_LABELS,
+            "letter_state_badges": STATE_BADGES}
+
+
+def _letter_or_404(letter_id):
+    """A letter the current person may see; anyone else's answers 404 like a missing one."""
+    letter = Letter.visible_to(current_user).where(Letter.id == letter_id).first()
+    return letter or abort(404)
+
+
+def _safe_next(default):
+    target = request.form.get("next") or request.args.get("next") or ""
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+# ------------------------------------------------------------------ New letter
+
+def _project_from(value):
+    try:
+        project_id = int(value or 0)
+    except (TypeError, ValueError):
+        return None
+    if not project_id:
+        return None
+    return Project.get_or_none((Project.id == project_id) & (Project.archived == False))  # noqa: E712
+
+
+def _mailbox_label(mailbox):
+    return f"{mailbox.display_name} <{mailbox.address}>" if mailbox.display_name else mailbox.address
+
+
+def _fill_choices(form, decision):
+    from portal.forms import choices
+
+    form.project.choices = choices([("", _("No project"))] + [(p.id, p.name) for p in Project.active_projects()])
+    form.mailbox.choices = choices([(m.id, _mailbox_label(m)) for m in decision.choices])
+
+
+def _prefill_reply(form, reply_id):
+    """Fill To, Subject and the thread headers from a reply the person may see."""
+    reply = (Reply.select().join(Letter).where((Reply.id == reply_id))
+             .where(Letter.id.in_(Letter.visible_to(current_user).select(Letter.id))).first())
+    if reply is None:
+        return None
+    form.to.data = reply.sender
+    subject = reply.subject or reply.letter.subject
+    form.subject.data = subject if subject.lower().startswith(("re:", "на:")) else "Re: " + subject
+    form.in_reply_to.data = reply.message_id
+    form.references.data = " ".join(filter(None, [reply.letter.message_id, reply.references, reply.message_id]))
+    return reply.letter.project
+
+
+@bp.route("/letters/new", methods=["GET", "POST"])
+@login_required
+def new():
+    """Write a letter: project, recipients, subject, text, and the address it leaves from."""
+    from portal.forms.letters import LetterForm
+
+    form = LetterForm()
+    project = _project_from(request.values.get("project"))
+    if request.method == "GET":
+        form.submit_token.data = secrets.token_urlsafe(24)
+        form.to.data = request.args.get("to", "")[:2000] or None
+        reply_id = request.args.get("reply", type=int)
+        if reply_id:
+            project = _prefill_reply(form, reply_id) or project
+            project = project if project is not None and not project.archived else None
+        form.project.data = str(project.id) if project else ""
+    decision = resolve_sender(current_user, project)
+    _fill_choices(form, decision)
+    if request.method == "GET" and decision.mailbox is not None:
+        form.mailbox.data = str(decision.mailbox.id)
+    if form.validate_on_submit():
+        mailbox = next((m for m in decision.choices if str(m.id) == form.mailbox.data), None)
+        try:
+            letter = create_letter(
+                current_user._get_current_object(), mailbox=mailbox, project=project, to=form.to.data,
+                cc=form.cc.data or "", subject=form.subject.data, body=form.body.data,
+                in_reply_to=form.in_reply_to.data or "", references=form.references.data or "",
+                submit_token=form.submit_token.data or None, save_contacts=form.save_contacts.data,
+            )
+        except LetterError as error:
+            target = getattr(form, error.field, None) if error.field else None
+            (target.errors if target is not None else form.form_errors).append(str(error.message))
+        else:
+            if letter.state == "queued" and letter.attempts == 0:
+                wake_sender(current_app, letter)
+            flash(_("The letter is in the queue."), "success")
+            return redirect(url_for("letters.letter", letter_id=letter.id))
+    return render_htmx("letters/new.html", form=form, decision=decision, lang=_lang(), oob=False)
+
+
+@bp.route("/letters/new/sender")
+@login_required
+def sender():
+    """The From choices and their explanation for the chosen project (swapped in when the project changes)."""
+    from portal.forms.letters import LetterForm
+
+    form = LetterForm(formdata=None)
+    project = _project_from(request.args.get("project"))
+    decision = resolve_sender(current_user, project)
+    _fill_choices(form, decision)
+    form.mailbox.data = str(decision.mailbox.id) if decision.mailbox else ""
+    return render_htmx("letters/sender.html", form=form, decision=decision, lang=_lang(), oob=True)
+
+
+# ------------------------------------------------------------------ Outbox
+
+def _outbox_filters():
+    """The Outbox filters from the query string; mailbox and employee only for admins."""
+    filters = {
+        "state": request.args.get("state", "") if request.args.get("state", "") in STATES else "",
+        "project": request.args.get("project", type=int) or None,
+    }
+    if current_user.is_admin:
+        filters["mailbox"] = request.args.get("mailbox", type=int) or None
+        filters["employee"] = request.args.get("employee", type=int) or None
+    return filters
+
+
+def _outbox_query(filters):
+    query = (Letter.visible_to(current_user)
+             .select(Letter, Project, Employee)
+             .join(Project, JOIN.LEFT_OUTER, on=(Letter.project == Project.id)).switch(Letter)
+             .join(Employee, on=(Letter.author == Employee.id)))
+    if filters["state"]:
+        query = query.where(Letter.state == filters["state"])
+    if filters["project"]:
+        query = query.where(Letter.project == filters["project"])
+    if filters.get("mailbox"):
+        query = query.where(Letter.mailbox == filters["mailbox"])
+    if filters.get("employee"):
+        query = query.where(Letter.author == filters["employee"])
+    return query.order_by(Letter.created_at.desc(), Letter.id.desc())
+
+
+def _fetch_problems():
+    """Reply-fetch failures of the mailboxes this person owns (admins: company ones too)."""
+    owned = Mailbox.owner == current_user.id
+    if current_user.is_admin:
+        owned |= Mailbox.scope == "company"
+    return list(MailboxInbox.select(MailboxInbox, Mailbox).join(Mailbox)
+                .where((MailboxInbox.problem_code != "") & owned & (Mailbox.receive_replies == True)))  # noqa: E712
+
+
+@bp.route("/outbox")
+@login_required
+def outbox():
+    """Letters with their state, attempts, next attempt and failures; refreshes itself while any is in flight."""
+    filters = _outbox_filters()
+    size = current_app.config["PORTAL_PAGE_SIZE"]
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    query = _outbox_query(filters)
+    total = query.count()
+    rows = list(query.paginate(page, size))
+    pending = any(letter.state in PENDING_STATES for letter in rows)
+    options = {}
+    if current_user.is_admin:
+        options["mailboxes"] = list(Mailbox.select(Mailbox.id, Mailbox.address).order_by(Mailbox.address))
+        options["employees"] = list(Employee.select(Employee.id, Employee.name).order_by(Employee.name))
+    options["projects"] = list(Project.select(Project.id, Project.name).order_by(Project.name))
+    args = {key: value for key, value in filters.items() if value}
+    return render_htmx("letters/outbox.html", rows=rows, total=total, page=page, pages=max(1, -(-total // size)),
+                       filters=filters, args=args, pending=pending, options=options,
+                       fetch_problems=_fetch_problems(), now=utcnow(), states=STATES)
+
+
+@bp.route("/letters/<int:letter_id>")
+@login_required
+def letter(letter_id):
+    """One letter: its recipients, every attempt, and the replies received."""
+    letter = _letter_or_404(letter_id)
+    if letter.author_id == current_user.id and letter.state in ("failed", "uncertain") and not letter.failure_seen:
+        Letter.update(failure_seen=True).where(Letter.id == letter.id).execute()
+    recipients = list(LetterRecipient.select().where(LetterRecipient.letter == letter.id).order_by(LetterRecipient.id))
+    history = list(LetterAttempt.select().where(LetterAttempt.letter == letter.id).order_by(LetterAttempt.id))
+    replies = list(Reply.select().where(Reply.letter == letter.id).order_by(Reply.date, Reply.id))
+    return render_htmx("letters/letter.html", letter=letter, recipients=recipients, history=history,
+                       replies=replies, now=utcnow())
+
+
+@bp.route("/letters/<int:letter_id>/retry", methods=["POST"])
+@login_required
+def retry(letter_id):
+    """Queue a failed, uncertain, deferred or cancelled letter again now."""
+    letter = _letter_or_404(letter_id)
+    if retry_letter(letter):
+        wake_sender(current_app, letter)
+        flash(_("The letter is in the queue again."), "success")
+    else:
+        flash(_("This letter cannot be sent again now."), "error")
+    return redirect(_safe_next(url_for("letters.letter", letter_id=letter.id)))
+
+
+@bp.route("/letters/<int:letter_id>/cancel", methods=["POST"])
+@login_required
+def cancel(letter_id):
+    """Stop a letter that has not gone out yet."""
+    letter = _letter_or_404(letter_id)
+    if cancel_letter(letter):
+        flash(_("The letter was cancelled."), "info")
+    else:
+        flash(_("This letter is already being sent or has been sent; it cannot be cancelled."), "error")
+    return redirect(_safe_next(url_for("letters.letter", letter_id=letter.id)))
+
+
+@bp.app_template_global()
+def outcome_label(outcome):
+    """An attempt's outcome in words."""
+    return str(OUTCOME_LABELS.get(outcome, outcome))
+
+
+@bp.app_template_global()
+def recipient_label(status):
+    """A recipient's status in words."""
+    return str(RECIPIENT_LABELS.get(status, status))
