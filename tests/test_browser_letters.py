@@ -1,0 +1,91 @@
+"""In Chromium: write a letter, watch it go from queued to sent, see a reply appear; the pages in both languages."""
+import datetime
+import re
+
+import pytest
+
+from portal.letters.queue import QueuePolicy, process_due_letters
+from portal.letters.replies import fetch_replies
+from portal.models import Letter, utcnow
+from tests.fixtures.letters import reply_to
+
+pytestmark = pytest.mark.browser
+
+
+def test_write_a_letter_watch_it_go_out_and_see_the_reply(live_server, signed_in_page, employee, replying_mailbox,
+                                                         mail_config, dovecot, mail_user, smtp_server, screenshot):
+    replying_mailbox("imap")
+    page = signed_in_page(employee)
+    page.goto(live_server + "/letters/new")
+    page.click("summary:has-text('Why this address?')")
+    page.fill("#to", "Friend <friend@example.com>")
+    page.fill("#subject", "Prices for 2025")
+    page.fill("#body", "Hello,\n\nplease find our prices below.\n")
+    screenshot(page, "new-letter-en")
+    page.click("#send-letter")
+    page.wait_for_url(re.compile(r"/letters/\d+$"))
+    assert page.locator("#letter-status .state-queued").is_visible()
+    screenshot(page, "letter-queued")
+
+    process_due_letters(mail_config, QueuePolicy(mailbox_per_minute=0))
+    page.locator("#letter-status .state-sent").wait_for(timeout=6000)  # the page polls itself
+    assert len(smtp_server.messages) == 1
+
+    dovecot.deliver(mail_user.address, reply_to(Letter.get(), text="Thank you, the prices are fine."))
+    fetch_replies(mail_config)
+    page.reload()
+    assert page.locator(".reply").inner_text().count("Thank you, the prices are fine.") == 1
+    screenshot(page, "letter-sent-with-reply")
+
+    page.goto(live_server + "/outbox")
+    assert "1 reply" in page.locator("#outbox").inner_text()
+
+
+def _letters(author, mailbox, count, **fields):
+    now = utcnow()
+    for number in range(count):
+        values = dict(author=author, mailbox=mailbox, from_address=mailbox.address, from_name=mailbox.display_name,
+                      to_header=f"Contact {number} <contact{number}@example.com>",
+                      subject=f"Commercial offer number {number} for the second quarter of the year",
+                      message_id=f"<shot-{number}-{now.timestamp()}@example.com>", raw_message="x",
+                      created_at=now - datetime.timedelta(minutes=number), state="sent", attempts=1)
+        values.update(fields)
+        Letter.create(**values)
+
+
+def test_outbox_screenshots(live_server, signed_in_page, employee, sending_mailbox, screenshot, page, write_letter,
+                            run_queue, smtp_server):
+    signed_in_page(employee)
+    page.goto(live_server + "/outbox")
+    screenshot(page, "outbox-empty-en")
+
+    letter = write_letter(sending_mailbox, to="nobody@example.com", subject="Contract draft")
+    smtp_server.fail("RCPT", "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown")
+    run_queue()
+    smtp_server.clear_script()
+    smtp_server.fail("MAIL", "421 4.7.0 Try again later")
+    write_letter(sending_mailbox, subject="Meeting on Friday")
+    run_queue()
+    _letters(employee, sending_mailbox, 30)
+    page.goto(live_server + "/outbox")
+    assert page.locator(".nav-badge").is_visible()
+    screenshot(page, "outbox-long-failed-en")
+
+    employee.language = "ru"
+    employee.save()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(live_server + "/outbox")
+    screenshot(page, "outbox-ru-phone")
+    page.goto(live_server + f"/letters/{letter.id}")
+    screenshot(page, "failed-letter-ru-phone")
+    page.goto(live_server + "/letters/new")
+    screenshot(page, "new-letter-ru-phone")
+
+
+def test_nobody_can_send_screenshot(live_server, signed_in_page, employee, screenshot, page):
+    signed_in_page(employee)
+    page.goto(live_server + "/letters/new")
+    assert page.locator("#nobody-can-send").is_visible() and page.locator("#send-letter").count() == 0
+    screenshot(page, "new-letter-nobody-can-send")
+    page.goto(live_server + "/contacts")
+    screenshot(page, "contacts-empty")
