@@ -7,6 +7,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from portal.api.cli import create_token_command
 from portal.db import database
 from portal.mail.cli import check_account_command, presets_command
 from portal.models import Employee, Project
@@ -26,7 +27,8 @@ def main():
 
 def register_commands(app):
     """Attach the portal's commands to the app (and so to `flask` and `portal`)."""
-    for command in (create_user_command, create_project_command, import_employees_command, ensure_admin_command):
+    for command in (create_user_command, create_project_command, import_employees_command, ensure_admin_command,
+                    create_token_command):
         app.cli.add_command(command)
     app.cli.add_command(check_account_command)
     app.cli.add_command(presets_command)

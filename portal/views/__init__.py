@@ -7,6 +7,8 @@ def register_blueprints(app):
     from portal.views import mailboxes
     from portal.views import employees, profile, projects
     from portal.views import contacts, letters
+    from portal.views import api_tokens
+    from portal.api import views as api
 
-    for module in (auth, home, mailboxes, employees, projects, profile, contacts, letters):
+    for module in (auth, home, mailboxes, employees, projects, profile, api_tokens, api, contacts, letters):
         app.register_blueprint(module.bp)
