@@ -15,7 +15,7 @@ class LetterForm(FlaskForm):
     mailbox = SelectField(_l("From"), choices=[], validate_choice=False)
     to = StringField(_l("To"), filters=[strip],
                      validators=[DataRequired(_l("Add at least one recipient.")), single_line],
-                     description=_l("Addresses separated by commas, e.g. Ivan Petrov <ivan@example.com>."))
+                     description=_l("Addresses separated by commas, e.g. ivan@example.com, anna@example.org."))
     cc = StringField(_l("Cc"), filters=[strip], validators=[single_line])
     subject = StringField(_l("Subject"), filters=[strip],
                           validators=[DataRequired(_l("Write a subject.")), single_line,

@@ -28,7 +28,7 @@ STATE_LABELS = {
     "sending": _l("Sending"),
     "sent": _l("Sent"),
     "deferred": _l("Will retry"),
-    "failed": _l("Failed"),
+    "failed": _l("Not sent"),
     "uncertain": _l("May not have arrived"),
     "cancelled": _l("Cancelled"),
 }
