@@ -13,6 +13,7 @@ from portal.api.tokens import authenticate
 from portal.api.validation import Invalid, validate
 from portal.extensions import csrf, limiter
 from portal.letters.compose import LetterError, create_letter, parse_recipients
+from portal.letters.worker import wake_sender
 from portal.mail.settings import MailConfig
 from portal.models import Employee, Letter, Mailbox, Project, normalize_email
 from portal.sender import may_use, resolve_sender
@@ -448,6 +449,8 @@ def send_letter():
     errors = {}
     if body["project"] is not None and project is None:
         errors["project"] = "No such project."
+    elif project is not None and project.archived:
+        errors["project"] = "This project is archived: letters are no longer sent in it."
     to = _recipients(body["to"], "to", errors)
     cc = _recipients(body.get("cc", []), "cc", errors)
     if errors:
@@ -468,6 +471,8 @@ def send_letter():
     except LetterError as error:
         field = {"mailbox": "mailbox_id", "": "body"}.get(error.field, error.field)
         raise Invalid({field: english(error.message)}) from None
+    if letter.state == "queued" and letter.attempts == 0:
+        wake_sender(current_app, letter)
     return _accepted(letter)
 
 
