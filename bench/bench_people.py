@@ -21,6 +21,7 @@ from portal import create_app  # noqa: E402
 from portal.db import database  # noqa: E402
 from portal.migrations import upgrade  # noqa: E402
 from portal.models import Employee  # noqa: E402
+from portal.models.people import search_text_of  # noqa: E402
 
 EMPLOYEES = 10_000
 ROUNDS = 200
@@ -64,6 +65,7 @@ def fill(total, start=0):
             "department": rng.choice(DEPARTMENTS),
             "role": "employee",
         })
+        rows[-1]["search_text"] = search_text_of(rows[-1]["name"], rows[-1]["email"], rows[-1]["department"])
     with database.atomic():
         for chunk in range(0, len(rows), 500):
             Employee.insert_many(rows[chunk:chunk + 500]).execute()

@@ -299,3 +299,11 @@ def test_import_needs_a_file(as_admin):
 def test_import_report_escapes_file_content(as_admin):
     html = _upload(as_admin, 'name,email\n<img src=x onerror=alert(1)>,"<script>@x"\n').get_data(as_text=True)
     assert "<img src=x" not in html and "<script>@x" not in html
+
+
+def test_search_finds_cyrillic_names_in_any_case(as_admin, make_employee):
+    make_employee(name="Анна Петрова", department="Продажи")
+    make_employee(name="Boris Smith")
+    for text in ("анна", "АННА", "продажи"):
+        listing = page_text(as_admin.get("/admin/employees", query_string={"q": text}, headers={"HX-Request": "true"}))
+        assert "Анна Петрова" in listing and "Boris Smith" not in listing

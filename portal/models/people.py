@@ -1,8 +1,9 @@
 """Employees and projects: who may send, and what a mailbox can be tied to."""
 from flask_login import UserMixin
-from peewee import BooleanField, CharField, DateTimeField, fn
+from peewee import BooleanField, CharField, DateTimeField, PostgresqlDatabase, TextField, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal.db import database
 from portal.models.base import BaseModel, utcnow
 
 ROLES = ("employee", "admin")
@@ -15,6 +16,17 @@ def normalize_email(address):
     return (address or "").strip().lower()
 
 
+def substring_position(column, text):
+    """Case-sensitive substring test: cheaper than LIKE on an already case-folded column."""
+    function = fn.STRPOS if isinstance(database.obj, PostgresqlDatabase) else fn.INSTR
+    return function(column, text)
+
+
+def search_text_of(name, email, department):
+    """What live search looks in: the fields joined and case-folded (Unicode-aware)."""
+    return "\n".join(part or "" for part in (name, email, department)).casefold()
+
+
 class Employee(UserMixin, BaseModel):
     name = CharField(max_length=FIELD_MAX)
     email = CharField(max_length=FIELD_MAX, unique=True)
@@ -24,6 +36,7 @@ class Employee(UserMixin, BaseModel):
     active = BooleanField(default=True)
     language = CharField(max_length=8, null=True)
     password_hash = CharField(max_length=FIELD_MAX, default="")
+    search_text = TextField(default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
@@ -44,6 +57,7 @@ class Employee(UserMixin, BaseModel):
 
     def save(self, *args, **kwargs):
         self.email = normalize_email(self.email)
+        self.search_text = search_text_of(self.name, self.email, self.department)
         self.updated_at = utcnow()
         return super().save(*args, **kwargs)
 
@@ -53,25 +67,17 @@ class Employee(UserMixin, BaseModel):
         return cls.get_or_none(cls.email == normalize_email(address))
 
     @classmethod
-    def search(cls, text="", sort="name", descending=False):
-        """Employees whose name, e-mail or department contains the text, in the asked order."""
-        query = cls.select()
-        text = (text or "").strip()
+    def search(cls, text="", *columns):
+        """Employees whose name, e-mail or department contains the text, in any letter case.
+
+        `search_text` holds those fields case-folded in Python, so Cyrillic matches regardless
+        of case on SQLite too (its LIKE and LOWER fold only ASCII), and no row is lowered per query.
+        """
+        query = cls.select(*columns).order_by(fn.LOWER(cls.name), cls.id)
+        text = (text or "").strip().casefold()
         if text:
-            query = query.where(
-                fn.LOWER(cls.name).contains(text.lower())
-                | cls.email.contains(text.lower())
-                | fn.LOWER(cls.department).contains(text.lower())
-            )
-        column = {
-            "name": fn.LOWER(cls.name),
-            "email": cls.email,
-            "department": fn.LOWER(cls.department),
-            "position": fn.LOWER(cls.position),
-            "role": cls.role,
-        }.get(sort, fn.LOWER(cls.name))
-        order = column.desc() if descending else column.asc()
-        return query.order_by(order, cls.id)
+            query = query.where(substring_position(cls.search_text, text) > 0)
+        return query
 
     @classmethod
     def departments(cls):
