@@ -101,12 +101,18 @@ class SenderDecision:
     employee: EmployeeRow
     project: ProjectRow | None
     chosen: Candidate | None
-    options: list  # Candidates, the chosen one first
     level: str | None  # "employee" | "company" | None
     rank: int | None
     tied: list  # other Candidates that matched exactly as well as the chosen one
+    own: list = field(default_factory=list, repr=False)  # (rank, Candidate): the employee's usable ones, best first
+    shared: list = field(default_factory=list, repr=False)  # (rank, Candidate): usable company ones, before access
     personal: Sequence[Candidate] = ()
     company: Sequence[Candidate] = ()
+
+    @property
+    def options(self):
+        """Candidates the employee may pick, the chosen one first (computed when asked: the grid never needs it)."""
+        return [c for _, c in self.own] + [c for _, c in self.shared if c.open_to(self.employee)]
 
     @property
     def mailbox(self):
@@ -159,17 +165,26 @@ def decide(employee, project, personal: Iterable[Candidate], company: Iterable[C
     personal = sorted((c for c in personal if c.scope == "employee" and c.owner_id == employee.id), key=_age)
     company = sorted((c for c in company if c.scope == "company"), key=_age)
     own = _serving((c for c in personal if c.usable()), project_id)
-    shared = _serving((c for c in company if c.usable() and c.open_to(employee)), project_id)
-    options = [c for _, c in own] + [c for _, c in shared]
+    shared = _serving((c for c in company if c.usable()), project_id)
+    return _decision(employee, project, own, shared, personal, company)
+
+
+def _decision(employee, project, own, shared, personal, company):
+    """Pick from ranked lists: the best own mailbox, else the best company one this employee may use."""
     if own:
-        level, ranked = "employee", own
-    elif shared:
-        level, ranked = "company", shared
-    else:
-        return SenderDecision(employee, project, None, [], None, None, [], personal, company)
-    rank, chosen = ranked[0]
-    tied = [c for r, c in ranked[1:] if r == rank]
-    return SenderDecision(employee, project, chosen, options, level, rank, tied, personal, company)
+        rank, chosen = own[0]
+        tied = [c for r, c in own[1:] if r == rank]
+        return SenderDecision(employee, project, chosen, "employee", rank, tied, own, shared, personal, company)
+    for index, (rank, chosen) in enumerate(shared):
+        if chosen.open_to(employee):
+            tied = []
+            for other_rank, other in shared[index + 1:]:
+                if other_rank != rank:
+                    break  # sorted by rank: nothing further can tie
+                if other.open_to(employee):
+                    tied.append(other)
+            return SenderDecision(employee, project, chosen, "company", rank, tied, own, shared, personal, company)
+    return SenderDecision(employee, project, None, None, None, [], own, shared, personal, company)
 
 
 def _age(candidate):
@@ -302,24 +317,29 @@ def sender_table(employees, projects) -> SenderTable:
 
 
 def table_from_candidates(employees, projects, candidates) -> SenderTable:
-    """The grid over plain rows (the pure part of sender_table)."""
+    """The grid over plain rows (the pure part of sender_table): each project's company ranking is made once."""
     personal_of = {}
     company = []
-    for c in candidates:
+    for c in sorted(candidates, key=_age):
         if c.scope == "company":
             company.append(c)
         else:
             personal_of.setdefault(c.owner_id, []).append(c)
-    # Company mailboxes worth looking at per project: those serving it (or every project).
-    every = [c for c in company if not c.projects]
-    by_project = {p.id: [c for c in company if p.id in c.projects] + every for p in projects}
+    serving = {}
+    shared = {}
+    for p in projects:
+        serving[p.id] = [c for c in company if c.serves(p.id)]
+        shared[p.id] = _serving((c for c in serving[p.id] if c.usable()), p.id)
+    rows = [(p, project_row(p) if not isinstance(p, ProjectRow) else p) for p in projects]
     cells = {}
     for employee in employees:
         who = employee_row(employee) if not isinstance(employee, EmployeeRow) else employee
         personal = personal_of.get(employee.id, [])
-        for project in projects:
-            where = project_row(project) if not isinstance(project, ProjectRow) else project
-            cells[(employee.id, project.id)] = decide(who, where, personal, by_project[project.id])
+        usable = [c for c in personal if c.usable()]
+        for project, where in rows:
+            own = _serving(usable, project.id) if usable else []
+            cells[(employee.id, project.id)] = _decision(who, where, own, shared[project.id], personal,
+                                                         serving[project.id])
     return SenderTable(employees, projects, cells)
 
 

@@ -525,14 +525,16 @@ def senders():
     people = Employee.select().where(Employee.active == True)  # noqa: E712
     if filters.department.data:
         people = people.where(fn.LOWER(Employee.department) == filters.department.data.lower())
-    people = list(people.order_by(fn.LOWER(Employee.name), Employee.id))
-    table = sender_table(people, projects)
-    rows = table.rows()
+    people = people.order_by(fn.LOWER(Employee.name), Employee.id)
     wanted = filters.problem.data or ""
     if wanted:
-        rows = [(e, cells) for e, cells in rows
+        # Filtering by problem needs every row decided; the grid costs the same few queries regardless.
+        rows = [(e, cells) for e, cells in sender_table(list(people), projects).rows()
                 if any(c.problem and (wanted == "any" or c.problem == wanted) for c in cells)]
-    shown, page, pages, total = _page(rows)
+        shown, page, pages, total = _page(rows)
+    else:
+        chosen, page, pages, total = _page(people)
+        shown = sender_table(chosen, projects).rows()
     return render_htmx("mailboxes/senders.html", filters=filters, projects=projects, rows=shown, page=page,
                        pages=pages, total=total, lang=_lang())
 
