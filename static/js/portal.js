@@ -48,6 +48,24 @@ document.addEventListener("change", function (event) {
   });
 })();
 
+// ---- External addresses (issue 4) ----
+// Delete buttons ask first (a data-confirm attribute on the form; no inline script).
+document.addEventListener("submit", function (event) {
+  var form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+});
+// Who sends from what: a cell's explanation opens in the dialog; Close (or Escape) shuts it.
+document.addEventListener("htmx:afterSwap", function (event) {
+  if (event.detail.target.id === "sender-detail") {
+    var dialog = document.getElementById("sender-dialog");
+    if (dialog && !dialog.open) { dialog.showModal(); }
+  }
+});
+document.addEventListener("click", function (event) {
+  var button = event.target.closest("[data-close-dialog]");
+  if (button) { button.closest("dialog").close(); }
+});
+
 // ---- Letters (issue 5) ----
 // The contact picker on New letter: a "To"/"Cc" button adds that contact to the field, once.
 document.addEventListener("click", function (event) {
