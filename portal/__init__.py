@@ -83,6 +83,19 @@ def _init_login(app):
     login_manager.login_message = lazy_gettext("Please sign in to open this page.")
     login_manager.login_message_category = "info"
 
+    @login_manager.unauthorized_handler
+    def sign_in_first():
+        # An htmx request must not swap the sign-in page into a fragment: send the whole page there.
+        from flask import flash, redirect, request, url_for
+
+        from portal.htmx import is_htmx
+
+        target = url_for("auth.sign_in", next=request.full_path.rstrip("?") if request.method == "GET" else None)
+        if is_htmx():
+            return "", 401, {"HX-Redirect": target}
+        flash(login_manager.login_message, login_manager.login_message_category)
+        return redirect(target)
+
     @login_manager.user_loader
     def load_employee(employee_id):
         employee = Employee.get_or_none(Employee.id == int(employee_id))

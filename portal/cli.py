@@ -10,8 +10,9 @@ from flask.cli import FlaskGroup, with_appcontext
 from portal.api.cli import create_token_command
 from portal.db import database
 from portal.mail.cli import check_account_command, presets_command
-from portal.models import Employee, Project
+from portal.models import Employee
 from portal.people import EmployeeError, create_employee, import_employees
+from portal.projects import ProjectError, create_project
 
 
 def _create_app():
@@ -71,14 +72,12 @@ def create_user_command(email, name, department, position, admin, password):
 @with_appcontext
 def create_project_command(name):
     """Create a project that addresses can be tied to."""
-    name = name.strip()
-    if not name:
-        _fail("Error: the project name is empty.")
     with database.connection_context():
-        if Project.by_name(name):
-            _fail(f"Error: a project named {name!r} already exists.")
-        Project.create(name=name)
-    click.echo(f"Created project {name}")
+        try:
+            project = create_project(name)
+        except ProjectError as error:
+            _fail(f"Error: {error.message}")
+    click.echo(f"Created project {project.name}")
 
 
 @click.command("import-employees")

@@ -1,4 +1,6 @@
 """Signing in and out."""
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from tests.conftest import PASSWORD, page_text
@@ -75,3 +77,17 @@ def test_repeated_failed_sign_ins_are_slowed(limited_config, client, auth, emplo
     response = auth.login(employee)
     assert response.status_code == 429
     assert "Too many attempts" in page_text(response)
+
+
+def test_htmx_request_without_session_redirects_the_whole_page(client):
+    response = client.get("/", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"].startswith("/sign-in?next=")
+    assert response.get_data(as_text=True) == ""  # nothing for htmx to swap into a fragment
+
+
+def test_page_without_session_redirects_with_next(client):
+    response = client.get("/?x=1")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/sign-in" and parse_qs(location.query)["next"] == ["/?x=1"]

@@ -34,6 +34,7 @@ def test_create_project_refuses_blank_and_duplicate(runner):
     duplicate = runner.invoke(args=["create-project", "brand a"])
     assert duplicate.exit_code == 1 and "already exists" in duplicate.output
     assert runner.invoke(args=["create-project", "   "]).exit_code == 1
+    assert runner.invoke(args=["create-project", "x" * 256]).exit_code == 1
     assert [p.name for p in Project.select()] == ["Brand A"]
 
 
