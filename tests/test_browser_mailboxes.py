@@ -153,6 +153,8 @@ def test_look_at_every_page_in_both_languages_and_on_a_phone(
     page.fill("#smtp_password", smtp_server.password)
     run_test(page)
     screenshot(page, "phone-form-passed")
+    page.locator("#test-result").scroll_into_view_if_needed()
+    screenshot(page, "phone-form-passed-result", full_page=False)
 
     page.set_viewport_size({"width": 1280, "height": 900})
     page.context.clear_cookies()
