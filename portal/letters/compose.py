@@ -1,13 +1,13 @@
 """Writing a letter: checked addresses and headers, a safe HTML part, and a stored queue row."""
+import base64
 import datetime
 import html
 import re
 import secrets
 from dataclasses import dataclass
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime, formataddr, getaddresses
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
@@ -18,8 +18,6 @@ from portal.forms import CONTROL_CHARACTERS
 from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 
-# 7-bit transfer encodings: the stored letter is plain ASCII and needs no 8BITMIME or SMTPUTF8.
-MESSAGE_POLICY = SMTP.clone(cte_type="7bit")
 SUBJECT_MAX = 900
 BODY_MAX = 200_000
 RECIPIENTS_MAX = 100
@@ -42,6 +40,10 @@ class Recipient:
     address: str
     name: str = ""
     kind: str = "to"
+
+    def shown(self):
+        """The address as people read it: `Name <address>`."""
+        return f"{self.name} <{self.address}>" if self.name else self.address
 
     def header(self):
         """The address as a header shows it (the name encoded by the message policy)."""
@@ -111,28 +113,65 @@ def new_message_id(domain):
     return f"<{secrets.token_hex(16)}@{domain or 'portal.invalid'}>"
 
 
+def _encoded(text):
+    """A header word as-is when ASCII, else RFC 2047 encoded (UTF-8, base64), folded into short lines."""
+    if text.isascii():
+        return text
+    return Header(text, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+
+
+def _mailbox_header(recipient):
+    return formataddr((recipient.name, recipient.address), charset="utf-8") if recipient.name else recipient.address
+
+
+def _text_part(content_type, text):
+    """A 7-bit MIME part: ASCII as is (short lines), anything else base64."""
+    data = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    if data.isascii() and all(len(line) <= 900 for line in data.split("\r\n")):
+        encoding, payload = "7bit", data
+    else:
+        encoding = "base64"
+        payload = base64.encodebytes(data.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+    return (f"Content-Type: {content_type}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+            + payload.rstrip("\r\n") + "\r\n")
+
+
 def build_message(*, from_address, from_name, to, cc, subject, body, message_id, date,
                   reply_to=None, in_reply_to="", references=""):
-    """The letter's bytes: plain text and its HTML rendering, every header checked (ASCII, CRLF)."""
-    message = EmailMessage(policy=MESSAGE_POLICY)
+    """The letter's bytes: plain text and its HTML rendering, multipart/alternative, ASCII with CRLF.
+
+    Written directly rather than through email.message (ten times slower); every value was checked
+    for line breaks and control characters before, and non-ASCII words are RFC 2047 encoded.
+    """
+    values = [from_address, from_name, subject, message_id, in_reply_to, references]
+    values += [r.address for r in to + cc] + [r.name for r in to + cc]
+    if any(CONTROL_CHARACTERS.search(value or "") for value in values):
+        raise ValueError("header values may not contain line breaks or control characters")
     sender = Recipient(from_address, from_name)
-    message["From"] = sender.header()
-    if to:
-        message["To"] = [r.header() for r in to]
-    if cc:
-        message["Cc"] = [r.header() for r in cc]
-    message["Subject"] = subject
-    message["Date"] = format_datetime(date.replace(tzinfo=datetime.timezone.utc))
-    message["Message-ID"] = message_id
-    message["Reply-To"] = (reply_to or sender).header()
-    if in_reply_to:
-        message["In-Reply-To"] = in_reply_to
-    if references:
-        message["References"] = references
+    boundary = "=_portal_" + secrets.token_hex(12)
     text = body.replace("\r\n", "\n")
-    message.set_content(text if text.endswith("\n") else text + "\n", charset="utf-8")
-    message.add_alternative(html_from_text(text), subtype="html", charset="utf-8")
-    return message.as_bytes()
+    text = text if text.endswith("\n") else text + "\n"
+    headers = [f"From: {_mailbox_header(sender)}"]
+    if to:
+        headers.append("To: " + ",\r\n ".join(_mailbox_header(r) for r in to))
+    if cc:
+        headers.append("Cc: " + ",\r\n ".join(_mailbox_header(r) for r in cc))
+    headers += [
+        f"Subject: {_encoded(subject)}",
+        "Date: " + format_datetime(date.replace(tzinfo=datetime.timezone.utc)),
+        f"Message-ID: {message_id}",
+        f"Reply-To: {_mailbox_header(reply_to or sender)}",
+    ]
+    if in_reply_to:
+        headers.append(f"In-Reply-To: {in_reply_to}")
+    if references:
+        headers.append("References: " + "\r\n ".join(references.split()))
+    headers += ["MIME-Version: 1.0", f"Content-Type: multipart/alternative; boundary=\"{boundary}\""]
+    message = ("\r\n".join(headers) + "\r\n\r\n"
+               + f"--{boundary}\r\n" + _text_part("text/plain", text)
+               + f"--{boundary}\r\n" + _text_part("text/html", html_from_text(text))
+               + f"--{boundary}--\r\n")
+    return message.encode("ascii")
 
 
 def _clean_thread_ids(value):
@@ -207,8 +246,8 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
         with database.atomic():
             letter = Letter.create(
                 author=author, project=project, mailbox=mailbox, from_address=from_address, from_name=from_name,
-                to_header=", ".join(str(r.header()) for r in to_list),
-                cc_header=", ".join(str(r.header()) for r in cc_list),
+                to_header=", ".join(r.shown() for r in to_list),
+                cc_header=", ".join(r.shown() for r in cc_list),
                 subject=subject, body_text=body, message_id=message_id, in_reply_to=in_reply_to,
                 references=references, raw_message=raw.decode("ascii"), submit_token=submit_token or None,
                 state="queued", created_at=now, queued_at=now, next_attempt_at=now,

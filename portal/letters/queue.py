@@ -17,6 +17,7 @@ import random
 import re
 import select
 import smtplib
+import socket
 import uuid
 from collections import Counter, defaultdict
 from contextlib import ExitStack
@@ -235,6 +236,7 @@ def _send_group(mailbox_id, letters, token, mail_config, policy, clock, settings
                 try:
                     smtp = stack.enter_context(open_smtp(settings, mail_config))
                     report.connections += 1
+                    _no_delay(smtp)
                 except MailError as error:
                     # The server cannot be reached or refuses the sign-in: the same for every letter left.
                     for rest in fresh[index:]:
@@ -310,6 +312,14 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, hang_up_wait:
     problem = classify_reply(code, reply, stage=STAGE, command="DATA")
     return _Result("deferred" if problem.temporary else "failed", problem, refused=refused,
                    connection_broken=code == 421)
+
+
+def _no_delay(smtp: smtplib.SMTP) -> None:
+    """Send each command at once: body then final dot are two writes, and Nagle would hold the dot for an ACK."""
+    try:
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _server_hung_up(smtp: smtplib.SMTP, wait: float) -> bool:

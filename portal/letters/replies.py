@@ -204,7 +204,9 @@ def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> N
     for line in lines:
         number, _, uid = line.decode("ascii", "replace").partition(" ")
         listing.append((int(number), uid.strip()))
-    seen = {uid for (uid,) in SeenMessage.select(SeenMessage.uid).where(SeenMessage.mailbox == mailbox.id).tuples()}
+    # Thousands of ids on every pass: read them straight from the cursor, without building rows.
+    query, params = SeenMessage.select(SeenMessage.uid).where(SeenMessage.mailbox == mailbox.id).sql()
+    seen = {uid for (uid,) in database.execute_sql(query, params)}
     new = [(number, uid) for number, uid in listing if uid not in seen]
     report.new_messages = len(new)
     if not new:
