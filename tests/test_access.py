@@ -137,6 +137,9 @@ def _person(role, email):
 
 
 def _goes_to_sign_in(response):
+    """A redirect to sign-in: a 302 for a page, an HX-Redirect (401, nothing to swap) for htmx."""
+    if response.status_code == 401:
+        return response.headers.get("HX-Redirect", "").startswith("/sign-in") and not response.get_data()
     return response.status_code in (301, 302, 303) and response.headers["Location"].startswith("/sign-in")
 
 
