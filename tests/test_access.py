@@ -45,6 +45,21 @@ def _contact_id(get):
     return {"contact_id": Contact.get_or_create(email="access-contact@example.com")[0].id}
 
 
+def _own_mailbox(get):
+    """A fresh mailbox of the signed-in employee of these tests (admins manage it too)."""
+    from portal.models import Mailbox
+
+    owner = _person("employee", "access-employee@example.com")
+    mailbox = Mailbox(scope="employee", owner=owner.id, address=f"access{Mailbox.select().count()}@example.com",
+                      smtp_host="smtp.example.com", smtp_port=465, smtp_security="ssl")
+    mailbox.save()
+    return {"mailbox_id": mailbox.id}
+
+
+def _sender_cell(get):
+    return {**_employee_id(get), **_project_id(get)}
+
+
 # ---- The table: one line per endpoint and method (add yours here) ----
 ROUTES = [
     Route("static", "GET", ANYONE, lambda get: {"filename": "css/portal.css"}),
@@ -97,6 +112,26 @@ ROUTES = [
     Route("contacts.delete", "POST", SIGNED_IN, _contact_id),
     Route("contacts.import_csv", "GET", SIGNED_IN),
     Route("contacts.import_csv", "POST", SIGNED_IN),
+    # External addresses (issue 4); owner / other employee / 404 details in tests/test_mailboxes_access.py
+    Route("mailboxes.outgoing", "GET", ADMIN),
+    Route("mailboxes.employees_may_add", "POST", ADMIN),
+    Route("mailboxes.employees", "GET", ADMIN),
+    Route("mailboxes.employee_addresses", "GET", ADMIN, _employee_id),
+    Route("mailboxes.senders", "GET", ADMIN),
+    Route("mailboxes.sender_cell", "GET", ADMIN, _sender_cell),
+    Route("mailboxes.audit", "GET", ADMIN),
+    Route("mailboxes.mine", "GET", SIGNED_IN),
+    Route("mailboxes.new", "GET", SIGNED_IN),
+    Route("mailboxes.new", "POST", SIGNED_IN),
+    Route("mailboxes.edit", "GET", SIGNED_IN, _own_mailbox),
+    Route("mailboxes.edit", "POST", SIGNED_IN, _own_mailbox),
+    Route("mailboxes.test", "POST", SIGNED_IN, _own_mailbox),
+    Route("mailboxes.provider", "POST", SIGNED_IN),
+    Route("mailboxes.default_hint", "POST", SIGNED_IN),
+    Route("mailboxes.trust", "POST", SIGNED_IN),
+    Route("mailboxes.pause", "POST", SIGNED_IN, _own_mailbox),
+    Route("mailboxes.resume", "POST", SIGNED_IN, _own_mailbox),
+    Route("mailboxes.delete", "POST", SIGNED_IN, _own_mailbox),
 ]
 # ---- end of the table ----
 

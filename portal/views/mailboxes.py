@@ -473,7 +473,7 @@ def trust():
     try:
         fingerprint = format_fingerprint(normalize_fingerprint(request.form.get("fingerprint", "")))
     except ValueError:
-        abort(400)
+        return "", 200, {"Vary": "HX-Request"}  # nothing to put in: the form stays as it is
     form = MailboxForm()
     form[f"{side}_trusted_fingerprint"].data = fingerprint
     return _fragment("mailboxes/partial/trust_answer.html", form=form, side=side, fingerprint=fingerprint)
