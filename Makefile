@@ -30,9 +30,12 @@ install-test: $(VENV)/.installed-test translations
 translations: $(VENV)/.installed
 	$(PY) -m babel.messages.frontend compile -d portal/translations
 
+# The web server in front, the letters worker beside it; stopping one stops both.
 run: install
 	$(RUN_ENV) $(PORTAL) init-db
 	$(RUN_ENV) $(PORTAL) ensure-admin
+	@$(RUN_ENV) $(PORTAL) worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(RUN_ENV) $(PORTAL) run --host $(HOST) --port $(PORT)
 
 worker: install
