@@ -80,3 +80,16 @@ document.addEventListener("click", function (event) {
   }
   field.focus();
 });
+
+// ---- API tokens (issue 6) ----
+// A token is shown once: Copy selects it and puts it on the clipboard (the field stays selectable without this).
+document.addEventListener("click", function (event) {
+  var button = event.target.closest("[data-copy]");
+  if (!button) { return; }
+  var field = document.getElementById(button.getAttribute("data-copy"));
+  field.focus();
+  field.select();
+  if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(field.value); }
+  else { document.execCommand("copy"); }
+  button.textContent = button.getAttribute("data-copied") || button.textContent;
+});
