@@ -17,6 +17,7 @@ from tests.conftest import PASSWORD
 ANYONE = "anyone"  # open without signing in
 SIGNED_IN = "signed-in"  # every signed-in employee; anonymous visitors go to the sign-in page
 ADMIN = "admin"  # admins only; anonymous visitors go to sign-in, employees get 404
+API = "api"  # /api/v1: a bearer token only; without one 401 JSON, signed in or not (tests/test_api_*.py)
 
 Route = namedtuple("Route", "endpoint method access args", defaults=(None,))
 
@@ -58,6 +59,12 @@ def _own_mailbox(get):
 
 def _sender_cell(get):
     return {**_employee_id(get), **_project_id(get)}
+
+
+def _token_id(get):
+    from portal.api.tokens import create_token
+
+    return {"token_id": create_token(_person("employee", "access-employee@example.com"), "Access")[0].id}
 
 
 # ---- The table: one line per endpoint and method (add yours here) ----
@@ -132,6 +139,26 @@ ROUTES = [
     Route("mailboxes.pause", "POST", SIGNED_IN, _own_mailbox),
     Route("mailboxes.resume", "POST", SIGNED_IN, _own_mailbox),
     Route("mailboxes.delete", "POST", SIGNED_IN, _own_mailbox),
+    # API tokens (issue 6); other people's tokens answer 404 (tests/test_api_tokens.py)
+    Route("api_tokens.mine", "GET", SIGNED_IN),
+    Route("api_tokens.create_mine", "POST", SIGNED_IN),
+    Route("api_tokens.revoke", "POST", SIGNED_IN, _token_id),
+    Route("api_tokens.every", "GET", ADMIN),
+    Route("api_tokens.create_any", "POST", ADMIN),
+    Route("api_tokens.employee", "GET", ADMIN, _employee_id),
+    Route("api_tokens.create_for", "POST", ADMIN, _employee_id),
+    # The JSON API (issue 6): tokens, not sessions; permissions per object in tests/test_api_*.py
+    Route("api.openapi", "GET", ANYONE),
+    Route("api.me", "GET", API),
+    Route("api.resolve", "GET", API),
+    Route("api.list_mailboxes", "GET", API),
+    Route("api.create_mailbox", "POST", API),
+    Route("api.test_mailbox", "POST", API),
+    Route("api.get_mailbox", "GET", API, _own_mailbox),
+    Route("api.update_mailbox", "PATCH", API, _own_mailbox),
+    Route("api.delete_mailbox", "DELETE", API, _own_mailbox),
+    Route("api.send_letter", "POST", API),
+    Route("api.get_letter", "GET", API, _letter_id),
 ]
 # ---- end of the table ----
 
@@ -194,6 +221,14 @@ def _answer(client, app, route, get, headers):
 def test_access(client, auth, app, request, route):
     """Anonymous, employee and admin, each with a page request and an htmx request."""
     get = request.getfixturevalue
+    if route.access == API:
+        for role in (None, "employee", "admin"):
+            if role:
+                auth.login(_person(role, f"access-{role}@example.com"))
+            response = _answer(client, app, route, get, {})
+            assert response.status_code == 401, f"{role or 'anonymous'}: {response.status_code}"
+            assert response.get_json()["error"]["code"] == "unauthorized"
+        return
     for headers in ({}, {"HX-Request": "true"}):
         response = _answer(client, app, route, get, headers)
         if route.access == ANYONE:
