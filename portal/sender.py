@@ -277,11 +277,31 @@ def _load_candidates(where):
     return [candidate_from_mailbox(row, projects.get(row.id, ()), access.get(row.id, ())) for row in rows]
 
 
+def _serves_in_sql(project):
+    """SQL for "the mailbox serves this project": it has no project links, or one to this project."""
+    from peewee import fn
+
+    from portal.models import Mailbox, MailboxProject
+
+    links = MailboxProject.select(MailboxProject.id).where(MailboxProject.mailbox == Mailbox.id)
+    every = ~fn.EXISTS(links)
+    if project is None:
+        return every
+    return every | fn.EXISTS(links.where(MailboxProject.project == project.id))
+
+
 def resolve_sender(employee, project) -> SenderDecision:
-    """The mailbox a letter from this employee in this project leaves from, with every choice and why (2 queries)."""
+    """The mailbox a letter from this employee in this project leaves from, with every choice and why (2 queries).
+
+    All of the employee's own mailboxes are read (the explanation names those serving other projects),
+    but only the company mailboxes serving this project: the rule and its explanation look at no others.
+    """
     from portal.models import Mailbox
 
-    candidates = _load_candidates((Mailbox.owner == employee.id) | (Mailbox.scope == "company"))
+    candidates = _load_candidates(
+        ((Mailbox.scope == "employee") & (Mailbox.owner == employee.id))
+        | ((Mailbox.scope == "company") & _serves_in_sql(project))
+    )
     personal = [c for c in candidates if c.scope == "employee"]
     company = [c for c in candidates if c.scope == "company"]
     return decide(employee_row(employee), project_row(project), personal, company)
