@@ -92,3 +92,11 @@ def test_provider_of_a_mailbox_is_judged_without_network():
     assert provider_for(MailboxSettings("a@firma.ru", "A", server)) == "yandex"
     other = ServerSettings("mail.firma.ru", 465, "ssl", "a@gmail.com", "p")
     assert provider_for(MailboxSettings("a@gmail.com", "A", other)) == "google"
+
+
+def test_preset_names_read_in_russian_where_they_are_not_brands():
+    from portal.mail.presets import get_preset
+
+    assert get_preset("other").title("ru") == "Другой сервер"
+    assert get_preset("other").title("en") == "Other server"
+    assert get_preset("google").title("ru") == get_preset("google").title("en")  # a brand stays as it is

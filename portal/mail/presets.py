@@ -45,6 +45,11 @@ class ProviderPreset:
     incoming_help_url: str
     app_password_help_url: str
     advice_text: dict[str, str] = field(repr=False)
+    name_ru: str | None = None
+
+    def title(self, lang: str = "en") -> str:
+        """The provider's name as a page in "ru" or "en" shows it (brand names stay as they are)."""
+        return (self.name_ru if lang == "ru" else None) or self.name
 
     def advice(self, lang: str = "en") -> str:
         """Advice to show beside the mailbox form, in "ru" or "en"."""
@@ -58,7 +63,7 @@ class ProviderPreset:
         """The preset as plain data (for JSON and templates)."""
         servers = {name: (vars(server) if server else None)
                    for name, server in (("smtp", self.smtp), ("pop3", self.pop3), ("imap", self.imap))}
-        return {"key": self.key, "name": self.name, "domains": list(self.domains), **servers,
+        return {"key": self.key, "name": self.title(lang), "domains": list(self.domains), **servers,
                 "login_format": self.login_format,
                 "app_password_required_with_2fa": self.app_password_required_with_2fa,
                 "oauth_offered": self.oauth_offered, "incoming_help_url": self.incoming_help_url,
@@ -78,6 +83,7 @@ def _load() -> tuple[ProviderPreset, ...]:
         login_format=raw["login_format"], app_password_required_with_2fa=raw["app_password_required_with_2fa"],
         oauth_offered=raw["oauth_offered"], incoming_help_url=raw["incoming_help_url"],
         app_password_help_url=raw["app_password_help_url"], advice_text=raw["advice"],
+        name_ru=raw.get("name_ru"),
     ) for raw in data["preset"])
 
 

@@ -1,8 +1,10 @@
-"""The start page after sign-in: where each person's work is."""
+"""The start page after sign-in: which address your letters leave from, and where your work is."""
 from flask import Blueprint
-from flask_login import login_required
+from flask_login import current_user, login_required
 
 from portal.htmx import render_htmx
+from portal.models import Project
+from portal.sender import sender_table
 
 bp = Blueprint("home", __name__)
 
@@ -10,5 +12,7 @@ bp = Blueprint("home", __name__)
 @bp.route("/")
 @login_required
 def index():
-    """The sections the signed-in person may use."""
-    return render_htmx("home/index.html")
+    """Your sender in every active project (one grid row, constant queries) and the sections you may use."""
+    projects = list(Project.active_projects())
+    senders = sender_table([current_user], projects).rows()[0][1] if projects else []
+    return render_htmx("home/index.html", senders=list(zip(projects, senders)))

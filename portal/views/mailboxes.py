@@ -200,7 +200,7 @@ def mine():
 def _form_choices(form, scope):
     from portal.mail.presets import PRESETS
 
-    form.provider.choices = choices((p.key, p.name) for p in PRESETS)
+    form.provider.choices = choices((p.key, p.title(_lang())) for p in PRESETS)
     projects = list(Project.select().order_by(Project.archived, fn.LOWER(Project.name)))
     form.projects.choices = choices((p.id, p.name + (" " + _("(archived)") if p.archived else "")) for p in projects)
     if scope == "company":
