@@ -24,14 +24,17 @@ DEFAULTS = {
     "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES": True,
     "PORTAL_QUEUE_URL": None,
     "PORTAL_API_RATE_LIMIT": "120 per minute",  # per API token (or per address without one)
-    "PORTAL_LETTER_MAX_ATTEMPTS": 8, "PORTAL_LETTER_MAX_AGE": 86400, "PORTAL_LETTER_RETRY_BASE": 60, "PORTAL_LETTER_LEASE": 300, "PORTAL_MAILBOX_LETTERS_PER_MINUTE": 20, "PORTAL_RECIPIENT_LETTERS_LIMIT": 50, "PORTAL_RECIPIENT_LIMIT_WINDOW": 600, "PORTAL_REPLY_FETCH_MINUTES": 2,  # letters (issue 5)
+    "PORTAL_LETTER_MAX_ATTEMPTS": 8,
+    "PORTAL_LETTER_MAX_AGE": 86400,
+    "PORTAL_LETTER_RETRY_BASE": 60,
+    "PORTAL_LETTER_LEASE": 300,
+    "PORTAL_MAILBOX_LETTERS_PER_MINUTE": 20,
+    "PORTAL_RECIPIENT_LETTERS_LIMIT": 50,
+    "PORTAL_RECIPIENT_LIMIT_WINDOW": 600,
+    "PORTAL_REPLY_FETCH_MINUTES": 2,
     "SECRET_KEY": None,
 }
 
-# Settings whose environment value is a string that means a number or a flag.
-_BOOLEAN = {"PORTAL_INSECURE_COOKIES", "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES", "PORTAL_MAIL_PROVIDER_MX_LOOKUP"}
-_INTEGER = {"PORTAL_PROXY_COUNT", "PORTAL_PAGE_SIZE"}
-_FLOAT = {"PORTAL_MAIL_TIMEOUT"}
 
 
 def parse_flag(value):
@@ -48,16 +51,24 @@ def from_environment(environ=None):
     for name, value in environ.items():
         if not name.startswith("PORTAL_"):
             continue
-        if name in _BOOLEAN:
-            value = parse_flag(value)
-        elif name in _INTEGER:
-            value = int(value)
-        elif name in _FLOAT:
-            value = float(value)
-        found[name] = value
+        found[name] = _typed_like(DEFAULTS.get(name), name, value)
     if "PORTAL_SECRET_KEY" in found:
         found["SECRET_KEY"] = found.pop("PORTAL_SECRET_KEY")
     return found
+
+
+def _typed_like(default, name, value):
+    """An environment string read as the type of the setting's default (flag, whole number, number)."""
+    try:
+        if isinstance(default, bool):
+            return parse_flag(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a {type(default).__name__}, not {value!r}") from None
+    return value
 
 
 def instance_secret(instance_path, filename):

@@ -31,3 +31,21 @@ def test_secret_key_from_environment(config, monkeypatch):
     monkeypatch.setenv("PORTAL_SECRET_KEY", "from-the-environment-" + "x" * 20)
     assert create_app(config).config["SECRET_KEY"].startswith("from-the-environment-")
     assert not (Path(config["INSTANCE_PATH"]) / "secret_key").exists()
+
+
+def test_environment_values_take_the_type_of_their_default(config, monkeypatch):
+    monkeypatch.setenv("PORTAL_LETTER_MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("PORTAL_MAIL_PROVIDER_MX_LOOKUP", "off")
+    monkeypatch.setenv("PORTAL_MAIL_TIMEOUT", "2.5")
+    app = create_app(config)
+    assert app.config["PORTAL_LETTER_MAX_ATTEMPTS"] == 5
+    assert app.config["PORTAL_MAIL_PROVIDER_MX_LOOKUP"] is False
+    assert app.config["PORTAL_MAIL_TIMEOUT"] == 2.5
+
+
+def test_a_malformed_number_in_the_environment_is_named(config, monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("PORTAL_PAGE_SIZE", "many")
+    with pytest.raises(ValueError, match="PORTAL_PAGE_SIZE"):
+        create_app(config)
