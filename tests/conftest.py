@@ -209,4 +209,5 @@ def page_text(response):
     """The visible text of an HTML response, tags removed and spaces folded (for assertions)."""
     html = response.get_data(as_text=True)
     html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    html = re.sub(r"<wbr\s*/?>", "", html)  # a line-break opportunity, not a space
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
