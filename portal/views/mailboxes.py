@@ -535,8 +535,10 @@ def senders():
     else:
         chosen, page, pages, total = _page(people)
         shown = sender_table(chosen, projects).rows()
+    # Translated once, formatted per cell (flask_babel's gettext leaves it unformatted without values).
+    why_label_pattern = _("Why: %(employee)s in %(project)s")
     return render_htmx("mailboxes/senders.html", filters=filters, projects=projects, rows=shown, page=page,
-                       pages=pages, total=total, lang=_lang())
+                       pages=pages, total=total, lang=_lang(), why_label_pattern=why_label_pattern)
 
 
 @bp.route("/admin/mail/senders/<int:employee_id>/<int:project_id>")
