@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime, formataddr, getaddresses
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
@@ -15,6 +16,7 @@ from peewee import IntegrityError
 
 from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
+from portal.letters.statements import insert_row, insert_rows, select_rows
 from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 
@@ -61,10 +63,16 @@ def clean_address(field, address):
     """A syntactically valid e-mail address in stored form, or LetterError."""
     refuse_control_characters(field, address)
     try:
-        valid = validate_email((address or "").strip(), check_deliverability=False)
+        return _valid_address((address or "").strip())
     except EmailNotValidError:
         raise LetterError(field, _l("“%(address)s” is not a valid e-mail address.", address=address)) from None
-    return normalize_email(valid.normalized)
+
+
+@lru_cache(maxsize=4096)
+def _valid_address(address):
+    # Remembered: the same mailbox and contacts come back letter after letter, and the syntax check
+    # (IDNA, Unicode tables) costs more than storing the letter. Only valid answers are kept.
+    return normalize_email(validate_email(address, check_deliverability=False).normalized)
 
 
 def parse_recipients(text, kind="to"):
@@ -180,6 +188,16 @@ def _clean_thread_ids(value):
     return " ".join(re.findall(r"<[^<>\s]+>", value or ""))
 
 
+def _may_send_from(author, mailbox, project):
+    """The sender rule's may_use, with the mailbox's projects and access list read by two prepared queries."""
+    from portal.models import MailboxAccess, MailboxProject
+    from portal.sender import candidate_from_mailbox, may_use
+
+    projects = [project_id for (project_id,) in select_rows(MailboxProject, ("project",), "mailbox", mailbox.id)]
+    access = select_rows(MailboxAccess, ("employee", "department"), "mailbox", mailbox.id)
+    return may_use(author, candidate_from_mailbox(mailbox, projects=projects, access=access), project)
+
+
 def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_reply_to="", references="",
                   submit_token=None, save_contacts=False, check_sender=True):
     """Store a letter in the queue (state "queued") and return it; the same submit_token returns the same letter.
@@ -196,11 +214,8 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
             return existing
     if mailbox is None:
         raise LetterError("mailbox", _l("Choose the address the letter leaves from."))
-    if check_sender:
-        from portal.sender import may_use
-
-        if not may_use(author, mailbox, project):
-            raise LetterError("mailbox", _l("You may not send from this address in this project."))
+    if check_sender and not _may_send_from(author, mailbox, project):
+        raise LetterError("mailbox", _l("You may not send from this address in this project."))
     to_list = to if isinstance(to, list) else parse_recipients(to, "to")
     cc_list = cc if isinstance(cc, list) else parse_recipients(cc, "cc")
     to_addresses = {r.address for r in to_list}
@@ -243,19 +258,21 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
     except (ValueError, TypeError) as error:  # the email package's own last line against bad headers
         raise LetterError("subject", _l("The letter could not be built: %(error)s", error=str(error))) from None
     try:
+        fields = dict(
+            author=author.id, project=project.id if project is not None else None, mailbox=mailbox.id,
+            from_address=from_address, from_name=from_name,
+            to_header=", ".join(r.shown() for r in to_list),
+            cc_header=", ".join(r.shown() for r in cc_list),
+            subject=subject, body_text=body, message_id=message_id, in_reply_to=in_reply_to,
+            references=references, raw_message=raw.decode("ascii"), submit_token=submit_token or None,
+            state="queued", created_at=now, queued_at=now, next_attempt_at=now,
+        )
         with database.atomic():
-            letter = Letter.create(
-                author=author, project=project, mailbox=mailbox, from_address=from_address, from_name=from_name,
-                to_header=", ".join(r.shown() for r in to_list),
-                cc_header=", ".join(r.shown() for r in cc_list),
-                subject=subject, body_text=body, message_id=message_id, in_reply_to=in_reply_to,
-                references=references, raw_message=raw.decode("ascii"), submit_token=submit_token or None,
-                state="queued", created_at=now, queued_at=now, next_attempt_at=now,
-            )
-            LetterRecipient.insert_many([
-                {"letter": letter.id, "kind": r.kind, "name": r.name, "address": r.address}
+            letter_id = insert_row(Letter, fields)
+            insert_rows(LetterRecipient, [
+                {"letter": letter_id, "kind": r.kind, "name": r.name, "address": r.address}
                 for r in to_list + cc_list
-            ]).execute()
+            ])
             if save_contacts:
                 save_as_contacts(to_list + cc_list, author)
     except IntegrityError:
@@ -264,6 +281,8 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
         if existing is None:
             raise
         return existing
+    letter = Letter(id=letter_id, **{k: v for k, v in fields.items() if k not in ("author", "project", "mailbox")})
+    letter.author, letter.project, letter.mailbox = author, project, mailbox
     return letter
 
 
