@@ -18,6 +18,7 @@ import re
 import select
 import smtplib
 import socket
+import time
 import uuid
 from collections import Counter, defaultdict
 from contextlib import ExitStack
@@ -27,6 +28,7 @@ from typing import Any, Callable, Mapping
 from peewee import fn
 
 from portal.db import database
+from portal.letters.statements import insert_rows, update_row, update_rows
 from portal.mail.connection import open_smtp
 from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify, classify_reply
@@ -58,10 +60,6 @@ class QueuePolicy:
     recipient_limit: int = 50  # letters to one address ...
     recipient_window: float = 600.0  # ... per this many seconds; 0: no limit
     batch_size: int = 200
-    # How long to listen for a hang-up after the body and before the final dot. A server that drops
-    # the connection right after "354" is then seen before the dot leaves, so the letter is simply
-    # retried instead of becoming "uncertain". A fraction of a millisecond per letter.
-    hang_up_wait: float = 0.0003
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> "QueuePolicy":
@@ -131,7 +129,7 @@ def _due(now: datetime.datetime):
 
 def claim_due_letters(policy: QueuePolicy, *, now: datetime.datetime, mailbox_id: int | None = None,
                       limit: int | None = None) -> tuple[str, list]:
-    """Take up to a batch of due letters under a new lease; returns (lease token, letters)."""
+    """Take up to a batch of due letters under a new lease; returns (lease token, letters with the columns sending needs)."""
     condition = _due(now)
     if mailbox_id is not None:
         condition &= Letter.mailbox == mailbox_id
@@ -144,8 +142,15 @@ def claim_due_letters(policy: QueuePolicy, *, now: datetime.datetime, mailbox_id
                .where(Letter.id.in_([row.id for row in ids]) & condition).execute())
     if not claimed:
         return token, []
-    letters = list(Letter.select().where(Letter.lease_token == token).order_by(Letter.next_attempt_at, Letter.id))
+    letters = list(Letter.select(*_CLAIMED_COLUMNS).where(Letter.lease_token == token)
+                   .order_by(Letter.next_attempt_at, Letter.id))
     return token, letters
+
+
+# What sending needs of a claimed letter; the rest (body text, headers shown in the Outbox, six
+# timestamps to parse) stays in the database.
+_CLAIMED_COLUMNS = (Letter.id, Letter.mailbox, Letter.from_address, Letter.raw_message, Letter.phase,
+                    Letter.attempts, Letter.round_start, Letter.queued_at, Letter.waiting_for)
 
 
 def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = None, *,
@@ -156,12 +161,15 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
 
     ``clock`` gives naive-UTC "now" (tests move it forward instead of sleeping);
     ``settings_for(mailbox)`` gives its MailboxSettings (default ``mailbox.to_settings()``).
+    Claims come in batches; a mailbox's SMTP connection stays open from one batch to the next,
+    and outcomes are written together, one transaction per batch.
     """
     policy = policy or QueuePolicy()
     settings_for = settings_for or (lambda mailbox: mailbox.to_settings())
     report = SendReport()
-    while limit is None or report.total < limit:
-        with database.connection_context():
+    with database.connection_context(), _Connections() as connections:
+        recorder = _Recorder(policy, rng, report)
+        while limit is None or report.total < limit:
             token, letters = claim_due_letters(policy, now=clock(), mailbox_id=mailbox_id,
                                                limit=None if limit is None else limit - report.total)
             if not letters:
@@ -169,9 +177,13 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
             groups: dict[int | None, list] = defaultdict(list)
             for letter in letters:
                 groups[letter.mailbox_id].append(letter)
-            for group_mailbox, group in groups.items():
-                _send_group(group_mailbox, group, token, mail_config, policy, clock, settings_for, rng, report)
-    with database.connection_context():
+            connections.keep_only(groups)
+            try:
+                for group_mailbox, group in groups.items():
+                    _send_group(group_mailbox, group, token, mail_config, policy, clock, settings_for, recorder,
+                                connections)
+            finally:
+                recorder.flush()
         upcoming = (Letter.select(fn.MIN(Letter.next_attempt_at))
                     .where(Letter.state.in_(("queued", "deferred"))).scalar())
     if upcoming is not None:
@@ -179,15 +191,50 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
     return report
 
 
-def _send_group(mailbox_id, letters, token, mail_config, policy, clock, settings_for, rng, report):
-    """Send one mailbox's claimed letters over one connection (reconnecting once after a drop)."""
+class _Connection:
+    """One mailbox's SMTP session, kept across claim batches within a pass."""
+
+    def __init__(self):
+        self.stack = ExitStack()
+        self.smtp: smtplib.SMTP | None = None
+        self.reconnects = 0
+
+    def drop(self) -> None:
+        self.stack.close()
+        self.smtp = None
+
+
+class _Connections(dict):
+    """The pass's open SMTP sessions by mailbox id; every one is closed (QUIT) when the pass ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        for connection in self.values():
+            connection.drop()
+        self.clear()
+
+    def keep_only(self, mailbox_ids) -> None:
+        """Close the sessions of mailboxes the next batch does not use: no idle connections pile up."""
+        for mailbox_id in [m for m in self if m not in mailbox_ids]:
+            self.pop(mailbox_id).drop()
+
+    def of(self, mailbox_id) -> _Connection:
+        if mailbox_id not in self:
+            self[mailbox_id] = _Connection()
+        return self[mailbox_id]
+
+
+def _send_group(mailbox_id, letters, token, mail_config, policy, clock, settings_for, recorder, connections):
+    """Send one mailbox's claimed letters over its connection (reconnecting once after a drop)."""
     now = clock()
     fresh = []
     for letter in letters:
         if letter.phase == "data":
             # Claimed again after a lease ran out mid-DATA: it may have arrived. Never send it twice.
-            _finish(letter, _Result("uncertain", _queue_problem(WORKER_LOST)), now, policy, rng, report,
-                    number=letter.attempts, outcome_label="lost")
+            recorder.add(letter, _Result("uncertain", _queue_problem(WORKER_LOST)), now, number=letter.attempts,
+                         outcome_label="lost")
         else:
             fresh.append(letter)
     if not fresh:
@@ -195,73 +242,75 @@ def _send_group(mailbox_id, letters, token, mail_config, policy, clock, settings
     mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id) if mailbox_id else None
     if mailbox is None:
         for letter in fresh:
-            _finish(letter, _Result("failed", _queue_problem(MAILBOX_GONE)), now, policy, rng, report)
+            recorder.add(letter, _Result("failed", _queue_problem(MAILBOX_GONE)), now)
         return
     if not mailbox.active:
         for letter in fresh:
-            _hold(letter, MAILBOX_PAUSED, now + datetime.timedelta(seconds=policy.retry_base), now, policy, report)
+            _hold(letter, MAILBOX_PAUSED, now + datetime.timedelta(seconds=policy.retry_base), now, policy,
+                  recorder.report)
         return
     try:
         settings = settings_for(mailbox)
     except Exception as error:  # a secret that no key opens any more, or broken stored settings
         problem = Problem(code=SETTINGS_UNREADABLE, stage=STAGE, server_reply=type(error).__name__)
         for letter in fresh:
-            _finish(letter, _Result("failed", problem), now, policy, rng, report)
+            recorder.add(letter, _Result("failed", problem), now)
         return
 
     recipients = defaultdict(list)
-    for row in LetterRecipient.select().where(LetterRecipient.letter.in_([letter.id for letter in fresh])):
-        recipients[row.letter_id].append(row)
+    for row in (LetterRecipient.select(LetterRecipient.id, LetterRecipient.letter, LetterRecipient.address,
+                                       LetterRecipient.status)
+                .where(LetterRecipient.letter.in_([letter.id for letter in fresh])).namedtuples()):
+        recipients[row.letter].append(row)
     limits = _Limits.load(mailbox.id, [r.address for rows in recipients.values() for r in rows], now, policy)
     lease_until = now + datetime.timedelta(seconds=policy.lease)
+    connection = connections.of(mailbox.id)
 
-    with ExitStack() as stack:
-        smtp = None
-        reconnects = 0
-        for index, letter in enumerate(fresh):
-            now = clock()
-            if lease_until - now < datetime.timedelta(seconds=policy.lease / 2):
-                lease_until = now + datetime.timedelta(seconds=policy.lease)
-                Letter.update(lease_expires_at=lease_until).where(Letter.lease_token == token).execute()
-            pending = [r for r in recipients[letter.id] if r.status != "accepted" and r.status != "refused"]
-            if not pending:
-                _finish(letter, _Result("sent"), now, policy, rng, report)
-                continue
-            held = limits.hold_until(mailbox.id, [r.address for r in pending], now)
-            if held is not None:
-                reason, until = held
-                _hold(letter, reason, until, now, policy, report)
-                continue
-            if smtp is None:
-                try:
-                    smtp = stack.enter_context(open_smtp(settings, mail_config))
-                    report.connections += 1
-                    _no_delay(smtp)
-                except MailError as error:
-                    # The server cannot be reached or refuses the sign-in: the same for every letter left.
-                    for rest in fresh[index:]:
-                        kind = "deferred" if error.problem.temporary else "failed"
-                        _finish(rest, _Result(kind, error.problem, connection_broken=True), clock(), policy,
-                                rng, report, mailbox=mailbox)
-                    return
-            result = _deliver(smtp, letter, pending, policy.hang_up_wait)
-            limits.count(mailbox.id, result.accepted, now)
-            _finish(letter, result, clock(), policy, rng, report, mailbox=mailbox, recipients=pending)
-            if result.connection_broken:
-                stack.close()
-                smtp = None
-                reconnects += 1
-                if reconnects > 1:
-                    # A second drop in one pass: leave the rest for the next pass instead of hammering.
-                    for rest in fresh[index + 1:]:
-                        Letter.update(state="queued", lease_token=None, lease_expires_at=None,
-                                      next_attempt_at=now + datetime.timedelta(seconds=policy.retry_base)
-                                      ).where(Letter.id == rest.id).execute()
-                    return
+    for index, letter in enumerate(fresh):
+        now = clock()
+        if lease_until - now < datetime.timedelta(seconds=policy.lease / 2):
+            lease_until = now + datetime.timedelta(seconds=policy.lease)
+            Letter.update(lease_expires_at=lease_until).where(Letter.lease_token == token).execute()
+        pending = [r for r in recipients[letter.id] if r.status != "accepted" and r.status != "refused"]
+        if not pending:
+            recorder.add(letter, _Result("sent"), now)
+            continue
+        held = limits.hold_until(mailbox.id, [r.address for r in pending], now)
+        if held is not None:
+            reason, until = held
+            _hold(letter, reason, until, now, policy, recorder.report)
+            continue
+        if connection.smtp is None:
+            try:
+                connection.smtp = connection.stack.enter_context(open_smtp(settings, mail_config))
+                recorder.report.connections += 1
+                _no_delay(connection.smtp)
+            except MailError as error:
+                # The server cannot be reached or refuses the sign-in: the same for every letter left.
+                connection.drop()
+                for rest in fresh[index:]:
+                    kind = "deferred" if error.problem.temporary else "failed"
+                    recorder.add(rest, _Result(kind, error.problem, connection_broken=True), clock(),
+                                 mailbox=mailbox)
+                return
+        result = _deliver(connection.smtp, letter, pending)
+        limits.count(mailbox.id, result.accepted, now)
+        recorder.add(letter, result, clock(), mailbox=mailbox, recipients=pending)
+        if result.connection_broken:
+            connection.drop()
+            connection.reconnects += 1
+            if connection.reconnects > 1:
+                # A second drop in one pass: leave the rest for the next pass instead of hammering.
+                rest = [r.id for r in fresh[index + 1:]]
+                if rest:
+                    Letter.update(state="queued", lease_token=None, lease_expires_at=None,
+                                  next_attempt_at=now + datetime.timedelta(seconds=policy.retry_base)
+                                  ).where(Letter.id.in_(rest)).execute()
+                return
 
 
-def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, hang_up_wait: float = 0.0) -> _Result:
-    """MAIL, RCPT for each pending recipient, DATA; returns the outcome without writing anything."""
+def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list) -> _Result:
+    """MAIL, RCPT for each pending recipient, DATA; returns the outcome (only the "data" mark is written here)."""
     try:
         code, reply = smtp.mail(letter.from_address)
         if code not in ACCEPTED:
@@ -280,28 +329,38 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, hang_up_wait:
             result = _envelope_refused(smtp, worst)
             result.refused = refused
             return result
-        code, reply = smtp.docmd("DATA")
+        smtp.putcmd("data")
+        # Marked, and committed (the driver runs in autocommit), while the server answers DATA and before
+        # the final dot can leave: if this worker dies from here on, the letter may have arrived and the
+        # next claim makes it "uncertain". Written during the round trip, it costs the letter no time.
+        update_row(Letter, letter.id, phase="data")
+        code, reply = smtp.getreply()
         if code != 354:
             problem = classify_reply(code, reply, stage=STAGE, command="DATA")
             result = _envelope_refused(smtp, problem)
             result.refused = refused
             return result
-        payload = re.sub(rb"(?m)^\.", b"..", letter.raw_message.encode("ascii"))
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
-        smtp.send(payload)
     except (OSError, smtplib.SMTPException) as error:
         # Nothing past the body has gone out: the letter cannot have been accepted, so a retry is safe.
         problem = classify(error, stage=STAGE)
         kind = "deferred" if problem.temporary or problem.code == "connection_dropped" else "failed"
         return _Result(kind, problem, connection_broken=True)
-    # Marked before the dot may leave: if this worker dies from here on, the letter may have arrived.
-    Letter.update(phase="data").where(Letter.id == letter.id).execute()
-    if _server_hung_up(smtp, hang_up_wait):
+    payload = re.sub(rb"(?m)^\.", b"..", letter.raw_message.encode("ascii"))
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    if _server_hung_up(smtp):
+        # The server spoke or hung up after "354" (a drop during DATA): the dot never leaves, a retry is safe.
         problem = Problem(code="connection_dropped", stage=STAGE, server_reply="connection closed during DATA")
         return _Result("deferred", problem, connection_broken=True)
     try:
-        smtp.send(b".\r\n")
+        # Body and final dot in one write, as smtplib.sendmail does. If the write fails, its end (the dot)
+        # did not leave, so the server cannot have taken the letter.
+        smtp.send(payload + b".\r\n")
+    except (OSError, smtplib.SMTPException) as error:
+        problem = classify(error, stage=STAGE)
+        return _Result("deferred", Problem(code="connection_dropped", stage=STAGE, server_reply=problem.server_reply),
+                       connection_broken=True)
+    try:
         code, reply = smtp.getreply()
     except (OSError, smtplib.SMTPException) as error:
         problem = classify(error, stage=STAGE)
@@ -322,15 +381,15 @@ def _no_delay(smtp: smtplib.SMTP) -> None:
         pass
 
 
-def _server_hung_up(smtp: smtplib.SMTP, wait: float) -> bool:
-    """Whether the server spoke or hung up before our final dot (then the dot is never sent)."""
+def _server_hung_up(smtp: smtplib.SMTP) -> bool:
+    """Whether the server already spoke or hung up after "354" (a look without waiting: no pause per letter)."""
     sock = smtp.sock
     if sock is None:
         return True
     try:
         if getattr(sock, "pending", None) and sock.pending():
             return True
-        readable, _, _ = select.select([sock], [], [], wait)
+        readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
@@ -361,56 +420,103 @@ def _queue_problem(code: str, reply: str = "") -> Problem:
     return Problem(code=code, stage=STAGE, server_reply=reply)
 
 
-def _finish(letter, result: _Result, now, policy, rng, report, *, mailbox=None, recipients=(), number=None,
-            outcome_label=None):
-    """Write one attempt's outcome: the letter's state, the history row and each recipient's answer."""
-    attempt = number if number is not None else letter.attempts + 1
-    refused_for_good = {a for a, (c, _, p) in result.refused.items() if not p.temporary}
-    refused_for_now = {a for a, (c, _, p) in result.refused.items() if p.temporary}
-    state, problem = result.outcome, result.problem
-    if state == "sent" and refused_for_now:
-        state, problem = "deferred", result.refused[next(iter(refused_for_now))][2]
-    fields: dict = dict(lease_token=None, lease_expires_at=None, phase="", waiting_for="", attempts=attempt)
-    if state == "deferred":
-        too_many = attempt - letter.round_start >= policy.max_attempts
-        too_old = (now - letter.queued_at).total_seconds() >= policy.max_age
-        if too_many or too_old:
-            state = "failed"
-            fields["problem_stage"] = GAVE_UP
-        else:
-            when = now + datetime.timedelta(seconds=policy.retry_delay(attempt - letter.round_start, rng))
-            fields["next_attempt_at"] = when
-            report.wake_at(when)
-    if state == "sent":
-        fields.update(sent_at=now, finished_at=now, problem_code="", problem_stage="", server_reply="", smtp_code=None)
-    elif problem is not None:
-        fields.update(problem_code=problem.code, server_reply=problem.server_reply, smtp_code=problem.smtp_code)
-        fields.setdefault("problem_stage", problem.stage)
-    if state in ("failed", "uncertain"):
-        fields.update(finished_at=now, failure_seen=False)
-    fields["state"] = state
-    with database.atomic():
-        Letter.update(**fields).where(Letter.id == letter.id).execute()
-        LetterAttempt.create(
+class _Recorder:
+    """Outcomes of attempts, written together: one transaction and a few prepared statements for many letters.
+
+    Flushed at the end of every claim batch, and sooner when FLUSH_LETTERS letters or FLUSH_SECONDS
+    have gathered, so the Outbox sees progress. A worker that dies before a flush loses nothing but
+    the record: its letters are still "sending" under a lease, and those that reached DATA carry
+    the "data" mark, so the next claim makes them "uncertain" instead of sending them twice.
+    """
+
+    FLUSH_LETTERS = 200
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self, policy: QueuePolicy, rng: Any, report: SendReport):
+        self.policy, self.rng, self.report = policy, rng, report
+        self.letters: list = []  # (id, fields)
+        self.attempts: list = []
+        self.recipients: list = []  # (id, fields)
+        self.by_address: list = []  # (letter id, address, fields) for a recipient row not at hand
+        self.since: float | None = None
+
+    def add(self, letter, result: _Result, now, *, mailbox=None, recipients=(), number=None, outcome_label=None):
+        """Note one attempt's outcome: the letter's state, the history row and each recipient's answer."""
+        policy = self.policy
+        attempt = number if number is not None else letter.attempts + 1
+        refused_for_good = {a for a, (c, _, p) in result.refused.items() if not p.temporary}
+        refused_for_now = {a for a, (c, _, p) in result.refused.items() if p.temporary}
+        state, problem = result.outcome, result.problem
+        if state == "sent" and refused_for_now:
+            state, problem = "deferred", result.refused[next(iter(refused_for_now))][2]
+        fields: dict = dict(lease_token=None, lease_expires_at=None, phase="", waiting_for="", attempts=attempt)
+        if state == "deferred":
+            too_many = attempt - letter.round_start >= policy.max_attempts
+            too_old = (now - letter.queued_at).total_seconds() >= policy.max_age
+            if too_many or too_old:
+                state = "failed"
+                fields["problem_stage"] = GAVE_UP
+            else:
+                when = now + datetime.timedelta(seconds=policy.retry_delay(attempt - letter.round_start, self.rng))
+                fields["next_attempt_at"] = when
+                self.report.wake_at(when)
+        if state == "sent":
+            fields.update(sent_at=now, finished_at=now, problem_code="", problem_stage="", server_reply="",
+                          smtp_code=None)
+        elif problem is not None:
+            fields.update(problem_code=problem.code, server_reply=problem.server_reply, smtp_code=problem.smtp_code)
+            fields.setdefault("problem_stage", problem.stage)
+        if state in ("failed", "uncertain"):
+            fields.update(finished_at=now, failure_seen=False)
+        fields["state"] = state
+        self.letters.append((letter.id, fields))
+        self.attempts.append(dict(
             letter=letter.id, number=attempt, started_at=now, finished_at=now,
             outcome=outcome_label or result.outcome, stage=problem.stage if problem else STAGE,
-            problem_code=problem.code if problem else "", server_reply=(problem.server_reply if problem else result.reply),
+            problem_code=problem.code if problem else "",
+            server_reply=(problem.server_reply if problem else result.reply),
             smtp_code=problem.smtp_code if problem else None, mailbox_address=mailbox.address if mailbox else "",
-        )
-        if result.accepted and result.outcome in ("sent", "uncertain"):
-            status = "accepted" if result.outcome == "sent" else "pending"
-            if status == "accepted":
-                (LetterRecipient.update(status="accepted", accepted_at=now, smtp_code=250, server_reply=result.reply,
-                                        problem_code="")
-                 .where((LetterRecipient.letter == letter.id) & LetterRecipient.address.in_(result.accepted))
-                 .execute())
+        ))
+        rows = {r.address: r.id for r in recipients}
+        answers = []
+        if result.accepted and result.outcome == "sent":
+            answers += [(address, dict(status="accepted", accepted_at=now, smtp_code=250, server_reply=result.reply,
+                                       problem_code="")) for address in result.accepted]
         for address, (code, reply, recipient_problem) in result.refused.items():
-            (LetterRecipient.update(status="refused" if address in refused_for_good else "deferred",
-                                    smtp_code=code, server_reply=reply, problem_code=recipient_problem.code)
-             .where((LetterRecipient.letter == letter.id) & (LetterRecipient.address == address)).execute())
-    for key, value in fields.items():
-        setattr(letter, key, value)
-    report.add(letter.id, state)
+            answers.append((address, dict(status="refused" if address in refused_for_good else "deferred",
+                                          smtp_code=code, server_reply=reply, problem_code=recipient_problem.code)))
+        for address, answer in answers:
+            if address in rows:
+                self.recipients.append((rows[address], answer))
+            else:
+                self.by_address.append((letter.id, address, answer))
+        self.report.add(letter.id, state)
+        if self.since is None:
+            self.since = time.monotonic()
+        if len(self.letters) >= self.FLUSH_LETTERS or time.monotonic() - self.since >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything noted so far in one transaction: one UPDATE statement per kind of outcome."""
+        if not self.letters:
+            return
+        kinds: dict = defaultdict(list)
+        for letter_id, fields in self.letters:
+            kinds[tuple(sorted(fields))].append((letter_id, fields))
+        answers: dict = defaultdict(list)
+        for recipient_id, fields in self.recipients:
+            answers[tuple(sorted(fields))].append((recipient_id, fields))
+        with database.atomic():
+            for names, rows in kinds.items():
+                update_rows(Letter, names, rows)
+            insert_rows(LetterAttempt, self.attempts)
+            for names, rows in answers.items():
+                update_rows(LetterRecipient, names, rows)
+            for letter_id, address, fields in self.by_address:
+                (LetterRecipient.update(**fields)
+                 .where((LetterRecipient.letter == letter_id) & (LetterRecipient.address == address)).execute())
+        self.letters, self.attempts, self.recipients, self.by_address = [], [], [], []
+        self.since = None
 
 
 def _hold(letter, reason, until, now, policy, report):

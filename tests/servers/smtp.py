@@ -41,8 +41,18 @@ class ReceivedMessage:
 class _ScriptedSMTP(SMTP):
     async def smtp_DATA(self, arg):
         if self.event_handler.script.get("DATA") == DROP_DURING_DATA and self.envelope.rcpt_tos:
+            sock = self.transport.get_extra_info("socket")
+            cork = getattr(socket, "TCP_CORK", None)
+            if cork is not None:
+                # Hold the 354 in the kernel so that it leaves together with the FIN below: the client
+                # then sees "354" and the hang-up at the same moment, however the machine is loaded.
+                sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
             await self.push("354 End data with <CR><LF>.<CR><LF>")
-            self.transport.close()
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.transport.abort()
             return
         return await super().smtp_DATA(arg)
 
