@@ -7,6 +7,7 @@ holds the letters: a lost huey message only delays a letter until the next sweep
 import datetime
 import logging
 import os
+import time
 from types import SimpleNamespace
 
 from huey import RedisHuey, SqliteHuey, crontab
@@ -22,11 +23,12 @@ EXTENSION = "portal.huey"
 def make_huey(config, instance_path):
     """A huey for these settings, with the portal's tasks registered on it (``huey.portal_tasks``)."""
     url = (config.get("PORTAL_QUEUE_URL") or "").strip()
+    # results=False: nothing reads a task's return value, and kept they would pile up in the storage.
     if url.split(":", 1)[0] in ("redis", "rediss", "unix"):
-        huey = RedisHuey("portal", url=url)
+        huey = RedisHuey("portal", url=url, results=False)
     else:
         os.makedirs(instance_path, exist_ok=True)
-        huey = SqliteHuey("portal", filename=os.path.join(instance_path, "queue.sqlite3"))
+        huey = SqliteHuey("portal", filename=os.path.join(instance_path, "queue.sqlite3"), results=False)
     huey.portal_tasks = _register(huey, dict(config))
     return huey
 
@@ -41,6 +43,10 @@ def _register(huey, config):
     @huey.task(name="portal.send_letters")
     def send_letters(mailbox_id=None):
         """Send what is due (one mailbox's letters, or all)."""
+        if mailbox_id is not None:
+            # Taken down before the first claim: a letter stored from now on either is claimed by this
+            # pass or raises the flag again and queues the next one. No wake-up is lost.
+            huey.delete(_wake_key(mailbox_id))
         report = process_due_letters(mail_config(), policy(), mailbox_id=mailbox_id)
         if report.total:
             log.info("letters: %s", dict(report.outcomes))
@@ -71,10 +77,42 @@ def huey_for(app):
     return huey
 
 
+def _wake_key(mailbox_id):
+    return f"portal.wake.{mailbox_id}"
+
+
+WAKE_STALE = 60.0  # seconds after which a raised flag no longer stops a wake-up (its task was lost)
+
+
+def wake(huey, mailbox_id):
+    """Queue a send pass for the mailbox unless one is already waiting: a burst of letters wakes one pass, not one each.
+
+    The flag is a key in huey's own storage (SQLite or Redis) holding when it was raised, set only
+    if absent and taken down when the pass starts. A flag older than WAKE_STALE (a crash between
+    raising it and queueing the task, a task lost with its Redis) is raised again.
+    """
+    if mailbox_id is None:
+        return huey.portal_tasks.send_letters(None)
+    key, now = _wake_key(mailbox_id), time.time()
+    raised = huey.get(key, peek=True)  # a read first: in a burst the flag is nearly always up already
+    if isinstance(raised, (int, float)) and now - raised < WAKE_STALE:
+        return None
+    if raised is None:
+        if not huey.put_if_empty(key, now):
+            return None  # raised by someone else just now
+    else:
+        huey.put(key, now)
+    try:
+        return huey.portal_tasks.send_letters(mailbox_id)
+    except Exception:
+        huey.delete(key)
+        raise
+
+
 def wake_sender(app, letter):
     """Ask a worker to send this letter's mailbox's due letters now; the minute sweep covers a failure here."""
     try:
-        huey_for(app).portal_tasks.send_letters(letter.mailbox_id)
+        wake(huey_for(app), letter.mailbox_id)
     except Exception:  # the queue storage is down: the letter is safe in the database all the same
         log.exception("could not wake the sending worker for letter %s", letter.id)
 
