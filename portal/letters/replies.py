@@ -22,6 +22,7 @@ from typing import Any, Callable
 from peewee import fn
 
 from portal.db import database
+from portal.letters.statements import select_rows, update_row
 from portal.mail.connection import open_incoming
 from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify
@@ -152,7 +153,9 @@ def _source(settings) -> str:
 def fetch_mailbox(mailbox: Mailbox, mail_config: MailConfig, *, settings: Any = None) -> FetchReport:
     """Fetch what is new in one mailbox and store the replies; a failure is recorded on the mailbox, not raised."""
     report = FetchReport(mailbox.id, mailbox.address)
-    inbox, _ = MailboxInbox.get_or_create(mailbox=mailbox.id)
+    inbox = MailboxInbox.get_or_none(MailboxInbox.mailbox == mailbox.id)
+    if inbox is None:
+        inbox, _ = MailboxInbox.get_or_create(mailbox=mailbox.id)
     now = utcnow()
     try:
         settings = settings or mailbox.to_settings()
@@ -190,8 +193,13 @@ def fetch_mailbox(mailbox: Mailbox, mail_config: MailConfig, *, settings: Any = 
         inbox.problem_stage = report.problem.stage
         inbox.server_reply = report.problem.server_reply
         inbox.failed_at = now
-    inbox.save()
+    update_row(MailboxInbox, inbox.id, **{name: getattr(inbox, name) for name in _INBOX_STATE})
     return report
+
+
+# What a fetch changes on the mailbox's MailboxInbox row (one prepared UPDATE instead of save()).
+_INBOX_STATE = ("source", "uidvalidity", "last_uid", "last_fetch_at", "last_success_at", "problem_code",
+                "problem_stage", "server_reply", "failed_at")
 
 
 class _Skip(Exception):
@@ -200,14 +208,12 @@ class _Skip(Exception):
 
 def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> None:
     _, lines, _ = client.uidl()
-    listing = []
-    for line in lines:
-        number, _, uid = line.decode("ascii", "replace").partition(" ")
-        listing.append((int(number), uid.strip()))
-    # Thousands of ids on every pass: read them straight from the cursor, without building rows.
-    query, params = SeenMessage.select(SeenMessage.uid).where(SeenMessage.mailbox == mailbox.id).sql()
-    seen = {uid for (uid,) in database.execute_sql(query, params)}
-    new = [(number, uid) for number, uid in listing if uid not in seen]
+    # Thousands of ids on every pass: read them straight from the cursor, without building rows, and
+    # split the listing in one go; only the new entries are turned into numbers.
+    seen = {uid for (uid,) in select_rows(SeenMessage, ("uid",), "mailbox", mailbox.id)}
+    listing = b"\n".join(lines).decode("ascii", "replace").split("\n") if lines else []
+    entries = (entry.split() for entry in listing)  # "number uid": a UIDL holds no spaces (RFC 1939)
+    new = [(int(parts[0]), parts[1]) for parts in entries if len(parts) >= 2 and parts[1] not in seen]
     report.new_messages = len(new)
     if not new:
         return
