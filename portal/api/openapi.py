@@ -117,6 +117,7 @@ SCHEMAS = {
         "message": {"type": "string"},
         "fields": {"type": "object", "additionalProperties": {"type": "string"}},
         "test": ref("CheckResult"),
+        "explanation": {"type": "string", "description": "nobody_can_send: why, and what to configure."},
     }, ["code", "message", "fields"])}),
     "TokenInfo": _out({
         "id": {"type": "integer"},

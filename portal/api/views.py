@@ -103,11 +103,13 @@ def _no_store(response):
 
 @bp.errorhandler(ApiError)
 def _api_error(error):
+    """An ApiError raised by a view, as JSON."""
     return error_response(error.status, error.code, error.message, error.fields, **error.extra)
 
 
 @bp.errorhandler(Invalid)
 def _invalid(error):
+    """Values that failed the schema or the core's rules: 422 naming each field."""
     return error_response(422, "invalid", "Some values are not valid: see fields.", error.fields)
 
 
@@ -131,6 +133,7 @@ bp.register_error_handler(HTTPException, _http_error)
 
 @bp.errorhandler(500)
 def _server_error(error):
+    """A crash: JSON without internals (the traceback goes to the log, as for pages)."""
     return error_response(500, "server_error", "Something went wrong. The error was logged.")
 
 
