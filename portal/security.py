@@ -1,4 +1,6 @@
-"""Security headers and cookie defaults for every response."""
+"""Security headers, cookie defaults, and where a redirect may go."""
+from urllib.parse import urlsplit
+
 from flask import request
 from flask_login import current_user
 
@@ -40,3 +42,17 @@ def add_security_headers(response):
     if current_user.is_authenticated and request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def local_target(target):
+    """The target if it is a path on this site, else None: never a way to send someone elsewhere.
+
+    Browsers drop tabs and newlines inside URLs and read a backslash as a slash, so
+    "/\\t/evil.example" and "/\\\\evil.example" would leave the site; such targets are refused.
+    """
+    if not target or any(ord(char) < 0x20 or char in "\\\x7f" for char in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target

@@ -49,3 +49,27 @@ def test_proxy_fix_honours_forwarded_prefix(config):
     )
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/mail/sign-in")
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/\t/evil.example/x", "/\n/evil.example", "/\\evil.example", "\\\\evil.example",
+    "https://evil.example/", "javascript:alert(1)", "http:/evil.example", "",
+])
+def test_local_target_refuses_anything_that_could_leave_the_site(target):
+    from portal.security import local_target
+
+    assert local_target(target) is None
+
+
+@pytest.mark.parametrize("target", ["/", "/outbox?state=failed", "/letters/5#history"])
+def test_local_target_keeps_paths_on_this_site(target):
+    from portal.security import local_target
+
+    assert local_target(target) == target
+
+
+def test_sign_in_does_not_follow_a_tab_smuggled_redirect(client, employee):
+    from tests.conftest import PASSWORD
+
+    response = client.post("/sign-in?next=/%09/evil.example/x", data={"email": employee.email, "password": PASSWORD})
+    assert response.status_code == 302 and response.headers["Location"] == "/"

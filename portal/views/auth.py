@@ -8,16 +8,13 @@ from portal.extensions import limiter
 from portal.forms.auth import LanguageForm, SignInForm
 from portal.htmx import render_htmx
 from portal.models import Employee
+from portal.security import local_target
 
 bp = Blueprint("auth", __name__)
 
 
 def _signin_limit():
     return current_app.config["PORTAL_SIGNIN_RATE_LIMIT"]
-
-
-def _is_safe_next(target):
-    return bool(target) and target.startswith("/") and not target.startswith("//")
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
@@ -36,7 +33,7 @@ def sign_in():
             if language and not employee.language:
                 session["language"] = language
             login_user(employee, remember=form.remember.data)
-            return redirect(target if _is_safe_next(target) else url_for("home.index"))
+            return redirect(local_target(target) or url_for("home.index"))
         form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
     language_form = LanguageForm(language=str(get_locale()))
     return render_htmx("auth/sign_in.html", form=form, language_form=language_form)

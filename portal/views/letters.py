@@ -17,6 +17,7 @@ from portal.mail.problems import Problem
 from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mailbox, MailboxInbox, Project, Reply,
                            utcnow)
 from portal.models.letters import PENDING_STATES, STATES
+from portal.security import local_target
 from portal.sender import resolve_sender
 
 bp = Blueprint("letters", __name__, cli_group=None)
@@ -101,8 +102,7 @@ def _letter_or_404(letter_id):
 
 
 def _safe_next(default):
-    target = request.form.get("next") or request.args.get("next") or ""
-    return target if target.startswith("/") and not target.startswith("//") else default
+    return local_target(request.form.get("next") or request.args.get("next")) or default
 
 
 # ------------------------------------------------------------------ New letter
