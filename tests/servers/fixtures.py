@@ -17,6 +17,8 @@ Fixtures and what they yield:
 - ``mail_user``: a fresh Dovecot user for one test, as ``MailUser(address, password)``.
 - ``dns_server``: a TinyDNS on 127.0.0.1 (``add_mx(domain, *exchanges)``, ``never_answer(domain)``,
   ``resolver()`` giving a dnspython Resolver that asks only it).
+- ``redis_server``: a private redis-server for one test (``url``, ``port``). Skipped when redis-server is not
+  installed, failed instead when CI=true.
 - ``mail_config``: a MailConfig that lets the engine reach 127.0.0.1/localhost, trusts the test CA and
   times out after 3 s.
 
@@ -38,6 +40,7 @@ import pytest
 from .certificates import ServerCertificate, make_certificate
 from .dns import TinyDNS
 from .dovecot import DOVECOT, Dovecot
+from .redis import REDIS_SERVER, RedisServer
 from .smtp import SilentServer, SmtpServer
 
 
@@ -138,6 +141,22 @@ def mail_user(dovecot: Dovecot) -> MailUser:
     user = MailUser(f"user-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(12))
     dovecot.add_user(user.address, user.password)
     return user
+
+
+@pytest.fixture
+def redis_server(mail_servers_root: Path) -> Iterator[RedisServer]:
+    """A private redis-server on 127.0.0.1 for this test (the task queue's path for several workers)."""
+    if not os.path.exists(REDIS_SERVER):
+        reason = f"redis-server is not installed ({REDIS_SERVER}); install the Debian package redis-server"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = RedisServer(mail_servers_root / f"redis-{secrets.token_hex(4)}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

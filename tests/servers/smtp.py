@@ -1,9 +1,11 @@
 """Real SMTP servers (aiosmtpd) for tests: STARTTLS or implicit TLS, AUTH, scripted failures."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
@@ -69,7 +71,14 @@ class _Handler:
         session.host_name = hostname
         return responses
 
+    async def _stall(self, command):
+        seconds = self.server.stalls.get(command)
+        if seconds:
+            self.server.stalled.set()
+            await asyncio.sleep(seconds)
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await self._stall("MAIL")
         reply = self.script.get("MAIL")
         if reply:
             return reply
@@ -78,7 +87,8 @@ class _Handler:
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.script.get("RCPT")
+        await self._stall("RCPT")
+        reply = self.server.refusals.get(address.lower()) or self.script.get("RCPT")
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -95,6 +105,7 @@ class _Handler:
         login = session.auth_data if isinstance(session.auth_data, str) else None
         self.server.messages.append(ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos),
                                                     envelope.original_content or envelope.content, login))
+        await self._stall("DATA")  # the letter is taken; only the reply is held back
         return "250 2.0.0 OK queued"
 
 
@@ -110,7 +121,9 @@ class SmtpServer:
     ``security`` is "starttls" (STARTTLS required before MAIL and AUTH), "ssl"
     (implicit TLS) or "none" (plain text, AUTH allowed without TLS). Script a
     failure with ``fail("MAIL", "421 4.7.0 Try again later")`` or
-    ``fail("DATA", DROP_AFTER_DATA)``; ``clear_script()`` undoes it.
+    ``fail("DATA", DROP_AFTER_DATA)``, refuse one recipient with ``refuse(address)``, hold a reply
+    back with ``stall("RCPT", 30)`` (``stalled`` is set once a command waits); ``clear_script()``
+    undoes all of it.
     """
 
     certificate: ServerCertificate
@@ -122,6 +135,9 @@ class SmtpServer:
     messages: list[ReceivedMessage] = field(default_factory=list)
     script: dict[str, str] = field(default_factory=dict)
     logins: list[str] = field(default_factory=list)
+    refusals: dict[str, str] = field(default_factory=dict)
+    stalls: dict[str, float] = field(default_factory=dict)
+    stalled: threading.Event = field(default_factory=threading.Event)
     _controller: Controller | None = field(default=None, repr=False)
 
     @property
@@ -154,9 +170,21 @@ class SmtpServer:
         """Answer ``command`` (EHLO, MAIL, RCPT or DATA) with ``reply`` or a DROP_* action from now on."""
         self.script[command.upper()] = reply
 
+    def refuse(self, address: str, reply: str = "550 5.1.1 Recipient address rejected: User unknown") -> None:
+        """Answer RCPT for this one address with ``reply``; the other recipients are still accepted."""
+        self.refusals[address.lower()] = reply
+
+    def stall(self, command: str, seconds: float) -> None:
+        """Wait ``seconds`` before answering ``command``, setting ``stalled``; for DATA the letter (final dot and
+        all) is taken and recorded first, and only the reply is held back."""
+        self.stalled.clear()
+        self.stalls[command.upper()] = seconds
+
     def clear_script(self) -> None:
         """Behave normally again."""
         self.script.clear()
+        self.refusals.clear()
+        self.stalls.clear()
 
     def start(self) -> "SmtpServer":
         """Start listening on a free port of 127.0.0.1."""

@@ -1,0 +1,72 @@
+"""A private redis-server for tests: daemonized on a free 127.0.0.1 port, nothing saved to disk."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .smtp import HOST, free_port
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """redis-server started with --daemonize; ``url`` reaches its database 0."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = 0
+        self.pidfile = root / "redis.pid"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        """Start on a free port and wait until it answers PING."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for attempt in range(5):
+            self.port = free_port()
+            subprocess.run([REDIS_SERVER, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no",
+                            "--daemonize", "yes", "--pidfile", str(self.pidfile), "--dir", str(self.root),
+                            "--logfile", str(self.root / "redis.log")], check=True, timeout=10,
+                           stdout=subprocess.DEVNULL)
+            if self._answers(deadline=time.monotonic() + 5):
+                return self
+            self.stop()  # another process took the port between free_port() and bind
+        raise RuntimeError(f"redis-server did not start; see {self.root / 'redis.log'}")
+
+    def _answers(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((HOST, self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        """Stop the server and wait until its process has gone."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
+        self.pidfile.unlink(missing_ok=True)
