@@ -292,3 +292,46 @@ def test_problems_for_letters_come_back_with_the_catalogue_words(sending_mailbox
     assert isinstance(problem, Problem) and problem.code == "message_rejected"
     assert problem.title("ru") and problem.advice("ru") != problem.advice("en")
     assert LetterRecipient.select().where(LetterRecipient.status == "accepted").count() == 0
+
+
+def test_one_refused_recipient_is_recorded_while_the_others_receive_the_letter(sending_mailbox, write_letter,
+                                                                               run_queue, smtp_server):
+    letter = write_letter(sending_mailbox, to="ann@example.com, nobody@example.com", cc="bob@example.org")
+    smtp_server.refuse("nobody@example.com", "550 5.1.1 <nobody@example.com>: Recipient address rejected")
+
+    run_queue()
+
+    sent = fresh(letter)
+    assert sent.state == "sent" and sent.attempts == 1
+    [message] = smtp_server.messages
+    assert sorted(message.rcpt_tos) == ["ann@example.com", "bob@example.org"]
+    rows = {r.address: r for r in sent.recipients}
+    refused = rows["nobody@example.com"]
+    assert refused.status == "refused" and refused.smtp_code == 550 and refused.problem_code == "recipient_unknown"
+    assert "5.1.1" in refused.server_reply
+    assert {rows[a].status for a in ("ann@example.com", "bob@example.org")} == {"accepted"}
+
+    run_queue.later(hours=2)
+    run_queue()
+    assert len(smtp_server.messages) == 1 and fresh(letter).attempts == 1
+
+
+def test_a_recipient_refused_for_now_gets_the_letter_on_the_retry_and_no_one_gets_it_twice(sending_mailbox,
+                                                                                           write_letter, run_queue,
+                                                                                           smtp_server):
+    letter = write_letter(sending_mailbox, to="ann@example.com, busy@example.com")
+    smtp_server.refuse("busy@example.com", "450 4.2.1 Mailbox busy, try again later")
+
+    run_queue()
+    deferred = fresh(letter)
+    assert deferred.state == "deferred" and deferred.smtp_code == 450
+    assert {r.address: r.status for r in deferred.recipients} == {"ann@example.com": "accepted",
+                                                                   "busy@example.com": "deferred"}
+
+    smtp_server.clear_script()
+    run_queue.later(minutes=5)
+    run_queue()
+
+    assert fresh(letter).state == "sent"
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.com"], ["busy@example.com"]]
+    assert {r.status for r in fresh(letter).recipients} == {"accepted"}
