@@ -5,6 +5,7 @@ from pathlib import Path
 from flask import Flask
 from flask_babel import get_locale, lazy_gettext
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from portal import config as portal_config
 from portal import db
@@ -47,6 +48,7 @@ def create_app(config=None):
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
         )
 
+    app.url_map.converters["int"] = BoundedIntegerConverter  # before any route is added
     db.init_app(app)
     htmx.init_app(app)
     csrf.init_app(app)
@@ -72,6 +74,14 @@ def create_app(config=None):
 
     register_commands(app)
     return app
+
+
+class BoundedIntegerConverter(IntegerConverter):
+    """`<int:…>` that matches only ids a database can hold, so an absurd id is a plain 404."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", db.MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def _init_login(app):

@@ -9,6 +9,17 @@ from playhouse.db_url import connect
 
 database = DatabaseProxy()
 
+# The largest id either database stores; a larger number names nothing (and would overflow SQLite).
+MAX_ID = 2**63 - 1
+
+
+def whole_number(value):
+    """A whole number from 0 up to MAX_ID, else ValueError: the `type=` for ids and pages in query strings."""
+    number = int(value)
+    if not 0 <= number <= MAX_ID:
+        raise ValueError(f"{value!r} is out of range")
+    return number
+
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,

@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import JOIN, fn
 
-from portal.db import database
+from portal.db import database, whole_number
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import AuditEvent, Employee, Mailbox, MailboxAccess, MailboxProject, PortalSetting, Project, utcnow
 from portal.models.people import FIELD_MAX, normalize_email
@@ -102,7 +102,7 @@ def may_see(actor, mailbox):
 def mailbox_for(actor, mailbox_id, *, manage=True):
     """The mailbox with this id if the actor may manage (or, with manage=False, see) it; else MailboxNotFound."""
     try:
-        mailbox = Mailbox.get_by_id(int(mailbox_id))
+        mailbox = Mailbox.get_by_id(whole_number(mailbox_id))
     except (Mailbox.DoesNotExist, TypeError, ValueError):
         raise MailboxNotFound(mailbox_id) from None
     allowed = may_manage(actor, mailbox) if manage else may_see(actor, mailbox)

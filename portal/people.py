@@ -11,6 +11,7 @@ from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import Employee, normalize_email
 from portal.models.people import FIELD_MAX, ROLES
+from portal.pagination import paginate
 
 CSV_COLUMNS = ("name", "email", "position", "department", "role")
 PASSWORD_MIN = 10
@@ -67,20 +68,6 @@ def create_employee(*, email, name, position="", department="", role="employee",
     return employee
 
 
-@dataclass
-class EmployeePage:
-    """One page of a searched, sorted employee list."""
-
-    rows: list
-    total: int
-    page: int
-    size: int
-
-    @property
-    def pages(self):
-        return max(1, -(-self.total // self.size))
-
-
 LIST_COLUMNS = ("id", "name", "email", "position", "department", "role", "active")
 
 
@@ -100,11 +87,7 @@ def _list_order(sort, descending):
 def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
     """A page of employees whose name, e-mail or department contains the text; two queries at any size."""
     query = Employee.search(text, *[getattr(Employee, column) for column in LIST_COLUMNS])
-    total = query.order_by().count()  # no ORDER BY: counting needs no sort
-    pages = max(1, -(-total // size))
-    page = min(max(page, 1), pages)
-    rows = list(query.order_by(*_list_order(sort, descending)).paginate(page, size))
-    return EmployeePage(rows, total, page, size)
+    return paginate(query.order_by(*_list_order(sort, descending)), page, size)
 
 
 def update_employee(employee, *, email, name, position="", department="", role="employee", language=None, password=None):

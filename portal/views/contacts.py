@@ -3,6 +3,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, request, url_f
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from portal.db import whole_number
+from portal.pagination import paginate
 from portal.contacts import ContactError, import_contacts, save_contact
 from portal.forms.contacts import ContactForm, ContactImportForm
 from portal.htmx import render_htmx
@@ -25,12 +27,9 @@ def index():
     """The company's contacts, filtered as you type, a page at a time."""
     text = _search_text()
     size = current_app.config["PORTAL_PAGE_SIZE"]
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    query = Contact.search(text)
-    total = query.count()
-    rows = list(query.paginate(page, size))
-    pages = max(1, -(-total // size))
-    return render_htmx("contacts/index.html", rows=rows, q=text, total=total, page=page, pages=pages)
+    listing = paginate(Contact.search(text), request.args.get("page", 1, type=whole_number), size)
+    return render_htmx("contacts/index.html", rows=listing.rows, q=text, total=listing.total, page=listing.page,
+                       pages=listing.pages)
 
 
 @bp.route("/pick")

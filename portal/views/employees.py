@@ -3,6 +3,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, request, url_f
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal.db import whole_number
 from portal.access import admin_required
 from portal.forms.employees import ConfirmForm, EmployeeForm, ImportForm, NewEmployeeForm
 from portal.htmx import render_htmx, request_is_partial
@@ -20,7 +21,7 @@ def _listing():
     sort = request.args.get("sort", "name")
     sort = sort if sort in SORTS else "name"
     descending = request.args.get("dir") == "desc"
-    page = request.args.get("page", 1, type=int) or 1
+    page = request.args.get("page", 1, type=whole_number) or 1
     return text, sort, descending, max(page, 1)
 
 

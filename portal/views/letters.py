@@ -8,6 +8,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from peewee import JOIN
 
+from portal.db import whole_number
 from portal.htmx import render_htmx
 from portal.letters.cli import COMMANDS
 from portal.letters.compose import LetterError, create_letter
@@ -17,6 +18,7 @@ from portal.mail.problems import Problem
 from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mailbox, MailboxInbox, Project, Reply,
                            utcnow)
 from portal.models.letters import PENDING_STATES, STATES
+from portal.pagination import paginate
 from portal.security import local_target
 from portal.sender import resolve_sender
 
@@ -109,7 +111,7 @@ def _safe_next(default):
 
 def _project_from(value):
     try:
-        project_id = int(value or 0)
+        project_id = whole_number(value or 0)
     except (TypeError, ValueError):
         return None
     if not project_id:
@@ -153,7 +155,7 @@ def new():
     if request.method == "GET":
         form.submit_token.data = secrets.token_urlsafe(24)
         form.to.data = request.args.get("to", "")[:2000] or None
-        reply_id = request.args.get("reply", type=int)
+        reply_id = request.args.get("reply", type=whole_number)
         if reply_id:
             project = _prefill_reply(form, reply_id) or project
             project = project if project is not None and not project.archived else None
@@ -202,11 +204,11 @@ def _outbox_filters():
     """The Outbox filters from the query string; mailbox and employee only for admins."""
     filters = {
         "state": request.args.get("state", "") if request.args.get("state", "") in STATES else "",
-        "project": request.args.get("project", type=int) or None,
+        "project": request.args.get("project", type=whole_number) or None,
     }
     if current_user.is_admin:
-        filters["mailbox"] = request.args.get("mailbox", type=int) or None
-        filters["employee"] = request.args.get("employee", type=int) or None
+        filters["mailbox"] = request.args.get("mailbox", type=whole_number) or None
+        filters["employee"] = request.args.get("employee", type=whole_number) or None
     return filters
 
 
@@ -241,10 +243,8 @@ def outbox():
     """Letters with their state, attempts, next attempt and failures; refreshes itself while any is in flight."""
     filters = _outbox_filters()
     size = current_app.config["PORTAL_PAGE_SIZE"]
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    query = _outbox_query(filters)
-    total = query.count()
-    rows = list(query.paginate(page, size))
+    listing = paginate(_outbox_query(filters), request.args.get("page", 1, type=whole_number), size)
+    rows = listing.rows
     pending = any(letter.state in PENDING_STATES for letter in rows)
     options = {}
     if current_user.is_admin:
@@ -252,7 +252,7 @@ def outbox():
         options["employees"] = list(Employee.select(Employee.id, Employee.name).order_by(Employee.name))
     options["projects"] = list(Project.select(Project.id, Project.name).order_by(Project.name))
     args = {key: value for key, value in filters.items() if value}
-    return render_htmx("letters/outbox.html", rows=rows, total=total, page=page, pages=max(1, -(-total // size)),
+    return render_htmx("letters/outbox.html", rows=rows, total=listing.total, page=listing.page, pages=listing.pages,
                        filters=filters, args=args, pending=pending, options=options,
                        fetch_problems=_fetch_problems(), now=utcnow(), states=STATES)
 

@@ -1,5 +1,4 @@
 """External addresses: Outgoing messages, employees' and my addresses, the add/edit form, Who sends from what, audit."""
-import math
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
@@ -9,6 +8,8 @@ from peewee import fn
 
 from portal import mailboxes as service
 from portal import secret_box
+from portal.db import whole_number
+from portal.pagination import paginate
 from portal.access import admin_required
 from portal.forms import choices
 from portal.forms.mailboxes import (
@@ -104,16 +105,8 @@ def _employee_or_404(employee_id):
 def _page(query, page_size=None):
     """(rows, page, pages) for a query or list, from ?page=."""
     page_size = page_size or int(current_app.config.get("PORTAL_PAGE_SIZE") or 25)
-    try:
-        page = max(1, int(request.args.get("page", 1)))
-    except ValueError:
-        page = 1
-    total = len(query) if isinstance(query, list) else query.count()
-    pages = max(1, math.ceil(total / page_size))
-    page = min(page, pages)
-    start = (page - 1) * page_size
-    rows = query[start:start + page_size] if isinstance(query, list) else list(query.paginate(page, page_size))
-    return rows, page, pages, total
+    listing = paginate(query, request.args.get("page", 1, type=whole_number), page_size)
+    return listing.rows, listing.page, listing.pages, listing.total
 
 
 def _list_context(mailboxes):
@@ -290,7 +283,7 @@ def _project_ids(form):
     ids = []
     for raw in form.projects.data or []:
         try:
-            ids.append(int(raw))
+            ids.append(whole_number(raw))
         except (TypeError, ValueError):
             pass
     return ids
