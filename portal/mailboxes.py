@@ -99,6 +99,21 @@ def may_see(actor, mailbox):
     return mailbox.id in {m.id for m in company_mailboxes_for(actor)}
 
 
+# What decides where, and how protected, a stored password is sent on each side of a mailbox.
+SECRET_DESTINATION = {
+    "smtp": ("smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_trusted_fingerprint",
+             "allow_plaintext_auth"),
+    "incoming": ("incoming_protocol", "incoming_host", "incoming_port", "incoming_security", "incoming_username",
+                 "incoming_trusted_fingerprint", "allow_plaintext_auth"),
+}
+
+
+def _where_the_secret_goes(settings, side):
+    """The values that decide where a side's password is sent, from a Mailbox or a cleaned mapping."""
+    read = settings.get if isinstance(settings, dict) else (lambda name: getattr(settings, name))
+    return tuple(read(name) or None for name in SECRET_DESTINATION[side])
+
+
 def mailbox_for(actor, mailbox_id, *, manage=True):
     """The mailbox with this id if the actor may manage (or, with manage=False, see) it; else MailboxNotFound."""
     try:
@@ -318,7 +333,7 @@ def clean_mailbox(values, *, existing=None, is_admin=False):
         errors["receive_replies"] = _l("Receiving replies needs the incoming server (POP3 or IMAP) below.")
     out["is_default"] = _flag(values, "is_default")
 
-    for name, host_field in (("smtp_password", "smtp_host"), ("incoming_password", "incoming_host")):
+    for name, side in (("smtp_password", "smtp"), ("incoming_password", "incoming")):
         typed = _secret(values, name, errors)
         if name == "incoming_password" and not protocol:
             out[name] = ""
@@ -326,7 +341,9 @@ def clean_mailbox(values, *, existing=None, is_admin=False):
         if typed:
             out[name] = typed
         elif existing is not None and getattr(existing, name):
-            if out.get(host_field) and getattr(existing, host_field) != out.get(host_field):
+            if _where_the_secret_goes(existing, side) != _where_the_secret_goes(out, side):
+                # The stored password may only ever go where it went before: same server, same
+                # protection, same login. Otherwise it must be typed again.
                 errors.setdefault(name, _l("The server changed: type the password again."))
             else:
                 try:

@@ -158,7 +158,8 @@ def test_editing_names_projects_and_default_keeps_the_test_but_servers_and_secre
     assert sorted(saved.changed_fields) == ["display_name", "is_default", "projects"]
     for change in ({"smtp_port": "2526"}, {"smtp_password": "a-new-secret"}, {"smtp_security": "ssl"},
                    {"address": "other@example.com"}):
-        with pytest.raises(service.SaveRefused):
+        # Refused either for want of a new test, or earlier: a stored password goes nowhere new untyped.
+        with pytest.raises((service.SaveRefused, service.MailboxInvalid)):
             service.save_mailbox({**same, **change}, actor=admin, secret_key=app.secret_key, mailbox=mailbox)
 
 
@@ -169,6 +170,24 @@ def test_a_changed_server_needs_the_password_typed_again(app, admin, make_mailbo
 
     with pytest.raises(service.MailboxInvalid) as refused:
         service.clean_mailbox(values, existing=mailbox, is_admin=True)
+
+    assert "type the password again" in str(refused.value.errors["smtp_password"])
+
+
+@pytest.mark.parametrize("change", [
+    {"smtp_port": "25", "smtp_security": "none", "allow_plaintext_auth": "y"},  # would go out unencrypted
+    {"smtp_trusted_fingerprint": "ab" * 32},  # would trust another certificate with it
+    {"smtp_username": "someone.else@example.com"},
+    {"smtp_security": "starttls", "smtp_port": "587"},
+])
+def test_the_stored_password_goes_nowhere_new_without_being_typed_again(app, make_mailbox, change):
+    mailbox = make_mailbox()
+    values = {"address": mailbox.address, "smtp_host": mailbox.smtp_host, "smtp_port": str(mailbox.smtp_port),
+              "smtp_security": mailbox.smtp_security, "smtp_username": mailbox.smtp_username, "smtp_password": ""}
+
+    service.clean_mailbox(values, existing=mailbox, is_admin=True)  # unchanged: the stored one is kept
+    with pytest.raises(service.MailboxInvalid) as refused:
+        service.clean_mailbox({**values, **change}, existing=mailbox, is_admin=True)
 
     assert "type the password again" in str(refused.value.errors["smtp_password"])
 
