@@ -62,7 +62,6 @@ def create_app(config=None):
         return {
             "current_language": str(get_locale()),
             "language_names": LANGUAGE_NAMES,
-            "url_endpoints": app.view_functions,
         }
 
     from portal import errors
