@@ -22,7 +22,7 @@ from typing import Any, Callable
 from peewee import fn
 
 from portal.db import database
-from portal.letters.statements import select_rows, update_row
+from portal.letters.statements import joined_values, update_row
 from portal.mail.connection import open_incoming
 from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify
@@ -208,12 +208,17 @@ class _Skip(Exception):
 
 def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> None:
     _, lines, _ = client.uidl()
-    # Thousands of ids on every pass: read them straight from the cursor, without building rows, and
-    # split the listing in one go; only the new entries are turned into numbers.
-    seen = {uid for (uid,) in select_rows(SeenMessage, ("uid",), "mailbox", mailbox.id)}
-    listing = b"\n".join(lines).decode("ascii", "replace").split("\n") if lines else []
-    entries = (entry.split() for entry in listing)  # "number uid": a UIDL holds no spaces (RFC 1939)
-    new = [(int(parts[0]), parts[1]) for parts in entries if len(parts) >= 2 and parts[1] not in seen]
+    # Thousands of ids on every pass, and usually none new: the listing split in one go, the seen ids
+    # read as one string the database joins, and a set difference before any entry is looked at.
+    words = b" ".join(lines).decode("ascii", "replace").split()  # "number uid": no spaces in a UIDL (RFC 1939)
+    if len(words) == 2 * len(lines):
+        listing = list(zip(words[0::2], words[1::2]))
+    else:  # a malformed line somewhere: take the lines one by one
+        listing = [tuple(parts[:2]) for parts in (line.decode("ascii", "replace").split() for line in lines)
+                   if len(parts) >= 2]
+    seen = _seen_uids(mailbox.id)
+    unseen = {uid for _, uid in listing} - seen
+    new = [(int(number), uid) for number, uid in listing if uid in unseen]
     report.new_messages = len(new)
     if not new:
         return
@@ -231,6 +236,11 @@ def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> N
     with database.atomic():
         for start in range(0, len(rows), 400):
             SeenMessage.insert_many(rows[start:start + 400]).on_conflict_ignore().execute()
+
+
+def _seen_uids(mailbox_id: int) -> set:
+    """The POP3 UIDLs already looked at in this mailbox."""
+    return set(joined_values(SeenMessage, "uid", "mailbox", mailbox_id))  # a UIDL holds no spaces
 
 
 def _fetch_imap(client: imaplib.IMAP4, mailbox: Mailbox, inbox: MailboxInbox, report: FetchReport) -> None:

@@ -92,3 +92,21 @@ def select_rows(model, names: tuple, by: str, value) -> list:
     field = model._meta.fields[by]
     return database.execute_sql(_select_sql(model, tuple(names), by, database.param),
                                 [field.db_value(value)]).fetchall()
+
+
+@lru_cache(maxsize=None)
+def _joined_sql(model, name: str, by: str, param: str, aggregate: str) -> str:
+    fields = model._meta.fields
+    return (f"SELECT {aggregate}({_quoted(fields[name].column_name)}, ' ') FROM {_quoted(model._meta.table_name)} "
+            f"WHERE {_quoted(fields[by].column_name)} = {param}")
+
+
+def joined_values(model, name: str, by: str, value) -> list:
+    """One column of the rows whose ``by`` column equals ``value``, joined by the database into one string and
+    split here: for thousands of short values without spaces, several times faster than fetching rows."""
+    from peewee import PostgresqlDatabase
+
+    aggregate = "string_agg" if isinstance(database.obj, PostgresqlDatabase) else "group_concat"
+    sql = _joined_sql(model, name, by, database.param, aggregate)
+    (joined,) = database.execute_sql(sql, [model._meta.fields[by].db_value(value)]).fetchone()
+    return joined.split(" ") if joined else []
