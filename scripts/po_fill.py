@@ -26,7 +26,7 @@ def fill(language, mapping):
             message.string = tuple(value) if isinstance(message.id, tuple) else value
             message.flags.discard("fuzzy")
     with path.open("wb") as handle:
-        write_po(handle, catalog, width=100)
+        write_po(handle, catalog, width=76)  # the width `pybabel update` writes, so neither rewraps the other
     return [
         message.id for message in catalog
         if message.id and not (all(message.string) if isinstance(message.string, tuple) else message.string)
