@@ -20,9 +20,10 @@ import smtplib
 import socket
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, namedtuple
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from peewee import fn
@@ -121,36 +122,71 @@ class _Result:
     connection_broken: bool = False
 
 
-def _due(now: datetime.datetime):
-    waiting = Letter.state.in_(("queued", "deferred")) & (Letter.next_attempt_at <= now)
-    abandoned = (Letter.state == "sending") & (Letter.lease_expires_at < now)
-    return waiting | abandoned
+def _column(field) -> str:
+    return '"' + field.column_name + '"'
+
+
+@lru_cache(maxsize=None)
+def _claim_sql(param: str, by_mailbox: bool) -> tuple[str, str, str]:
+    """The claim's three statements, written once: take a batch, read it back, read its recipients.
+
+    Fixed text (no list of ids spelled out) so they are built once per process: peewee spent more
+    time writing these than the database running them, once per batch, and a worker keeping up with
+    the page claims small batches often.
+    """
+    letter, recipient = f'"{Letter._meta.table_name}"', f'"{LetterRecipient._meta.table_name}"'
+    state, due_at, expires = _column(Letter.state), _column(Letter.next_attempt_at), _column(Letter.lease_expires_at)
+    token, key = _column(Letter.lease_token), _column(Letter.id)
+    due = (f"(({state} IN ('queued', 'deferred') AND {due_at} <= {param}) "
+           f"OR ({state} = 'sending' AND {expires} < {param}))")
+    if by_mailbox:
+        due += f" AND {_column(Letter.mailbox)} = {param}"
+    # The condition is checked again on the rows the UPDATE takes: of two workers racing for a row, one wins.
+    take = (f"UPDATE {letter} SET {state} = 'sending', {token} = {param}, {expires} = {param} "
+            f"WHERE {key} IN (SELECT {key} FROM {letter} WHERE {due} ORDER BY {due_at}, {key} LIMIT {param}) "
+            f"AND {due}")
+    read = (f"SELECT {', '.join(_column(f) for f in _CLAIMED_COLUMNS)} FROM {letter} WHERE {token} = {param} "
+            f"ORDER BY {due_at}, {key}")
+    recipients = (f"SELECT {', '.join(_column(f) for f in _RECIPIENT_COLUMNS)} FROM {recipient} "
+                  f"WHERE {_column(LetterRecipient.letter)} IN (SELECT {key} FROM {letter} WHERE {token} = {param})")
+    return take, read, recipients
 
 
 def claim_due_letters(policy: QueuePolicy, *, now: datetime.datetime, mailbox_id: int | None = None,
                       limit: int | None = None) -> tuple[str, list]:
     """Take up to a batch of due letters under a new lease; returns (lease token, letters with the columns sending needs)."""
-    condition = _due(now)
-    if mailbox_id is not None:
-        condition &= Letter.mailbox == mailbox_id
     size = min(policy.batch_size, limit) if limit else policy.batch_size
-    ids = Letter.select(Letter.id).where(condition).order_by(Letter.next_attempt_at, Letter.id).limit(size)
     token = uuid.uuid4().hex
-    # The condition is checked again inside the UPDATE: of two workers racing for a row, one wins.
-    claimed = (Letter.update(state="sending", lease_token=token,
-                             lease_expires_at=now + datetime.timedelta(seconds=policy.lease))
-               .where(Letter.id.in_([row.id for row in ids]) & condition).execute())
+    take, read, _ = _claim_sql(database.param, mailbox_id is not None)
+    stamp = Letter.next_attempt_at.db_value(now)
+    due = [stamp, stamp] + ([mailbox_id] if mailbox_id is not None else [])
+    claimed = database.execute_sql(take, [token, Letter.lease_expires_at.db_value(
+        now + datetime.timedelta(seconds=policy.lease)), *due, size, *due]).rowcount
     if not claimed:
         return token, []
-    letters = list(Letter.select(*_CLAIMED_COLUMNS).where(Letter.lease_token == token)
-                   .order_by(Letter.next_attempt_at, Letter.id))
+    letters = []
+    for row in database.execute_sql(read, [token]).fetchall():
+        values = {f.name: f.python_value(v) for f, v in zip(_CLAIMED_COLUMNS, row)}
+        letters.append(Letter(**values))
     return token, letters
+
+
+def claimed_recipients(token: str) -> dict:
+    """The recipients of the letters claimed under this lease, by letter id."""
+    _, _, sql = _claim_sql(database.param, False)
+    found = defaultdict(list)
+    for row in database.execute_sql(sql, [token]).fetchall():
+        recipient = _Recipient(*row)
+        found[recipient.letter].append(recipient)
+    return found
 
 
 # What sending needs of a claimed letter; the rest (body text, headers shown in the Outbox, six
 # timestamps to parse) stays in the database.
 _CLAIMED_COLUMNS = (Letter.id, Letter.mailbox, Letter.from_address, Letter.raw_message, Letter.phase,
                     Letter.attempts, Letter.round_start, Letter.queued_at, Letter.waiting_for)
+_RECIPIENT_COLUMNS = (LetterRecipient.id, LetterRecipient.letter, LetterRecipient.address, LetterRecipient.status)
+_Recipient = namedtuple("_Recipient", "id letter address status")
 
 
 def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = None, *,
@@ -178,10 +214,11 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
             for letter in letters:
                 groups[letter.mailbox_id].append(letter)
             connections.keep_only(groups)
+            recipients = claimed_recipients(token)
             try:
                 for group_mailbox, group in groups.items():
-                    _send_group(group_mailbox, group, token, mail_config, policy, clock, settings_for, recorder,
-                                connections)
+                    _send_group(group_mailbox, group, token, recipients, mail_config, policy, clock, settings_for,
+                                recorder, connections)
             finally:
                 recorder.flush()
         upcoming = (Letter.select(fn.MIN(Letter.next_attempt_at))
@@ -192,12 +229,31 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
 
 
 class _Connection:
-    """One mailbox's SMTP session, kept across claim batches within a pass."""
+    """One mailbox's SMTP session, kept across claim batches within a pass, with the mailbox row it was opened for."""
+
+    FRESH_SECONDS = 5.0  # how long a pass trusts the mailbox row it read (paused? settings changed?)
 
     def __init__(self):
         self.stack = ExitStack()
         self.smtp: smtplib.SMTP | None = None
         self.reconnects = 0
+        self.mailbox = None
+        self.settings = None
+        self.read_at = None
+
+    def load(self, mailbox_id, settings_for):
+        """The mailbox row and its settings, read again when older than FRESH_SECONDS; raises what settings_for raises.
+
+        A session opened with settings that have since changed is closed: the next letter connects anew,
+        through the guard, with the new ones.
+        """
+        if self.read_at is None or time.monotonic() - self.read_at > self.FRESH_SECONDS:
+            self.mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
+            settings = settings_for(self.mailbox) if self.mailbox is not None and self.mailbox.active else None
+            if self.smtp is not None and settings != self.settings:
+                self.drop()
+            self.settings, self.read_at = settings, time.monotonic()
+        return self.mailbox, self.settings
 
     def drop(self) -> None:
         self.stack.close()
@@ -226,7 +282,8 @@ class _Connections(dict):
         return self[mailbox_id]
 
 
-def _send_group(mailbox_id, letters, token, mail_config, policy, clock, settings_for, recorder, connections):
+def _send_group(mailbox_id, letters, token, recipients, mail_config, policy, clock, settings_for, recorder,
+                connections):
     """Send one mailbox's claimed letters over its connection (reconnecting once after a drop)."""
     now = clock()
     fresh = []
@@ -239,7 +296,15 @@ def _send_group(mailbox_id, letters, token, mail_config, policy, clock, settings
             fresh.append(letter)
     if not fresh:
         return
-    mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id) if mailbox_id else None
+    connection = connections.of(mailbox_id)
+    try:
+        mailbox, settings = connection.load(mailbox_id, settings_for) if mailbox_id else (None, None)
+    except Exception as error:  # a secret that no key opens any more, or broken stored settings
+        connections.pop(mailbox_id).drop()
+        problem = Problem(code=SETTINGS_UNREADABLE, stage=STAGE, server_reply=type(error).__name__)
+        for letter in fresh:
+            recorder.add(letter, _Result("failed", problem), now)
+        return
     if mailbox is None:
         for letter in fresh:
             recorder.add(letter, _Result("failed", _queue_problem(MAILBOX_GONE)), now)
@@ -249,22 +314,9 @@ def _send_group(mailbox_id, letters, token, mail_config, policy, clock, settings
             _hold(letter, MAILBOX_PAUSED, now + datetime.timedelta(seconds=policy.retry_base), now, policy,
                   recorder.report)
         return
-    try:
-        settings = settings_for(mailbox)
-    except Exception as error:  # a secret that no key opens any more, or broken stored settings
-        problem = Problem(code=SETTINGS_UNREADABLE, stage=STAGE, server_reply=type(error).__name__)
-        for letter in fresh:
-            recorder.add(letter, _Result("failed", problem), now)
-        return
 
-    recipients = defaultdict(list)
-    for row in (LetterRecipient.select(LetterRecipient.id, LetterRecipient.letter, LetterRecipient.address,
-                                       LetterRecipient.status)
-                .where(LetterRecipient.letter.in_([letter.id for letter in fresh])).namedtuples()):
-        recipients[row.letter].append(row)
-    limits = _Limits.load(mailbox.id, [r.address for rows in recipients.values() for r in rows], now, policy)
+    limits = _Limits.load(mailbox.id, token, now, policy)
     lease_until = now + datetime.timedelta(seconds=policy.lease)
-    connection = connections.of(mailbox.id)
 
     for index, letter in enumerate(fresh):
         now = clock()
@@ -550,22 +602,20 @@ class _Limits:
     recipient_sends: dict  # address -> datetimes of acceptances in the recipient window
 
     @classmethod
-    def load(cls, mailbox_id, addresses, now, policy):
+    def load(cls, mailbox_id, token, now, policy):
+        """The sends that count now: the mailbox's in the last minute, and those to this batch's recipients."""
         mailbox_sends = []
         if policy.mailbox_per_minute > 0:
             since = now - datetime.timedelta(seconds=60)
-            mailbox_sends = sorted(row.sent_at for row in Letter.select(Letter.sent_at).where(
-                (Letter.mailbox == mailbox_id) & (Letter.sent_at >= since)))
+            sql = _limit_sql(database.param)[0]
+            mailbox_sends = sorted(Letter.sent_at.python_value(at) for (at,) in database.execute_sql(
+                sql, [mailbox_id, Letter.sent_at.db_value(since)]).fetchall())
         recipient_sends: dict = defaultdict(list)
-        if policy.recipient_limit > 0 and policy.recipient_window > 0 and addresses:
+        if policy.recipient_limit > 0 and policy.recipient_window > 0:
             since = now - datetime.timedelta(seconds=policy.recipient_window)
-            unique = sorted(set(addresses))
-            for start in range(0, len(unique), 500):
-                rows = (LetterRecipient.select(LetterRecipient.address, LetterRecipient.accepted_at)
-                        .where(LetterRecipient.address.in_(unique[start:start + 500])
-                               & (LetterRecipient.accepted_at >= since)).tuples())
-                for address, at in rows:
-                    recipient_sends[address].append(at)
+            sql = _limit_sql(database.param)[1]
+            for address, at in database.execute_sql(sql, [LetterRecipient.accepted_at.db_value(since), token]):
+                recipient_sends[address].append(LetterRecipient.accepted_at.python_value(at))
             for times in recipient_sends.values():
                 times.sort()
         return cls(policy, mailbox_sends, recipient_sends)
@@ -596,6 +646,19 @@ class _Limits:
             self.mailbox_sends.append(now)
             for address in accepted:
                 self.recipient_sends[address].append(now)
+
+
+@lru_cache(maxsize=None)
+def _limit_sql(param: str) -> tuple[str, str]:
+    """The sending limits' two reads, written once (fixed text: the batch's addresses come from its lease)."""
+    letter, recipient = f'"{Letter._meta.table_name}"', f'"{LetterRecipient._meta.table_name}"'
+    address, accepted = _column(LetterRecipient.address), _column(LetterRecipient.accepted_at)
+    mailbox = (f"SELECT {_column(Letter.sent_at)} FROM {letter} WHERE {_column(Letter.mailbox)} = {param} "
+               f"AND {_column(Letter.sent_at)} >= {param}")
+    recipients = (f"SELECT {address}, {accepted} FROM {recipient} WHERE {accepted} >= {param} AND {address} IN "
+                  f"(SELECT {address} FROM {recipient} WHERE {_column(LetterRecipient.letter)} IN "
+                  f"(SELECT {_column(Letter.id)} FROM {letter} WHERE {_column(Letter.lease_token)} = {param}))")
+    return mailbox, recipients
 
 
 def retry_letter(letter: Letter, *, now: datetime.datetime | None = None) -> bool:
