@@ -2,11 +2,12 @@
 
 States: queued -> sending -> sent | deferred | failed | uncertain. A letter is claimed by
 setting it to "sending" with a lease; a worker that dies leaves the lease to expire and the
-next pass takes the letter again. Just before the final dot of DATA the letter is marked
-``phase="data"``: a letter found that way with an expired lease may have arrived, so it becomes
-"uncertain" instead of being sent twice. Temporary failures (4xx, timeouts, dropped connections)
-are retried with exponential back-off and jitter within an attempt and age budget; permanent
-ones (5xx, a refused destination) fail at once. Sending limits hold letters back (deferred,
+next pass takes the letter again. Once DATA is sent, before the body and final dot can leave,
+the letter is marked ``phase="data"`` (committed at once): a letter found that way with an
+expired lease may have arrived, so it becomes "uncertain" instead of being sent twice.
+Temporary failures (4xx, timeouts, dropped connections) are retried with exponential back-off
+and jitter within an attempt and age budget; permanent ones (5xx, a refused destination) fail
+at once. Sending limits hold letters back (deferred,
 no attempt counted) rather than refusing them. No Flask here: huey tasks, the CLI and the
 tests call ``process_due_letters`` directly.
 """
@@ -154,7 +155,10 @@ def _claim_sql(param: str, by_mailbox: bool) -> tuple[str, str, str]:
 
 def claim_due_letters(policy: QueuePolicy, *, now: datetime.datetime, mailbox_id: int | None = None,
                       limit: int | None = None) -> tuple[str, list]:
-    """Take up to a batch of due letters under a new lease; returns (lease token, letters with the columns sending needs)."""
+    """Take up to a batch of due letters under a new lease; returns (lease token, letters).
+
+    The letters carry only the columns sending needs.
+    """
     size = min(policy.batch_size, limit) if limit else policy.batch_size
     token = uuid.uuid4().hex
     take, read, _ = _claim_sql(database.param, mailbox_id is not None)
@@ -426,7 +430,7 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list) -> _Result:
 
 
 def _no_delay(smtp: smtplib.SMTP) -> None:
-    """Send each command at once: body then final dot are two writes, and Nagle would hold the dot for an ACK."""
+    """Send each command at once, never held back by Nagle waiting for an ACK."""
     try:
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):
