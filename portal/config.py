@@ -18,7 +18,6 @@ DEFAULTS = {
     "PORTAL_MAIL_ALLOWED_HOSTS": "",
     "PORTAL_MAIL_CA_FILE": None,
     "PORTAL_MAIL_EHLO_NAME": None,
-    "PORTAL_MAIL_PROVIDER_MX_LOOKUP": True,
     "PORTAL_MAIL_PROVIDER_MX_LOOKUP": True,  # look up MX records to pick a provider for an unknown domain
     "PORTAL_SECRET_KEYS": None,
     "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES": True,
