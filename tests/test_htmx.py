@@ -1,18 +1,5 @@
 """Page or fragment: one helper decides, and answers vary on HX-Request."""
 import pytest
-from flask import template_rendered
-
-
-@pytest.fixture
-def rendered(app):
-    names = []
-
-    def record(sender, template, context, **extra):
-        names.append(template.name)
-
-    template_rendered.connect(record, app)
-    yield names
-    template_rendered.disconnect(record, app)
 
 
 @pytest.mark.parametrize(
