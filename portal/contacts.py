@@ -1,11 +1,10 @@
 """External contacts: checked values, saving, and CSV import (all rows or none)."""
 import csv
-import io
-from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 
+from portal.csv_import import ImportReport, ImportRow, csv_reader
 from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import Contact, normalize_email
@@ -62,42 +61,12 @@ def save_contact(contact, *, author=None, **values):
     return contact
 
 
-@dataclass
-class ImportRow:
-    line: int
-    email: str
-    outcome: str  # created | updated | refused
-    reason: str = ""
-
-
-@dataclass
-class ImportReport:
-    rows: list = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def ok(self):
-        return not self.error and not any(row.outcome == "refused" for row in self.rows)
-
-    def count(self, outcome):
-        return sum(1 for row in self.rows if row.outcome == outcome)
-
-
 def import_contacts(data, *, author=None):
     """Import contacts from CSV (columns name, email, organisation, notes; email required): all rows or none."""
     report = ImportReport()
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            report.error = str(_l("The file is not UTF-8 text. Save it as CSV (UTF-8) and try again."))
-            return report
-    sample = data[:2048]
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.strip() else csv.excel
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(data), dialect)
+    reader = csv_reader(data, report)
+    if reader is None:
+        return report
     try:
         header = [name.strip().lower() for name in next(reader, [])]
         if "email" not in header or any(column not in CSV_COLUMNS for column in header) \

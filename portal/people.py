@@ -1,12 +1,11 @@
 """Creating employees and importing them from CSV: rules shared by the pages and the command line."""
 import csv
-import io
-from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 from peewee import fn
 from flask_babel import lazy_gettext as _l
 
+from portal.csv_import import ImportReport, ImportRow, csv_reader
 from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import Employee, normalize_email
@@ -120,28 +119,6 @@ def change_password(employee, current, new):
     employee.save()
 
 
-@dataclass
-class ImportRow:
-    line: int
-    email: str
-    outcome: str  # created | updated | refused
-    reason: str = ""
-    field: str = ""  # the column a refusal is about, if one
-
-
-@dataclass
-class ImportReport:
-    rows: list = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def ok(self):
-        return not self.error and not any(row.outcome == "refused" for row in self.rows)
-
-    def count(self, outcome):
-        return sum(1 for row in self.rows if row.outcome == outcome)
-
-
 def _existing_by_email(emails, chunk=500):
     """The employees already holding these e-mails, in a few queries rather than one per row."""
     emails = list(emails)
@@ -175,13 +152,9 @@ def import_employees(data, *, apply=True):
     the file has).
     """
     report = ImportReport()
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            report.error = str(_l("The file is not UTF-8 text. Save it as CSV (UTF-8) and try again."))
-            return report
-    reader = csv.reader(io.StringIO(data))
+    reader = csv_reader(data, report)
+    if reader is None:
+        return report
     rows = []
     try:
         header = [name.strip().lower() for name in next(reader, [])]

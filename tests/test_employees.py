@@ -307,3 +307,11 @@ def test_search_finds_cyrillic_names_in_any_case(as_admin, make_employee):
     for text in ("анна", "АННА", "продажи"):
         listing = page_text(as_admin.get("/admin/employees", query_string={"q": text}, headers={"HX-Request": "true"}))
         assert "Анна Петрова" in listing and "Boris Smith" not in listing
+
+
+def test_import_reads_semicolon_csv_as_russian_excel_writes_it(runner, tmp_path):
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_bytes("\ufeffname;email;department\nМария Иванова;maria@example.com;Юристы\n".encode("utf-8"))
+    result = runner.invoke(args=["import-employees", str(csv_file)])
+    assert result.exit_code == 0, result.output
+    assert Employee.by_email("maria@example.com").department == "Юристы"
