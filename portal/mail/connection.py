@@ -293,11 +293,8 @@ def _smtp_abort(smtp: GuardedSMTP) -> None:
 _SMTP_PROTOCOL = _Protocol("smtp", _smtp_greet, _smtp_starttls, _smtp_login, smtplib.SMTP.quit, _smtp_abort)
 
 
-# --- POP3 -------------------------------------------------------------------------------------
-
-
-class GuardedPOP3(poplib.POP3):
-    """poplib.POP3 over a socket the guard already connected."""
+class _OverGuardedSocket:
+    """A poplib/imaplib client that uses the socket the guard already connected instead of opening one."""
 
     def __init__(self, sock: socket.socket, host: str, port: int, timeout: float):
         self._guarded_socket = sock
@@ -306,6 +303,13 @@ class GuardedPOP3(poplib.POP3):
 
     def _create_socket(self, timeout):
         return self._guarded_socket
+
+
+# --- POP3 -------------------------------------------------------------------------------------
+
+
+class GuardedPOP3(_OverGuardedSocket, poplib.POP3):
+    """poplib.POP3 over a socket the guard already connected."""
 
 
 def _pop3_greet(sock: socket.socket, server: ServerSettings, config: MailConfig) -> GuardedPOP3:
@@ -329,16 +333,8 @@ def _pop3_abort(pop: GuardedPOP3) -> None:
 # --- IMAP -------------------------------------------------------------------------------------
 
 
-class GuardedIMAP4(imaplib.IMAP4):
+class GuardedIMAP4(_OverGuardedSocket, imaplib.IMAP4):
     """imaplib.IMAP4 over a socket the guard already connected."""
-
-    def __init__(self, sock: socket.socket, host: str, port: int, timeout: float):
-        self._guarded_socket = sock
-        super().__init__(host, port, timeout)
-        self._tls_established = isinstance(sock, ssl.SSLSocket)
-
-    def _create_socket(self, timeout):
-        return self._guarded_socket
 
 
 def _imap_greet(sock: socket.socket, server: ServerSettings, config: MailConfig) -> GuardedIMAP4:
