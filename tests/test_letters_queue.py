@@ -335,3 +335,68 @@ def test_a_recipient_refused_for_now_gets_the_letter_on_the_retry_and_no_one_get
     assert fresh(letter).state == "sent"
     assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.com"], ["busy@example.com"]]
     assert {r.status for r in fresh(letter).recipients} == {"accepted"}
+
+
+@pytest.fixture
+def two_mailboxes(sending_mailbox, make_mailbox, employee, smtp_server):
+    """The sending mailbox and a second one of the same person on the same server: one claim, two groups."""
+    second = make_mailbox(employee, address="second@example.com", smtp_host="localhost", smtp_port=smtp_server.port,
+                          smtp_security="starttls", smtp_username=smtp_server.username, password=smtp_server.password)
+    return sending_mailbox, second
+
+
+def copies(server, letter):
+    """How many copies of this letter the server received."""
+    return sum(1 for message in received(server) if message["Message-ID"] == letter.message_id)
+
+
+def test_a_worker_slower_than_its_lease_leaves_the_letters_another_worker_claimed(two_mailboxes, write_letter,
+                                                                                   smtp_server, mail_config):
+    from portal.letters.queue import process_due_letters
+
+    first, second = [write_letter(mailbox) for mailbox in two_mailboxes]
+    policy = QueuePolicy(lease=60, mailbox_per_minute=0)
+    start = utcnow()
+    other_worker = []
+
+    def clock():
+        if smtp_server.messages and not other_worker:
+            # The first letter took longer than the lease (a slow server): meanwhile another worker claimed
+            # everything the lease held, and now holds it under its own lease.
+            other_worker.append(claim_due_letters(policy, now=start + datetime.timedelta(seconds=61)))
+        return start + datetime.timedelta(seconds=61 if other_worker else 0)
+
+    report = process_due_letters(mail_config, policy, clock=clock)
+
+    assert [letter.id for letter in other_worker[0][1]] == [first.id, second.id]
+    assert report.outcomes["lease_lost"] == 2 and report.outcomes["sent"] == 0
+    assert copies(smtp_server, first) == 1 and copies(smtp_server, second) == 0  # the second was left alone
+    assert {fresh(letter).lease_token for letter in (first, second)} == {other_worker[0][0]}
+
+    # The other worker died too; after its lease the next pass finishes the job, sending nothing twice.
+    process_due_letters(mail_config, policy, clock=lambda: start + datetime.timedelta(seconds=122))
+    assert copies(smtp_server, first) == 1 and copies(smtp_server, second) == 1
+    assert fresh(first).state == "uncertain" and fresh(second).state == "sent"
+
+
+def test_a_slow_pass_renews_its_lease_before_it_runs_out(two_mailboxes, write_letter, smtp_server, mail_config):
+    from portal.letters.queue import process_due_letters
+
+    first, second = [write_letter(mailbox) for mailbox in two_mailboxes]
+    policy = QueuePolicy(lease=60, mailbox_per_minute=0)
+    start = utcnow()
+    taken_over = []
+
+    def clock():
+        # Each letter takes 45 s (a slow server). Once the second is accepted, 61 s after the claim, another
+        # worker looks for letters whose lease ran out: there must be none.
+        if len(smtp_server.messages) == 2 and not taken_over:
+            taken_over.append(claim_due_letters(policy, now=start + datetime.timedelta(seconds=61))[1])
+        return start + datetime.timedelta(seconds=45 * len(smtp_server.messages))
+
+    report = process_due_letters(mail_config, policy, clock=clock)
+
+    assert taken_over == [[]]
+    assert report.outcomes["sent"] == 2 and "lease_lost" not in report.outcomes
+    assert copies(smtp_server, first) == 1 and copies(smtp_server, second) == 1
+    assert {fresh(letter).state for letter in (first, second)} == {"sent"}

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 from peewee import fn
 
 from portal.db import database
-from portal.letters.statements import insert_rows, update_row, update_rows
+from portal.letters.statements import insert_rows, update_row_held, update_rows, update_rows_held
 from portal.mail.connection import open_smtp
 from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify, classify_reply
@@ -47,6 +47,7 @@ MAILBOX_GONE = "mailbox_gone"
 MAILBOX_PAUSED = "mailbox_paused"
 SETTINGS_UNREADABLE = "settings_unreadable"
 GAVE_UP = "gave_up"  # the attempt or age budget ran out on a temporary problem
+LEASE_LOST = "lease_lost"  # a report outcome: another worker took the letter over; this one left it alone
 
 
 @dataclass(frozen=True)
@@ -159,20 +160,66 @@ def claim_due_letters(policy: QueuePolicy, *, now: datetime.datetime, mailbox_id
 
     The letters carry only the columns sending needs.
     """
+    lease, letters = _claim(policy, now, mailbox_id, limit)
+    return lease.token, letters
+
+
+def _claim(policy, now, mailbox_id, limit) -> tuple["_Lease", list]:
+    """claim_due_letters, with the lease as the claim wrote it (its real expiry, not one guessed later)."""
     size = min(policy.batch_size, limit) if limit else policy.batch_size
-    token = uuid.uuid4().hex
+    lease = _Lease(uuid.uuid4().hex, now + datetime.timedelta(seconds=policy.lease), policy)
     take, read, _ = _claim_sql(database.param, mailbox_id is not None)
     stamp = Letter.next_attempt_at.db_value(now)
     due = [stamp, stamp] + ([mailbox_id] if mailbox_id is not None else [])
-    claimed = database.execute_sql(take, [token, Letter.lease_expires_at.db_value(
-        now + datetime.timedelta(seconds=policy.lease)), *due, size, *due]).rowcount
+    claimed = database.execute_sql(take, [lease.token, Letter.lease_expires_at.db_value(lease.expires),
+                                          *due, size, *due]).rowcount
     if not claimed:
-        return token, []
+        return lease, []
     letters = []
-    for row in database.execute_sql(read, [token]).fetchall():
+    for row in database.execute_sql(read, [lease.token]).fetchall():
         values = {f.name: f.python_value(v) for f, v in zip(_CLAIMED_COLUMNS, row)}
         letters.append(Letter(**values))
-    return token, letters
+    return lease, letters
+
+
+class _Lease:
+    """One claim batch's lease: its token, when it runs out in the database, and which letters it still holds.
+
+    Renewed before a letter once less than half of it is left, by an UPDATE on the token whose
+    count says whether the letters are still ours: a worker slower than its lease (a stalled
+    server, a paused process) finds out there, before sending, and leaves alone every letter
+    another worker has claimed since. The "data" mark and every result write check the token too.
+    """
+
+    def __init__(self, token: str, expires: datetime.datetime, policy: QueuePolicy):
+        self.token, self.expires, self.policy = token, expires, policy
+        self.held: set | None = None  # None: all the claim took; else the ids still under the token at renewal
+
+    def holds(self, letter_id: int, now: datetime.datetime, recorder: "_Recorder") -> bool:
+        """Whether this worker may still send the letter, renewing the lease first when half of it is gone."""
+        if self.expires - now < datetime.timedelta(seconds=self.policy.lease / 2):
+            self.renew(now, recorder)
+        return self.held is None or letter_id in self.held
+
+    def renew(self, now: datetime.datetime, recorder: "_Recorder") -> None:
+        """Extend the lease from now; afterwards ``held`` names the letters the database still gives this worker."""
+        # Outcomes noted so far are written first, while the lease most likely still holds them; after
+        # that, the rows under this token are exactly the letters not yet dealt with.
+        recorder.flush()
+        until = now + datetime.timedelta(seconds=self.policy.lease)
+        renew, read = _lease_sql(database.param)
+        renewed = database.execute_sql(renew, [Letter.lease_expires_at.db_value(until), self.token]).rowcount
+        self.held = ({letter_id for (letter_id,) in database.execute_sql(read, [self.token]).fetchall()}
+                     if renewed else set())
+        self.expires = until
+
+
+@lru_cache(maxsize=None)
+def _lease_sql(param: str) -> tuple[str, str]:
+    """Renew a lease (its count: how many letters are still ours), and read which ones they are."""
+    letter, token = f'"{Letter._meta.table_name}"', _column(Letter.lease_token)
+    return (f"UPDATE {letter} SET {_column(Letter.lease_expires_at)} = {param} WHERE {token} = {param}",
+            f"SELECT {_column(Letter.id)} FROM {letter} WHERE {token} = {param}")
 
 
 def claimed_recipients(token: str) -> dict:
@@ -210,18 +257,17 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
     with database.connection_context(), _Connections() as connections:
         recorder = _Recorder(policy, rng, report)
         while limit is None or report.total < limit:
-            token, letters = claim_due_letters(policy, now=clock(), mailbox_id=mailbox_id,
-                                               limit=None if limit is None else limit - report.total)
+            lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total)
             if not letters:
                 break
             groups: dict[int | None, list] = defaultdict(list)
             for letter in letters:
                 groups[letter.mailbox_id].append(letter)
             connections.keep_only(groups)
-            recipients = claimed_recipients(token)
+            recipients = claimed_recipients(lease.token)
             try:
                 for group_mailbox, group in groups.items():
-                    _send_group(group_mailbox, group, token, recipients, mail_config, policy, clock, settings_for,
+                    _send_group(group_mailbox, group, lease, recipients, mail_config, policy, clock, settings_for,
                                 recorder, connections)
             finally:
                 recorder.flush()
@@ -286,15 +332,20 @@ class _Connections(dict):
         return self[mailbox_id]
 
 
-def _send_group(mailbox_id, letters, token, recipients, mail_config, policy, clock, settings_for, recorder,
+def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clock, settings_for, recorder,
                 connections):
-    """Send one mailbox's claimed letters over its connection (reconnecting once after a drop)."""
+    """Send one mailbox's claimed letters over its connection (reconnecting once after a drop).
+
+    The lease is the batch's, shared by every mailbox's group: its expiry is the one the claim
+    wrote, however long the groups before this one took.
+    """
+    token = lease.token
     now = clock()
     fresh = []
     for letter in letters:
         if letter.phase == "data":
             # Claimed again after a lease ran out mid-DATA: it may have arrived. Never send it twice.
-            recorder.add(letter, _Result("uncertain", _queue_problem(WORKER_LOST)), now, number=letter.attempts,
+            recorder.add(letter, _Result("uncertain", _queue_problem(WORKER_LOST)), now, token, number=letter.attempts,
                          outcome_label="lost")
         else:
             fresh.append(letter)
@@ -307,34 +358,35 @@ def _send_group(mailbox_id, letters, token, recipients, mail_config, policy, clo
         connections.pop(mailbox_id).drop()
         problem = Problem(code=SETTINGS_UNREADABLE, stage=STAGE, server_reply=type(error).__name__)
         for letter in fresh:
-            recorder.add(letter, _Result("failed", problem), now)
+            recorder.add(letter, _Result("failed", problem), now, token)
         return
     if mailbox is None:
         for letter in fresh:
-            recorder.add(letter, _Result("failed", _queue_problem(MAILBOX_GONE)), now)
+            recorder.add(letter, _Result("failed", _queue_problem(MAILBOX_GONE)), now, token)
         return
     if not mailbox.active:
         for letter in fresh:
-            _hold(letter, MAILBOX_PAUSED, now + datetime.timedelta(seconds=policy.retry_base), now, policy,
+            _hold(letter, token, MAILBOX_PAUSED, now + datetime.timedelta(seconds=policy.retry_base), now, policy,
                   recorder.report)
         return
 
     limits = _Limits.load(mailbox.id, token, now, policy)
-    lease_until = now + datetime.timedelta(seconds=policy.lease)
 
     for index, letter in enumerate(fresh):
         now = clock()
-        if lease_until - now < datetime.timedelta(seconds=policy.lease / 2):
-            lease_until = now + datetime.timedelta(seconds=policy.lease)
-            Letter.update(lease_expires_at=lease_until).where(Letter.lease_token == token).execute()
+        if not lease.holds(letter.id, now, recorder):
+            # Another worker claimed it after this one's lease ran out: it is theirs to send. Nothing is
+            # written, not even a result (the token no longer matches).
+            recorder.report.add(letter.id, LEASE_LOST)
+            continue
         pending = [r for r in recipients[letter.id] if r.status != "accepted" and r.status != "refused"]
         if not pending:
-            recorder.add(letter, _Result("sent"), now)
+            recorder.add(letter, _Result("sent"), now, token)
             continue
         held = limits.hold_until(mailbox.id, [r.address for r in pending], now)
         if held is not None:
             reason, until = held
-            _hold(letter, reason, until, now, policy, recorder.report)
+            _hold(letter, token, reason, until, now, policy, recorder.report)
             continue
         if connection.smtp is None:
             try:
@@ -346,12 +398,16 @@ def _send_group(mailbox_id, letters, token, recipients, mail_config, policy, clo
                 connection.drop()
                 for rest in fresh[index:]:
                     kind = "deferred" if error.problem.temporary else "failed"
-                    recorder.add(rest, _Result(kind, error.problem, connection_broken=True), clock(),
+                    recorder.add(rest, _Result(kind, error.problem, connection_broken=True), clock(), token,
                                  mailbox=mailbox)
                 return
-        result = _deliver(connection.smtp, letter, pending)
+        result = _deliver(connection.smtp, letter, pending, token)
+        if result.outcome == LEASE_LOST:
+            recorder.report.add(letter.id, LEASE_LOST)
+            connection.drop()
+            continue
         limits.count(mailbox.id, result.accepted, now)
-        recorder.add(letter, result, clock(), mailbox=mailbox, recipients=pending)
+        recorder.add(letter, result, clock(), token, mailbox=mailbox, recipients=pending)
         if result.connection_broken:
             connection.drop()
             connection.reconnects += 1
@@ -361,12 +417,17 @@ def _send_group(mailbox_id, letters, token, recipients, mail_config, policy, clo
                 if rest:
                     Letter.update(state="queued", lease_token=None, lease_expires_at=None,
                                   next_attempt_at=now + datetime.timedelta(seconds=policy.retry_base)
-                                  ).where(Letter.id.in_(rest)).execute()
+                                  ).where(Letter.id.in_(rest) & (Letter.lease_token == token)).execute()
                 return
 
 
-def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list) -> _Result:
-    """MAIL, RCPT for each pending recipient, DATA; returns the outcome (only the "data" mark is written here)."""
+def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str) -> _Result:
+    """MAIL, RCPT for each pending recipient, DATA; returns the outcome (only the "data" mark is written here).
+
+    The mark is written only while the letter is still under this worker's lease: if another worker
+    has claimed it meanwhile, the session is cut before the body, so the server drops the letter, and
+    the outcome is LEASE_LOST (nothing to record: the letter is the other worker's).
+    """
     try:
         code, reply = smtp.mail(letter.from_address)
         if code not in ACCEPTED:
@@ -389,7 +450,9 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list) -> _Result:
         # Marked, and committed (the driver runs in autocommit), while the server answers DATA and before
         # the final dot can leave: if this worker dies from here on, the letter may have arrived and the
         # next claim makes it "uncertain". Written during the round trip, it costs the letter no time.
-        update_row(Letter, letter.id, phase="data")
+        if not update_row_held(Letter, letter.id, "lease_token", token, phase="data"):
+            smtp.close()  # no final dot ever leaves: the server discards the unfinished letter
+            return _Result(LEASE_LOST, connection_broken=True)
         code, reply = smtp.getreply()
         if code != 354:
             problem = classify_reply(code, reply, stage=STAGE, command="DATA")
@@ -490,14 +553,18 @@ class _Recorder:
 
     def __init__(self, policy: QueuePolicy, rng: Any, report: SendReport):
         self.policy, self.rng, self.report = policy, rng, report
-        self.letters: list = []  # (id, fields)
+        self.letters: list = []  # (id, fields, lease token)
         self.attempts: list = []
-        self.recipients: list = []  # (id, fields)
+        self.recipients: list = []  # (letter id, recipient id, fields)
         self.by_address: list = []  # (letter id, address, fields) for a recipient row not at hand
         self.since: float | None = None
 
-    def add(self, letter, result: _Result, now, *, mailbox=None, recipients=(), number=None, outcome_label=None):
-        """Note one attempt's outcome: the letter's state, the history row and each recipient's answer."""
+    def add(self, letter, result: _Result, now, token, *, mailbox=None, recipients=(), number=None,
+            outcome_label=None):
+        """Note one attempt's outcome: the letter's state, the history row and each recipient's answer.
+
+        Written at the next flush only if the letter is still under ``token`` (the lease it was sent under).
+        """
         policy = self.policy
         attempt = number if number is not None else letter.attempts + 1
         refused_for_good = {a for a, (c, _, p) in result.refused.items() if not p.temporary}
@@ -525,7 +592,7 @@ class _Recorder:
         if state in ("failed", "uncertain"):
             fields.update(finished_at=now, failure_seen=False)
         fields["state"] = state
-        self.letters.append((letter.id, fields))
+        self.letters.append((letter.id, fields, token))
         self.attempts.append(dict(
             letter=letter.id, number=attempt, started_at=now, finished_at=now,
             outcome=outcome_label or result.outcome, stage=problem.stage if problem else STAGE,
@@ -543,10 +610,9 @@ class _Recorder:
                                           smtp_code=code, server_reply=reply, problem_code=recipient_problem.code)))
         for address, answer in answers:
             if address in rows:
-                self.recipients.append((rows[address], answer))
+                self.recipients.append((letter.id, rows[address], answer))
             else:
                 self.by_address.append((letter.id, address, answer))
-        self.report.add(letter.id, state)
         if self.since is None:
             self.since = time.monotonic()
         if len(self.letters) >= self.FLUSH_LETTERS or time.monotonic() - self.since >= self.FLUSH_SECONDS:
@@ -557,42 +623,58 @@ class _Recorder:
         if not self.letters:
             return
         kinds: dict = defaultdict(list)
-        for letter_id, fields in self.letters:
-            kinds[tuple(sorted(fields))].append((letter_id, fields))
-        answers: dict = defaultdict(list)
-        for recipient_id, fields in self.recipients:
-            answers[tuple(sorted(fields))].append((recipient_id, fields))
+        for letter_id, fields, token in self.letters:
+            kinds[tuple(sorted(fields))].append((letter_id, fields, token))
         with database.atomic():
+            # Each letter's row is written only while it is still under the lease it was sent under (the
+            # UPDATE takes the row, so no claim can slip in before the commit); the history and the
+            # recipients' answers only for the letters written.
+            written = set()
             for names, rows in kinds.items():
-                update_rows(Letter, names, rows)
-            insert_rows(LetterAttempt, self.attempts)
+                written |= update_rows_held(Letter, names, rows, "lease_token")
+            insert_rows(LetterAttempt, [a for a in self.attempts if a["letter"] in written])
+            answers: dict = defaultdict(list)
+            for letter_id, recipient_id, fields in self.recipients:
+                if letter_id in written:
+                    answers[tuple(sorted(fields))].append((recipient_id, fields))
             for names, rows in answers.items():
                 update_rows(LetterRecipient, names, rows)
             for letter_id, address, fields in self.by_address:
-                (LetterRecipient.update(**fields)
-                 .where((LetterRecipient.letter == letter_id) & (LetterRecipient.address == address)).execute())
+                if letter_id in written:
+                    (LetterRecipient.update(**fields)
+                     .where((LetterRecipient.letter == letter_id) & (LetterRecipient.address == address)).execute())
+        for letter_id, fields, _ in self.letters:
+            self.report.add(letter_id, fields["state"] if letter_id in written else LEASE_LOST)
         self.letters, self.attempts, self.recipients, self.by_address = [], [], [], []
         self.since = None
 
 
-def _hold(letter, reason, until, now, policy, report):
-    """Put a letter back to wait for a sending limit (no attempt counted); fail it once it is too old."""
+def _hold(letter, token, reason, until, now, policy, report):
+    """Put a letter back to wait for a sending limit (no attempt counted); fail it once it is too old.
+
+    Written only while the letter is still under ``token``: a letter another worker took over is theirs.
+    """
+    held = (Letter.id == letter.id) & (Letter.lease_token == token)
     if (now - letter.queued_at).total_seconds() >= policy.max_age:
         problem = Problem(code=reason, stage=GAVE_UP, server_reply="")
         with database.atomic():
-            Letter.update(state="failed", problem_code=reason, problem_stage=GAVE_UP, server_reply="",
-                          smtp_code=None, finished_at=now, failure_seen=False, lease_token=None,
-                          lease_expires_at=None, waiting_for="").where(Letter.id == letter.id).execute()
+            if not Letter.update(state="failed", problem_code=reason, problem_stage=GAVE_UP, server_reply="",
+                                 smtp_code=None, finished_at=now, failure_seen=False, lease_token=None,
+                                 lease_expires_at=None, waiting_for="").where(held).execute():
+                report.add(letter.id, LEASE_LOST)
+                return
             LetterAttempt.create(letter=letter.id, started_at=now, finished_at=now, outcome="failed",
                                  stage=GAVE_UP, problem_code=problem.code)
         report.add(letter.id, "failed")
         return
     with database.atomic():
+        if not Letter.update(state="deferred", waiting_for=reason, next_attempt_at=until, lease_token=None,
+                             lease_expires_at=None).where(held).execute():
+            report.add(letter.id, LEASE_LOST)
+            return
         if letter.waiting_for != reason:  # one history line per wait, not one per pass
             LetterAttempt.create(letter=letter.id, started_at=now, finished_at=now, outcome="limited",
                                  stage="limit", problem_code=reason)
-        Letter.update(state="deferred", waiting_for=reason, next_attempt_at=until, lease_token=None,
-                      lease_expires_at=None).where(Letter.id == letter.id).execute()
     report.add(letter.id, "held")
     report.wake_at(until)
 

@@ -74,6 +74,39 @@ def update_rows(model, names: tuple, rows: list) -> None:
               for row_id, values in rows])
 
 
+@lru_cache(maxsize=None)
+def _update_held_sql(model, names: tuple, column: str, param: str) -> tuple[str, tuple]:
+    sql, fields = _update_sql(model, names, param)
+    return sql + f" AND {_quoted(model._meta.fields[column].column_name)} = {param}", fields
+
+
+def update_rows_held(model, names: tuple, rows: list, column: str) -> set:
+    """UPDATE rows by id only while ``column`` still holds the given value; returns the ids written.
+
+    ``rows`` are (id, {name: value}, expected value of ``column``). One statement each, so that each
+    row's count says whether it was still held (executemany sums them); rare enough to cost nothing.
+    """
+    if not rows:
+        return set()
+    sql, fields = _update_held_sql(model, tuple(names), column, database.param)
+    field = model._meta.fields[column]
+    cursor, written = database.cursor(), set()
+    for row_id, values, expected in rows:
+        cursor.execute(sql, [f.db_value(values[f.name]) for f in fields] + [row_id, field.db_value(expected)])
+        if cursor.rowcount == 1:
+            written.add(row_id)
+    return written
+
+
+def update_row_held(model, row_id: int, column: str, expected, **values) -> bool:
+    """UPDATE one row by id only while ``column`` still holds ``expected``; whether it did (committed at once
+    outside a transaction)."""
+    sql, fields = _update_held_sql(model, tuple(values), column, database.param)
+    cursor = database.execute_sql(sql, [f.db_value(values[f.name]) for f in fields]
+                                  + [row_id, model._meta.fields[column].db_value(expected)])
+    return cursor.rowcount == 1
+
+
 def update_row(model, row_id: int, **values) -> None:
     """UPDATE one row by id; outside a transaction it is committed at once (the driver runs in autocommit)."""
     sql, fields = _update_sql(model, tuple(values), database.param)
