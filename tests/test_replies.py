@@ -94,3 +94,23 @@ def test_a_fetch_failure_is_recorded_on_the_mailbox_with_the_catalogue_problem(r
 def test_mailboxes_without_receive_replies_are_not_fetched(sending_mailbox, mail_config):
     assert fetch_replies(mail_config) == []
     assert SeenMessage.select().count() == 0
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+def test_a_reply_in_one_mailbox_never_attaches_to_a_letter_sent_from_another(protocol, replying_mailbox, make_mailbox,
+                                                                            employee, write_letter, run_queue,
+                                                                            smtp_server, dovecot, mail_user,
+                                                                            mail_config):
+    inbox_owner = replying_mailbox(protocol)  # E: its inbox is the Dovecot box being fetched
+    other = make_mailbox(employee, address="other@example.com", smtp_host="localhost", smtp_port=smtp_server.port,
+                         smtp_username=smtp_server.username, password=smtp_server.password)  # F
+    own_letter, foreign_letter = write_letter(inbox_owner, subject="From E"), write_letter(other, subject="From F")
+    run_queue()
+    dovecot.deliver(mail_user.address, reply_to(Letter.get_by_id(foreign_letter.id), text="Meant for F"))
+    dovecot.deliver(mail_user.address, reply_to(Letter.get_by_id(own_letter.id), text="Meant for E"))
+
+    [report] = fetch_replies(mail_config)
+
+    assert report.ok and report.new_messages == 2 and report.bodies_downloaded == 1
+    assert [(r.letter_id, r.body_text) for r in Reply.select()] == [(own_letter.id, "Meant for E")]
+    assert Letter.get_by_id(foreign_letter.id).reply_count == 0

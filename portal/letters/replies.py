@@ -58,8 +58,9 @@ def thread_ids(headers) -> tuple[list[str], list[str]]:
     return in_reply_to, references
 
 
-def match_letters(candidates: dict) -> dict:
-    """For {key: (in_reply_to ids, references ids)}: {key: Letter id} for those naming one of our letters."""
+def match_letters(candidates: dict, mailbox_id: int) -> dict:
+    """For {key: (in_reply_to ids, references ids)}: {key: Letter id} for those naming one of our letters
+    sent from this mailbox (mail arriving in one inbox never attaches to a letter that left from another)."""
     wanted = {i for pair in candidates.values() for ids in pair for i in ids}
     if not wanted:
         return {}
@@ -67,7 +68,7 @@ def match_letters(candidates: dict) -> dict:
     wanted = sorted(wanted)
     for start in range(0, len(wanted), 500):
         for letter_id, message_id in Letter.select(Letter.id, Letter.message_id).where(
-                Letter.message_id.in_(wanted[start:start + 500])).tuples():
+                Letter.message_id.in_(wanted[start:start + 500]) & (Letter.mailbox == mailbox_id)).tuples():
             known[message_id] = letter_id
     matched = {}
     for key, (in_reply_to, references) in candidates.items():
@@ -226,7 +227,7 @@ def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> N
     for number, uid in new:
         _, top, _ = client.top(number, 0)  # headers only: no body is downloaded to decide
         headers[number] = thread_ids(BytesHeaderParser(policy=email_policy.default).parsebytes(b"\r\n".join(top)))
-    for number, letter_id in match_letters(headers).items():
+    for number, letter_id in match_letters(headers, mailbox.id).items():
         _, body, _ = client.retr(number)
         report.bodies_downloaded += 1
         reply = store_reply(letter_id, mailbox, b"\r\n".join(body) + b"\r\n")
@@ -271,7 +272,7 @@ def _fetch_imap(client: imaplib.IMAP4, mailbox: Mailbox, inbox: MailboxInbox, re
                 if found:
                     parsed = BytesHeaderParser(policy=email_policy.default).parsebytes(item[1])
                     headers[int(found.group(1))] = thread_ids(parsed)
-    for uid, letter_id in match_letters(headers).items():
+    for uid, letter_id in match_letters(headers, mailbox.id).items():
         typ, data = client.uid("FETCH", str(uid), "(BODY.PEEK[])")
         raw = next((item[1] for item in data if isinstance(item, tuple)), None)
         if typ != "OK" or raw is None:
