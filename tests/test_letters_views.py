@@ -183,3 +183,35 @@ def test_the_sender_fragment_follows_the_project(as_employee, sending_mailbox, m
     fragment = as_employee.get(f"/letters/new/sender?project={project.id}", headers={"HX-Request": "true"})
     html = fragment.get_data(as_text=True)
     assert "sender@example.com" in html and 'hx-swap-oob="true"' in html and 'id="send-letter"' in html
+
+
+def test_a_quoted_display_name_with_a_comma_is_one_recipient(as_employee, sending_mailbox, run_queue, smtp_server):
+    import email
+    from email import policy as email_policy
+
+    response = as_employee.post("/letters/new", data=_form(
+        as_employee, to='"Doe, John" <j@example.com>; "Smith; Ann" <ann@example.org>'))
+
+    assert response.status_code == 302, page_text(response)
+    [letter] = Letter.select()
+    assert [(r.name, r.address) for r in letter.recipients.order_by(LetterRecipient.id)] == [
+        ("Doe, John", "j@example.com"), ("Smith; Ann", "ann@example.org")]
+    assert "Doe, John" in page_text(as_employee.get("/outbox"))
+    run_queue()
+    [received] = smtp_server.messages
+    assert sorted(received.rcpt_tos) == ["ann@example.org", "j@example.com"]
+    to = email.message_from_bytes(received.content, policy=email_policy.default)["To"]
+    assert [(a.display_name, a.addr_spec) for a in to.addresses] == [("Doe, John", "j@example.com"),
+                                                                     ("Smith; Ann", "ann@example.org")]
+
+
+@pytest.mark.parametrize("value", ['"Doe, John" <j@example.com>\r\nBcc: victim@example.com',
+                                   '"Doe,\u2028John" <j@example.com>', '"Doe, John\x00" <j@example.com>'])
+def test_a_quoted_name_is_still_refused_with_a_line_break_or_nul(as_employee, sending_mailbox, value):
+    response = as_employee.post("/letters/new", data=_form(as_employee, to=value))
+    assert "single line" in page_text(response) and Letter.select().count() == 0
+
+
+def test_an_unquoted_name_with_a_comma_is_refused_naming_the_bad_part(as_employee, sending_mailbox):
+    response = as_employee.post("/letters/new", data=_form(as_employee, to="Doe, John <j@example.com>"))
+    assert "“Doe” is not a valid e-mail address." in page_text(response) and Letter.select().count() == 0

@@ -45,7 +45,11 @@ class Recipient:
 
     def shown(self):
         """The address as people read it: `Name <address>`."""
-        return f"{self.name} <{self.address}>" if self.name else self.address
+        if not self.name:
+            return self.address
+        if any(char in self.name for char in ',;"<>'):  # quoted, so the list still reads (and parses) as one entry
+            return '"' + self.name.replace("\\", "\\\\").replace('"', '\\"') + f'" <{self.address}>'
+        return f"{self.name} <{self.address}>"
 
     def header(self):
         """The address as a header shows it (the name encoded by the message policy)."""
@@ -75,18 +79,43 @@ def _valid_address(address):
     return normalize_email(validate_email(address, check_deliverability=False).normalized)
 
 
+def _address_entries(text):
+    """The entries of a To or Cc field, split at commas and semicolons outside quotes, <…> and (…)."""
+    entries, current, quoted, escaped, angle, comment = [], [], False, False, 0, 0
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or comment):
+            escaped = True
+        elif char == '"' and not comment:
+            quoted = not quoted
+        elif not quoted and char == "(":
+            comment += 1
+        elif not quoted and char == ")" and comment:
+            comment -= 1
+        elif not quoted and not comment and char == "<":
+            angle += 1
+        elif not quoted and not comment and char == ">" and angle:
+            angle -= 1
+        elif char in ",;" and not (quoted or comment or angle):
+            entries.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    entries.append("".join(current))
+    return [entry.strip() for entry in entries if entry.strip()]
+
+
 def parse_recipients(text, kind="to"):
-    """The addresses in a To or Cc field: `a@b.com, Name <c@d.com>; …`, checked, without repeats."""
+    """The addresses in a To or Cc field: `a@b.com, "Doe, John" <c@d.com>; …`, checked, without repeats."""
     refuse_control_characters(kind, text)
     found, seen = [], set()
-    pairs = getaddresses([(text or "").replace(";", ",")])
-    raw_parts = [part for part in re.split(r"[,;]", text or "") if part.strip()]
-    if len([address for _, address in pairs if address]) < len(raw_parts):
-        bad = next((part.strip() for part in raw_parts if "@" not in part), raw_parts[0].strip())
-        raise LetterError(kind, _l("“%(address)s” is not a valid e-mail address.", address=bad))
-    for name, address in pairs:
-        if not address:
-            continue
+    for entry in _address_entries(text or ""):
+        # One address per entry, read as getaddresses reads a header (a comma inside quotes is part of the name).
+        pairs = [(name, address) for name, address in getaddresses([entry]) if address]
+        if len(pairs) != 1 or "@" not in pairs[0][1]:
+            raise LetterError(kind, _l("“%(address)s” is not a valid e-mail address.", address=entry))
+        name, address = pairs[0]
         address = clean_address(kind, address)
         name = " ".join((name or "").split())
         refuse_control_characters(kind, name)
