@@ -215,3 +215,24 @@ def test_a_quoted_name_is_still_refused_with_a_line_break_or_nul(as_employee, se
 def test_an_unquoted_name_with_a_comma_is_refused_naming_the_bad_part(as_employee, sending_mailbox):
     response = as_employee.post("/letters/new", data=_form(as_employee, to="Doe, John <j@example.com>"))
     assert "“Doe” is not a valid e-mail address." in page_text(response) and Letter.select().count() == 0
+
+
+@pytest.mark.parametrize("kind", ["archived", "unknown"])
+def test_an_archived_or_unknown_project_is_refused_beside_the_project_field(kind, as_employee, sending_mailbox,
+                                                                            make_project):
+    project = make_project("Old contract")
+    if kind == "archived":
+        project.archived = True
+        project.save()
+        value = str(project.id)
+    else:
+        value = "987654"
+
+    response = as_employee.post("/letters/new", data=_form(as_employee, project=value))
+
+    assert response.status_code == 200 and Letter.select().count() == 0
+    html = response.get_data(as_text=True)
+    error = "This project is archived or does not exist. Choose another project."
+    assert error in page_text(response)
+    # Beside the project field: after its select, before the next field.
+    assert html.index('name="project"') < html.index(error) < html.index('name="mailbox"')

@@ -164,7 +164,15 @@ def new():
     _fill_choices(form, decision)
     if request.method == "GET" and decision.mailbox is not None:
         form.mailbox.data = str(decision.mailbox.id)
-    if form.validate_on_submit():
+    # A project posted but not among the active ones (archived meanwhile, or made up) is refused, not read as
+    # "No project": the letter would leave from another address than the person chose for.
+    project_refused = request.method == "POST" and bool((request.form.get("project") or "").strip()) \
+        and project is None
+    valid = form.validate_on_submit()
+    if project_refused:
+        form.project.errors = [*form.project.errors,
+                               _("This project is archived or does not exist. Choose another project.")]
+    if valid and not project_refused:
         mailbox = next((m for m in decision.choices if str(m.id) == form.mailbox.data), None)
         try:
             letter = create_letter(
