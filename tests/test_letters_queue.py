@@ -400,3 +400,19 @@ def test_a_slow_pass_renews_its_lease_before_it_runs_out(two_mailboxes, write_le
     assert report.outcomes["sent"] == 2 and "lease_lost" not in report.outcomes
     assert copies(smtp_server, first) == 1 and copies(smtp_server, second) == 1
     assert {fresh(letter).state for letter in (first, second)} == {"sent"}
+
+
+def test_a_letter_to_an_international_domain_reaches_the_server_with_its_idna_form(sending_mailbox, write_letter,
+                                                                                  run_queue, smtp_server):
+    letter = write_letter(sending_mailbox, to="Пример <user@пример.рф>", cc="boss@ПРИМЕР.рф")
+    assert letter.to_header == "Пример <user@пример.рф>"  # shown in its own letters
+
+    run_queue()
+
+    assert fresh(letter).state == "sent"
+    [server_copy] = smtp_server.messages
+    assert sorted(server_copy.rcpt_tos) == ["boss@xn--e1afmkfd.xn--p1ai", "user@xn--e1afmkfd.xn--p1ai"]
+    [message] = received(smtp_server)
+    assert [(a.display_name, a.addr_spec) for a in message["To"].addresses] == [
+        ("Пример", "user@xn--e1afmkfd.xn--p1ai")]
+    assert message["Cc"].addresses[0].addr_spec == "boss@xn--e1afmkfd.xn--p1ai"

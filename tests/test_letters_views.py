@@ -236,3 +236,14 @@ def test_an_archived_or_unknown_project_is_refused_beside_the_project_field(kind
     assert error in page_text(response)
     # Beside the project field: after its select, before the next field.
     assert html.index('name="project"') < html.index(error) < html.index('name="mailbox"')
+
+
+@pytest.mark.parametrize("field,next_field", [("to", "cc"), ("cc", "subject")])
+def test_a_non_latin_name_before_the_at_is_refused_beside_its_field(as_employee, sending_mailbox, field, next_field):
+    response = as_employee.post("/letters/new", data=_form(as_employee, **{field: "юзер@example.com"}))
+
+    assert response.status_code == 200 and Letter.select().count() == 0
+    html = response.get_data(as_text=True)
+    error = "has letters other than Latin before the @"
+    assert error in page_text(response) and "could not be built" not in page_text(response)
+    assert html.index(f'name="{field}"') < html.index(error) < html.index(f'name="{next_field}"')

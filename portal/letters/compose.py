@@ -45,11 +45,12 @@ class Recipient:
 
     def shown(self):
         """The address as people read it: `Name <address>`."""
+        address = readable_address(self.address)
         if not self.name:
-            return self.address
+            return address
         if any(char in self.name for char in ',;"<>'):  # quoted, so the list still reads (and parses) as one entry
-            return '"' + self.name.replace("\\", "\\\\").replace('"', '\\"') + f'" <{self.address}>'
-        return f"{self.name} <{self.address}>"
+            return '"' + self.name.replace("\\", "\\\\").replace('"', '\\"') + f'" <{address}>'
+        return f"{self.name} <{address}>"
 
     def header(self):
         """The address as a header shows it (the name encoded by the message policy)."""
@@ -64,19 +65,42 @@ def refuse_control_characters(field, value):
 
 
 def clean_address(field, address):
-    """A syntactically valid e-mail address in stored form, or LetterError."""
+    """A syntactically valid e-mail address in stored form (an international domain as IDNA "xn--" ASCII, as
+    headers and the SMTP envelope carry it), or LetterError naming ``field``."""
     refuse_control_characters(field, address)
     try:
         return _valid_address((address or "").strip())
     except EmailNotValidError:
         raise LetterError(field, _l("“%(address)s” is not a valid e-mail address.", address=address)) from None
+    except _NonAsciiLocalPart:
+        raise LetterError(field, _l("“%(address)s” has letters other than Latin before the @, which most mail "
+                                    "servers cannot take. Ask the recipient for an address in Latin letters.",
+                                    address=address)) from None
+
+
+class _NonAsciiLocalPart(ValueError):
+    """An address whose local part is not ASCII: it would need SMTPUTF8, which the portal does not send."""
 
 
 @lru_cache(maxsize=4096)
 def _valid_address(address):
     # Remembered: the same mailbox and contacts come back letter after letter, and the syntax check
     # (IDNA, Unicode tables) costs more than storing the letter. Only valid answers are kept.
-    return normalize_email(validate_email(address, check_deliverability=False).normalized)
+    valid = validate_email(address, check_deliverability=False)
+    if valid.ascii_email is None:
+        raise _NonAsciiLocalPart(address)
+    return normalize_email(valid.ascii_email)
+
+
+def readable_address(address):
+    """An address as people read it: an IDNA ("xn--") domain shown in its own letters."""
+    local, _, domain = address.rpartition("@")
+    if "xn--" not in domain:
+        return address
+    try:
+        return f"{local}@{domain.encode('ascii').decode('idna')}"
+    except UnicodeError:
+        return address
 
 
 def _address_entries(text):
@@ -285,7 +309,8 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
                             subject=subject, body=body, message_id=message_id, date=now,
                             in_reply_to=in_reply_to, references=references)
     except (ValueError, TypeError) as error:  # the email package's own last line against bad headers
-        raise LetterError("subject", _l("The letter could not be built: %(error)s", error=str(error))) from None
+        # Not pinned on a field: whatever slipped past the checks above is not the subject's fault.
+        raise LetterError("", _l("The letter could not be built: %(error)s", error=str(error))) from None
     try:
         fields = dict(
             author=author.id, project=project.id if project is not None else None, mailbox=mailbox.id,
