@@ -247,3 +247,41 @@ def test_a_non_latin_name_before_the_at_is_refused_beside_its_field(as_employee,
     error = "has letters other than Latin before the @"
     assert error in page_text(response) and "could not be built" not in page_text(response)
     assert html.index(f'name="{field}"') < html.index(error) < html.index(f'name="{next_field}"')
+
+
+def test_a_letter_every_recipient_refused_is_not_retried_into_a_false_sent(as_employee, sending_mailbox,
+                                                                           write_letter, run_queue, smtp_server):
+    letter = write_letter(sending_mailbox, to="nobody@example.com")
+    smtp_server.refuse("nobody@example.com", "550 5.1.1 <nobody@example.com>: User unknown")
+    run_queue()
+    assert Letter.get_by_id(letter.id).state == "failed"
+
+    outbox = as_employee.get("/outbox")
+    assert "Refused by every recipient: write a new letter" in page_text(outbox)
+    assert f"/letters/{letter.id}/retry" not in outbox.get_data(as_text=True)
+    page = as_employee.get(f"/letters/{letter.id}")
+    assert "Every recipient refused this letter" in page_text(page)
+    assert f"/letters/{letter.id}/retry" not in page.get_data(as_text=True)
+
+    answer = as_employee.post(f"/letters/{letter.id}/retry", follow_redirects=True)  # a stale page's button
+    assert "would change nothing" in page_text(answer)
+    run_queue.later(minutes=5)
+    run_queue()
+    refused = Letter.get_by_id(letter.id)
+    assert refused.state == "failed" and refused.attempts == 1 and smtp_server.messages == []
+
+
+def test_a_queued_letter_with_nobody_left_to_send_to_follows_its_recipients(sending_mailbox, write_letter,
+                                                                            run_queue, smtp_server):
+    refused = write_letter(sending_mailbox, to="nobody@example.com")
+    mixed = write_letter(sending_mailbox, to="ann@example.com, nobody@example.com")
+    # As a retry queued before it was refused would leave them: every recipient has answered already.
+    LetterRecipient.update(status="refused", smtp_code=550).where(LetterRecipient.address == "nobody@example.com").execute()
+    LetterRecipient.update(status="accepted").where(LetterRecipient.address == "ann@example.com").execute()
+
+    run_queue()
+
+    assert smtp_server.messages == []
+    failed = Letter.get_by_id(refused.id)
+    assert failed.state == "failed" and failed.problem_code == "all_refused" and failed.attempts == 0
+    assert Letter.get_by_id(mixed.id).state == "sent"

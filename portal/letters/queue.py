@@ -47,6 +47,7 @@ MAILBOX_GONE = "mailbox_gone"
 MAILBOX_PAUSED = "mailbox_paused"
 SETTINGS_UNREADABLE = "settings_unreadable"
 GAVE_UP = "gave_up"  # the attempt or age budget ran out on a temporary problem
+ALL_REFUSED = "all_refused"  # every recipient refused the letter for good: nobody is left to send it to
 LEASE_LOST = "lease_lost"  # a report outcome: another worker took the letter over; this one left it alone
 
 
@@ -381,7 +382,13 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
             continue
         pending = [r for r in recipients[letter.id] if r.status != "accepted" and r.status != "refused"]
         if not pending:
-            recorder.add(letter, _Result("sent"), now, token)
+            # Nothing left to send (a retry of a letter every recipient answered): the state follows the
+            # recipients' answers, and no attempt is counted, since none was made.
+            if any(r.status == "accepted" for r in recipients[letter.id]):
+                recorder.add(letter, _Result("sent"), now, token, number=letter.attempts)
+            else:
+                recorder.add(letter, _Result("failed", _queue_problem(ALL_REFUSED)), now, token,
+                             number=letter.attempts, outcome_label="failed")
             continue
         held = limits.hold_until(mailbox.id, [r.address for r in pending], now)
         if held is not None:
@@ -747,9 +754,25 @@ def _limit_sql(param: str) -> tuple[str, str]:
     return mailbox, recipients
 
 
+def nobody_left(letter_ids) -> set:
+    """Of these letters, those whose every recipient accepted the letter or refused it for good: sending them
+    again would change nothing."""
+    ids = list(letter_ids)
+    if not ids:
+        return set()
+    left = {letter_id for (letter_id,) in LetterRecipient.select(LetterRecipient.letter).where(
+        LetterRecipient.letter.in_(ids) & LetterRecipient.status.in_(("pending", "deferred"))).distinct().tuples()}
+    return set(ids) - left
+
+
 def retry_letter(letter: Letter, *, now: datetime.datetime | None = None) -> bool:
-    """Queue a deferred, failed, uncertain or cancelled letter again now, with a fresh attempt budget."""
+    """Queue a deferred, failed, uncertain or cancelled letter again now, with a fresh attempt budget.
+
+    Refused (False) when nobody is left to send it to (see ``nobody_left``), as when it cannot be retried.
+    """
     now = now or utcnow()
+    if nobody_left([letter.id]):
+        return False
     changed = (Letter.update(state="queued", next_attempt_at=now, queued_at=now, round_start=Letter.attempts,
                              waiting_for="", failure_seen=True, phase="", finished_at=None)
                .where((Letter.id == letter.id) & Letter.state.in_(("deferred", "failed", "uncertain", "cancelled")))

@@ -12,7 +12,7 @@ from portal.db import whole_number
 from portal.htmx import render_htmx
 from portal.letters.cli import COMMANDS
 from portal.letters.compose import LetterError, create_letter
-from portal.letters.queue import cancel_letter, retry_letter
+from portal.letters.queue import cancel_letter, nobody_left, retry_letter
 from portal.letters.worker import wake_sender
 from portal.mail.problems import Problem
 from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mailbox, MailboxInbox, Project, Reply,
@@ -57,6 +57,9 @@ _SEND_AGAIN = _l("The server may have accepted the letter. It is not sent again 
 QUEUE_PROBLEMS = {
     "delivery_uncertain": (_l("The connection dropped after the whole letter was sent"), _SEND_AGAIN),
     "worker_lost": (_l("Sending stopped just as the letter was finished"), _SEND_AGAIN),
+    "all_refused": (_l("Every recipient refused the letter"),
+                    _l("Sending it again would change nothing. Check the addresses below and write a new letter "
+                       "to the right ones.")),
     "mailbox_gone": (_l("The address this letter was to leave from was deleted"),
                      _l("Write the letter again from another address.")),
     "mailbox_paused": (_l("The address is paused"),
@@ -260,8 +263,9 @@ def outbox():
         options["employees"] = list(Employee.select(Employee.id, Employee.name).order_by(Employee.name))
     options["projects"] = list(Project.select(Project.id, Project.name).order_by(Project.name))
     args = {key: value for key, value in filters.items() if value}
+    settled = nobody_left(letter.id for letter in rows if letter.can_retry)
     return render_htmx("letters/outbox.html", rows=rows, total=listing.total, page=listing.page, pages=listing.pages,
-                       filters=filters, args=args, pending=pending, options=options,
+                       filters=filters, args=args, pending=pending, options=options, settled=settled,
                        fetch_problems=_fetch_problems(), now=utcnow(), states=STATES)
 
 
@@ -275,8 +279,9 @@ def letter(letter_id):
     recipients = list(LetterRecipient.select().where(LetterRecipient.letter == letter.id).order_by(LetterRecipient.id))
     history = list(LetterAttempt.select().where(LetterAttempt.letter == letter.id).order_by(LetterAttempt.id))
     replies = list(Reply.select().where(Reply.letter == letter.id).order_by(Reply.date, Reply.id))
+    settled = not any(r.status in ("pending", "deferred") for r in recipients)
     return render_htmx("letters/letter.html", letter=letter, recipients=recipients, history=history,
-                       replies=replies, now=utcnow())
+                       replies=replies, now=utcnow(), settled=settled)
 
 
 @bp.route("/letters/<int:letter_id>/retry", methods=["POST"])
@@ -287,6 +292,9 @@ def retry(letter_id):
     if retry_letter(letter):
         wake_sender(current_app, letter)
         flash(_("The letter is in the queue again."), "success")
+    elif letter.can_retry and nobody_left([letter.id]):
+        flash(_("Every recipient has already accepted or refused this letter for good, so sending it again "
+                "would change nothing. Check the addresses and write a new letter."), "error")
     else:
         flash(_("This letter cannot be sent again now."), "error")
     return redirect(_safe_next(url_for("letters.letter", letter_id=letter.id)))
