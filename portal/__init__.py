@@ -76,11 +76,15 @@ def create_app(config=None):
 
 
 class BoundedIntegerConverter(IntegerConverter):
-    """`<int:…>` that matches only ids a database can hold, so an absurd id is a plain 404."""
+    """`<int:…>` that reads an id too large for a database as 0, which names no row: a plain 404.
 
-    def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", db.MAX_ID)
-        super().__init__(map, *args, **kwargs)
+    Refusing to match instead would make Werkzeug answer 405 when the same path has rules
+    for other methods, since it compares methods before it converts.
+    """
+
+    def to_python(self, value):
+        number = super().to_python(value)
+        return number if number <= db.MAX_ID else 0
 
 
 def _init_login(app):

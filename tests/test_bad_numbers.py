@@ -25,3 +25,10 @@ def test_absurd_ids_are_not_found(as_admin, number):
         assert response.status_code in (200, 404), f"{path.format(n=number)}: {response.status_code}"
     for path in ("/mailboxes/{n}/pause", "/mailboxes/{n}/delete", "/letters/{n}/retry"):
         assert as_admin.post(path.format(n=number)).status_code == 404
+
+
+def test_absurd_ids_answer_404_for_every_method_not_405(as_admin):
+    # /mailboxes/<id>/edit has GET and POST rules; a refused id must not turn into "method not allowed".
+    for method in ("GET", "POST"):
+        response = as_admin.open(f"/mailboxes/{HUGE}/edit", method=method)
+        assert response.status_code == 404, f"{method}: {response.status_code}"
