@@ -8,7 +8,6 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 # Plain-http development server: cookies cannot be Secure there.
 RUN_ENV := PORTAL_INSECURE_COOKIES=1
-DEBIAN_TEST_PACKAGES := dovecot-pop3d dovecot-imapd chromium
 
 .PHONY: run test test-postgres bench messages install install-test debian-test-packages worker clean
 
@@ -41,17 +40,21 @@ run: install
 worker: install
 	$(RUN_ENV) $(PORTAL) worker
 
-# Installs what the tests need from Debian when it is missing and we may.
+# Installs the servers the tests start (Dovecot, Chromium, Redis, PostgreSQL) from Debian
+# when one is missing and we may; without root, the tests that need it skip and say why.
+PG_BIN ?= /usr/lib/postgresql/15/bin
 debian-test-packages:
 	@missing=""; \
-	command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-pop3d dovecot-imapd"; \
+	[ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-pop3d dovecot-imapd"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x $(PG_BIN)/initdb ] || missing="$$missing postgresql-15"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing from Debian:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "Not root: tests that need$$missing will be skipped."; \
+	    echo "Not root, so not installing:$$missing (tests that need them will skip)"; \
 	  fi; \
 	fi
 
@@ -59,8 +62,8 @@ test: install-test debian-test-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The database tests again, against a throwaway PostgreSQL cluster the harness starts.
-test-postgres: install-test
-	PORTAL_TEST_POSTGRES=1 $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+test-postgres: install-test debian-test-packages
+	PORTAL_PG_BIN=$(PG_BIN) PORTAL_TEST_POSTGRES=1 $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
 
 bench: install-test
 	$(PY) bench/run.py
