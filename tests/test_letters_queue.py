@@ -10,6 +10,7 @@ from portal.letters.queue import QueuePolicy, cancel_letter, claim_due_letters, 
 from portal.mail.problems import Problem
 from portal.mail.settings import MailConfig
 from portal.models import Letter, LetterAttempt, LetterRecipient, utcnow
+from tests.fixtures.letters import passed_test
 from tests.servers.smtp import DROP_AFTER_DATA, DROP_DURING_DATA
 
 
@@ -137,7 +138,7 @@ def test_a_server_that_never_answers_is_deferred_after_the_timeout(make_mailbox,
                                                                    silent_server, server_certificate):
     from portal.letters.queue import process_due_letters
 
-    mailbox = make_mailbox(employee, smtp_host="127.0.0.1", smtp_port=silent_server.port)
+    mailbox = passed_test(make_mailbox(employee, smtp_host="127.0.0.1", smtp_port=silent_server.port))
     letter = write_letter(mailbox)
     config = MailConfig(timeout=0.5, allowed_hosts=("127.0.0.1",), ca_file=server_certificate.ca_file)
 
@@ -340,8 +341,9 @@ def test_a_recipient_refused_for_now_gets_the_letter_on_the_retry_and_no_one_get
 @pytest.fixture
 def two_mailboxes(sending_mailbox, make_mailbox, employee, smtp_server):
     """The sending mailbox and a second one of the same person on the same server: one claim, two groups."""
-    second = make_mailbox(employee, address="second@example.com", smtp_host="localhost", smtp_port=smtp_server.port,
-                          smtp_security="starttls", smtp_username=smtp_server.username, password=smtp_server.password)
+    second = passed_test(make_mailbox(employee, address="second@example.com", smtp_host="localhost",
+                                      smtp_port=smtp_server.port, smtp_security="starttls",
+                                      smtp_username=smtp_server.username, password=smtp_server.password))
     return sending_mailbox, second
 
 
@@ -416,3 +418,53 @@ def test_a_letter_to_an_international_domain_reaches_the_server_with_its_idna_fo
     assert [(a.display_name, a.addr_spec) for a in message["To"].addresses] == [
         ("Пример", "user@xn--e1afmkfd.xn--p1ai")]
     assert message["Cc"].addresses[0].addr_spec == "boss@xn--e1afmkfd.xn--p1ai"
+
+
+@pytest.mark.parametrize("change", ["paused", "port changed", "password changed"])
+def test_a_mailbox_paused_or_changed_without_a_new_test_holds_its_letters(change, sending_mailbox, write_letter,
+                                                                          run_queue, smtp_server, as_employee):
+    letter = write_letter(sending_mailbox)
+    if change == "paused":
+        sending_mailbox.active = False
+    elif change == "port changed":
+        sending_mailbox.smtp_port = smtp_server.port + 1 if smtp_server.port < 65535 else smtp_server.port - 1
+    else:
+        sending_mailbox.set_secret("smtp_password", "typed-but-never-tested")
+    sending_mailbox.save()
+    reason = "mailbox_paused" if change == "paused" else "mailbox_untested"
+
+    run_queue()
+
+    waiting = fresh(letter)
+    assert waiting.state == "deferred" and waiting.waiting_for == reason and waiting.attempts == 0
+    assert smtp_server.messages == [] and smtp_server.logins == []
+    outbox = as_employee.get("/outbox").get_data(as_text=True)
+    assert ("The address is paused" if change == "paused" else "settings changed after its last passed test") in outbox
+
+    # Resumed, or the changed settings put right and tested again: the letter goes out by itself.
+    if change == "paused":
+        sending_mailbox.active = True
+    elif change == "port changed":
+        sending_mailbox.smtp_port = smtp_server.port
+    else:
+        sending_mailbox.set_secret("smtp_password", smtp_server.password)
+    passed_test(sending_mailbox)
+    run_queue.later(minutes=2)
+    run_queue()
+    assert fresh(letter).state == "sent" and len(smtp_server.messages) == 1
+
+
+def test_a_letter_whose_author_lost_the_mailbox_fails_with_the_reason_and_is_not_sent(
+        sending_mailbox, write_letter, run_queue, smtp_server, other_employee, employee, as_employee):
+    from portal.models import Mailbox
+
+    letter = write_letter(sending_mailbox)
+    Mailbox.update(owner=other_employee.id).where(Mailbox.id == sending_mailbox.id).execute()  # handed over
+
+    run_queue()
+
+    failed = fresh(letter)
+    assert failed.state == "failed" and failed.problem_code == "sender_not_allowed" and failed.attempts == 0
+    assert smtp_server.messages == [] and Letter.needing_attention(employee) == 1
+    assert "You may no longer send from this address in this project" in as_employee.get("/outbox").get_data(
+        as_text=True)

@@ -45,6 +45,8 @@ UNCERTAIN = "delivery_uncertain"  # the connection dropped after the final dot
 WORKER_LOST = "worker_lost"  # a worker stopped after the final dot and its lease ran out
 MAILBOX_GONE = "mailbox_gone"
 MAILBOX_PAUSED = "mailbox_paused"
+MAILBOX_UNTESTED = "mailbox_untested"  # settings changed since the last passed test: waits for a new one
+SENDER_NOT_ALLOWED = "sender_not_allowed"  # the author may no longer send from this mailbox in this project
 SETTINGS_UNREADABLE = "settings_unreadable"
 GAVE_UP = "gave_up"  # the attempt or age budget ran out on a temporary problem
 ALL_REFUSED = "all_refused"  # every recipient refused the letter for good: nobody is left to send it to
@@ -235,8 +237,9 @@ def claimed_recipients(token: str) -> dict:
 
 # What sending needs of a claimed letter; the rest (body text, headers shown in the Outbox, six
 # timestamps to parse) stays in the database.
-_CLAIMED_COLUMNS = (Letter.id, Letter.mailbox, Letter.from_address, Letter.raw_message, Letter.phase,
-                    Letter.attempts, Letter.round_start, Letter.queued_at, Letter.waiting_for)
+_CLAIMED_COLUMNS = (Letter.id, Letter.mailbox, Letter.author, Letter.project, Letter.from_address,
+                    Letter.raw_message, Letter.phase, Letter.attempts, Letter.round_start, Letter.queued_at,
+                    Letter.waiting_for)
 _RECIPIENT_COLUMNS = (LetterRecipient.id, LetterRecipient.letter, LetterRecipient.address, LetterRecipient.status)
 _Recipient = namedtuple("_Recipient", "id letter address status")
 
@@ -291,12 +294,17 @@ class _Connection:
         self.mailbox = None
         self.settings = None
         self.read_at = None
+        self.waits_for = None  # MAILBOX_PAUSED or MAILBOX_UNTESTED while the mailbox may not send
+        self.candidate = None  # the mailbox as the sender rule sees it (projects, access list)
+        self.allowed: dict = {}  # (author id, project id) -> may_use, for as long as the row read holds
 
     def load(self, mailbox_id, settings_for):
         """The mailbox row and its settings, read again when older than FRESH_SECONDS; raises what settings_for raises.
 
-        A session opened with settings that have since changed is closed: the next letter connects anew,
-        through the guard, with the new ones.
+        Also decides, once per read rather than per letter, whether the mailbox may send at all: it must
+        be active and have passed its test with exactly these settings (``tested`` alone only says some
+        test passed once). A session opened with settings that have since changed is closed: the next
+        letter connects anew, through the guard, with the new ones.
         """
         if self.read_at is None or time.monotonic() - self.read_at > self.FRESH_SECONDS:
             self.mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
@@ -304,7 +312,35 @@ class _Connection:
             if self.smtp is not None and settings != self.settings:
                 self.drop()
             self.settings, self.read_at = settings, time.monotonic()
+            self.waits_for, self.candidate, self.allowed = None, None, {}
+            if self.mailbox is not None:
+                if not self.mailbox.active:
+                    self.waits_for = MAILBOX_PAUSED
+                elif not _tested_for(self.mailbox, settings):
+                    self.waits_for = MAILBOX_UNTESTED
         return self.mailbox, self.settings
+
+    def may_send(self, letters) -> dict:
+        """{letter id: whether its author may still send from this mailbox in its project} (the sender rule's
+        may_use), with the rule's rows read once per mailbox read and each author once."""
+        from portal.models import Employee, MailboxAccess, MailboxProject
+        from portal.sender import EmployeeRow, ProjectRow, candidate_from_mailbox, may_use
+
+        if self.candidate is None:
+            projects = [p for (p,) in MailboxProject.select(MailboxProject.project)
+                        .where(MailboxProject.mailbox == self.mailbox.id).tuples()]
+            access = list(MailboxAccess.select(MailboxAccess.employee, MailboxAccess.department)
+                          .where(MailboxAccess.mailbox == self.mailbox.id).tuples())
+            self.candidate = candidate_from_mailbox(self.mailbox, projects=projects, access=access)
+        wanted = {(letter.author_id, letter.project_id) for letter in letters} - set(self.allowed)
+        if wanted:
+            authors = {row[0]: EmployeeRow(id=row[0], name=row[1], department=row[2] or "") for row in
+                       Employee.select(Employee.id, Employee.name, Employee.department)
+                       .where(Employee.id.in_({author for author, _ in wanted})).tuples()}
+            for author, project in wanted:
+                self.allowed[author, project] = author in authors and may_use(
+                    authors[author], self.candidate, ProjectRow(project) if project is not None else None)
+        return {letter.id: self.allowed[letter.author_id, letter.project_id] for letter in letters}
 
     def drop(self) -> None:
         self.stack.close()
@@ -365,11 +401,23 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
         for letter in fresh:
             recorder.add(letter, _Result("failed", _queue_problem(MAILBOX_GONE)), now, token)
         return
-    if not mailbox.active:
+    if connection.waits_for:
+        # Paused, or changed since its last passed test: the letters wait (a person resumes or tests the
+        # mailbox), up to the age budget, instead of leaving through settings nobody checked.
         for letter in fresh:
-            _hold(letter, token, MAILBOX_PAUSED, now + datetime.timedelta(seconds=policy.retry_base), now, policy,
-                  recorder.report)
+            _hold(letter, token, connection.waits_for, now + datetime.timedelta(seconds=policy.retry_base), now,
+                  policy, recorder.report)
         return
+    allowed = connection.may_send(fresh)
+    if not all(allowed.values()):
+        # The author lost the right to this mailbox (access, project, ownership): that will not pass by
+        # itself, so the letter fails at once with the reason; Retry checks again.
+        for letter in [letter for letter in fresh if not allowed[letter.id]]:
+            recorder.add(letter, _Result("failed", _queue_problem(SENDER_NOT_ALLOWED)), now, token,
+                         number=letter.attempts, outcome_label="failed")
+        fresh = [letter for letter in fresh if allowed[letter.id]]
+        if not fresh:
+            return
 
     limits = _Limits.load(mailbox.id, token, now, policy)
 
@@ -426,6 +474,16 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                                   next_attempt_at=now + datetime.timedelta(seconds=policy.retry_base)
                                   ).where(Letter.id.in_(rest) & (Letter.lease_token == token)).execute()
                 return
+
+
+def _tested_for(mailbox, settings) -> bool:
+    """Whether the mailbox passed its account test with exactly these settings (the digest Test account stored)."""
+    from portal.mailboxes import canonical_settings
+    from portal.secret_box import active_box
+
+    if not mailbox.tested or settings is None:
+        return False
+    return mailbox.tested_settings_digest == active_box().digest(canonical_settings(settings))
 
 
 def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str) -> _Result:

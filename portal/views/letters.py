@@ -64,6 +64,12 @@ QUEUE_PROBLEMS = {
                      _l("Write the letter again from another address.")),
     "mailbox_paused": (_l("The address is paused"),
                        _l("The letter waits until the address is resumed, for at most a day.")),
+    "mailbox_untested": (_l("The address's settings changed after its last passed test"),
+                         _l("The letter waits, for at most a day, until the address passes Test account with its "
+                            "current settings. Ask its owner (or an administrator) to run it.")),
+    "sender_not_allowed": (_l("You may no longer send from this address in this project"),
+                           _l("Its access list, projects or owner changed after the letter was written. Write the "
+                              "letter again: New letter offers the addresses you may use.")),
     "settings_unreadable": (_l("The address's saved password cannot be read"),
                             _l("Enter the password again on the address's page and run Test account.")),
     "mailbox_limit": (_l("Waiting for this address's sending limit (letters per minute)"),
