@@ -26,11 +26,6 @@ pytest_plugins = ["tests.servers.fixtures"] + sorted(
 PASSWORD = "correct horse battery staple"
 
 
-def pytest_configure(config):
-    if postgres.wanted():
-        config.addinivalue_line("markers", "sqlite_only: not run against PostgreSQL")
-
-
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory):
     """A SQLite file with every migration applied, copied for each test."""

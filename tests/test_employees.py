@@ -315,3 +315,23 @@ def test_import_reads_semicolon_csv_as_russian_excel_writes_it(runner, tmp_path)
     result = runner.invoke(args=["import-employees", str(csv_file)])
     assert result.exit_code == 0, result.output
     assert Employee.by_email("maria@example.com").department == "Юристы"
+
+
+def _scan(text):
+    """What a plain case-folded substring test finds: the answer the index must give."""
+    text = text.strip().casefold()
+    return sorted(e.email for e in Employee.select() if text in e.search_text)
+
+
+def test_search_index_finds_exactly_what_a_substring_scan_finds(app, make_employee):
+    from portal.models.people import TRIGRAM
+
+    people = [make_employee(name=name, department=dept) for name, dept in (
+        ("Анна Петрова", "Продажи"), ("Anna Smith", "Sales"), ('Quote "Q" Person', "Legal"), ("Boris", "Логистика"))]
+    people[3].name = "Борис Иванов"  # a rename must reach the index through its trigger
+    people[3].save()
+    people[1].delete_instance()  # and so must a delete
+    for text in ("анна", "АННА", "Sales", "@example", '"q"', "иван", "бор", "an", "zzz", "ПРОДАЖИ"):
+        found = sorted(e.email for e in Employee.search(text))
+        assert found == _scan(text), text
+    assert len("иван") >= TRIGRAM  # the index, not the scan, answered most of these

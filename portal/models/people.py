@@ -1,6 +1,6 @@
 """Employees and projects: who may send, and what a mailbox can be tied to."""
 from flask_login import UserMixin
-from peewee import BooleanField, CharField, DateTimeField, PostgresqlDatabase, TextField, fn
+from peewee import SQL, BooleanField, CharField, DateTimeField, PostgresqlDatabase, SqliteDatabase, TextField, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.db import database
@@ -14,6 +14,19 @@ FIELD_MAX = 255
 def normalize_email(address):
     """The form an e-mail is stored and compared in: trimmed, lower case."""
     return (address or "").strip().lower()
+
+
+TRIGRAM = 3  # the shortest text the trigram index can look up; shorter ones scan
+FEW = 1000  # up to this many matches the index beats scanning every employee
+
+
+_MATCHING = "SELECT rowid FROM employee_search WHERE employee_search MATCH ?"
+
+
+def _few_match(phrase):
+    """Whether the trigram index finds at most FEW employees for the phrase (it stops counting past that)."""
+    cursor = database.execute_sql(f"SELECT COUNT(*) FROM ({_MATCHING} LIMIT ?)", (phrase, FEW + 1))
+    return cursor.fetchone()[0] <= FEW
 
 
 def substring_position(column, text):
@@ -75,7 +88,12 @@ class Employee(UserMixin, BaseModel):
         """
         query = cls.select(*columns).order_by(fn.LOWER(cls.name), cls.id)
         text = (text or "").strip().casefold()
-        if text:
+        phrase = '"' + text.replace('"', '""') + '"'  # an FTS5 phrase query means "contains this text"
+        if len(text) >= TRIGRAM and isinstance(database.obj, SqliteDatabase) and _few_match(phrase):
+            # The trigram index (migration m0012) finds the few rows; no other row is read.
+            query = query.where(cls.id.in_(SQL(f"({_MATCHING})", [phrase])))
+        elif text:
+            # Most rows match (or no index): one pass over the narrow name-order index is cheaper.
             query = query.where(substring_position(cls.search_text, text) > 0)
         return query
 
