@@ -16,7 +16,7 @@ from peewee import IntegrityError
 
 from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
-from portal.letters.statements import insert_row, insert_rows, select_rows
+from portal.letters.statements import insert_row, insert_rows
 from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 
@@ -241,13 +241,18 @@ def _clean_thread_ids(value):
     return " ".join(re.findall(r"<[^<>\s]+>", value or ""))
 
 
+# A mailbox's projects ("p", project) and access list ("a", employee, department) in one statement.
+_LINKS_SQL = ("SELECT 'p', project_id, NULL FROM mailbox_project WHERE mailbox_id = {param} "
+              "UNION ALL SELECT 'a', employee_id, department FROM mailbox_access WHERE mailbox_id = {param}")
+
+
 def _may_send_from(author, mailbox, project):
-    """The sender rule's may_use, with the mailbox's projects and access list read by two prepared queries."""
-    from portal.models import MailboxAccess, MailboxProject
+    """The sender rule's may_use, with the mailbox's projects and access list read by one query."""
     from portal.sender import candidate_from_mailbox, may_use
 
-    projects = [project_id for (project_id,) in select_rows(MailboxProject, ("project",), "mailbox", mailbox.id)]
-    access = select_rows(MailboxAccess, ("employee", "department"), "mailbox", mailbox.id)
+    rows = database.execute_sql(_LINKS_SQL.format(param=database.param), [mailbox.id, mailbox.id]).fetchall()
+    projects = [ref for kind, ref, _ in rows if kind == "p"]
+    access = [(ref, department) for kind, ref, department in rows if kind == "a"]
     return may_use(author, candidate_from_mailbox(mailbox, projects=projects, access=access), project)
 
 
