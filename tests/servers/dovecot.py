@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .certificates import ServerCertificate
+from .processes import terminate_by_pid_file
 from .smtp import HOST, free_port
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -121,22 +121,7 @@ class Dovecot:
 
     def stop(self) -> None:
         """Stop Dovecot and wait until it has exited."""
-        pid_file = self.root / "run" / "master.pid"
-        try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
+        terminate_by_pid_file(self.root / "run" / "master.pid")
 
     def incoming_settings(self, address: str, password: str, protocol: str = "pop3", security: str = "ssl",
                           **overrides):

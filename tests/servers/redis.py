@@ -1,14 +1,13 @@
 """A private redis-server for tests: daemonized on a free 127.0.0.1 port, nothing saved to disk."""
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from .processes import terminate_by_pid_file
 from .smtp import HOST, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -54,19 +53,5 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server and wait until its process has gone."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.02)
+        terminate_by_pid_file(self.pidfile)
         self.pidfile.unlink(missing_ok=True)
