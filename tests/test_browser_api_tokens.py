@@ -1,5 +1,6 @@
 """API tokens in Chromium: create one on My profile, copy it once, use it, revoke it; the admins' list; both languages."""
 import pytest
+from playwright.sync_api import expect
 
 from portal.api.tokens import create_token
 from portal.models import ApiToken
@@ -18,7 +19,8 @@ def test_create_use_and_revoke_a_token_on_my_profile(live_server, signed_in_page
     box.wait_for()
     token = box.input_value()
     assert token.startswith("ptk_")
-    assert page.evaluate("document.activeElement.classList.contains('token-value')")  # focus lands on it to copy
+    # htmx moves focus to the autofocus box once the swap settles; wait for it rather than race it.
+    expect(box).to_be_focused()  # focus lands on it to copy
     page.get_by_role("button", name="Copy").click()
     assert page.get_by_role("button", name="Copied").is_visible()
     screenshot(page, "profile-token-shown-once")

@@ -1,5 +1,6 @@
 """People pages in Chromium: sign in, search as you type, add an employee, card tabs, language."""
 import pytest
+from playwright.sync_api import expect
 
 from portal.models import Employee
 
@@ -32,7 +33,7 @@ def test_search_employees_as_you_type(live_server, signed_in_page, admin, make_e
     screenshot(page, "list")
     page.locator("#employee-search").press_sequentially("supp", delay=30)
     page.wait_for_url("**/admin/employees?q=supp*")  # the address keeps the query
-    assert page.locator("#employee-list tbody tr").count() == 1
+    expect(page.locator("#employee-list tbody tr")).to_have_count(1)  # waits for the swap, not just the URL
     assert "Olga Other" in page.locator("#employee-list").inner_text()
     screenshot(page, "searched")
     page.go_back()
