@@ -65,7 +65,7 @@ class Letter(BaseModel):
 
     author = ForeignKeyField(Employee, backref="letters", on_delete="CASCADE")
     project = ForeignKeyField(Project, null=True, backref="letters", on_delete="SET NULL")
-    mailbox = ForeignKeyField(Mailbox, null=True, backref="letters", on_delete="SET NULL")
+    mailbox = ForeignKeyField(Mailbox, null=True, backref="letters", on_delete="SET NULL", index=False)  # m0013
     from_address = CharField(max_length=FIELD_MAX)
     from_name = CharField(max_length=FIELD_MAX, default="")
     to_header = TextField(default="")
@@ -76,18 +76,18 @@ class Letter(BaseModel):
     in_reply_to = CharField(max_length=FIELD_MAX * 4, default="")
     references = TextField(default="")
     raw_message = TextField()  # the exact bytes (ASCII) sent on every attempt
-    submit_token = CharField(max_length=64, null=True, unique=True)
-    state = CharField(max_length=16, default="queued", index=True)
+    submit_token = CharField(max_length=64, null=True)  # unique where set: see m0013
+    state = CharField(max_length=16, default="queued")
     # "" until the final dot may have gone out; "data" from then on (a lost worker then means uncertain).
     phase = CharField(max_length=8, default="")
     attempts = IntegerField(default=0)
     round_start = IntegerField(default=0)  # attempts made before the last manual retry
     created_at = DateTimeField(default=utcnow)
     queued_at = DateTimeField(default=utcnow)
-    next_attempt_at = DateTimeField(default=utcnow, index=True)
-    sent_at = DateTimeField(null=True, index=True)
+    next_attempt_at = DateTimeField(default=utcnow)
+    sent_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)
-    lease_token = CharField(max_length=64, null=True, index=True)
+    lease_token = CharField(max_length=64, null=True)
     lease_expires_at = DateTimeField(null=True)
     problem_code = CharField(max_length=64, default="")
     problem_stage = CharField(max_length=32, default="")
@@ -150,8 +150,19 @@ class LetterRecipient(BaseModel):
     smtp_code = IntegerField(null=True)
     server_reply = TextField(default="")
     problem_code = CharField(max_length=64, default="")
-    accepted_at = DateTimeField(null=True, index=True)
+    accepted_at = DateTimeField(null=True)
 
+
+# Partial where a column is empty until the letter is sent, so storing a letter skips them (migration m0013).
+Letter.add_index(Letter.index(Letter.state, Letter.next_attempt_at, name="letter_state_due"))
+Letter.add_index(Letter.index(Letter.mailbox, Letter.state, Letter.next_attempt_at, name="letter_mailbox_due"))
+Letter.add_index(Letter.index(Letter.mailbox, Letter.sent_at, name="letter_mailbox_sent",
+                              where=Letter.sent_at.is_null(False)))
+Letter.add_index(Letter.index(Letter.lease_token, name="letter_lease", where=Letter.lease_token.is_null(False)))
+Letter.add_index(Letter.index(Letter.submit_token, name="letter_submit", unique=True,
+                              where=Letter.submit_token.is_null(False)))
+LetterRecipient.add_index(LetterRecipient.index(LetterRecipient.accepted_at, name="letter_recipient_accepted",
+                                                where=LetterRecipient.accepted_at.is_null(False)))
 
 class LetterAttempt(BaseModel):
     """One try at sending (or one hold-back by a sending limit), for the letter's history."""
