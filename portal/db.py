@@ -1,11 +1,14 @@
 """The database: one proxy bound in the app factory, a connection per request, and `init-db`."""
+import random
+import sqlite3
+import time
 from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from peewee import DatabaseProxy
-from playhouse.db_url import connect
+from peewee import DatabaseProxy, OperationalError, SqliteDatabase
+from playhouse.db_url import connect, parse
 
 database = DatabaseProxy()
 
@@ -25,7 +28,61 @@ SQLITE_PRAGMAS = {
     "foreign_keys": 1,
     "busy_timeout": 5000,
     "synchronous": "normal",
+    "wal_autocheckpoint": 10000,
+    "journal_size_limit": 64 * 1024 * 1024,
 }
+
+
+class PortalSqliteDatabase(SqliteDatabase):
+    """SQLite that waits for another connection's lock in steps of a tenth of a millisecond.
+
+    Only one connection writes at a time. SQLite's own busy handler sleeps a whole millisecond
+    and more before it looks again, for a lock that a letter's commit holds a fraction of that:
+    with the New letter page storing letters while the worker marks each one it sends, a quarter
+    of the worker's marks slept, half a second per thousand letters. So SQLite's handler is off
+    (busy_timeout 0) and a statement refused with SQLITE_BUSY is run again here, in short
+    jittered steps, for as long as the busy_timeout pragma asked (``lock_timeout``, seconds).
+    SQLITE_BUSY_SNAPSHOT (a transaction that read before another one wrote) is raised at once:
+    waiting cannot help it, as SQLite's handler would not either.
+    """
+
+    WAIT_STEP = 0.0001
+    _WAITS = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY)
+
+    def __init__(self, database, *args, pragmas=(), **kwargs):
+        pragmas = dict(pragmas)
+        self.lock_timeout = int(pragmas.get("busy_timeout", 5000)) / 1000
+        super().__init__(database, *args, pragmas={**pragmas, "busy_timeout": 0}, **kwargs)
+
+    def _execute_cursor(self, sql, params, **cursor_options):
+        deadline = None
+        while True:
+            try:
+                return super()._execute_cursor(sql, params, **cursor_options)
+            except OperationalError as error:
+                refused = error.__context__ if error.__context__ is not None else (error.args or [None])[0]
+                if getattr(refused, "sqlite_errorcode", None) not in self._WAITS:
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + self.lock_timeout
+                if now >= deadline:
+                    raise
+            time.sleep(self.WAIT_STEP * random.uniform(0.5, 1.5))
+
+    def begin(self, lock_type=None):
+        """BEGIN, through the waiting above (IMMEDIATE takes the write lock, and may have to wait for it)."""
+        self.execute_sql(f"BEGIN {lock_type}" if lock_type else "BEGIN")
+
+
+def writing():
+    """A transaction that writes: on SQLite it takes the write lock at its start (BEGIN IMMEDIATE), so no
+    statement inside waits, nor fails because another connection wrote after this one read.
+
+    Inside another transaction it is a savepoint, as ``atomic()`` is; on PostgreSQL it is ``atomic()``.
+    """
+    if isinstance(database.obj, PortalSqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
 
 
 def open_database(url):
@@ -34,7 +91,9 @@ def open_database(url):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return connect(url, pragmas=SQLITE_PRAGMAS)
+        if url.split(":", 1)[0] != "sqlite":  # sqliteext://, sqlite+pool://: playhouse's own classes
+            return connect(url, pragmas=SQLITE_PRAGMAS)
+        return PortalSqliteDatabase(**parse(url), pragmas=SQLITE_PRAGMAS)
     return connect(url)
 
 

@@ -1,0 +1,78 @@
+"""The SQLite database waits for another connection's write lock in short steps, and gives up when it should."""
+import threading
+import time
+
+import pytest
+from peewee import OperationalError
+
+from portal.db import open_database
+
+
+@pytest.fixture
+def two_connections(tmp_path):
+    url = f"sqlite:///{tmp_path / 'locks.sqlite3'}"
+    first, second = open_database(url), open_database(url)
+    first.connect()
+    second.connect()
+    first.execute_sql("CREATE TABLE note (text TEXT)")
+    yield first, second
+    first.close()
+    second.close()
+
+
+def _hold_write_lock(db, seconds, started):
+    with db.atomic("IMMEDIATE"):
+        db.execute_sql("INSERT INTO note VALUES ('held')")
+        started.set()
+        time.sleep(seconds)
+
+
+def test_a_write_waits_while_another_connection_writes_and_then_goes_through(two_connections):
+    first, second = two_connections
+    started = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(first, 0.05, started))
+    holder.start()
+    started.wait()
+    second.execute_sql("INSERT INTO note VALUES ('waited')")  # autocommit: retried until the lock is free
+    holder.join()
+    assert [text for (text,) in second.execute_sql("SELECT text FROM note ORDER BY rowid")] == ["held", "waited"]
+    assert second.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 0  # SQLite's coarse handler is off,
+    assert second.lock_timeout == 5.0  # and its five seconds are waited here
+
+
+def test_a_write_lock_taken_up_front_waits_too(two_connections):
+    first, second = two_connections
+    started = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(first, 0.05, started))
+    holder.start()
+    started.wait()
+    with second.atomic("IMMEDIATE"):
+        second.execute_sql("INSERT INTO note VALUES ('after')")
+    holder.join()
+    assert second.execute_sql("SELECT COUNT(*) FROM note").fetchone()[0] == 2
+
+
+def test_a_lock_held_too_long_is_reported_after_the_busy_timeout(two_connections):
+    first, second = two_connections
+    second.lock_timeout = 0.05  # as PRAGMA busy_timeout = 50 would
+    started = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(first, 0.4, started))
+    holder.start()
+    started.wait()
+    began = time.monotonic()
+    with pytest.raises(OperationalError, match="locked"):
+        second.execute_sql("INSERT INTO note VALUES ('late')")
+    waited = time.monotonic() - began
+    holder.join()
+    assert waited < 0.4  # gave up at its own timeout, not when the lock came free
+
+
+def test_a_transaction_that_read_before_another_wrote_fails_at_once_instead_of_waiting(two_connections):
+    first, second = two_connections
+    with second.atomic():
+        second.execute_sql("SELECT COUNT(*) FROM note").fetchone()  # its snapshot starts here
+        first.execute_sql("INSERT INTO note VALUES ('newer')")
+        began = time.monotonic()
+        with pytest.raises(OperationalError, match="locked"):
+            second.execute_sql("INSERT INTO note VALUES ('stale')")
+        assert time.monotonic() - began < 1  # waiting could not help, so it did not wait the 5 s
