@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 
-from portal.db import database
+from portal.db import database, writing
 from portal.forms import CONTROL_CHARACTERS
 from portal.letters.statements import insert_row, insert_rows
 from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
@@ -64,18 +64,20 @@ def refuse_control_characters(field, value):
         raise LetterError(field, _l("Use a single line without line breaks or control characters."))
 
 
-def clean_address(field, address):
+def clean_address(field, address, shown=None):
     """A syntactically valid e-mail address in stored form (an international domain as IDNA "xn--" ASCII, as
-    headers and the SMTP envelope carry it), or LetterError naming ``field``."""
+    headers and the SMTP envelope carry it), or LetterError naming ``field`` and quoting ``shown`` (what the
+    person typed; the address itself by default)."""
     refuse_control_characters(field, address)
+    shown = address if shown is None else shown
     try:
         return _valid_address((address or "").strip())
     except EmailNotValidError:
-        raise LetterError(field, _l("“%(address)s” is not a valid e-mail address.", address=address)) from None
+        raise LetterError(field, _l("“%(address)s” is not a valid e-mail address.", address=shown)) from None
     except _NonAsciiLocalPart:
         raise LetterError(field, _l("“%(address)s” has letters other than Latin before the @, which most mail "
                                     "servers cannot take. Ask the recipient for an address in Latin letters.",
-                                    address=address)) from None
+                                    address=shown)) from None
 
 
 class _NonAsciiLocalPart(ValueError):
@@ -103,8 +105,19 @@ def readable_address(address):
         return address
 
 
+# A field whose every , and ; separates: no quotes, comments or escapes, and only whole <…> without either inside.
+_PLAIN_FIELD = re.compile(r'[^"(\\<>]*(?:<[^"(\\<>,;]*>[^"(\\<>]*)*')
+
+
 def _address_entries(text):
     """The entries of a To or Cc field, split at commas and semicolons outside quotes, <…> and (…)."""
+    if _PLAIN_FIELD.fullmatch(text):
+        return [entry.strip() for entry in re.split(r"[,;]", text) if entry.strip()]
+    return _split_by_character(text)
+
+
+def _split_by_character(text):
+    """_address_entries the long way: every character read in turn, quotes, <…>, (…) and escapes followed."""
     entries, current, quoted, escaped, angle, comment = [], [], False, False, 0, 0
     for char in text:
         if escaped:
@@ -130,17 +143,32 @@ def _address_entries(text):
     return [entry.strip() for entry in entries if entry.strip()]
 
 
+# The forms nearly every entry takes, `Name <address>` and a bare address, read without the header parser:
+# a name of letters, digits, spaces, dots, hyphens and apostrophes, an address without quotes or brackets.
+_ATOMS = r"[^<>\s\"(),;:\\@\[\]]+"
+_SIMPLE_ENTRY = re.compile(rf"(?:([\w' .-]*?)\s*<({_ATOMS}@{_ATOMS})>|({_ATOMS}@{_ATOMS}))")
+
+
+def _entry_addresses(entry):
+    """The (name, address) pairs in one To/Cc entry, as email.utils.getaddresses reads them."""
+    simple = _SIMPLE_ENTRY.fullmatch(entry)
+    if simple:
+        name, bracketed, bare = simple.groups()
+        return [(name or "", bracketed or bare)]
+    return [(name, address) for name, address in getaddresses([entry]) if address]
+
+
 def parse_recipients(text, kind="to"):
     """The addresses in a To or Cc field: `a@b.com, "Doe, John" <c@d.com>; …`, checked, without repeats."""
     refuse_control_characters(kind, text)
     found, seen = [], set()
     for entry in _address_entries(text or ""):
         # One address per entry, read as getaddresses reads a header (a comma inside quotes is part of the name).
-        pairs = [(name, address) for name, address in getaddresses([entry]) if address]
+        pairs = _entry_addresses(entry)
         if len(pairs) != 1 or "@" not in pairs[0][1]:
             raise LetterError(kind, _l("“%(address)s” is not a valid e-mail address.", address=entry))
         name, address = pairs[0]
-        address = clean_address(kind, address)
+        address = clean_address(kind, address, shown=entry)
         name = " ".join((name or "").split())
         refuse_control_characters(kind, name)
         if len(name) > FIELD_MAX:
@@ -326,7 +354,7 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
             references=references, raw_message=raw.decode("ascii"), submit_token=submit_token or None,
             state="queued", created_at=now, queued_at=now, next_attempt_at=now,
         )
-        with database.atomic():
+        with writing():
             letter_id = insert_row(Letter, fields)
             insert_rows(LetterRecipient, [
                 {"letter": letter_id, "kind": r.kind, "name": r.name, "address": r.address}
