@@ -2,6 +2,8 @@
 import datetime
 import email
 import random
+import threading
+import time
 from email import policy as email_policy
 
 import pytest
@@ -202,6 +204,26 @@ def test_letters_through_one_mailbox_share_one_connection(sending_mailbox, write
     assert report.connections == 1 and report.outcomes["sent"] == 6
     assert len(smtp_server.logins) == 1 and len(smtp_server.messages) == 6
     assert {fresh(letter).state for letter in letters} == {"sent"}
+
+
+def test_a_letter_written_while_the_pass_lingers_leaves_over_the_same_connection(sending_mailbox, write_letter,
+                                                                                 run_queue, smtp_server):
+    first = write_letter(sending_mailbox, to="first@example.com")
+    run_queue.policy = QueuePolicy(mailbox_per_minute=0, linger=2.0)
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(run_queue()))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not smtp_server.messages:
+        assert time.monotonic() < deadline, "the first letter never arrived"
+        time.sleep(0.01)
+    second = write_letter(sending_mailbox, to="second@example.com")  # after the first went out: nothing was due
+    worker.join(timeout=20)
+
+    assert not worker.is_alive()
+    [report] = reports
+    assert report.outcomes["sent"] == 2 and report.connections == 1 and len(smtp_server.logins) == 1
+    assert [fresh(letter).state for letter in (first, second)] == ["sent", "sent"]
 
 
 def test_the_mailbox_limit_defers_without_spending_attempts(sending_mailbox, write_letter, run_queue, smtp_server):

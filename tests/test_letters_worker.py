@@ -3,6 +3,7 @@ import datetime
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -139,3 +140,35 @@ def test_a_letter_queued_through_redis_is_sent_by_a_consumer(app, as_employee, s
         consumer.stop(graceful=True)
     assert {l.state for l in Letter.select()} == {"sent"} and len(smtp_server.messages) == 2
     assert huey.pending_count() == 0
+
+
+def test_a_wake_up_during_a_mailbox_s_pass_makes_that_pass_look_again_instead_of_a_second_pass_beside_it():
+    from portal.letters.worker import MailboxPasses
+
+    passes, inside, release = MailboxPasses(), threading.Event(), threading.Event()
+    runs, at_once, busy = [], [], threading.Lock()
+
+    def send_pass(name):
+        def run():
+            if not busy.acquire(blocking=False):
+                at_once.append(name)  # two passes of one mailbox at the same time
+                return
+            try:
+                runs.append(name)
+                inside.set()
+                release.wait(5)
+            finally:
+                busy.release()
+            return name
+        return run
+
+    first = threading.Thread(target=lambda: passes.run(7, send_pass("first")))
+    first.start()
+    assert inside.wait(5)
+    assert passes.run(7, send_pass("woken")) is None  # returns at once: the running pass will look again
+    assert passes.run(8, lambda: "other mailbox") == "other mailbox"  # another mailbox is not held up
+    release.set()
+    first.join(5)
+
+    assert runs == ["first", "first"] and at_once == []  # looked once more, never two at once
+    assert passes.run(7, send_pass("later")) == "later"  # and the mailbox is free again

@@ -1,4 +1,6 @@
 """Commands: `portal worker` (a huey consumer), `portal send-letters` and `portal fetch-replies` (one pass each)."""
+import dataclasses
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -15,8 +17,10 @@ from portal.mail.settings import MailConfig
 def worker_command(workers):
     """Run the queue's consumer: sends letters, retries them, and fetches replies on schedule."""
     huey = huey_for(current_app)
+    # With SQLite storage the consumer polls: a quarter of a second at most between two looks at an idle
+    # queue (a read of one small table) is how long a letter waits before a worker starts on it.
     consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=True,
-                                    initial_delay=0.1, backoff=1.15, max_delay=2.0)
+                                    initial_delay=0.05, backoff=1.15, max_delay=0.25)
     click.echo(f"Worker started ({workers} threads, queue: {type(huey).__name__}).")
     consumer.run()
 
@@ -25,8 +29,8 @@ def worker_command(workers):
 @with_appcontext
 def send_letters_command():
     """Send every letter that is due now, once, and say what happened."""
-    report = process_due_letters(MailConfig.from_mapping(current_app.config),
-                                 QueuePolicy.from_mapping(current_app.config))
+    policy = dataclasses.replace(QueuePolicy.from_mapping(current_app.config), linger=0)  # once: no waiting for more
+    report = process_due_letters(MailConfig.from_mapping(current_app.config), policy)
     outcomes = ", ".join(f"{state}: {count}" for state, count in sorted(report.outcomes.items()))
     click.echo(f"Letters: {outcomes or 'none due'}.")
 

@@ -24,12 +24,13 @@ import uuid
 from collections import Counter, defaultdict, namedtuple
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from peewee import fn
 
-from portal.db import database
+from portal.db import database, writing
 from portal.letters.statements import insert_rows, update_row_held, update_rows, update_rows_held
 from portal.mail.connection import open_smtp
 from portal.mail.errors import MailError
@@ -66,6 +67,7 @@ class QueuePolicy:
     recipient_limit: int = 50  # letters to one address ...
     recipient_window: float = 600.0  # ... per this many seconds; 0: no limit
     batch_size: int = 200
+    linger: float = 0.0  # seconds a pass that sent letters keeps looking for more before it hangs up; 0: at once
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> "QueuePolicy":
@@ -80,6 +82,7 @@ class QueuePolicy:
             "recipient_limit": ("PORTAL_RECIPIENT_LETTERS_LIMIT", int),
             "recipient_window": ("PORTAL_RECIPIENT_LIMIT_WINDOW", float),
             "batch_size": ("PORTAL_LETTER_BATCH_SIZE", int),
+            "linger": ("PORTAL_LETTER_LINGER", float),
         }
         values = {}
         for attribute, (key, kind) in names.items():
@@ -91,6 +94,9 @@ class QueuePolicy:
         """Seconds to wait after the given failed attempt: doubling, capped, with half of it random (jitter)."""
         ceiling = min(self.retry_max, self.retry_base * 2 ** max(0, attempt - 1))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+LINGER_STEP = 0.005  # seconds between two looks while a pass lingers
 
 
 @dataclass
@@ -142,10 +148,10 @@ def _claim_sql(param: str, by_mailbox: bool) -> tuple[str, str, str]:
     letter, recipient = f'"{Letter._meta.table_name}"', f'"{LetterRecipient._meta.table_name}"'
     state, due_at, expires = _column(Letter.state), _column(Letter.next_attempt_at), _column(Letter.lease_expires_at)
     token, key = _column(Letter.lease_token), _column(Letter.id)
-    due = (f"(({state} IN ('queued', 'deferred') AND {due_at} <= {param}) "
-           f"OR ({state} = 'sending' AND {expires} < {param}))")
-    if by_mailbox:
-        due += f" AND {_column(Letter.mailbox)} = {param}"
+    # One mailbox's: the mailbox in each branch of the OR, so that each reads its part of letter_mailbox_due.
+    mailbox = f"{_column(Letter.mailbox)} = {param} AND " if by_mailbox else ""
+    due = (f"(({mailbox}{state} IN ('queued', 'deferred') AND {due_at} <= {param}) "
+           f"OR ({mailbox}{state} = 'sending' AND {expires} < {param}))")
     # The condition is checked again on the rows the UPDATE takes: of two workers racing for a row, one wins.
     take = (f"UPDATE {letter} SET {state} = 'sending', {token} = {param}, {expires} = {param} "
             f"WHERE {key} IN (SELECT {key} FROM {letter} WHERE {due} ORDER BY {due_at}, {key} LIMIT {param}) "
@@ -173,15 +179,14 @@ def _claim(policy, now, mailbox_id, limit) -> tuple["_Lease", list]:
     lease = _Lease(uuid.uuid4().hex, now + datetime.timedelta(seconds=policy.lease), policy)
     take, read, _ = _claim_sql(database.param, mailbox_id is not None)
     stamp = Letter.next_attempt_at.db_value(now)
-    due = [stamp, stamp] + ([mailbox_id] if mailbox_id is not None else [])
+    due = [mailbox_id, stamp, mailbox_id, stamp] if mailbox_id is not None else [stamp, stamp]
     claimed = database.execute_sql(take, [lease.token, Letter.lease_expires_at.db_value(lease.expires),
                                           *due, size, *due]).rowcount
     if not claimed:
         return lease, []
-    letters = []
-    for row in database.execute_sql(read, [lease.token]).fetchall():
-        values = {f.name: f.python_value(v) for f, v in zip(_CLAIMED_COLUMNS, row)}
-        letters.append(Letter(**values))
+    queued_at = Letter.queued_at.python_value
+    letters = [ClaimedLetter(*row[:_QUEUED_AT], queued_at(row[_QUEUED_AT]), *row[_QUEUED_AT + 1:])
+               for row in database.execute_sql(read, [lease.token]).fetchall()]
     return lease, letters
 
 
@@ -235,11 +240,27 @@ def claimed_recipients(token: str) -> dict:
     return found
 
 
-# What sending needs of a claimed letter; the rest (body text, headers shown in the Outbox, six
-# timestamps to parse) stays in the database.
-_CLAIMED_COLUMNS = (Letter.id, Letter.mailbox, Letter.author, Letter.project, Letter.from_address,
-                    Letter.raw_message, Letter.phase, Letter.attempts, Letter.round_start, Letter.queued_at,
-                    Letter.waiting_for)
+@dataclass(slots=True)
+class ClaimedLetter:
+    """What sending needs of a claimed letter; the rest (body text, headers shown in the Outbox, six
+    timestamps to parse) stays in the database. A plain object: a peewee model instance per letter cost
+    the worker more than reading the row."""
+
+    id: int
+    mailbox_id: int | None
+    author_id: int
+    project_id: int | None
+    from_address: str
+    raw_message: str
+    phase: str
+    attempts: int
+    round_start: int
+    queued_at: datetime.datetime
+    waiting_for: str
+
+
+_CLAIMED_COLUMNS = tuple(Letter._meta.columns[f.name] for f in dataclass_fields(ClaimedLetter))
+_QUEUED_AT = [f.name for f in dataclass_fields(ClaimedLetter)].index("queued_at")
 _RECIPIENT_COLUMNS = (LetterRecipient.id, LetterRecipient.letter, LetterRecipient.address, LetterRecipient.status)
 _Recipient = namedtuple("_Recipient", "id letter address status")
 
@@ -253,17 +274,26 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
     ``clock`` gives naive-UTC "now" (tests move it forward instead of sleeping);
     ``settings_for(mailbox)`` gives its MailboxSettings (default ``mailbox.to_settings()``).
     Claims come in batches; a mailbox's SMTP connection stays open from one batch to the next,
-    and outcomes are written together, one transaction per batch.
+    and outcomes are written together, one transaction per batch. Once nothing is due, a pass
+    that sent letters looks again for ``policy.linger`` seconds before it hangs up: letters
+    written one after another (a person at the New letter page, a CRM through the API) leave
+    over the connection already open instead of each waiting for a wake-up and a new one.
     """
     policy = policy or QueuePolicy()
     settings_for = settings_for or (lambda mailbox: mailbox.to_settings())
     report = SendReport()
     with database.connection_context(), _Connections() as connections:
         recorder = _Recorder(policy, rng, report)
+        idle_since = None
         while limit is None or report.total < limit:
             lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total)
             if not letters:
-                break
+                idle_since = idle_since or time.monotonic()
+                if not report.total or time.monotonic() - idle_since >= policy.linger:
+                    break
+                time.sleep(LINGER_STEP)
+                continue
+            idle_since = None
             groups: dict[int | None, list] = defaultdict(list)
             for letter in letters:
                 groups[letter.mailbox_id].append(letter)
@@ -494,13 +524,15 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str) -
     the outcome is LEASE_LOST (nothing to record: the letter is the other worker's).
     """
     try:
-        code, reply = smtp.mail(letter.from_address)
+        # The addresses were checked and stored in plain form when the letter was made, so the envelope
+        # commands are written directly: smtplib's mail() and rcpt() parse each address again per letter.
+        code, reply = _envelope(smtp, "mail", "FROM", letter.from_address)
         if code not in ACCEPTED:
             problem = classify_reply(code, reply, stage=STAGE, command="MAIL")
             return _envelope_refused(smtp, problem)
         refused, accepted = {}, []
         for recipient in recipients:
-            code, reply = smtp.rcpt(recipient.address)
+            code, reply = _envelope(smtp, "rcpt", "TO", recipient.address)
             if code in ACCEPTED:
                 accepted.append(recipient.address)
             else:
@@ -512,7 +544,7 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str) -
             result.refused = refused
             return result
         smtp.putcmd("data")
-        # Marked, and committed (the driver runs in autocommit), while the server answers DATA and before
+        # Marked, and committed (one statement in autocommit), while the server answers DATA and before
         # the final dot can leave: if this worker dies from here on, the letter may have arrived and the
         # next claim makes it "uncertain". Written during the round trip, it costs the letter no time.
         if not update_row_held(Letter, letter.id, "lease_token", token, phase="data"):
@@ -555,6 +587,12 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str) -
     problem = classify_reply(code, reply, stage=STAGE, command="DATA")
     return _Result("deferred" if problem.temporary else "failed", problem, refused=refused,
                    connection_broken=code == 421)
+
+
+def _envelope(smtp: smtplib.SMTP, command: str, keyword: str, address: str):
+    """MAIL FROM:<address> or RCPT TO:<address>, and the server's answer, for an address stored checked."""
+    smtp.putcmd(command, f"{keyword}:<{address}>")
+    return smtp.getreply()
 
 
 def _no_delay(smtp: smtplib.SMTP) -> None:
@@ -690,7 +728,7 @@ class _Recorder:
         kinds: dict = defaultdict(list)
         for letter_id, fields, token in self.letters:
             kinds[tuple(sorted(fields))].append((letter_id, fields, token))
-        with database.atomic():
+        with writing():
             # Each letter's row is written only while it is still under the lease it was sent under (the
             # UPDATE takes the row, so no claim can slip in before the commit); the history and the
             # recipients' answers only for the letters written.
@@ -722,7 +760,7 @@ def _hold(letter, token, reason, until, now, policy, report):
     held = (Letter.id == letter.id) & (Letter.lease_token == token)
     if (now - letter.queued_at).total_seconds() >= policy.max_age:
         problem = Problem(code=reason, stage=GAVE_UP, server_reply="")
-        with database.atomic():
+        with writing():
             if not Letter.update(state="failed", problem_code=reason, problem_stage=GAVE_UP, server_reply="",
                                  smtp_code=None, finished_at=now, failure_seen=False, lease_token=None,
                                  lease_expires_at=None, waiting_for="").where(held).execute():
@@ -732,7 +770,7 @@ def _hold(letter, token, reason, until, now, policy, report):
                                  stage=GAVE_UP, problem_code=problem.code)
         report.add(letter.id, "failed")
         return
-    with database.atomic():
+    with writing():
         if not Letter.update(state="deferred", waiting_for=reason, next_attempt_at=until, lease_token=None,
                              lease_expires_at=None).where(held).execute():
             report.add(letter.id, LEASE_LOST)

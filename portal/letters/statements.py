@@ -37,14 +37,17 @@ def _update_sql(model, names: tuple, param: str) -> tuple[str, tuple]:
     return sql, fields
 
 
+@lru_cache(maxsize=None)
+def _plan(fields: tuple) -> tuple:
+    """For each field: its name, its db_value, and its default (a callable one is called per row)."""
+    return tuple((f.name, f.db_value, f.default, callable(f.default)) for f in fields)
+
+
 def _row(fields, values: dict) -> list:
     row = []
-    for f in fields:
-        if f.name in values:
-            value = values[f.name]
-        else:
-            value = f.default() if callable(f.default) else f.default
-        row.append(f.db_value(value))
+    for name, db_value, default, call in _plan(fields):
+        value = values[name] if name in values else default() if call else default
+        row.append(None if value is None else db_value(value))
     return row
 
 

@@ -7,6 +7,7 @@ holds the letters: a lost huey message only delays a letter until the next sweep
 import datetime
 import logging
 import os
+import threading
 import time
 from types import SimpleNamespace
 
@@ -40,9 +41,9 @@ def _register(huey, config):
     def policy():
         return QueuePolicy.from_mapping(config)
 
-    @huey.task(name="portal.send_letters")
-    def send_letters(mailbox_id=None):
-        """Send what is due (one mailbox's letters, or all)."""
+    passes = MailboxPasses()
+
+    def send_pass(mailbox_id):
         if mailbox_id is not None:
             # Taken down before the first claim: a letter stored from now on either is claimed by this
             # pass or raises the flag again and queues the next one. No wake-up is lost.
@@ -51,6 +52,13 @@ def _register(huey, config):
         if report.total:
             log.info("letters: %s", dict(report.outcomes))
         return dict(report.outcomes)
+
+    @huey.task(name="portal.send_letters")
+    def send_letters(mailbox_id=None):
+        """Send what is due (one mailbox's letters, or all)."""
+        if mailbox_id is None:
+            return send_pass(None)
+        return passes.run(mailbox_id, lambda: send_pass(mailbox_id))
 
     @huey.periodic_task(crontab(minute="*"), name="portal.sweep_letters")
     def sweep_letters():
@@ -67,6 +75,41 @@ def _register(huey, config):
 
     return SimpleNamespace(send_letters=send_letters, sweep_letters=sweep_letters,
                            fetch_replies=fetch_replies_task)
+
+
+class MailboxPasses:
+    """One send pass per mailbox at a time in this worker: a wake-up for a mailbox whose pass is running
+    asks that pass to look once more before it ends, instead of opening a second connection beside it.
+
+    A worker thread that took the wake-up is free again at once; the running pass picks up what the
+    wake-up was for. Across worker processes the claims still keep every letter to one sender.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set = set()
+        self._again: set = set()
+
+    def run(self, mailbox_id, send_pass):
+        """``send_pass()`` for this mailbox, repeated while wake-ups came in during it; None if one was running."""
+        with self._lock:
+            if mailbox_id in self._running:
+                self._again.add(mailbox_id)
+                return None
+            self._running.add(mailbox_id)
+        try:
+            while True:
+                outcome = send_pass()
+                with self._lock:  # decided and let go under one lock: a wake-up is either seen here or runs anew
+                    if mailbox_id not in self._again:
+                        self._running.discard(mailbox_id)
+                        return outcome
+                    self._again.discard(mailbox_id)
+        except BaseException:
+            with self._lock:  # the minute sweep takes over what this pass left
+                self._running.discard(mailbox_id)
+                self._again.discard(mailbox_id)
+            raise
 
 
 def huey_for(app):
