@@ -19,13 +19,15 @@ def _quoted(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def _insert_sql(model, param: str, returning: bool) -> tuple[str, tuple]:
+    """The INSERT of every column but the id, and how each value is written (see _row)."""
     fields = tuple(f for f in model._meta.sorted_fields if f is not model._meta.primary_key)
     sql = (f"INSERT INTO {_quoted(model._meta.table_name)} ("
            + ", ".join(_quoted(f.column_name) for f in fields)
            + ") VALUES (" + ", ".join([param] * len(fields)) + ")")
     if returning:
         sql += f" RETURNING {_quoted(model._meta.primary_key.column_name)}"
-    return sql, fields
+    # For each field: its name, its db_value, and its default (a callable one is called per row).
+    return sql, tuple((f.name, f.db_value, f.default, callable(f.default)) for f in fields)
 
 
 @lru_cache(maxsize=None)
@@ -37,15 +39,9 @@ def _update_sql(model, names: tuple, param: str) -> tuple[str, tuple]:
     return sql, fields
 
 
-@lru_cache(maxsize=None)
-def _plan(fields: tuple) -> tuple:
-    """For each field: its name, its db_value, and its default (a callable one is called per row)."""
-    return tuple((f.name, f.db_value, f.default, callable(f.default)) for f in fields)
-
-
-def _row(fields, values: dict) -> list:
+def _row(plan, values: dict) -> list:
     row = []
-    for name, db_value, default, call in _plan(fields):
+    for name, db_value, default, call in plan:
         value = values[name] if name in values else default() if call else default
         row.append(None if value is None else db_value(value))
     return row
@@ -54,8 +50,8 @@ def _row(fields, values: dict) -> list:
 def insert_row(model, values: dict) -> int:
     """INSERT one row (fields not given take their defaults, as in Model.create); returns its id."""
     returning = bool(database.returning_clause)
-    sql, fields = _insert_sql(model, database.param, returning)
-    cursor = database.execute_sql(sql, _row(fields, values))
+    sql, plan = _insert_sql(model, database.param, returning)
+    cursor = database.execute_sql(sql, _row(plan, values))
     return cursor.fetchone()[0] if returning else cursor.lastrowid
 
 
@@ -63,8 +59,8 @@ def insert_rows(model, rows: list) -> None:
     """INSERT many rows with one prepared statement (no ids returned)."""
     if not rows:
         return
-    sql, fields = _insert_sql(model, database.param, False)
-    database.cursor().executemany(sql, [_row(fields, values) for values in rows])
+    sql, plan = _insert_sql(model, database.param, False)
+    database.cursor().executemany(sql, [_row(plan, values) for values in rows])
 
 
 def update_rows(model, names: tuple, rows: list) -> None:
@@ -86,19 +82,27 @@ def _update_held_sql(model, names: tuple, column: str, param: str) -> tuple[str,
 def update_rows_held(model, names: tuple, rows: list, column: str) -> set:
     """UPDATE rows by id only while ``column`` still holds the given value; returns the ids written.
 
-    ``rows`` are (id, {name: value}, expected value of ``column``). One statement each, so that each
-    row's count says whether it was still held (executemany sums them); rare enough to cost nothing.
+    ``rows`` are (id, {name: value}, expected value of ``column``). Call it inside ``writing()``:
+    the rows still held are read first, and kept so until the commit (SQLite's write lock, taken
+    at BEGIN IMMEDIATE; FOR UPDATE on PostgreSQL), then one prepared statement writes them all,
+    the condition still in it.
     """
     if not rows:
         return set()
     sql, fields = _update_held_sql(model, tuple(names), column, database.param)
     field = model._meta.fields[column]
-    cursor, written = database.cursor(), set()
-    for row_id, values, expected in rows:
-        cursor.execute(sql, [f.db_value(values[f.name]) for f in fields] + [row_id, field.db_value(expected)])
-        if cursor.rowcount == 1:
-            written.add(row_id)
-    return written
+    expected = {row_id: field.db_value(value) for row_id, _, value in rows}
+    read = (f"SELECT {_quoted(model._meta.primary_key.column_name)}, {_quoted(field.column_name)} "
+            f"FROM {_quoted(model._meta.table_name)} WHERE {_quoted(model._meta.primary_key.column_name)} IN "
+            f"({', '.join([database.param] * len(expected))})")
+    if database.for_update:
+        read += " FOR UPDATE"
+    held = {row_id for row_id, value in database.execute_sql(read, list(expected)).fetchall()
+            if value is not None and value == expected[row_id]}
+    database.cursor().executemany(sql, [
+        [f.db_value(values[f.name]) for f in fields] + [row_id, expected[row_id]]
+        for row_id, values, _ in rows if row_id in held])
+    return held
 
 
 def update_row_held(model, row_id: int, column: str, expected, **values) -> bool:
