@@ -7,7 +7,7 @@ from flask.cli import with_appcontext
 
 from portal.letters.queue import QueuePolicy, process_due_letters
 from portal.letters.replies import fetch_replies
-from portal.letters.worker import huey_for
+from portal.letters.worker import huey_for, make_consumer
 from portal.mail.settings import MailConfig
 
 
@@ -17,10 +17,7 @@ from portal.mail.settings import MailConfig
 def worker_command(workers):
     """Run the queue's consumer: sends letters, retries them, and fetches replies on schedule."""
     huey = huey_for(current_app)
-    # With SQLite storage the consumer polls: a quarter of a second at most between two looks at an idle
-    # queue (a read of one small table) is how long a letter waits before a worker starts on it.
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=True,
-                                    initial_delay=0.05, backoff=1.15, max_delay=0.25)
+    consumer = make_consumer(huey, workers)
     click.echo(f"Worker started ({workers} threads, queue: {type(huey).__name__}).")
     consumer.run()
 

@@ -12,7 +12,9 @@ import time
 from types import SimpleNamespace
 
 from huey import RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer, Worker
 
+from portal.letters.doorbell import Doorbell, ring
 from portal.letters.queue import QueuePolicy, process_due_letters
 from portal.letters.replies import fetch_replies
 from portal.mail.settings import MailConfig
@@ -112,6 +114,36 @@ class MailboxPasses:
             raise
 
 
+def make_consumer(huey, workers=2, *, periodic=True, initial_delay=0.05, backoff=1.15, max_delay=2.0):
+    """huey's consumer (worker threads, the periodic sweeps) that sleeps on the queue's doorbell when it has one.
+
+    Rung by ``wake``, an idle worker starts on a letter at once however long it has been asleep;
+    without a doorbell (another worker holds it, not Linux) it polls, at most ``max_delay`` apart.
+    """
+    doorbell = None if huey.storage.blocking else Doorbell.bind(huey.storage.filename)
+
+    class BellWorker(Worker):
+        def sleep(self):
+            if doorbell is None:
+                return super().sleep()
+            self.delay = min(self.delay, self.max_delay)
+            self.delay = self.default_delay if doorbell.wait(self.delay) else self.delay * self.backoff
+
+    class BellConsumer(Consumer):
+        worker_class = BellWorker
+
+        def stop(self, graceful=False):
+            if doorbell is not None:
+                self.stop_flag.set()
+                ring(huey.storage.filename)  # the threads asleep on the bell see the stop flag now
+            return super().stop(graceful)
+
+    consumer = BellConsumer(huey, workers=workers, worker_type="thread", periodic=periodic, initial_delay=initial_delay,
+                            backoff=backoff, max_delay=max_delay)
+    consumer.doorbell = doorbell
+    return consumer
+
+
 def huey_for(app):
     """The app's huey, made once per app."""
     huey = app.extensions.get(EXTENSION)
@@ -135,7 +167,7 @@ def wake(huey, mailbox_id):
     raising it and queueing the task, a task lost with its Redis) is raised again.
     """
     if mailbox_id is None:
-        return huey.portal_tasks.send_letters(None)
+        return _queue_pass(huey, None)
     key, now = _wake_key(mailbox_id), time.time()
     raised = huey.get(key, peek=True)  # a read first: in a burst the flag is nearly always up already
     if isinstance(raised, (int, float)) and now - raised < WAKE_STALE:
@@ -146,10 +178,18 @@ def wake(huey, mailbox_id):
     else:
         huey.put(key, now)
     try:
-        return huey.portal_tasks.send_letters(mailbox_id)
+        return _queue_pass(huey, mailbox_id)
     except Exception:
         huey.delete(key)
         raise
+
+
+def _queue_pass(huey, mailbox_id):
+    """Queue a send pass and ring the doorbell of a worker sleeping on the SQLite queue."""
+    task = huey.portal_tasks.send_letters(mailbox_id)
+    if not huey.storage.blocking:
+        ring(huey.storage.filename)
+    return task
 
 
 def wake_sender(app, letter):
