@@ -231,7 +231,8 @@ def bench_sending(folder):
     for number, (portal, stored, raw, per_letter, connections) in enumerate(rounds, 1):
         ratios.append(raw / portal)
         print(f"  round {number}: portal {portal:.2f} s = {LETTERS / portal:.0f} letters/s (storing done at "
-              f"{stored:.2f} s, {connections} SMTP connection(s)) | raw one connection {raw:.2f} s = {LETTERS / raw:.0f}/s | connect per letter "
+              f"{stored:.2f} s, {connections} SMTP connection(s)) | raw one connection {raw:.2f} s = "
+              f"{LETTERS / raw:.0f}/s | connect per letter "
               f"{per_letter:.2f} s = {LETTERS / per_letter:.0f}/s | portal/raw {raw / portal:.2f}x, "
               f"portal/connect-per-letter {per_letter / portal:.2f}x")
     ratio = statistics.median(ratios)
@@ -254,7 +255,7 @@ def bench_fetching(folder):
 
     from portal.letters.replies import fetch_replies
     from portal.mail.settings import MailConfig
-    from portal.models import Employee, Mailbox
+    from portal.models import Employee
 
     root = Path(folder) / "dovecot"
     root.mkdir()

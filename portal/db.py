@@ -23,6 +23,7 @@ def whole_number(value):
         raise ValueError(f"{value!r} is out of range")
     return number
 
+
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,

@@ -48,7 +48,6 @@ def test_an_entry_with_two_at_signs_is_refused_naming_it():
     assert "a@b@example.com" in str(refused.value)
 
 
-
 def test_fields_split_the_same_whether_or_not_they_hold_quotes_brackets_or_comments():
     rng = random.Random(29)
     pieces = ["a@example.com", "Ann <ann@example.com>", '"Doe, John" <j@example.com>', "<a,b@example.com>", ",", ";",

@@ -38,7 +38,6 @@ def test_every_model_table_exists_after_upgrade(tmp_path):
     db.close()
 
 
-
 def test_every_index_a_model_declares_is_made_by_the_migrations(tmp_path):
     from portal.models import BaseModel
 
@@ -64,6 +63,7 @@ def test_a_new_letter_is_left_out_of_the_indexes_of_columns_it_has_empty(tmp_pat
         "EXPLAIN QUERY PLAN SELECT id FROM letter WHERE lease_token = ?", ["t"]).fetchall())
     assert "letter_lease" in plan  # `lease_token = ?` still reads the partial index
     db.close()
+
 
 def _all_models(base):
     found = []

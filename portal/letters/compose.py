@@ -180,7 +180,8 @@ def parse_recipients(text, kind="to"):
 
 
 def html_from_text(body):
-    """The HTML part for a plain-text body: everything escaped, paragraphs and line breaks kept, links made clickable."""
+    """The HTML part for a plain-text body: everything escaped, paragraphs and line breaks kept, links made
+    clickable."""
     paragraphs = []
     for block in re.split(r"\n\s*\n", body.replace("\r\n", "\n").strip()):
         pieces, last = [], 0

@@ -1,4 +1,5 @@
-"""The sending core: claim due letters under a lease, send them over one SMTP connection per mailbox, record what happened.
+"""The sending core: claim due letters under a lease, send them over one SMTP connection per mailbox, record
+what happened.
 
 States: queued -> sending -> sent | deferred | failed | uncertain. A letter is claimed by
 setting it to "sending" with a lease; a worker that dies leaves the lease to expire and the

@@ -164,6 +164,7 @@ Letter.add_index(Letter.index(Letter.submit_token, name="letter_submit", unique=
 LetterRecipient.add_index(LetterRecipient.index(LetterRecipient.accepted_at, name="letter_recipient_accepted",
                                                 where=LetterRecipient.accepted_at.is_null(False)))
 
+
 class LetterAttempt(BaseModel):
     """One try at sending (or one hold-back by a sending limit), for the letter's history."""
 
