@@ -89,3 +89,23 @@ def test_nobody_can_send_screenshot(live_server, signed_in_page, employee, scree
     screenshot(page, "new-letter-nobody-can-send")
     page.goto(live_server + "/contacts")
     screenshot(page, "contacts-empty")
+
+
+def test_a_bad_address_among_good_ones_is_quoted_beside_the_to_field_as_typed(live_server, signed_in_page, employee,
+                                                                                sending_mailbox, screenshot, page):
+    signed_in_page(employee)
+    for language, quoted in (("en", "“a@b@example.com” is not a valid e-mail address."),
+                             ("ru", "«a@b@example.com»")):
+        employee.language = language
+        employee.save()
+        page.goto(live_server + "/letters/new")
+        page.fill("#to", "Anna <anna@example.com>, a@b@example.com")
+        page.fill("#subject", "Prices")
+        page.fill("#body", "Hello")
+        page.click("#send-letter")
+        error = page.locator("#to-error")
+        error.wait_for()
+        assert quoted in error.inner_text()
+        assert page.locator("#to").input_value() == "Anna <anna@example.com>, a@b@example.com"  # nothing lost
+        screenshot(page, f"new-letter-bad-address-{language}")
+    assert Letter.select().count() == 0
