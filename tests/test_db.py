@@ -20,19 +20,25 @@ def two_connections(tmp_path):
     second.close()
 
 
-def _hold_write_lock(db, seconds, started):
-    with db.atomic("IMMEDIATE"):
-        db.execute_sql("INSERT INTO note VALUES ('held')")
-        started.set()
-        time.sleep(seconds)
+def _another_connection_writes(db, seconds):
+    """Start a thread that holds ``db``'s write lock for ``seconds``; returned once the lock is held."""
+    started = threading.Event()
+
+    def hold():
+        with db.atomic("IMMEDIATE"):
+            db.execute_sql("INSERT INTO note VALUES ('held')")
+            started.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    started.wait()
+    return holder
 
 
 def test_a_write_waits_while_another_connection_writes_and_then_goes_through(two_connections):
     first, second = two_connections
-    started = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(first, 0.05, started))
-    holder.start()
-    started.wait()
+    holder = _another_connection_writes(first, 0.05)
     second.execute_sql("INSERT INTO note VALUES ('waited')")  # autocommit: retried until the lock is free
     holder.join()
     assert [text for (text,) in second.execute_sql("SELECT text FROM note ORDER BY rowid")] == ["held", "waited"]
@@ -42,10 +48,7 @@ def test_a_write_waits_while_another_connection_writes_and_then_goes_through(two
 
 def test_a_write_lock_taken_up_front_waits_too(two_connections):
     first, second = two_connections
-    started = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(first, 0.05, started))
-    holder.start()
-    started.wait()
+    holder = _another_connection_writes(first, 0.05)
     with second.atomic("IMMEDIATE"):
         second.execute_sql("INSERT INTO note VALUES ('after')")
     holder.join()
@@ -55,10 +58,7 @@ def test_a_write_lock_taken_up_front_waits_too(two_connections):
 def test_a_lock_held_too_long_is_reported_after_the_busy_timeout(two_connections):
     first, second = two_connections
     second.lock_timeout = 0.05  # as PRAGMA busy_timeout = 50 would
-    started = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(first, 0.4, started))
-    holder.start()
-    started.wait()
+    holder = _another_connection_writes(first, 0.4)
     began = time.monotonic()
     with pytest.raises(OperationalError, match="locked"):
         second.execute_sql("INSERT INTO note VALUES ('late')")
