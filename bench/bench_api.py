@@ -4,8 +4,8 @@ Targets (issue 6): GET /api/v1/senders/resolve costs at most 2 SQL queries more 
 resolve_sender itself (the token and the project by name; last-used is written at most once a
 minute), and what it adds to the core call measured in this same run is no more than 2 times
 a bare authenticated GET /api/v1/me (the per-request cost every endpoint pays: connection,
-rate limiter, token; the project by name is the rest). Also printed: checking a letter body with 100 recipients against the
-OpenAPI schema.
+rate limiter, token; the project by name is the rest). Also printed: checking a letter body
+with 100 recipients against the OpenAPI schema.
 Run: .venv/bin/python bench/bench_api.py
 """
 import datetime

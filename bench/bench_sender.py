@@ -123,7 +123,8 @@ def main():
     lookup = {(e.id, p.id): e.id for e in employees[:20] for p in projects}
     key = next(iter(lookup))
     one_lookup = timed(lambda: lookup[key], RESOLVE_ROUNDS)
-    print(f"resolve_sender: at most {worst} queries (target <= {MAX_RESOLVE_QUERIES}); median {resolve_time * 1000:.2f} ms "
+    print(f"resolve_sender: at most {worst} queries (target <= {MAX_RESOLVE_QUERIES}); "
+          f"median {resolve_time * 1000:.2f} ms "
           f"vs one dict look-up {one_lookup * 1e6:.3f} µs (ratio {resolve_time / one_lookup:,.0f}x)")
 
     with QueryCounter(database.obj) as small:

@@ -113,4 +113,3 @@ def ensure_admin_command():
     click.echo(f"Created the first admin: {email}")
     if generated:
         click.echo(f"Password (shown once): {password}")
-

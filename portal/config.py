@@ -38,7 +38,6 @@ DEFAULTS = {
 }
 
 
-
 def parse_flag(value):
     """Read a yes/no setting written as a string in the environment."""
     if isinstance(value, str):

@@ -445,7 +445,8 @@ def check_proof(proof, settings, actor, secret_key, *, max_age=PROOF_MAX_AGE):
     except SignatureExpired:
         raise SaveRefused("expired", _l("The test passed more than 15 minutes ago. Run Test account again.")) from None
     except BadSignature:
-        raise SaveRefused("untested", _l("Run Test account first: settings are saved only after they pass it.")) from None
+        raise SaveRefused("untested",
+                          _l("Run Test account first: settings are saved only after they pass it.")) from None
     if not isinstance(payload, dict) or payload.get("u") != actor.id:
         raise SaveRefused("other_user", _l("This test was run by someone else. Run Test account yourself."))
     if payload.get("d") != _proof_digest(secret_key, canonical_settings(settings)):
@@ -577,7 +578,8 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
             before = {}
             before_projects, before_access = set(), set()
         else:
-            before = {name: getattr(mailbox, name) for name in SERVER_FIELDS + PLAIN_FIELDS if name not in SECRET_FIELDS}
+            before = {name: getattr(mailbox, name) for name in SERVER_FIELDS + PLAIN_FIELDS
+                      if name not in SECRET_FIELDS}
             before_projects = set(mailbox.project_ids())
             before_access = {(r.employee_id, (r.department or "").lower()) for r in mailbox.access_rules}
             before_secrets = {name: _readable(mailbox, name) for name in SECRET_FIELDS}
@@ -605,7 +607,8 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
                                            fields=[MailboxProject.mailbox, MailboxProject.project]).execute()
         access = set()
         if scope == "company":
-            access = {(e.id, "") for e in cleaned.access_employees} | {(None, d.lower()) for d in cleaned.access_departments}
+            access = ({(e.id, "") for e in cleaned.access_employees}
+                      | {(None, d.lower()) for d in cleaned.access_departments})
             if access != before_access:
                 MailboxAccess.delete().where(MailboxAccess.mailbox == mailbox.id).execute()
                 rows = [(mailbox.id, e.id, None) for e in cleaned.access_employees]
@@ -625,7 +628,8 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
                        detail=f"replaced by {mailbox.address}")
 
         if created:
-            changed = sorted(name for name in SERVER_FIELDS + PLAIN_FIELDS if values_out.get(name) not in (None, "", False))
+            changed = sorted(name for name in SERVER_FIELDS + PLAIN_FIELDS
+                             if values_out.get(name) not in (None, "", False))
             changed += ["projects"] if project_ids else []
             changed += ["access"] if access else []
         else:

@@ -89,7 +89,8 @@ def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
     return paginate(query.order_by(*_list_order(sort, descending)), page, size)
 
 
-def update_employee(employee, *, email, name, position="", department="", role="employee", language=None, password=None):
+def update_employee(employee, *, email, name, position="", department="", role="employee", language=None,
+                    password=None):
     """Change an employee's details, refusing an e-mail another employee has; returns the employee."""
     email = clean_email(email)
     holder = Employee.by_email(email)

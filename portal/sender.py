@@ -380,24 +380,53 @@ _TEXTS = {
         "ru": "{address} — собственный адрес сотрудника {employee}, он отмечен «По умолчанию» для: {project}.",
     },
     "chosen.employee.tied": {
-        "en": "{address} is {employee}’s own address tied to {project}; none of their addresses is marked Default for it.",
-        "ru": "{address} — собственный адрес сотрудника {employee}, привязанный к: {project}; ни один из его адресов не отмечен для него «По умолчанию».",
+        "en": (
+            "{address} is {employee}’s own address tied to {project}; none of their addresses is marked Default for it."
+        ),
+        "ru": (
+            "{address} — собственный адрес сотрудника {employee}, привязанный к: {project}; ни один из его адресов не "
+            "отмечен для него «По умолчанию»."
+        ),
     },
     "chosen.employee.every": {
-        "en": "{address} is {employee}’s own address serving every project; none of their addresses is Default for {project} or tied to it.",
-        "ru": "{address} — собственный адрес сотрудника {employee} для всех проектов; ни один из его адресов не отмечен «По умолчанию» и не привязан к: {project}.",
+        "en": (
+            "{address} is {employee}’s own address serving every project; none of their addresses is Default for "
+            "{project} or tied to it."
+        ),
+        "ru": (
+            "{address} — собственный адрес сотрудника {employee} для всех проектов; ни один из его адресов не отмечен "
+            "«По умолчанию» и не привязан к: {project}."
+        ),
     },
     "chosen.company.default": {
-        "en": "{employee} has no own address for {project}, so the company address {address} is used: it is marked Default for it and {employee} may use it ({access}).",
-        "ru": "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании {address}: он отмечен «По умолчанию», и сотрудник может им пользоваться ({access}).",
+        "en": (
+            "{employee} has no own address for {project}, so the company address {address} is used: it is marked "
+            "Default for it and {employee} may use it ({access})."
+        ),
+        "ru": (
+            "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании "
+            "{address}: он отмечен «По умолчанию», и сотрудник может им пользоваться ({access})."
+        ),
     },
     "chosen.company.tied": {
-        "en": "{employee} has no own address for {project}, so the company address {address} tied to it is used ({access}); no company address is marked Default for it.",
-        "ru": "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется привязанный к нему адрес компании {address} ({access}); ни один адрес компании не отмечен для него «По умолчанию».",
+        "en": (
+            "{employee} has no own address for {project}, so the company address {address} tied to it is used "
+            "({access}); no company address is marked Default for it."
+        ),
+        "ru": (
+            "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется привязанный к нему "
+            "адрес компании {address} ({access}); ни один адрес компании не отмечен для него «По умолчанию»."
+        ),
     },
     "chosen.company.every": {
-        "en": "{employee} has no own address for {project}, so the company address {address} serving every project is used ({access}).",
-        "ru": "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании {address} для всех проектов ({access}).",
+        "en": (
+            "{employee} has no own address for {project}, so the company address {address} serving every project is "
+            "used ({access})."
+        ),
+        "ru": (
+            "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании "
+            "{address} для всех проектов ({access})."
+        ),
     },
     "rule": {
         "en": "Employee-level addresses always beat company ones.",
@@ -407,18 +436,33 @@ _TEXTS = {
     "access.employee": {"en": "shared with them by name", "ru": "открыт ему лично"},
     "access.department": {"en": "shared with the {department} department", "ru": "открыт отделу «{department}»"},
     "conflict": {
-        "en": "Conflict: {others} match{s} just as well; the oldest address was taken. Mark one of them as Default for {project} to settle it.",
-        "ru": "Конфликт: {others} подходит так же; выбран самый старый адрес. Отметьте один из них «По умолчанию» для: {project}, чтобы это решить.",
+        "en": (
+            "Conflict: {others} match{s} just as well; the oldest address was taken. Mark one of them as Default for "
+            "{project} to settle it."
+        ),
+        "ru": (
+            "Конфликт: {others} подходит так же; выбран самый старый адрес. Отметьте один из них «По умолчанию» для: "
+            "{project}, чтобы это решить."
+        ),
     },
     "also": {
         "en": "For a single letter {employee} may also pick: {others}.",
         "ru": "Для отдельного письма сотрудник может выбрать также: {others}.",
     },
     "nobody": {
-        "en": "Nobody can send letters from {employee} in {project}: no own address and no company address they may use serves it. Nothing is sent from a system address instead.",
-        "ru": "Письма сотрудника {employee} в рамках: {project} отправить не с чего: ни его собственный адрес, ни доступный ему адрес компании для этого не настроен. Системный адрес вместо них не используется.",
+        "en": (
+            "Nobody can send letters from {employee} in {project}: no own address and no company address they may use "
+            "serves it. Nothing is sent from a system address instead."
+        ),
+        "ru": (
+            "Письма сотрудника {employee} в рамках: {project} отправить не с чего: ни его собственный адрес, ни "
+            "доступный ему адрес компании для этого не настроен. Системный адрес вместо них не используется."
+        ),
     },
-    "found.paused": {"en": "{count} suitable address(es) are paused: {addresses}.", "ru": "Приостановлены подходящие адреса ({count}): {addresses}."},
+    "found.paused": {
+        "en": "{count} suitable address(es) are paused: {addresses}.",
+        "ru": "Приостановлены подходящие адреса ({count}): {addresses}.",
+    },
     "found.untested": {
         "en": "{count} suitable address(es) have not passed the account test: {addresses}.",
         "ru": "Не прошли проверку учётной записи подходящие адреса ({count}): {addresses}.",
@@ -432,12 +476,24 @@ _TEXTS = {
         "ru": "Собственные адреса сотрудника {employee} настроены только для других проектов: {addresses}.",
     },
     "fix.employee": {
-        "en": "The employee can add their own address under My addresses (or an admin can add it on the employee card), choosing {project} or every project, and run Test account.",
-        "ru": "Сотрудник может добавить свой адрес в разделе «Мои адреса» (или администратор — в карточке сотрудника), выбрав {project} или все проекты, и пройти проверку учётной записи.",
+        "en": (
+            "The employee can add their own address under My addresses (or an admin can add it on the employee card), "
+            "choosing {project} or every project, and run Test account."
+        ),
+        "ru": (
+            "Сотрудник может добавить свой адрес в разделе «Мои адреса» (или администратор — в карточке сотрудника), "
+            "выбрав {project} или все проекты, и пройти проверку учётной записи."
+        ),
     },
     "fix.admin": {
-        "en": "An admin can add a company address for {project} under Outgoing messages, or share an existing one with {employee} or their department.",
-        "ru": "Администратор может добавить адрес компании для: {project} в разделе «Исходящие сообщения» или открыть существующий адрес сотруднику {employee} или его отделу.",
+        "en": (
+            "An admin can add a company address for {project} under Outgoing messages, or share an existing one with "
+            "{employee} or their department."
+        ),
+        "ru": (
+            "Администратор может добавить адрес компании для: {project} в разделе «Исходящие сообщения» или открыть "
+            "существующий адрес сотруднику {employee} или его отделу."
+        ),
     },
     "fix.resume": {
         "en": "Resuming a paused address, or testing an untested one again, also helps.",

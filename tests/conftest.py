@@ -1,5 +1,4 @@
 """Fixtures shared by the whole suite: app, client, runner, auth, and data helpers."""
-import os
 import re
 import secrets
 import shutil

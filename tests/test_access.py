@@ -196,8 +196,6 @@ def _person(role, email):
     return person
 
 
-
-
 def _goes_to_sign_in(response):
     """A redirect to sign-in: a 302 for a page, an HX-Redirect (401, nothing to swap) for htmx."""
     if response.status_code == 401:

@@ -1,4 +1,5 @@
-"""POST /api/v1/letters and GET /api/v1/letters/<id>: queued through the sender rule, sent by the real queue to aiosmtpd."""
+"""POST /api/v1/letters and GET /api/v1/letters/<id>: queued through the sender rule,
+sent by the real queue to aiosmtpd."""
 import pytest
 
 from portal.models import Letter, LetterRecipient, Reply
@@ -12,7 +13,7 @@ def letter_body(**overrides):
 
 
 def test_a_letter_is_queued_from_the_address_the_rule_picks_and_then_sent(api_employee, sending_mailbox, run_queue,
-                                                                        smtp_server):
+                                                                          smtp_server):
     response = api_employee.post("/letters", json=letter_body())
     assert response.status_code == 202, response.get_json()
     queued = response.get_json()
@@ -59,7 +60,7 @@ def test_a_named_mailbox_the_caller_may_use_is_used(api_employee, employee, send
 
 @pytest.mark.parametrize("which", ["someone_elses", "closed_company", "other_project", "paused", "missing"])
 def test_a_mailbox_the_caller_may_not_use_is_404_like_a_missing_one(api_employee, other_employee, make_mailbox,
-                                                                  make_project, which):
+                                                                    make_project, which):
     alpha, beta = make_project("Alpha"), make_project("Beta")
     mailbox_id = {
         "someone_elses": lambda: make_mailbox(other_employee).id,
@@ -109,7 +110,7 @@ def test_a_project_may_be_named_by_id(api_employee, employee, make_mailbox, make
 
 
 def test_a_failed_letter_shows_its_problem_explained_with_the_servers_reply(api_employee, sending_mailbox,
-                                                                          run_queue, smtp_server):
+                                                                            run_queue, smtp_server):
     letter_id = api_employee.post("/letters", json=letter_body(cc=[])).get_json()["id"]
     smtp_server.fail("RCPT", "550 5.1.1 User unknown")
     run_queue()

@@ -1,4 +1,5 @@
-"""/api/v1/mailboxes against real aiosmtpd and Dovecot: the account test before saving, the pages' rules, no secrets out."""
+"""/api/v1/mailboxes against real aiosmtpd and Dovecot: the account test before saving,
+the pages' rules, no secrets out."""
 import json
 import os
 
@@ -126,7 +127,7 @@ def test_employees_cannot_add_when_admins_switched_it_off(api_employee, admin, s
      "Must be one of: pop3, imap."),
 ])
 def test_bad_values_get_a_message_beside_their_field_and_nothing_is_saved(api_employee, smtp_server, changes,
-                                                                         field, message):
+                                                                          field, message):
     response = api_employee.post("/mailboxes", json=mailbox_body(smtp_server, **changes))
     assert response.status_code == 422
     assert fields_of(response)[field] == message
@@ -154,7 +155,7 @@ def test_an_employee_sees_their_own_and_the_company_ones_they_may_use_without_se
 
 
 def test_someone_elses_or_an_unshared_mailbox_is_404_like_a_missing_one(api_employee, other_employee,
-                                                                       make_mailbox):
+                                                                        make_mailbox):
     theirs = make_mailbox(other_employee)
     closed = make_mailbox(access_everyone=False, access_departments=["Support"])
     paused = make_mailbox(active=False)
@@ -177,7 +178,7 @@ def test_an_admin_sees_every_mailbox_and_filters_by_owner(api_admin, employee, o
 # ---------------------------------------------------------------- changing and deleting
 
 def test_a_name_project_or_default_change_keeps_the_last_test_without_running_one(api_employee, employee,
-                                                                                 make_mailbox, make_project):
+                                                                                  make_mailbox, make_project):
     make_project("Alpha")
     mailbox = make_mailbox(employee)  # its server at 127.0.0.1:2525 is not running: no test can pass
     tested_at = Mailbox.get_by_id(mailbox.id).last_passed_test_at

@@ -100,7 +100,8 @@ def test_malformed_json_is_400(api_employee):
 
 
 def test_a_body_that_is_not_json_is_415(api_employee):
-    response = api_employee.post("/letters", data="project=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = api_employee.post("/letters", data="project=x",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 415 and error_of(response)["code"] == "unsupported_media_type"
 
 

@@ -4,7 +4,8 @@ import pytest
 HUGE = "99999999999999999999999"
 BIG = str(10**18)
 
-LISTS = ["/admin/employees", "/contacts", "/outbox", "/admin/mail/employees", "/admin/mail/senders", "/admin/mail/audit"]
+LISTS = ["/admin/employees", "/contacts", "/outbox", "/admin/mail/employees", "/admin/mail/senders",
+         "/admin/mail/audit"]
 QUERIES = ["page={n}", "project={n}", "mailbox={n}&employee={n}", "reply={n}"]
 PATHS = ["/letters/{n}", "/mailboxes/{n}/edit", "/admin/mail/employees/{n}", "/admin/mail/senders/{n}/1",
          "/admin/employees/{n}", "/letters/new?project={n}", "/letters/new?reply={n}"]

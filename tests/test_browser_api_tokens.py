@@ -1,4 +1,5 @@
-"""API tokens in Chromium: create one on My profile, copy it once, use it, revoke it; the admins' list; both languages."""
+"""API tokens in Chromium: create one on My profile, copy it once, use it, revoke it;
+the admins' list; both languages."""
 import pytest
 from playwright.sync_api import expect
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_write_a_letter_watch_it_go_out_and_see_the_reply(live_server, signed_in_page, employee, replying_mailbox,
-                                                         mail_config, dovecot, mail_user, smtp_server, screenshot):
+                                                          mail_config, dovecot, mail_user, smtp_server, screenshot):
     replying_mailbox("imap")
     page = signed_in_page(employee)
     page.goto(live_server + "/letters/new")
@@ -92,7 +92,7 @@ def test_nobody_can_send_screenshot(live_server, signed_in_page, employee, scree
 
 
 def test_a_bad_address_among_good_ones_is_quoted_beside_the_to_field_as_typed(live_server, signed_in_page, employee,
-                                                                                sending_mailbox, screenshot, page):
+                                                                              sending_mailbox, screenshot, page):
     signed_in_page(employee)
     for language, quoted in (("en", "“a@b@example.com” is not a valid e-mail address."),
                              ("ru", "«a@b@example.com»")):

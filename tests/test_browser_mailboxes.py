@@ -1,9 +1,7 @@
 """External addresses in Chromium: presets and the inline test against local servers, a refused Save, the grid."""
-import datetime
-
 import pytest
 
-from portal.models import Employee, Mailbox, utcnow
+from portal.models import Mailbox
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("mail_reaches_localhost")]
 
@@ -109,9 +107,11 @@ def test_look_at_every_page_in_both_languages_and_on_a_phone(
         live_server, page, sign_in, admin, make_employee, make_project, make_mailbox, smtp_server, screenshot):
     """Not an assertion-heavy test: it leaves screenshots of every page and state to look at."""
     projects = [make_project(f"Project {n}") for n in range(1, 6)]
-    people = [make_employee(name=f"Person {n:02d}", department=("Sales", "Support", "Office")[n % 3]) for n in range(30)]
+    people = [make_employee(name=f"Person {n:02d}", department=("Sales", "Support", "Office")[n % 3])
+              for n in range(30)]
     for n, person in enumerate(people[:20]):
-        make_mailbox(person, address=f"person{n}@example.com", projects=projects[n % 3:n % 3 + 1], is_default=n % 4 == 0)
+        make_mailbox(person, address=f"person{n}@example.com", projects=projects[n % 3:n % 3 + 1],
+                     is_default=n % 4 == 0)
     for n in range(12):
         make_mailbox(address=f"shared{n}@example.com", projects=projects[n % 5:n % 5 + 1], is_default=n % 2 == 0,
                      access_everyone=n % 3 != 0, access_departments=["Support"] if n % 3 == 0 else [],

@@ -17,13 +17,15 @@ def test_create_user_with_password(runner, app):
 
 
 def test_create_user_prompts_for_password(runner):
-    result = runner.invoke(args=["create-user", "--email", "p@example.com", "--name", "P"], input="s3cret pw\ns3cret pw\n")
+    result = runner.invoke(args=["create-user", "--email", "p@example.com", "--name", "P"],
+                           input="s3cret pw\ns3cret pw\n")
     assert result.exit_code == 0, result.output
     assert Employee.by_email("p@example.com").check_password("s3cret pw")
 
 
 def test_create_user_refuses_duplicate_email(runner, employee):
-    result = runner.invoke(args=["create-user", "--email", employee.email.upper(), "--name", "Twin", "--password", "x" * 12])
+    result = runner.invoke(args=["create-user", "--email", employee.email.upper(), "--name", "Twin",
+                                 "--password", "x" * 12])
     assert result.exit_code == 1
     assert "already exists" in result.output
     assert Employee.select().count() == 1

@@ -8,7 +8,8 @@ from portal import create_app
 def test_caller_mapping_beats_environment_beats_instance_file(config, monkeypatch):
     instance = Path(config["INSTANCE_PATH"])
     instance.mkdir(parents=True)
-    (instance / "config.py").write_text("PORTAL_PAGE_SIZE = 7\nPORTAL_MAIL_TIMEOUT = 3.0\nPORTAL_DEFAULT_LANGUAGE = 'ru'\n")
+    (instance / "config.py").write_text("PORTAL_PAGE_SIZE = 7\nPORTAL_MAIL_TIMEOUT = 3.0\n"
+                                        "PORTAL_DEFAULT_LANGUAGE = 'ru'\n")
     monkeypatch.setenv("PORTAL_MAIL_TIMEOUT", "4.5")
     monkeypatch.setenv("PORTAL_DEFAULT_LANGUAGE", "en")
     app = create_app({**config, "PORTAL_DEFAULT_LANGUAGE": "ru"})

@@ -13,7 +13,7 @@ def test_add_edit_and_search_as_you_type(as_employee):
     contact = Contact.get()
     assert contact.email == "ivan@example.com"
     as_employee.post(f"/contacts/{contact.id}/edit", data={"name": "Ivan P.", "email": "ivan@example.com",
-                                                          "organisation": "Rosatom", "notes": ""})
+                                                           "organisation": "Rosatom", "notes": ""})
     assert Contact.get().name == "Ivan P."
     Contact.create(name="Anna Smirnova", email="anna@example.org", organisation="Gazprom")
 

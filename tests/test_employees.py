@@ -131,7 +131,8 @@ def test_bad_input_re_renders_with_the_message_beside_the_field(as_admin, employ
 
 
 def test_typed_values_come_back_escaped(as_admin):
-    html = as_admin.post("/admin/employees/new", data=_form(name='<b onmouseover="x">', email="bad")).get_data(as_text=True)
+    html = as_admin.post("/admin/employees/new",
+                         data=_form(name='<b onmouseover="x">', email="bad")).get_data(as_text=True)
     assert '<b onmouseover' not in html and "&lt;b onmouseover=" in html
 
 

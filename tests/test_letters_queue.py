@@ -25,7 +25,7 @@ def received(server):
 
 
 def test_a_letter_arrives_with_its_from_display_name_message_id_and_body(sending_mailbox, write_letter, run_queue,
-                                                                        smtp_server):
+                                                                         smtp_server):
     letter = write_letter(sending_mailbox, to="Фёдор Friend <friend@example.com>", cc="boss@example.org",
                           subject="Отчёт за квартал", body="Добрый день!\n\n<b>not bold</b>\n")
     assert fresh(letter).state == "queued"
@@ -53,7 +53,7 @@ def test_a_letter_arrives_with_its_from_display_name_message_id_and_body(sending
 
 @pytest.mark.parametrize("command", ["MAIL", "RCPT", "DATA"])
 def test_421_is_deferred_then_sent_on_retry_with_the_same_message_id(command, sending_mailbox, write_letter,
-                                                                      run_queue, smtp_server):
+                                                                     run_queue, smtp_server):
     letter = write_letter(sending_mailbox)
     smtp_server.fail(command, "421 4.7.0 Try again later")
 
@@ -116,7 +116,7 @@ def test_a_connection_dropped_during_data_is_retried(sending_mailbox, write_lett
 
 
 def test_a_connection_dropped_after_the_final_dot_is_uncertain_and_never_resent(sending_mailbox, write_letter,
-                                                                               run_queue, smtp_server):
+                                                                                run_queue, smtp_server):
     letter = write_letter(sending_mailbox)
     smtp_server.fail("DATA", DROP_AFTER_DATA)
 
@@ -307,7 +307,7 @@ def test_cancel_stops_a_queued_letter_and_retry_queues_it_again(sending_mailbox,
 
 
 def test_problems_for_letters_come_back_with_the_catalogue_words(sending_mailbox, write_letter, run_queue,
-                                                                  smtp_server):
+                                                                 smtp_server):
     letter = write_letter(sending_mailbox)
     smtp_server.fail("DATA", "554 5.7.1 Message rejected as spam")
     run_queue()
@@ -349,7 +349,7 @@ def test_a_recipient_refused_for_now_gets_the_letter_on_the_retry_and_no_one_get
     deferred = fresh(letter)
     assert deferred.state == "deferred" and deferred.smtp_code == 450
     assert {r.address: r.status for r in deferred.recipients} == {"ann@example.com": "accepted",
-                                                                   "busy@example.com": "deferred"}
+                                                                  "busy@example.com": "deferred"}
 
     smtp_server.clear_script()
     run_queue.later(minutes=5)
@@ -375,7 +375,7 @@ def copies(server, letter):
 
 
 def test_a_worker_slower_than_its_lease_leaves_the_letters_another_worker_claimed(two_mailboxes, write_letter,
-                                                                                   smtp_server, mail_config):
+                                                                                  smtp_server, mail_config):
     from portal.letters.queue import process_due_letters
 
     first, second = [write_letter(mailbox) for mailbox in two_mailboxes]
@@ -427,7 +427,7 @@ def test_a_slow_pass_renews_its_lease_before_it_runs_out(two_mailboxes, write_le
 
 
 def test_a_letter_to_an_international_domain_reaches_the_server_with_its_idna_form(sending_mailbox, write_letter,
-                                                                                  run_queue, smtp_server):
+                                                                                   run_queue, smtp_server):
     letter = write_letter(sending_mailbox, to="Пример <user@пример.рф>", cc="boss@ПРИМЕР.рф")
     assert letter.to_header == "Пример <user@пример.рф>"  # shown in its own letters
 

@@ -86,9 +86,9 @@ def test_an_address_the_employee_may_not_use_is_refused(as_employee, sending_mai
 
 def test_typed_addresses_can_be_saved_as_contacts(as_employee, sending_mailbox):
     as_employee.post("/letters/new", data=_form(as_employee, to="Ivan Petrov <ivan@example.com>",
-                                                 cc="anna@example.org", save_contacts="y"))
+                                                cc="anna@example.org", save_contacts="y"))
     assert sorted((c.name, c.email) for c in Contact.select()) == [("", "anna@example.org"),
-                                                                    ("Ivan Petrov", "ivan@example.com")]
+                                                                   ("Ivan Petrov", "ivan@example.com")]
 
 
 def test_other_people_s_letters_answer_404(client, auth, other_employee, sending_mailbox, write_letter):
@@ -276,7 +276,8 @@ def test_a_queued_letter_with_nobody_left_to_send_to_follows_its_recipients(send
     refused = write_letter(sending_mailbox, to="nobody@example.com")
     mixed = write_letter(sending_mailbox, to="ann@example.com, nobody@example.com")
     # As a retry queued before it was refused would leave them: every recipient has answered already.
-    LetterRecipient.update(status="refused", smtp_code=550).where(LetterRecipient.address == "nobody@example.com").execute()
+    LetterRecipient.update(status="refused", smtp_code=550).where(
+        LetterRecipient.address == "nobody@example.com").execute()
     LetterRecipient.update(status="accepted").where(LetterRecipient.address == "ann@example.com").execute()
 
     run_queue()

@@ -108,6 +108,7 @@ def test_only_the_allowed_addresses_of_a_name_are_kept():
 ])
 def test_allowed_hosts_let_the_company_server_in(entry, host, port, allowed):
     config = MailConfig(allowed_hosts=(entry,))
+
     def resolver(name, _port):
         return ["10.9.9.9"]
     if allowed:

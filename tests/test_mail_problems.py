@@ -35,7 +35,8 @@ def test_catalogue_has_every_problem_the_issue_names_in_both_languages():
 @pytest.mark.parametrize("error,stage,code", [
     (smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"), "smtp.login", "auth_failed"),
     (smtplib.SMTPAuthenticationError(
-        534, b"5.7.9 Application-specific password required. Learn more at https://support.google.com/mail/?p=InvalidSecondFactor"),
+        534, b"5.7.9 Application-specific password required. Learn more at "
+             b"https://support.google.com/mail/?p=InvalidSecondFactor"),
      "smtp.login", "app_password_required"),
     (smtplib.SMTPAuthenticationError(
         535, b"5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant."),

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from portal import mailboxes as service
-from portal.models import AuditEvent, Mailbox, MailboxProject
+from portal.models import AuditEvent, Mailbox
 from portal.secret_box import SecretBox, SecretError, active_box, install
 from tests.conftest import page_text
 from tests.fixtures.mailboxes import MAILBOX_PASSWORD
@@ -92,7 +92,8 @@ def test_failure_explanation_is_in_the_users_language(client, auth, make_employe
 
     text = page_text(tested)
     assert "Исходящая: вход" in text  # the stage, in Russian
-    assert catalogue_entry("auth_failed").title["ru"] in text and catalogue_entry("auth_failed").advice["ru"][:40] in text
+    assert (catalogue_entry("auth_failed").title["ru"] in text
+            and catalogue_entry("auth_failed").advice["ru"][:40] in text)
     assert "535" in text  # and the server's own reply, as it said it
 
 
@@ -240,7 +241,7 @@ def test_the_instance_key_is_made_once_with_mode_0600(app):
 
 
 def test_no_page_fragment_or_log_line_shows_a_secret(as_admin, admin, employee, make_project, make_mailbox,
-                                                    smtp_server, caplog):
+                                                     smtp_server, caplog):
     caplog.set_level(logging.DEBUG)
     alpha = make_project("Alpha")
     company = make_mailbox(password=MAILBOX_PASSWORD, projects=[alpha])
@@ -302,7 +303,8 @@ def test_the_form_says_which_default_it_replaces_and_saving_replaces_it(
     old = make_mailbox(employee, address="old@example.com", is_default=True)
     new = make_mailbox(employee, address="new@example.com")
 
-    hint = htmx(as_employee, "/mailboxes/default-hint", {"mailbox_id": new.id, "is_default": "y", "projects": [alpha.id]})
+    hint = htmx(as_employee, "/mailboxes/default-hint",
+                {"mailbox_id": new.id, "is_default": "y", "projects": [alpha.id]})
     assert "replaces: old@example.com" in page_text(hint)
 
     values = {"address": new.address, "smtp_host": new.smtp_host, "smtp_port": str(new.smtp_port),
@@ -404,7 +406,8 @@ def test_provider_picker_fills_servers_and_address_picks_the_provider(as_employe
     assert 'value="smtp.gmail.com"' in body and 'value="imap.gmail.com"' in body and 'value="erik@gmail.com"' in body
     assert "app password" in page_text(picked)
 
-    left = htmx(as_employee, "/mailboxes/provider", {"trigger": "address", "provider": "other", "address": "erik@yandex.ru"})
+    left = htmx(as_employee, "/mailboxes/provider",
+                {"trigger": "address", "provider": "other", "address": "erik@yandex.ru"})
     body = left.get_data(as_text=True)
     assert 'value="smtp.yandex.ru"' in body
     assert re.search(r'<option selected value="yandex"|<option value="yandex" selected', body)
@@ -416,7 +419,8 @@ def test_trusting_a_certificate_puts_its_fingerprint_into_the_form(as_employee):
 
     answer = htmx(as_employee, "/mailboxes/trust", {"side": "smtp", "fingerprint": fingerprint})
 
-    assert "AB:AB:AB" in answer.get_data(as_text=True) and 'id="slot-smtp_trusted_fingerprint"' in answer.get_data(as_text=True)
+    assert ("AB:AB:AB" in answer.get_data(as_text=True)
+            and 'id="slot-smtp_trusted_fingerprint"' in answer.get_data(as_text=True))
 
 
 def test_a_self_signed_server_offers_its_fingerprint_and_trusting_it_passes(
@@ -427,8 +431,10 @@ def test_a_self_signed_server_offers_its_fingerprint_and_trusting_it_passes(
     failed = htmx(as_admin, "/mailboxes/test", values)
     assert "Trust this certificate" in page_text(failed) and proof_in(failed) is None
 
-    pinned = htmx(as_admin, "/mailboxes/test", {**values, "smtp_trusted_fingerprint": untrusted_certificate.fingerprint})
+    pinned = htmx(as_admin, "/mailboxes/test",
+                  {**values, "smtp_trusted_fingerprint": untrusted_certificate.fingerprint})
     assert "Passed" in page_text(pinned) and proof_in(pinned)
-    assert as_admin.post("/mailboxes/new", data={**values, "smtp_trusted_fingerprint": untrusted_certificate.fingerprint,
+    assert as_admin.post("/mailboxes/new", data={**values,
+                                                 "smtp_trusted_fingerprint": untrusted_certificate.fingerprint,
                                                  "proof": proof_in(pinned)}).status_code == 302
     assert Mailbox.get().smtp_trusted_fingerprint == untrusted_certificate.fingerprint

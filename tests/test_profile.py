@@ -28,7 +28,8 @@ def test_empty_name_refused(as_employee, employee):
 
 
 def test_over_long_and_control_character_names_refused(as_employee, employee):
-    assert "At most 255 characters." in page_text(as_employee.post("/profile", data={"name": "x" * 256, "language": ""}))
+    assert "At most 255 characters." in page_text(as_employee.post("/profile",
+                                                                   data={"name": "x" * 256, "language": ""}))
     assert "control characters" in page_text(as_employee.post("/profile", data={"name": "a\x1bb", "language": ""}))
     assert Employee.get_by_id(employee.id).name == "Erik Employee"
 

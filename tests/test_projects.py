@@ -64,7 +64,8 @@ def test_rename_in_place(as_admin, make_project, rendered):
     assert rendered == ["projects/partial/rename.html"]
     assert 'value="Apollo"' in editor.get_data(as_text=True)
     rendered.clear()
-    response = as_admin.post(f"/admin/projects/{project.id}/rename", data={f"project{project.id}-name": "Artemis"}, headers=HTMX)
+    response = as_admin.post(f"/admin/projects/{project.id}/rename", data={f"project{project.id}-name": "Artemis"},
+                             headers=HTMX)
     assert rendered == ["projects/partial/row.html"]
     assert "Artemis" in page_text(response)
     assert Project.get_by_id(project.id).name == "Artemis"
@@ -79,7 +80,8 @@ def test_rename_may_change_only_the_case(as_admin, make_project):
 def test_rename_to_a_taken_name_is_refused(as_admin, make_project):
     make_project("Apollo")
     project = make_project("Gemini")
-    response = as_admin.post(f"/admin/projects/{project.id}/rename", data={f"project{project.id}-name": " apollo "}, headers=HTMX)
+    response = as_admin.post(f"/admin/projects/{project.id}/rename", data={f"project{project.id}-name": " apollo "},
+                             headers=HTMX)
     assert "A project with this name already exists." in page_text(response)
     assert Project.get_by_id(project.id).name == "Gemini"
 

@@ -10,7 +10,7 @@ from tests.fixtures.letters import passed_test, reply_to, unrelated_message
 
 @pytest.mark.parametrize("protocol", ["pop3", "imap"])
 def test_a_reply_is_fetched_attached_to_its_letter_and_not_fetched_twice(protocol, replying_mailbox, write_letter,
-                                                                        run_queue, dovecot, mail_user, mail_config):
+                                                                         run_queue, dovecot, mail_user, mail_config):
     mailbox = replying_mailbox(protocol)
     first = write_letter(mailbox, subject="First")
     second = write_letter(mailbox, subject="Second")
@@ -55,8 +55,8 @@ def _context(dovecot):
 
 
 def test_imap_starts_over_when_uidvalidity_changes_without_storing_replies_twice(replying_mailbox, write_letter,
-                                                                                run_queue, dovecot, mail_user,
-                                                                                mail_config):
+                                                                                 run_queue, dovecot, mail_user,
+                                                                                 mail_config):
     mailbox = replying_mailbox("imap")
     letter = write_letter(mailbox)
     run_queue()
@@ -98,9 +98,9 @@ def test_mailboxes_without_receive_replies_are_not_fetched(sending_mailbox, mail
 
 @pytest.mark.parametrize("protocol", ["pop3", "imap"])
 def test_a_reply_in_one_mailbox_never_attaches_to_a_letter_sent_from_another(protocol, replying_mailbox, make_mailbox,
-                                                                            employee, write_letter, run_queue,
-                                                                            smtp_server, dovecot, mail_user,
-                                                                            mail_config):
+                                                                             employee, write_letter, run_queue,
+                                                                             smtp_server, dovecot, mail_user,
+                                                                             mail_config):
     inbox_owner = replying_mailbox(protocol)  # E: its inbox is the Dovecot box being fetched
     other = passed_test(make_mailbox(employee, address="other@example.com", smtp_host="localhost",
                                      smtp_port=smtp_server.port, smtp_username=smtp_server.username,

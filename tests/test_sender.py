@@ -1,4 +1,5 @@
-"""The rule for which address a letter leaves from: a table of cases, properties over random companies, and the queries."""
+"""The rule for which address a letter leaves from: a table of cases, properties over random companies,
+and the queries."""
 import datetime
 
 import pytest
@@ -46,18 +47,24 @@ CASES = [
     ("own Default beats own tied", [box(1, projects=[10]), box(2, default=True)], [], P1, 2, "employee", False),
     ("own tied beats own every", [box(1), box(2, projects=[10])], [], P1, 2, "employee", False),
     ("own address for another project only", [box(1, projects=[20])], [], P1, None, None, False),
-    ("employee level beats a company Default", [box(1)], [company(2, default=True, projects=[10])], P1, 1, "employee", False),
+    ("employee level beats a company Default", [box(1)], [company(2, default=True, projects=[10])], P1, 1,
+     "employee", False),
     ("company when no own address serves the project", [box(1, projects=[20])], [company(2)], P1, 2, "company", False),
-    ("company Default beats company tied", [], [company(1, projects=[10]), company(2, default=True)], P1, 2, "company", False),
+    ("company Default beats company tied", [], [company(1, projects=[10]), company(2, default=True)], P1, 2,
+     "company", False),
     ("paused own address is skipped", [box(1, active=False)], [company(2)], P1, 2, "company", False),
     ("untested own address is skipped", [box(1, tested=False)], [company(2)], P1, 2, "company", False),
     ("someone else's personal address is never used", [box(1, owner=2)], [], P1, None, None, False),
     ("company address closed to the employee", [], [company(1, everyone=False, people=[2])], P1, None, None, False),
     ("company address shared by name", [], [company(1, everyone=False, people=[1])], P1, 1, "company", False),
-    ("company address shared with the department", [], [company(1, everyone=False, departments=["sales"])], P1, 1, "company", False),
-    ("two own addresses for every project tie: oldest wins", [box(2, age=5), box(1, age=9)], [], P1, 2, "employee", True),
-    ("two company Defaults tie: oldest wins", [], [company(1, default=True, age=9), company(2, default=True, age=3)], P1, 2, "company", True),
-    ("a letter outside projects uses only every-project addresses", [box(1, projects=[10]), box(2)], [], None, 2, "employee", False),
+    ("company address shared with the department", [], [company(1, everyone=False, departments=["sales"])], P1, 1,
+     "company", False),
+    ("two own addresses for every project tie: oldest wins", [box(2, age=5), box(1, age=9)], [], P1, 2,
+     "employee", True),
+    ("two company Defaults tie: oldest wins", [], [company(1, default=True, age=9), company(2, default=True, age=3)],
+     P1, 2, "company", True),
+    ("a letter outside projects uses only every-project addresses", [box(1, projects=[10]), box(2)], [], None, 2,
+     "employee", False),
     ("paused company address: nobody", [], [company(1, active=False)], P1, None, None, False),
 ]
 
@@ -111,7 +118,8 @@ def test_nobody_can_send_says_what_to_configure():
 
 @st.composite
 def companies(draw):
-    employees = [EmployeeRow(i, f"E{i}", draw(st.sampled_from(["Sales", "Support", ""]))) for i in range(1, draw(st.integers(1, 4)) + 1)]
+    employees = [EmployeeRow(i, f"E{i}", draw(st.sampled_from(["Sales", "Support", ""])))
+                 for i in range(1, draw(st.integers(1, 4)) + 1)]
     projects = [ProjectRow(10 * i, f"P{i}") for i in range(1, draw(st.integers(1, 3)) + 1)]
     project_ids = [p.id for p in projects]
     mailboxes = []

@@ -169,7 +169,7 @@ SCHEMAS = {
         "active": {"type": "boolean"},
         "last_passed_test_at": {"type": ["string", "null"], "format": "date-time"},
         "manageable": {"type": "boolean", "description": "false for a company mailbox the caller may only use: "
-                                                          "its servers and access list are not shown (null)."},
+                                                         "its servers and access list are not shown (null)."},
     }),
     "MailboxList": _out({"mailboxes": {"type": "array", "items": ref("Mailbox")}}),
     "Stage": _out({
@@ -340,7 +340,7 @@ _LANG = {"name": "Accept-Language", "in": "header", "required": False, "schema":
 PATHS = {
     f"{PREFIX}/openapi.json": {"get": _operation(
         "openapi", "This document", {"200": {"description": "The OpenAPI document",
-                                              "content": {"application/json": {"schema": {"type": "object"}}}}},
+                                             "content": {"application/json": {"schema": {"type": "object"}}}}},
         errors=("413", "422", "429"), security=False)},
     f"{PREFIX}/me": {"get": _operation(
         "me", "Who the token acts as", {"200": _json("The token's owner", ref("Me"))}, errors=_READ)},

@@ -115,7 +115,8 @@ def _invalid(error):
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
                415: "unsupported_media_type", 429: "rate_limited"}
-_HTTP_MESSAGES = {404: "Not found.", 413: "The body is larger than 1 MB.", 429: "Too many requests. Wait and try again."}
+_HTTP_MESSAGES = {404: "Not found.", 413: "The body is larger than 1 MB.",
+                  429: "Too many requests. Wait and try again."}
 
 
 def _http_error(error):

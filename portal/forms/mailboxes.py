@@ -41,7 +41,8 @@ class MailboxForm(FlaskForm):
     scope = HiddenField()
     owner_id = HiddenField()
     proof = HiddenField()
-    provider = SelectField(_l("Mail service"), validate_choice=False, description=_l("Fills in the server settings for you."))
+    provider = SelectField(_l("Mail service"), validate_choice=False,
+                           description=_l("Fills in the server settings for you."))
     address = EmailField(_l("E-mail address"), filters=[strip])
     display_name = StringField(_l("Name shown to recipients"), filters=[strip])
     smtp_host = StringField(_l("Server"), filters=[strip])
@@ -60,7 +61,8 @@ class MailboxForm(FlaskForm):
         description=_l("Replies arrive in this mailbox and reach the portal from there; needs the incoming server."),
     )
     smtp_trusted_fingerprint = StringField(_l("Trusted certificate of the outgoing server (SHA-256)"), filters=[strip])
-    incoming_trusted_fingerprint = StringField(_l("Trusted certificate of the incoming server (SHA-256)"), filters=[strip])
+    incoming_trusted_fingerprint = StringField(_l("Trusted certificate of the incoming server (SHA-256)"),
+                                               filters=[strip])
     allow_plaintext_auth = BooleanField(
         _l("Allow signing in without encryption"),
         description=_l("Only for a server inside the company network that cannot encrypt."),

@@ -290,7 +290,8 @@ def _decode(data) -> str:
 
 def mailboxes_receiving_replies(mailbox_id: int | None = None):
     """Active mailboxes with Receive replies switched on and an incoming server."""
-    query = Mailbox.select().where((Mailbox.receive_replies == True) & Mailbox.incoming_protocol.is_null(False)  # noqa: E712
+    query = Mailbox.select().where((Mailbox.receive_replies == True)  # noqa: E712
+                                   & Mailbox.incoming_protocol.is_null(False)
                                    & (Mailbox.active == True))  # noqa: E712
     if mailbox_id is not None:
         query = query.where(Mailbox.id == mailbox_id)

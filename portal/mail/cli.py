@@ -105,7 +105,7 @@ def presets_command(address, lang, as_json):
         if "@" not in address:
             raise click.BadParameter("an address looks like name@domain", param_hint="--for")
         preset = preset_for_address(address, mx_lookup=bool(current_app.config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP",
-                                                                                    True)))
+                                                                                   True)))
         if as_json:
             click.echo(json.dumps(preset.to_dict(lang), ensure_ascii=False))
         else:

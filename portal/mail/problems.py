@@ -198,7 +198,8 @@ def _timed_out(error: BaseException) -> bool:
 
 def symptom_of(error: BaseException) -> Symptom:
     """Recognise what kind of failure an exception stands for."""
-    text = " ".join(_text(error.args[0] if len(error.args) == 1 else error).split()) if error.args else type(error).__name__
+    text = (" ".join(_text(error.args[0] if len(error.args) == 1 else error).split()) if error.args
+            else type(error).__name__)
     kind = getattr(error, "kind", None)
     if kind:
         return Symptom(kind=kind, text=text)

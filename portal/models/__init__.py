@@ -4,5 +4,6 @@ from portal.models.people import Employee, Project, normalize_email
 from portal.models.mailboxes import AuditEvent, Mailbox, MailboxAccess, MailboxProject, PortalSetting  # noqa: E402,F401
 
 __all__ = ["BaseModel", "Employee", "Project", "normalize_email", "utcnow"]
-from portal.models.letters import Contact, Letter, LetterAttempt, LetterRecipient, MailboxInbox, Reply, SeenMessage  # noqa: E402,F401
+from portal.models.letters import (  # noqa: E402,F401  re-exported: every table importable from here
+    Contact, Letter, LetterAttempt, LetterRecipient, MailboxInbox, Reply, SeenMessage)
 from portal.models.api import ApiToken  # noqa: E402,F401

@@ -135,7 +135,8 @@ class Letter(BaseModel):
     def needing_attention(cls, employee):
         """How many of this person's own letters failed (or may not have arrived) and are not yet looked at."""
         return cls.select().where(
-            (cls.author == employee.id) & cls.state.in_(NEEDS_ATTENTION_STATES) & (cls.failure_seen == False)  # noqa: E712
+            (cls.author == employee.id) & cls.state.in_(NEEDS_ATTENTION_STATES)
+            & (cls.failure_seen == False)  # noqa: E712
         ).count()
 
 

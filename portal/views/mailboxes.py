@@ -510,7 +510,8 @@ def delete(mailbox_id):
 def senders():
     """Who sends from what: employees × projects, the address each letter would leave from, and why."""
     filters = SendersFilterForm(request.args)
-    all_projects = list(Project.select().where(Project.archived == False).order_by(fn.LOWER(Project.name)))  # noqa: E712
+    all_projects = list(Project.select().where(Project.archived == False)  # noqa: E712
+                        .order_by(fn.LOWER(Project.name)))
     departments = Employee.departments()
     filters.project.choices = choices([("", _("Every project"))] + [(p.id, p.name) for p in all_projects])
     filters.department.choices = choices([("", _("Every department"))] + [(d, d) for d in departments])
@@ -562,6 +563,7 @@ def audit():
         query = query.where(AuditEvent.actor.in_(employee_ids or [0]) | AuditEvent.owner.in_(employee_ids or [0]))
     events, page, pages, total = _page(query)
     people_ids = {e.actor_id for e in events} | {e.owner_id for e in events}
-    people = {e.id: e for e in Employee.select().where(Employee.id.in_([i for i in people_ids if i]))} if people_ids else {}
+    people = ({e.id: e for e in Employee.select().where(Employee.id.in_([i for i in people_ids if i]))}
+              if people_ids else {})
     return render_htmx("mailboxes/audit.html", filters=filters, events=events, people=people, page=page,
                        pages=pages, total=total)

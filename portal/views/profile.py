@@ -13,7 +13,8 @@ bp = Blueprint("profile", __name__, url_prefix="/profile")
 def _page(profile_form=None, password_form=None):
     return render_htmx(
         "profile/edit.html",
-        profile_form=profile_form or ProfileForm(formdata=None, name=current_user.name, language=current_user.language or ""),
+        profile_form=profile_form or ProfileForm(formdata=None, name=current_user.name,
+                                                 language=current_user.language or ""),
         password_form=password_form or PasswordForm(formdata=None),
     )
 

@@ -63,7 +63,8 @@ def make_certificate(folder: Path, *, label: str = "test",
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    ca_file, cert_file, key_file = folder / f"{label}-ca.pem", folder / f"{label}-server.pem", folder / f"{label}-server.key"
+    ca_file, cert_file, key_file = (folder / f"{label}-ca.pem", folder / f"{label}-server.pem",
+                                    folder / f"{label}-server.key")
     ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
