@@ -9,7 +9,7 @@ PORT ?= 5000
 # Plain-http development server: cookies cannot be Secure there.
 RUN_ENV := PORTAL_INSECURE_COOKIES=1
 
-.PHONY: run test test-postgres bench messages install install-test debian-test-packages worker clean
+.PHONY: run test test-postgres lint bench messages install install-test debian-test-packages worker clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +58,12 @@ debian-test-packages:
 	  fi; \
 	fi
 
-test: install-test debian-test-packages
+test: install-test debian-test-packages lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The style setup.cfg's [flake8] states (lines up to 120), kept by every change.
+lint: install-test
+	$(PY) -m flake8 portal tests bench wsgi.py
 
 # The database tests again, against a throwaway PostgreSQL cluster the harness starts.
 test-postgres: install-test debian-test-packages
