@@ -2,7 +2,7 @@
 
 Storing one letter wrote sixteen pages to the WAL, most of them index leaves: every column
 with `index=True` took an entry, even the ones that are empty until the letter is sent
-(sent_at, lease_token, accepted_at) or never set (a letter made without a submit token).
+(sent_at, lease_token, a recipient's accepted_at) or never set (a letter made without a submit token).
 Partial indexes on those leave a new letter out of them; the queue's claim and the Outbox's
 state filter read one (state, next_attempt_at) index instead of two, and a mailbox's pass
 reads (mailbox_id, state, next_attempt_at) instead of every letter the mailbox ever sent.
@@ -10,7 +10,7 @@ PostgreSQL and SQLite both take partial indexes, and use them for `column = ?` a
 """
 
 DROPPED = ("letter_mailbox_id", "letter_state", "letter_next_attempt_at", "letter_sent_at", "letter_lease_token",
-           "letter_submit_token", "letter_recipient_accepted_at")
+           "letter_submit_token", "letter_recipient_address", "letter_recipient_accepted_at")
 
 CREATED = (
     # The claim: state IN ('queued', 'deferred') AND next_attempt_at <= now, or state = 'sending'; Outbox filters.
@@ -23,8 +23,8 @@ CREATED = (
     "CREATE INDEX letter_lease ON letter (lease_token) WHERE lease_token IS NOT NULL",
     # A double submit of the New letter form makes one letter.
     "CREATE UNIQUE INDEX letter_submit ON letter (submit_token) WHERE submit_token IS NOT NULL",
-    # The per-recipient limit: what each address received in the last ten minutes.
-    "CREATE INDEX letter_recipient_accepted ON letter_recipient (accepted_at) WHERE accepted_at IS NOT NULL",
+    # The per-recipient limit: what each address received in the last ten minutes (its only reader).
+    "CREATE INDEX letter_recipient_accepted ON letter_recipient (address, accepted_at) WHERE accepted_at IS NOT NULL",
 )
 
 

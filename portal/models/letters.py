@@ -146,7 +146,7 @@ class LetterRecipient(BaseModel):
     letter = ForeignKeyField(Letter, backref="recipients", on_delete="CASCADE")
     kind = CharField(max_length=4, default="to")
     name = CharField(max_length=FIELD_MAX, default="")
-    address = CharField(max_length=FIELD_MAX, index=True)
+    address = CharField(max_length=FIELD_MAX)
     status = CharField(max_length=16, default="pending")  # pending | accepted | refused | deferred
     smtp_code = IntegerField(null=True)
     server_reply = TextField(default="")
@@ -162,7 +162,8 @@ Letter.add_index(Letter.index(Letter.mailbox, Letter.sent_at, name="letter_mailb
 Letter.add_index(Letter.index(Letter.lease_token, name="letter_lease", where=Letter.lease_token.is_null(False)))
 Letter.add_index(Letter.index(Letter.submit_token, name="letter_submit", unique=True,
                               where=Letter.submit_token.is_null(False)))
-LetterRecipient.add_index(LetterRecipient.index(LetterRecipient.accepted_at, name="letter_recipient_accepted",
+LetterRecipient.add_index(LetterRecipient.index(LetterRecipient.address, LetterRecipient.accepted_at,
+                                                name="letter_recipient_accepted",
                                                 where=LetterRecipient.accepted_at.is_null(False)))
 
 
