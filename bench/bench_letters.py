@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/bench_letters.py   (exit status 1 when a target is m
 1. An aiosmtpd sink runs in its own process on 127.0.0.1. First the parts alone, one after the
    other: storing 1,000 letters (create_letter: checks, sender rule, MIME, rows), then one
    process_due_letters pass sending them, against raw smtplib. Then end to end as deployed, in
-   BENCH_ROUNDS rounds (default 5): this process stores 1,000 letters and wakes the queue as the
+   BENCH_ROUNDS rounds (default 7): this process stores 1,000 letters and wakes the queue as the
    New letter page does, while `portal worker` in its own process sends them; timed from the
    first letter stored to the last "sent" recorded. Each round then times raw smtplib sending
    the same 1,000 messages over one connection (target: portal >= 0.7x its throughput, median
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 LETTERS = 1000
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 5))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 7))
 SECRET_KEY = "bench-secret-key-0123456789"
 POP3_MESSAGES = 5000
 POP3_ROUNDS = 15
