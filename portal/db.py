@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import click
+import peewee
 from flask import current_app
 from flask.cli import with_appcontext
 from peewee import DatabaseProxy, OperationalError, SqliteDatabase
@@ -41,13 +42,15 @@ class PortalSqliteDatabase(SqliteDatabase):
     and more before it looks again, for a lock that a letter's commit holds a fraction of that:
     with the New letter page storing letters while the worker marks each one it sends, a quarter
     of the worker's marks slept, half a second per thousand letters. So SQLite's handler is off
-    (busy_timeout 0) and a statement refused with SQLITE_BUSY is run again here, in short
-    jittered steps, for as long as the busy_timeout pragma asked (``lock_timeout``, seconds).
+    (busy_timeout 0) and a statement refused with SQLITE_BUSY is run again here, after a tenth
+    of a millisecond at first and longer each time (up to 2 ms, so that a long writer does not
+    keep the waiters spinning), for as long as the busy_timeout pragma asked (``lock_timeout``).
     SQLITE_BUSY_SNAPSHOT (a transaction that read before another one wrote) is raised at once:
     waiting cannot help it, as SQLite's handler would not either.
     """
 
-    WAIT_STEP = 0.0001
+    WAIT_STEP = 0.0001  # the first wait; each next one half as long again, up to WAIT_MAX
+    WAIT_MAX = 0.002
     _WAITS = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY)
 
     def __init__(self, database, *args, pragmas=(), **kwargs):
@@ -55,20 +58,34 @@ class PortalSqliteDatabase(SqliteDatabase):
         self.lock_timeout = int(pragmas.get("busy_timeout", 5000)) / 1000
         super().__init__(database, *args, pragmas={**pragmas, "busy_timeout": 0}, **kwargs)
 
-    def _execute_cursor(self, sql, params, **cursor_options):
-        deadline = None
+    def waiting_for_locks(self, run):
+        """``run()``, run again while another connection holds the lock it needs (see the class)."""
+        started, step = None, self.WAIT_STEP
         while True:
             try:
-                return super()._execute_cursor(sql, params, **cursor_options)
+                return run()
             except OperationalError as error:
                 refused = error.__context__ if error.__context__ is not None else (error.args or [None])[0]
                 if getattr(refused, "sqlite_errorcode", None) not in self._WAITS:
                     raise
                 now = time.monotonic()
-                deadline = deadline or now + self.lock_timeout
-                if now >= deadline:
+                started = started or now
+                if now - started >= self.lock_timeout:
                     raise
-            time.sleep(self.WAIT_STEP * random.uniform(0.5, 1.5))
+            time.sleep(step * random.uniform(0.5, 1.5))
+            step = min(step * 1.5, self.WAIT_MAX)
+
+    def _execute_cursor(self, sql, params, **cursor_options):
+        return self.waiting_for_locks(lambda: super(PortalSqliteDatabase, self)._execute_cursor(
+            sql, params, **cursor_options))
+
+    def executemany(self, sql, rows):
+        """One prepared statement for many rows, waiting for locks as every other statement does."""
+        def run():
+            with peewee.__exception_wrapper__:  # peewee's own error classes, as execute_sql raises
+                return self.cursor().executemany(sql, rows)
+
+        return self.waiting_for_locks(run)
 
     def begin(self, lock_type=None):
         """BEGIN, through the waiting above (IMMEDIATE takes the write lock, and may have to wait for it)."""
@@ -81,9 +98,16 @@ def writing():
 
     Inside another transaction it is a savepoint, as ``atomic()`` is; on PostgreSQL it is ``atomic()``.
     """
-    if isinstance(database.obj, PortalSqliteDatabase):
+    if isinstance(database.obj, SqliteDatabase):
         return database.atomic("IMMEDIATE")
     return database.atomic()
+
+
+def execute_many(sql, rows):
+    """``cursor.executemany`` on the bound database, waiting for SQLite's locks like any other statement."""
+    if isinstance(database.obj, PortalSqliteDatabase):
+        return database.obj.executemany(sql, rows)
+    return database.cursor().executemany(sql, rows)
 
 
 def open_database(url):

@@ -76,3 +76,11 @@ def test_a_transaction_that_read_before_another_wrote_fails_at_once_instead_of_w
         with pytest.raises(OperationalError, match="locked"):
             second.execute_sql("INSERT INTO note VALUES ('stale')")
         assert time.monotonic() - began < 1  # waiting could not help, so it did not wait the 5 s
+
+
+def test_many_rows_in_one_statement_wait_for_the_lock_too(two_connections):
+    first, second = two_connections
+    holder = _another_connection_writes(first, 0.05)
+    second.executemany("INSERT INTO note VALUES (?)", [("one",), ("two",)])  # autocommit: retried, not refused
+    holder.join()
+    assert second.execute_sql("SELECT COUNT(*) FROM note").fetchone()[0] == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from portal.db import database
+from portal.db import database, execute_many
 
 
 def _quoted(name: str) -> str:
@@ -60,7 +60,7 @@ def insert_rows(model, rows: list) -> None:
     if not rows:
         return
     sql, plan = _insert_sql(model, database.param, False)
-    database.cursor().executemany(sql, [_row(plan, values) for values in rows])
+    execute_many(sql, [_row(plan, values) for values in rows])
 
 
 def update_rows(model, names: tuple, rows: list) -> None:
@@ -68,7 +68,7 @@ def update_rows(model, names: tuple, rows: list) -> None:
     if not rows:
         return
     sql, fields = _update_sql(model, tuple(names), database.param)
-    database.cursor().executemany(
+    execute_many(
         sql, [[f.db_value(values[f.name]) for f in fields] + [row_id]
               for row_id, values in rows])
 
@@ -99,7 +99,7 @@ def update_rows_held(model, names: tuple, rows: list, column: str) -> set:
         read += " FOR UPDATE"
     held = {row_id for row_id, value in database.execute_sql(read, list(expected)).fetchall()
             if value is not None and value == expected[row_id]}
-    database.cursor().executemany(sql, [
+    execute_many(sql, [
         [f.db_value(values[f.name]) for f in fields] + [row_id, expected[row_id]]
         for row_id, values, _ in rows if row_id in held])
     return held
