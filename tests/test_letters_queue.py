@@ -226,6 +226,17 @@ def test_a_letter_written_while_the_pass_lingers_leaves_over_the_same_connection
     assert [fresh(letter).state for letter in (first, second)] == ["sent", "sent"]
 
 
+def test_a_lingering_pass_gives_way_when_other_work_is_queued(sending_mailbox, write_letter, run_queue,
+                                                              smtp_server):
+    write_letter(sending_mailbox)
+    run_queue.policy = QueuePolicy(mailbox_per_minute=0, linger=60.0)
+    asked = []
+    worker = threading.Thread(target=lambda: run_queue(others_waiting=lambda: asked.append(1) or True))
+    worker.start()
+    worker.join(timeout=15)  # lingering the whole minute would keep it alive
+    assert not worker.is_alive() and asked and len(smtp_server.messages) == 1
+
+
 def test_the_mailbox_limit_defers_without_spending_attempts(sending_mailbox, write_letter, run_queue, smtp_server):
     letters = [write_letter(sending_mailbox, to=f"friend{n}@example.com") for n in range(3)]
     run_queue.policy = QueuePolicy(mailbox_per_minute=2)

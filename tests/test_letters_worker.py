@@ -173,3 +173,33 @@ def test_a_wake_up_during_a_mailbox_s_pass_makes_that_pass_look_again_instead_of
 
     assert runs == ["first", "first"] and at_once == []  # looked once more, never two at once
     assert passes.run(7, send_pass("later")) == "later"  # and the mailbox is free again
+
+
+def test_a_pass_that_fails_with_a_wake_up_waiting_lets_the_next_letter_wake_a_new_pass():
+    from portal.letters.worker import MailboxPasses
+
+    passes, inside, release, lost = MailboxPasses(), threading.Event(), threading.Event(), []
+
+    def failing_pass():
+        inside.set()
+        release.wait(5)
+        raise OSError("database gone")
+
+    errors = []
+    first = threading.Thread(target=lambda: errors.append(_raised(passes.run, 3, failing_pass,
+                                                                  on_lost_wakeup=lambda: lost.append(3))))
+    first.start()
+    assert inside.wait(5)
+    assert passes.run(3, lambda: "second") is None  # a wake-up for the running pass
+    release.set()
+    first.join(5)
+    assert errors == [OSError] and lost == [3]  # the flag is taken down: the next letter queues a new pass
+    assert passes.run(3, lambda: "free again") == "free again"
+
+
+def _raised(function, *args, **kwargs):
+    try:
+        function(*args, **kwargs)
+    except Exception as error:
+        return type(error)
+    return None

@@ -139,6 +139,33 @@ def _column(field) -> str:
 
 
 @lru_cache(maxsize=None)
+def _due_condition(param: str, by_mailbox: bool) -> str:
+    """Which letters are due: queued or deferred and their time has come, or "sending" under a lease run out.
+    Its parameters: [mailbox id,] now, [mailbox id,] now."""
+    state, due_at, expires = _column(Letter.state), _column(Letter.next_attempt_at), _column(Letter.lease_expires_at)
+    # One mailbox's: the mailbox in each branch of the OR, so that each reads its part of letter_mailbox_due.
+    mailbox = f"{_column(Letter.mailbox)} = {param} AND " if by_mailbox else ""
+    return (f"(({mailbox}{state} IN ('queued', 'deferred') AND {due_at} <= {param}) "
+            f"OR ({mailbox}{state} = 'sending' AND {expires} < {param}))")
+
+
+def _due_params(now, mailbox_id) -> list:
+    stamp = Letter.next_attempt_at.db_value(now)
+    return [mailbox_id, stamp, mailbox_id, stamp] if mailbox_id is not None else [stamp, stamp]
+
+
+@lru_cache(maxsize=None)
+def _anything_due_sql(param: str, by_mailbox: bool) -> str:
+    return f'SELECT 1 FROM "{Letter._meta.table_name}" WHERE {_due_condition(param, by_mailbox)} LIMIT 1'
+
+
+def _anything_due(now, mailbox_id) -> bool:
+    """Whether a claim would find a letter: a read, which unlike the claim's UPDATE takes no write lock."""
+    sql = _anything_due_sql(database.param, mailbox_id is not None)
+    return database.execute_sql(sql, _due_params(now, mailbox_id)).fetchone() is not None
+
+
+@lru_cache(maxsize=None)
 def _claim_sql(param: str, by_mailbox: bool) -> tuple[str, str, str]:
     """The claim's three statements, written once: take a batch, read it back, read its recipients.
 
@@ -149,10 +176,7 @@ def _claim_sql(param: str, by_mailbox: bool) -> tuple[str, str, str]:
     letter, recipient = f'"{Letter._meta.table_name}"', f'"{LetterRecipient._meta.table_name}"'
     state, due_at, expires = _column(Letter.state), _column(Letter.next_attempt_at), _column(Letter.lease_expires_at)
     token, key = _column(Letter.lease_token), _column(Letter.id)
-    # One mailbox's: the mailbox in each branch of the OR, so that each reads its part of letter_mailbox_due.
-    mailbox = f"{_column(Letter.mailbox)} = {param} AND " if by_mailbox else ""
-    due = (f"(({mailbox}{state} IN ('queued', 'deferred') AND {due_at} <= {param}) "
-           f"OR ({mailbox}{state} = 'sending' AND {expires} < {param}))")
+    due = _due_condition(param, by_mailbox)
     # The condition is checked again on the rows the UPDATE takes: of two workers racing for a row, one wins.
     take = (f"UPDATE {letter} SET {state} = 'sending', {token} = {param}, {expires} = {param} "
             f"WHERE {key} IN (SELECT {key} FROM {letter} WHERE {due} ORDER BY {due_at}, {key} LIMIT {param}) "
@@ -179,8 +203,7 @@ def _claim(policy, now, mailbox_id, limit) -> tuple["_Lease", list]:
     size = min(policy.batch_size, limit) if limit else policy.batch_size
     lease = _Lease(uuid.uuid4().hex, now + datetime.timedelta(seconds=policy.lease), policy)
     take, read, _ = _claim_sql(database.param, mailbox_id is not None)
-    stamp = Letter.next_attempt_at.db_value(now)
-    due = [mailbox_id, stamp, mailbox_id, stamp] if mailbox_id is not None else [stamp, stamp]
+    due = _due_params(now, mailbox_id)
     claimed = database.execute_sql(take, [lease.token, Letter.lease_expires_at.db_value(lease.expires),
                                           *due, size, *due]).rowcount
     if not claimed:
@@ -269,7 +292,7 @@ _Recipient = namedtuple("_Recipient", "id letter address status")
 def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = None, *,
                         mailbox_id: int | None = None, clock: Callable[[], datetime.datetime] = utcnow,
                         settings_for: Callable[[Mailbox], Any] | None = None, rng: Any = random,
-                        limit: int | None = None) -> SendReport:
+                        limit: int | None = None, others_waiting: Callable[[], bool] | None = None) -> SendReport:
     """Send every letter that is due now (optionally only one mailbox's); returns what happened.
 
     ``clock`` gives naive-UTC "now" (tests move it forward instead of sleeping);
@@ -279,6 +302,8 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
     that sent letters looks again for ``policy.linger`` seconds before it hangs up: letters
     written one after another (a person at the New letter page, a CRM through the API) leave
     over the connection already open instead of each waiting for a wake-up and a new one.
+    While it lingers it only reads, and it stops as soon as ``others_waiting()`` says other work
+    is queued for this worker.
     """
     policy = policy or QueuePolicy()
     settings_for = settings_for or (lambda mailbox: mailbox.to_settings())
@@ -287,12 +312,16 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
         recorder = _Recorder(policy, rng, report)
         idle_since = None
         while limit is None or report.total < limit:
-            lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total)
-            if not letters:
-                idle_since = idle_since or time.monotonic()
-                if not report.total or time.monotonic() - idle_since >= policy.linger:
+            if idle_since is not None and not _anything_due(clock(), mailbox_id):
+                if time.monotonic() - idle_since >= policy.linger or (others_waiting and others_waiting()):
                     break
                 time.sleep(LINGER_STEP)
+                continue
+            lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total)
+            if not letters:
+                if not report.total or policy.linger <= 0:
+                    break
+                idle_since = idle_since or time.monotonic()
                 continue
             idle_since = None
             groups: dict[int | None, list] = defaultdict(list)

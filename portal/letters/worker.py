@@ -50,7 +50,9 @@ def _register(huey, config):
             # Taken down before the first claim: a letter stored from now on either is claimed by this
             # pass or raises the flag again and queues the next one. No wake-up is lost.
             huey.delete(_wake_key(mailbox_id))
-        report = process_due_letters(mail_config(), policy(), mailbox_id=mailbox_id)
+        # A lingering pass gives way as soon as anything else is queued for the worker's threads.
+        report = process_due_letters(mail_config(), policy(), mailbox_id=mailbox_id,
+                                     others_waiting=lambda: huey.pending_count() > 0)
         if report.total:
             log.info("letters: %s", dict(report.outcomes))
         return dict(report.outcomes)
@@ -60,7 +62,8 @@ def _register(huey, config):
         """Send what is due (one mailbox's letters, or all)."""
         if mailbox_id is None:
             return send_pass(None)
-        return passes.run(mailbox_id, lambda: send_pass(mailbox_id))
+        return passes.run(mailbox_id, lambda: send_pass(mailbox_id),
+                          on_lost_wakeup=lambda: huey.delete(_wake_key(mailbox_id)))
 
     @huey.periodic_task(crontab(minute="*"), name="portal.sweep_letters")
     def sweep_letters():
@@ -92,8 +95,12 @@ class MailboxPasses:
         self._running: set = set()
         self._again: set = set()
 
-    def run(self, mailbox_id, send_pass):
-        """``send_pass()`` for this mailbox, repeated while wake-ups came in during it; None if one was running."""
+    def run(self, mailbox_id, send_pass, on_lost_wakeup=None):
+        """``send_pass()`` for this mailbox, repeated while wake-ups came in during it; None if one was running.
+
+        If the pass fails with a wake-up waiting for it, ``on_lost_wakeup()`` is called (the worker takes its
+        flag down, so that the next letter wakes a new pass instead of waiting for the minute sweep).
+        """
         with self._lock:
             if mailbox_id in self._running:
                 self._again.add(mailbox_id)
@@ -108,9 +115,12 @@ class MailboxPasses:
                         return outcome
                     self._again.discard(mailbox_id)
         except BaseException:
-            with self._lock:  # the minute sweep takes over what this pass left
+            with self._lock:
                 self._running.discard(mailbox_id)
+                lost = mailbox_id in self._again
                 self._again.discard(mailbox_id)
+            if lost and on_lost_wakeup is not None:
+                on_lost_wakeup()
             raise
 
 
@@ -121,6 +131,9 @@ def make_consumer(huey, workers=2, *, periodic=True, initial_delay=0.05, backoff
     without a doorbell (another worker holds it, not Linux) it polls, at most ``max_delay`` apart.
     """
     doorbell = None if huey.storage.blocking else Doorbell.bind(huey.storage.filename)
+    if doorbell is None and not huey.storage.blocking:
+        log.warning("no doorbell for %s (another worker holds it, or not Linux): polling the queue every %.1f s "
+                    "at most", huey.storage.filename, max_delay)
 
     class BellWorker(Worker):
         def sleep(self):
