@@ -42,14 +42,15 @@ class PortalSqliteDatabase(SqliteDatabase):
     and more before it looks again, for a lock that a letter's commit holds a fraction of that:
     with the New letter page storing letters while the worker marks each one it sends, a quarter
     of the worker's marks slept, half a second per thousand letters. So SQLite's handler is off
-    (busy_timeout 0) and a statement refused with SQLITE_BUSY is run again here, after a tenth
-    of a millisecond at first and longer each time (up to 2 ms, so that a long writer does not
-    keep the waiters spinning), for as long as the busy_timeout pragma asked (``lock_timeout``).
+    (busy_timeout 0) and a statement refused with SQLITE_BUSY is run again here, every tenth of
+    a millisecond for the first 2 ms, then less and less often (up to every 2 ms, so that a long
+    writer does not keep its waiters spinning), for as long as busy_timeout asked (``lock_timeout``).
     SQLITE_BUSY_SNAPSHOT (a transaction that read before another one wrote) is raised at once:
     waiting cannot help it, as SQLite's handler would not either.
     """
 
-    WAIT_STEP = 0.0001  # the first wait; each next one half as long again, up to WAIT_MAX
+    WAIT_STEP = 0.0001  # the wait while the lock has been held less than WAIT_MAX; then half as long again each
+    # time, up to WAIT_MAX
     WAIT_MAX = 0.002
     _WAITS = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY)
 
@@ -73,7 +74,8 @@ class PortalSqliteDatabase(SqliteDatabase):
                 if now - started >= self.lock_timeout:
                     raise
             time.sleep(step * random.uniform(0.5, 1.5))
-            step = min(step * 1.5, self.WAIT_MAX)
+            if now - started >= self.WAIT_MAX:  # a short hold (a letter's commit) is waited out in small steps
+                step = min(step * 1.5, self.WAIT_MAX)
 
     def _execute_cursor(self, sql, params, **cursor_options):
         return self.waiting_for_locks(lambda: super(PortalSqliteDatabase, self)._execute_cursor(
