@@ -59,27 +59,39 @@ class PortalSqliteDatabase(SqliteDatabase):
         self.lock_timeout = int(pragmas.get("busy_timeout", 5000)) / 1000
         super().__init__(database, *args, pragmas={**pragmas, "busy_timeout": 0}, **kwargs)
 
-    def waiting_for_locks(self, run):
-        """``run()``, run again while another connection holds the lock it needs (see the class)."""
-        started, step = None, self.WAIT_STEP
+    def _held_elsewhere(self, error):
+        """Whether this error is SQLite's "another connection holds the lock" (worth waiting for)."""
+        refused = error.__context__ if error.__context__ is not None else (error.args or [None])[0]
+        return getattr(refused, "sqlite_errorcode", None) in self._WAITS
+
+    def waiting_for_locks(self, run, *, refused_at=None):
+        """``run()``, run again while another connection holds the lock it needs (see the class); ``refused_at``
+        is when a first try of it was refused, if one was."""
+        started, step = refused_at, self.WAIT_STEP
         while True:
+            if started is not None:
+                time.sleep(step * random.uniform(0.5, 1.5))
+                if time.monotonic() - started >= self.WAIT_MAX:  # a short hold (a commit): small steps
+                    step = min(step * 1.5, self.WAIT_MAX)
             try:
                 return run()
             except OperationalError as error:
-                refused = error.__context__ if error.__context__ is not None else (error.args or [None])[0]
-                if getattr(refused, "sqlite_errorcode", None) not in self._WAITS:
+                if not self._held_elsewhere(error):
                     raise
                 now = time.monotonic()
                 started = started or now
                 if now - started >= self.lock_timeout:
                     raise
-            time.sleep(step * random.uniform(0.5, 1.5))
-            if now - started >= self.WAIT_MAX:  # a short hold (a letter's commit) is waited out in small steps
-                step = min(step * 1.5, self.WAIT_MAX)
 
     def _execute_cursor(self, sql, params, **cursor_options):
-        return self.waiting_for_locks(lambda: super(PortalSqliteDatabase, self)._execute_cursor(
-            sql, params, **cursor_options))
+        execute = super()._execute_cursor
+        try:
+            return execute(sql, params, **cursor_options)  # nearly always: nobody else is writing
+        except OperationalError as error:
+            if not self._held_elsewhere(error):
+                raise
+            refused_at = time.monotonic()
+        return self.waiting_for_locks(lambda: execute(sql, params, **cursor_options), refused_at=refused_at)
 
     def executemany(self, sql, rows):
         """One prepared statement for many rows, waiting for locks as every other statement does."""
