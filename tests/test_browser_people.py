@@ -37,7 +37,7 @@ def test_search_employees_as_you_type(live_server, signed_in_page, admin, make_e
     assert "Olga Other" in page.locator("#employee-list").inner_text()
     screenshot(page, "searched")
     page.go_back()
-    page.wait_for_function("document.querySelectorAll('#employee-list tbody tr').length > 1")
+    expect(page.locator("#employee-list tbody tr").nth(1)).to_be_attached()  # the whole list is back
 
 
 def test_add_employee_with_a_mistake_first(live_server, signed_in_page, admin, employee, screenshot):
@@ -65,7 +65,7 @@ def test_card_tabs(app, live_server, signed_in_page, admin, employee, screenshot
     if "mailboxes.employee_addresses" in app.view_functions:
         addresses = page.get_by_role("tab", name="External addresses")
         addresses.click()
-        page.wait_for_function("document.getElementById('tab-addresses').getAttribute('aria-selected') === 'true'")
+        expect(page.locator("#tab-addresses")).to_have_attribute("aria-selected", "true")
         page.wait_for_load_state("networkidle")
         screenshot(page, "card-addresses")
         profile.focus()
