@@ -93,6 +93,25 @@ class PortalSqliteDatabase(SqliteDatabase):
             refused_at = time.monotonic()
         return self.waiting_for_locks(lambda: execute(sql, params, **cursor_options), refused_at=refused_at)
 
+    def execute_direct(self, sql, params):
+        """One statement straight on the driver's connection, skipping peewee's per-statement work (a third of
+        a short statement's cost), waiting for locks like every other statement: for a worker's per-letter
+        statements."""
+        connection = self.connection()
+        try:
+            with peewee.__exception_wrapper__:
+                return connection.execute(sql, params)
+        except OperationalError as error:
+            if not self._held_elsewhere(error):
+                raise
+            refused_at = time.monotonic()
+
+        def run():
+            with peewee.__exception_wrapper__:
+                return connection.execute(sql, params)
+
+        return self.waiting_for_locks(run, refused_at=refused_at)
+
     def executemany(self, sql, rows):
         """One prepared statement for many rows, waiting for locks as every other statement does."""
         def run():

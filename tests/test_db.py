@@ -84,3 +84,16 @@ def test_many_rows_in_one_statement_wait_for_the_lock_too(two_connections):
     second.executemany("INSERT INTO note VALUES (?)", [("one",), ("two",)])  # autocommit: retried, not refused
     holder.join()
     assert second.execute_sql("SELECT COUNT(*) FROM note").fetchone()[0] == 3
+
+
+def test_a_statement_run_directly_on_the_driver_waits_for_the_lock_too(two_connections):
+    first, second = two_connections
+    holder = _another_connection_writes(first, 0.05)
+    second.execute_direct("INSERT INTO note VALUES (?)", ("direct",))  # autocommit: retried, not refused
+    holder.join()
+    assert [text for (text,) in second.execute_sql("SELECT text FROM note ORDER BY rowid")] == ["held", "direct"]
+    second.lock_timeout = 0.05
+    holder = _another_connection_writes(first, 0.4)
+    with pytest.raises(OperationalError, match="locked"):  # peewee's own error class, as for any other statement
+        second.execute_direct("INSERT INTO note VALUES (?)", ("late",))
+    holder.join()

@@ -8,6 +8,7 @@ from email import policy as email_policy
 
 import pytest
 
+from portal.letters.marks import data_marks
 from portal.letters.queue import QueuePolicy, cancel_letter, claim_due_letters, retry_letter
 from portal.mail.problems import Problem
 from portal.mail.settings import MailConfig
@@ -185,8 +186,10 @@ def test_a_killed_worker_s_letter_is_sent_exactly_once_after_its_lease(sending_m
 def test_a_worker_lost_after_the_final_dot_leaves_the_letter_uncertain(sending_mailbox, write_letter, run_queue,
                                                                        smtp_server):
     letter = write_letter(sending_mailbox)
-    claim_due_letters(QueuePolicy(lease=60), now=utcnow())
-    Letter.update(phase="data", attempts=1).where(Letter.id == letter.id).execute()
+    token, _ = claim_due_letters(QueuePolicy(lease=60), now=utcnow())
+    with data_marks() as marks:  # what a worker writes before the final dot
+        assert marks.mark(letter.id, token)
+    Letter.update(attempts=1).where(Letter.id == letter.id).execute()
 
     run_queue.later(seconds=61)
     run_queue()

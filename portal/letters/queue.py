@@ -4,8 +4,8 @@ what happened.
 States: queued -> sending -> sent | deferred | failed | uncertain. A letter is claimed by
 setting it to "sending" with a lease; a worker that dies leaves the lease to expire and the
 next pass takes the letter again. Once DATA is sent, before the body and final dot can leave,
-the letter is marked ``phase="data"`` (committed at once): a letter found that way with an
-expired lease may have arrived, so it becomes "uncertain" instead of being sent twice.
+the letter is marked (committed at once; see ``portal.letters.marks``): a letter found marked
+after its lease ran out may have arrived, so it becomes "uncertain" instead of being sent twice.
 Temporary failures (4xx, timeouts, dropped connections) are retried with exponential back-off
 and jitter within an attempt and age budget; permanent ones (5xx, a refused destination) fail
 at once. Sending limits hold letters back (deferred,
@@ -32,7 +32,8 @@ from typing import Any, Callable, Mapping
 from peewee import fn
 
 from portal.db import database, writing
-from portal.letters.statements import insert_rows, update_row_held, update_rows, update_rows_held
+from portal.letters.marks import LAPSED, REACHED_DATA, data_marks
+from portal.letters.statements import insert_rows, update_rows, update_rows_held
 from portal.mail.connection import open_smtp
 from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify, classify_reply
@@ -178,7 +179,11 @@ def _claim_sql(param: str, by_mailbox: bool) -> tuple[str, str, str]:
     token, key = _column(Letter.lease_token), _column(Letter.id)
     due = _due_condition(param, by_mailbox)
     # The condition is checked again on the rows the UPDATE takes: of two workers racing for a row, one wins.
-    take = (f"UPDATE {letter} SET {state} = 'sending', {token} = {param}, {expires} = {param} "
+    # A letter taken over from a lease that ran out is marked "lapsed" by the same statement: whether it
+    # reached its final dot is looked up once the claim has committed (portal.letters.marks says why then).
+    phase = _column(Letter.phase)
+    take = (f"UPDATE {letter} SET {state} = 'sending', {token} = {param}, {expires} = {param}, "
+            f"{phase} = CASE WHEN {state} = 'sending' AND {phase} = '' THEN '{LAPSED}' ELSE {phase} END "
             f"WHERE {key} IN (SELECT {key} FROM {letter} WHERE {due} ORDER BY {due_at}, {key} LIMIT {param}) "
             f"AND {due}")
     read = (f"SELECT {', '.join(_column(f) for f in _CLAIMED_COLUMNS)} FROM {letter} WHERE {token} = {param} "
@@ -308,8 +313,8 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
     policy = policy or QueuePolicy()
     settings_for = settings_for or (lambda mailbox: mailbox.to_settings())
     report = SendReport()
-    with database.connection_context(), _Connections() as connections:
-        recorder = _Recorder(policy, rng, report)
+    with database.connection_context(), data_marks() as marks, _Connections() as connections:
+        recorder = _Recorder(policy, rng, report, marks)
         idle_since = None
         while limit is None or report.total < limit:
             if idle_since is not None and not _anything_due(clock(), mailbox_id):
@@ -439,8 +444,9 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
     token = lease.token
     now = clock()
     fresh = []
+    marked = recorder.marks.reached_data([letter.id for letter in letters if letter.phase == LAPSED])
     for letter in letters:
-        if letter.phase == "data":
+        if letter.phase == REACHED_DATA or letter.id in marked:
             # Claimed again after a lease ran out mid-DATA: it may have arrived. Never send it twice.
             recorder.add(letter, _Result("uncertain", _queue_problem(WORKER_LOST)), now, token, number=letter.attempts,
                          outcome_label="lost")
@@ -516,7 +522,7 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                     recorder.add(rest, _Result(kind, error.problem, connection_broken=True), clock(), token,
                                  mailbox=mailbox)
                 return
-        result = _deliver(connection.smtp, letter, pending, token)
+        result = _deliver(connection.smtp, letter, pending, token, recorder.marks)
         if result.outcome == LEASE_LOST:
             recorder.report.add(letter.id, LEASE_LOST)
             connection.drop()
@@ -530,7 +536,7 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                 # A second drop in one pass: leave the rest for the next pass instead of hammering.
                 rest = [r.id for r in fresh[index + 1:]]
                 if rest:
-                    Letter.update(state="queued", lease_token=None, lease_expires_at=None,
+                    Letter.update(state="queued", lease_token=None, lease_expires_at=None, phase="",
                                   next_attempt_at=now + datetime.timedelta(seconds=policy.retry_base)
                                   ).where(Letter.id.in_(rest) & (Letter.lease_token == token)).execute()
                 return
@@ -546,7 +552,7 @@ def _tested_for(mailbox, settings) -> bool:
     return mailbox.tested_settings_digest == active_box().digest(canonical_settings(settings))
 
 
-def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str) -> _Result:
+def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, marks) -> _Result:
     """MAIL, RCPT for each pending recipient, DATA; returns the outcome (only the "data" mark is written here).
 
     The mark is written only while the letter is still under this worker's lease: if another worker
@@ -574,10 +580,10 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str) -
             result.refused = refused
             return result
         smtp.putcmd("data")
-        # Marked, and committed (one statement in autocommit), while the server answers DATA and before
-        # the final dot can leave: if this worker dies from here on, the letter may have arrived and the
-        # next claim makes it "uncertain". Written during the round trip, it costs the letter no time.
-        if not update_row_held(Letter, letter.id, "lease_token", token, phase="data"):
+        # Marked, and committed, while the server answers DATA and before the final dot can leave: if this
+        # worker dies from here on, the letter may have arrived and the next claim makes it "uncertain".
+        # Written during the round trip, it costs the letter little time.
+        if not marks.mark(letter.id, token):
             smtp.close()  # no final dot ever leaves: the server discards the unfinished letter
             return _Result(LEASE_LOST, connection_broken=True)
         code, reply = smtp.getreply()
@@ -684,8 +690,8 @@ class _Recorder:
     FLUSH_LETTERS = 200
     FLUSH_SECONDS = 1.0
 
-    def __init__(self, policy: QueuePolicy, rng: Any, report: SendReport):
-        self.policy, self.rng, self.report = policy, rng, report
+    def __init__(self, policy: QueuePolicy, rng: Any, report: SendReport, marks):
+        self.policy, self.rng, self.report, self.marks = policy, rng, report, marks
         self.letters: list = []  # (id, fields, lease token)
         self.attempts: list = []
         self.recipients: list = []  # (letter id, recipient id, fields)
@@ -776,6 +782,8 @@ class _Recorder:
                 if letter_id in written:
                     (LetterRecipient.update(**fields)
                      .where((LetterRecipient.letter == letter_id) & (LetterRecipient.address == address)).execute())
+        # After the commit: until the outcome is written, the mark is what keeps the letter from a second copy.
+        self.marks.clear(written)
         for letter_id, fields, _ in self.letters:
             self.report.add(letter_id, fields["state"] if letter_id in written else LEASE_LOST)
         self.letters, self.attempts, self.recipients, self.by_address = [], [], [], []
@@ -793,7 +801,7 @@ def _hold(letter, token, reason, until, now, policy, report):
         with writing():
             if not Letter.update(state="failed", problem_code=reason, problem_stage=GAVE_UP, server_reply="",
                                  smtp_code=None, finished_at=now, failure_seen=False, lease_token=None,
-                                 lease_expires_at=None, waiting_for="").where(held).execute():
+                                 lease_expires_at=None, waiting_for="", phase="").where(held).execute():
                 report.add(letter.id, LEASE_LOST)
                 return
             LetterAttempt.create(letter=letter.id, started_at=now, finished_at=now, outcome="failed",
@@ -802,7 +810,7 @@ def _hold(letter, token, reason, until, now, policy, report):
         return
     with writing():
         if not Letter.update(state="deferred", waiting_for=reason, next_attempt_at=until, lease_token=None,
-                             lease_expires_at=None).where(held).execute():
+                             lease_expires_at=None, phase="").where(held).execute():
             report.add(letter.id, LEASE_LOST)
             return
         if letter.waiting_for != reason:  # one history line per wait, not one per pass
