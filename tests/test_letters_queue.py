@@ -209,6 +209,28 @@ def test_letters_through_one_mailbox_share_one_connection(sending_mailbox, write
     assert {fresh(letter).state for letter in letters} == {"sent"}
 
 
+@pytest.mark.parametrize("next_mail", ["421 4.7.0 Closing connection", "550 5.7.1 Sender refused"])
+def test_a_sent_letter_is_recorded_whatever_the_server_says_to_the_next_one(next_mail, sending_mailbox, write_letter,
+                                                                            smtp_server, mail_config):
+    # A letter's outcome is noted while the server answers the next letter's MAIL FROM; that answer
+    # being a refusal or a hang-up must not lose it.
+    from portal.letters.queue import process_due_letters
+
+    first, second = write_letter(sending_mailbox), write_letter(sending_mailbox, to="second@example.com")
+
+    def clock():
+        if smtp_server.messages:
+            smtp_server.fail("MAIL", next_mail)
+        return utcnow()
+
+    report = process_due_letters(mail_config, QueuePolicy(mailbox_per_minute=0), clock=clock)
+
+    assert fresh(first).state == "sent" and len(smtp_server.messages) == 1
+    assert [a.outcome for a in fresh(first).history] == ["sent"]
+    assert fresh(second).state == ("deferred" if next_mail.startswith("4") else "failed")
+    assert report.outcomes["sent"] == 1
+
+
 def test_a_letter_written_while_the_pass_lingers_leaves_over_the_same_connection(sending_mailbox, write_letter,
                                                                                  run_queue, smtp_server):
     first = write_letter(sending_mailbox, to="first@example.com")

@@ -486,50 +486,63 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
             return
 
     limits = _Limits.load(mailbox.id, token, now, policy)
+    # A sent letter's outcome is noted while the server answers the next letter's MAIL FROM rather than
+    # before that command leaves: the bookkeeping then costs the letter's round trips nothing. Whatever
+    # happens, it is noted before this group is done (the finally below).
+    previous = None
 
-    for index, letter in enumerate(fresh):
-        now = clock()
-        if not lease.holds(letter.id, now, recorder):
-            # Another worker claimed it after this one's lease ran out: it is theirs to send. Nothing is
-            # written, not even a result (the token no longer matches).
-            recorder.report.add(letter.id, LEASE_LOST)
-            continue
-        pending = [r for r in recipients[letter.id] if r.status != "accepted" and r.status != "refused"]
-        if not pending:
-            # Nothing left to send (a retry of a letter every recipient answered): the state follows the
-            # recipients' answers, and no attempt is counted, since none was made.
-            if any(r.status == "accepted" for r in recipients[letter.id]):
-                recorder.add(letter, _Result("sent"), now, token, number=letter.attempts)
-            else:
-                recorder.add(letter, _Result("failed", _queue_problem(ALL_REFUSED)), now, token,
-                             number=letter.attempts, outcome_label="failed")
-            continue
-        held = limits.hold_until(mailbox.id, [r.address for r in pending], now)
-        if held is not None:
-            reason, until = held
-            _hold(letter, token, reason, until, now, policy, recorder.report)
-            continue
-        if connection.smtp is None:
-            try:
-                connection.smtp = connection.stack.enter_context(open_smtp(settings, mail_config))
-                recorder.report.connections += 1
-                _no_delay(connection.smtp)
-            except MailError as error:
-                # The server cannot be reached or refuses the sign-in: the same for every letter left.
+    def note_previous():
+        nonlocal previous
+        if previous is not None:
+            args, previous = previous, None
+            recorder.add(*args[0], **args[1])
+
+    try:
+        for index, letter in enumerate(fresh):
+            now = clock()
+            if not lease.holds(letter.id, now, recorder):
+                # Another worker claimed it after this one's lease ran out: it is theirs to send. Nothing is
+                # written, not even a result (the token no longer matches).
+                recorder.report.add(letter.id, LEASE_LOST)
+                continue
+            pending = [r for r in recipients[letter.id] if r.status != "accepted" and r.status != "refused"]
+            if not pending:
+                # Nothing left to send (a retry of a letter every recipient answered): the state follows the
+                # recipients' answers, and no attempt is counted, since none was made.
+                if any(r.status == "accepted" for r in recipients[letter.id]):
+                    recorder.add(letter, _Result("sent"), now, token, number=letter.attempts)
+                else:
+                    recorder.add(letter, _Result("failed", _queue_problem(ALL_REFUSED)), now, token,
+                                 number=letter.attempts, outcome_label="failed")
+                continue
+            held = limits.hold_until(mailbox.id, [r.address for r in pending], now)
+            if held is not None:
+                reason, until = held
+                _hold(letter, token, reason, until, now, policy, recorder.report)
+                continue
+            if connection.smtp is None:
+                try:
+                    connection.smtp = connection.stack.enter_context(open_smtp(settings, mail_config))
+                    recorder.report.connections += 1
+                    _no_delay(connection.smtp)
+                except MailError as error:
+                    # The server cannot be reached or refuses the sign-in: the same for every letter left.
+                    connection.drop()
+                    for rest in fresh[index:]:
+                        kind = "deferred" if error.problem.temporary else "failed"
+                        recorder.add(rest, _Result(kind, error.problem, connection_broken=True), clock(), token,
+                                     mailbox=mailbox)
+                    return
+            result = _deliver(connection.smtp, letter, pending, token, recorder.marks, meanwhile=note_previous)
+            if result.outcome == LEASE_LOST:
+                recorder.report.add(letter.id, LEASE_LOST)
                 connection.drop()
-                for rest in fresh[index:]:
-                    kind = "deferred" if error.problem.temporary else "failed"
-                    recorder.add(rest, _Result(kind, error.problem, connection_broken=True), clock(), token,
-                                 mailbox=mailbox)
-                return
-        result = _deliver(connection.smtp, letter, pending, token, recorder.marks)
-        if result.outcome == LEASE_LOST:
-            recorder.report.add(letter.id, LEASE_LOST)
-            connection.drop()
-            continue
-        limits.count(mailbox.id, result.accepted, now)
-        recorder.add(letter, result, clock(), token, mailbox=mailbox, recipients=pending)
-        if result.connection_broken:
+                continue
+            limits.count(mailbox.id, result.accepted, now)
+            if not result.connection_broken:
+                previous = ((letter, result, clock(), token), dict(mailbox=mailbox, recipients=pending))
+                continue
+            recorder.add(letter, result, clock(), token, mailbox=mailbox, recipients=pending)
             connection.drop()
             connection.reconnects += 1
             if connection.reconnects > 1:
@@ -540,6 +553,8 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                                   next_attempt_at=now + datetime.timedelta(seconds=policy.retry_base)
                                   ).where(Letter.id.in_(rest) & (Letter.lease_token == token)).execute()
                 return
+    finally:
+        note_previous()
 
 
 def _tested_for(mailbox, settings) -> bool:
@@ -552,8 +567,11 @@ def _tested_for(mailbox, settings) -> bool:
     return mailbox.tested_settings_digest == active_box().digest(canonical_settings(settings))
 
 
-def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, marks) -> _Result:
+def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, marks,
+             meanwhile: Callable[[], None] = lambda: None) -> _Result:
     """MAIL, RCPT for each pending recipient, DATA; returns the outcome (only the "data" mark is written here).
+
+    ``meanwhile()`` runs once MAIL FROM has left, while the server answers it.
 
     The mark is written only while the letter is still under this worker's lease: if another worker
     has claimed it meanwhile, the session is cut before the body, so the server drops the letter, and
@@ -562,7 +580,9 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, m
     try:
         # The addresses were checked and stored in plain form when the letter was made, so the envelope
         # commands are written directly: smtplib's mail() and rcpt() parse each address again per letter.
-        code, reply = _envelope(smtp, "mail", "FROM", letter.from_address)
+        smtp.putcmd("mail", f"FROM:<{letter.from_address}>")
+        meanwhile()
+        code, reply = smtp.getreply()
         if code not in ACCEPTED:
             problem = classify_reply(code, reply, stage=STAGE, command="MAIL")
             return _envelope_refused(smtp, problem)
