@@ -52,6 +52,19 @@ def test_a_letter_arrives_with_its_from_display_name_message_id_and_body(sending
     assert attempt.outcome == "sent" and attempt.server_reply.startswith("250")
 
 
+def test_lines_starting_with_a_dot_arrive_as_written(sending_mailbox, write_letter, run_queue, smtp_server):
+    # A lone "." would end the letter early; every line starting with a dot is sent doubled and the server
+    # takes one back.
+    body = ".\n.hidden\n..two dots\nlast line .\n"
+    letter = write_letter(sending_mailbox, body=body)
+
+    run_queue()
+
+    assert fresh(letter).state == "sent"
+    [message] = received(smtp_server)
+    assert message.get_body(("plain",)).get_content().replace("\r\n", "\n") == body
+
+
 @pytest.mark.parametrize("command", ["MAIL", "RCPT", "DATA"])
 def test_421_is_deferred_then_sent_on_retry_with_the_same_message_id(command, sending_mailbox, write_letter,
                                                                      run_queue, smtp_server):

@@ -221,12 +221,14 @@ def _text_part(content_type, text):
     """A 7-bit MIME part: ASCII as is (short lines), anything else base64."""
     data = text.replace("\r\n", "\n").replace("\n", "\r\n")
     if data.isascii() and all(len(line) <= 900 for line in data.split("\r\n")):
-        encoding, payload = "7bit", data
+        # The line break before the next boundary belongs to the boundary (RFC 2046), so the text's own last
+        # one is kept and another added: the reader gets the text back with its final line break.
+        encoding, payload = "7bit", data if data.endswith("\r\n") else data + "\r\n"
     else:
         encoding = "base64"
         payload = base64.encodebytes(data.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
     return (f"Content-Type: {content_type}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
-            + payload.rstrip("\r\n") + "\r\n")
+            + payload + "\r\n")
 
 
 def build_message(*, from_address, from_name, to, cc, subject, body, message_id, date,
