@@ -617,7 +617,9 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, m
         problem = classify(error, stage=STAGE)
         kind = "deferred" if problem.temporary or problem.code == "connection_dropped" else "failed"
         return _Result(kind, problem, connection_broken=True)
-    payload = re.sub(rb"(?m)^\.", b"..", letter.raw_message.encode("ascii"))
+    payload = letter.raw_message.encode("ascii")
+    if payload.startswith(b".") or b"\n." in payload:  # a line starting with a dot: doubled, as RFC 5321 says
+        payload = _LEADING_DOT.sub(b"..", payload)
     if not payload.endswith(b"\r\n"):
         payload += b"\r\n"
     if _server_hung_up(smtp):
@@ -643,6 +645,9 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, m
     problem = classify_reply(code, reply, stage=STAGE, command="DATA")
     return _Result("deferred" if problem.temporary else "failed", problem, refused=refused,
                    connection_broken=code == 421)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def _envelope(smtp: smtplib.SMTP, command: str, keyword: str, address: str):
