@@ -27,6 +27,7 @@ def test_admin_adds_a_company_mailbox_through_a_preset_and_the_inline_test(
     page.goto(live_server + "/admin/mail/outgoing")
     screenshot(page, "outgoing-empty")
     page.click("text=Add company address")
+    page.wait_for_url("**/mailboxes/new?scope=company")  # loaded, so htmx listens before the change below
     page.select_option("#provider", "yandex")
     expect(page.locator("#smtp_host")).to_have_value("smtp.yandex.ru")  # no eval in the page: its CSP forbids it
     assert "Yandex" in page.locator("#provider-advice").inner_text()
@@ -50,6 +51,7 @@ def test_employee_adds_a_personal_mailbox(live_server, signed_in_page, employee,
     page.goto(live_server + "/my/addresses")
     screenshot(page, "my-addresses-empty")
     page.click("text=Add external address")
+    page.wait_for_url("**/mailboxes/new**")  # loaded, so htmx listens before the fields change
     page.fill("#address", smtp_server.username)
     page.locator("#address").blur()
     fill_local_server(page, smtp_server)

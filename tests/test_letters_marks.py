@@ -10,7 +10,7 @@ from peewee import PostgresqlDatabase, SqliteDatabase
 
 from portal.db import database, open_database
 from portal.letters.marks import RowMarks, SideFileMarks, data_marks, marks_path
-from portal.letters.queue import QueuePolicy, claim_due_letters
+from portal.letters.queue import QueuePolicy, claim_due_letters, retry_letter
 from portal.models import Letter, utcnow
 
 LEASE = 60
@@ -59,6 +59,51 @@ def test_a_worker_whose_lease_another_took_cannot_mark_and_leaves_no_mark(app, s
         assert marks.mark(letter.id, second)  # the new holder may
 
 
+def test_a_late_worker_s_refused_mark_leaves_the_holder_s_mark_in_place(app, sending_mailbox, write_letter):
+    # The holder reached DATA first; the worker whose lease ran out gets there later, is refused, and takes
+    # back only its own mark. Were the holder's gone too, a third worker could send the letter again.
+    letter = write_letter(sending_mailbox)
+    first, _ = claim_due_letters(QueuePolicy(lease=LEASE), now=utcnow())
+    second, _ = take_over()
+
+    with data_marks() as marks:
+        assert marks.mark(letter.id, second)
+        assert not marks.mark(letter.id, first)
+        assert marks.reached_data([letter.id]) == {letter.id}
+
+
+def test_a_worker_clears_only_its_own_marks(app, sending_mailbox, write_letter):
+    if not isinstance(data_marks(), SideFileMarks):
+        pytest.skip("on PostgreSQL the mark is the row's phase, which the outcome itself resets")
+    letter = write_letter(sending_mailbox)
+    first, _ = claim_due_letters(QueuePolicy(lease=LEASE), now=utcnow())
+    second, _ = take_over()
+    with data_marks() as marks:
+        assert marks.mark(letter.id, second)
+        marks.clear([(letter.id, first)])  # a slow worker tidying up after its own round
+        assert marks.reached_data([letter.id]) == {letter.id}
+        marks.clear([(letter.id, second)])
+        assert marks.reached_data([letter.id]) == set()
+
+
+def test_a_mark_left_from_a_finished_round_does_not_make_the_next_round_uncertain(
+        sending_mailbox, write_letter, run_queue, smtp_server):
+    letter = write_letter(sending_mailbox)
+    token, _ = claim_due_letters(QueuePolicy(lease=LEASE), now=utcnow())
+    with data_marks() as marks:
+        assert marks.mark(letter.id, token)
+    # The server answered 451 after the dot and the outcome was written, but the worker stopped before
+    # clearing its mark: the letter is deferred, certainly not delivered.
+    Letter.update(state="deferred", lease_token=None, lease_expires_at=None, phase="", attempts=1,
+                  next_attempt_at=utcnow()).where(Letter.id == letter.id).execute()
+    claim_due_letters(QueuePolicy(lease=LEASE), now=utcnow())  # the next worker claims it, then stops too
+
+    run_queue.later(seconds=LEASE + 1)
+    run_queue()
+
+    assert Letter.get_by_id(letter.id).state == "sent" and len(smtp_server.messages) == 1
+
+
 def test_a_takeover_makes_a_marked_letter_uncertain_and_sends_the_unmarked_one_once(
         sending_mailbox, write_letter, run_queue, smtp_server):
     marked, unmarked = write_letter(sending_mailbox), write_letter(sending_mailbox, to="other@example.com")
@@ -74,8 +119,12 @@ def test_a_takeover_makes_a_marked_letter_uncertain_and_sends_the_unmarked_one_o
     assert Letter.get_by_id(marked.id).state == "uncertain"
     assert Letter.get_by_id(unmarked.id).state == "sent"
     assert [m.rcpt_tos for m in smtp_server.messages] == [["other@example.com"]]
-    with data_marks() as marks:  # outcomes written: no mark is left to mislead a later claim
-        assert marks.reached_data([marked.id, unmarked.id]) == set()
+
+    # Someone checked with the recipient and sends it again: the dead worker's mark belongs to the last
+    # round and does not hold the new one back.
+    assert retry_letter(Letter.get_by_id(marked.id))
+    run_queue()
+    assert Letter.get_by_id(marked.id).state == "sent" and len(smtp_server.messages) == 2
 
 
 def test_a_letter_that_was_taken_over_twice_is_still_uncertain(sending_mailbox, write_letter, run_queue,
@@ -103,4 +152,4 @@ def test_letters_sent_leave_no_marks_behind(sending_mailbox, write_letter, run_q
         if isinstance(marks, RowMarks):
             assert {letter.phase for letter in Letter.select()} == {""}
         else:
-            assert marks.file.execute_sql("SELECT COUNT(*) FROM mark").fetchone() == (0,)
+            assert marks.file.execute_sql("SELECT COUNT(*) FROM letter_mark").fetchone() == (0,)

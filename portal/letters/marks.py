@@ -16,13 +16,17 @@ dot only if the lease is still its own. Another worker B claims a letter whose l
 statement that also sets ``phase`` to "lapsed", and only after that statement has committed does it
 look for a mark. If A's read found A's lease, that read began before B's claim committed, so A's
 mark, committed before the read, is there when B looks: B makes the letter "uncertain". If A's read
-found B's lease, A cuts the connection before the dot and takes its mark back; B either sees the mark
-(the letter is "uncertain": cautious, never a second copy) or does not (it sends the only copy).
-A mark is removed once the letter's outcome is written.
+found B's lease, A cuts the connection before the dot and takes its own mark back (marks are keyed by
+letter and token, so it cannot touch B's); B either sees A's mark (the letter is "uncertain": cautious,
+never a second copy) or does not (it sends the only copy). A worker removes its own marks once the
+letters' outcomes are written; marks a stopped worker left behind are dropped when the letter is next
+claimed from "queued" or "deferred", a new round that no earlier mark concerns.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+from peewee import SqliteDatabase
 
 from portal.db import PortalSqliteDatabase, database
 from portal.letters.statements import update_row_held
@@ -62,14 +66,19 @@ class RowMarks:
         return {letter_id for (letter_id,) in Letter.select(Letter.id).where(
             Letter.id.in_(list(letter_ids)) & (Letter.phase == REACHED_DATA)).tuples()}
 
-    def clear(self, letter_ids) -> None:
+    def forget(self, letter_ids) -> None:
+        """Nothing to do: a letter claimed afresh had its ``phase`` reset with its last outcome."""
+
+    def clear(self, marks) -> None:
         """Nothing to do: writing the outcome resets ``phase``."""
 
 
 class SideFileMarks:
-    """Marks in their own SQLite file beside the database, one row per letter past DATA: (letter id, lease token).
+    """Marks in their own SQLite file beside the database: one row per (letter id, lease token) that reached DATA.
 
-    Used as a context manager around a pass: its connection opens and closes with it.
+    Keyed by both, so that no worker's mark can overwrite or take back another's: a worker whose lease
+    ran out removes only its own. Used as a context manager around a pass: its connection opens and
+    closes with it.
     """
 
     _files: dict = {}  # path -> its database, one per process and path (peewee gives each thread its connection)
@@ -83,44 +92,62 @@ class SideFileMarks:
     def __enter__(self):
         self._context = self.file.connection_context()
         self._context.__enter__()
-        self.file.execute_sql("CREATE TABLE IF NOT EXISTS mark (letter_id INTEGER PRIMARY KEY, token TEXT NOT NULL)")
+        self.file.execute_sql("CREATE TABLE IF NOT EXISTS letter_mark (letter_id INTEGER NOT NULL, "
+                              "token TEXT NOT NULL, PRIMARY KEY (letter_id, token)) WITHOUT ROWID")
         return self
 
     def __exit__(self, *exc_info):
         return self._context.__exit__(*exc_info)
 
     def mark(self, letter_id: int, token: str) -> bool:
-        """Mark, then read the lease; whether it is still ``token`` (if not, the mark is taken back)."""
+        """Mark, then read the lease; whether it is still ``token`` (if not, this worker's mark is taken back)."""
         # Two statements, in this order, each committed before the next (see the module): once per letter
-        # sent, so straight on the driver's connections.
-        self.file.execute_direct("INSERT OR REPLACE INTO mark (letter_id, token) VALUES (?, ?)", (letter_id, token))
-        held = database.obj.execute_direct(_HELD_SQL, (letter_id, token)).fetchone() is not None
+        # sent, so straight on the drivers' connections.
+        self.file.execute_direct("INSERT OR IGNORE INTO letter_mark (letter_id, token) VALUES (?, ?)",
+                                 (letter_id, token))
+        held = _direct(database.obj, _HELD_SQL, (letter_id, token)).fetchone() is not None
         if not held:
-            self.file.execute_sql("DELETE FROM mark WHERE letter_id = ? AND token = ?", [letter_id, token])
+            self.file.execute_sql("DELETE FROM letter_mark WHERE letter_id = ? AND token = ?", [letter_id, token])
         return held
 
     def reached_data(self, letter_ids) -> set:
         """Which of these letters carry a mark (any worker's)."""
-        ids = list(letter_ids)
-        if not ids:
-            return set()
-        sql = f"SELECT letter_id FROM mark WHERE letter_id IN ({', '.join('?' * len(ids))})"
-        return {letter_id for (letter_id,) in self.file.execute_sql(sql, ids).fetchall()}
+        found = set()
+        for part in _parts(letter_ids):
+            sql = f"SELECT DISTINCT letter_id FROM letter_mark WHERE letter_id IN ({', '.join('?' * len(part))})"
+            found |= {letter_id for (letter_id,) in self.file.execute_sql(sql, part).fetchall()}
+        return found
 
-    def clear(self, letter_ids) -> None:
-        """Remove the marks of letters whose outcome is now written."""
-        ids = list(letter_ids)
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            self.file.execute_sql(f"DELETE FROM mark WHERE letter_id IN ({', '.join('?' * len(part))})", part)
+    def forget(self, letter_ids) -> None:
+        """Drop every mark of letters just claimed from "queued" or "deferred": left by a worker that stopped
+        between writing an earlier outcome and clearing its mark, they belong to a finished round."""
+        for part in _parts(letter_ids):
+            self.file.execute_sql(f"DELETE FROM letter_mark WHERE letter_id IN ({', '.join('?' * len(part))})", part)
+
+    def clear(self, marks) -> None:
+        """Remove this worker's own marks, (letter id, token), once the letters' outcomes are written."""
+        marks = list(marks)
+        if marks:
+            self.file.executemany("DELETE FROM letter_mark WHERE letter_id = ? AND token = ?", marks)
 
 
 _HELD_SQL = f'SELECT 1 FROM "{Letter._meta.table_name}" WHERE "id" = ? AND "{Letter.lease_token.column_name}" = ?'
 
 
+def _direct(db, sql, params):
+    """A statement straight on the driver where the database offers it (PortalSqliteDatabase), else through peewee."""
+    run = getattr(db, "execute_direct", None)
+    return run(sql, params) if run is not None else db.execute_sql(sql, params)
+
+
+def _parts(ids, size=500):
+    ids = list(ids)
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
+
+
 def marks_path(db) -> str | None:
-    """The side file for the portal's SQLite database file (None for another database, or SQLite in memory)."""
-    if not isinstance(db, PortalSqliteDatabase):
+    """The side file for a SQLite database file (None for another database, or SQLite in memory)."""
+    if not isinstance(db, SqliteDatabase):
         return None
     name = str(db.database or "")
     if not name or name == ":memory:" or name.startswith("file:"):

@@ -199,11 +199,12 @@ def claim_due_letters(policy: QueuePolicy, *, now: datetime.datetime, mailbox_id
 
     The letters carry only the columns sending needs.
     """
-    lease, letters = _claim(policy, now, mailbox_id, limit)
+    with data_marks() as marks:
+        lease, letters = _claim(policy, now, mailbox_id, limit, marks)
     return lease.token, letters
 
 
-def _claim(policy, now, mailbox_id, limit) -> tuple["_Lease", list]:
+def _claim(policy, now, mailbox_id, limit, marks) -> tuple["_Lease", list]:
     """claim_due_letters, with the lease as the claim wrote it (its real expiry, not one guessed later)."""
     size = min(policy.batch_size, limit) if limit else policy.batch_size
     lease = _Lease(uuid.uuid4().hex, now + datetime.timedelta(seconds=policy.lease), policy)
@@ -216,6 +217,8 @@ def _claim(policy, now, mailbox_id, limit) -> tuple["_Lease", list]:
     queued_at = Letter.queued_at.python_value
     letters = [ClaimedLetter(*row[:_QUEUED_AT], queued_at(row[_QUEUED_AT]), *row[_QUEUED_AT + 1:])
                for row in database.execute_sql(read, [lease.token]).fetchall()]
+    # A letter taken from "queued" or "deferred" starts a new round: no mark left from an earlier one counts.
+    marks.forget([letter.id for letter in letters if letter.phase == ""])
     return lease, letters
 
 
@@ -241,7 +244,8 @@ class _Lease:
     def renew(self, now: datetime.datetime, recorder: "_Recorder") -> None:
         """Extend the lease from now; afterwards ``held`` names the letters the database still gives this worker."""
         # Outcomes noted so far are written first, while the lease most likely still holds them; after
-        # that, the rows under this token are exactly the letters not yet dealt with.
+        # that, the rows under this token are the letters not yet dealt with (and the one just sent, whose
+        # outcome is noted once the next MAIL FROM has left).
         recorder.flush()
         until = now + datetime.timedelta(seconds=self.policy.lease)
         renew, read = _lease_sql(database.param)
@@ -322,7 +326,8 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
                     break
                 time.sleep(LINGER_STEP)
                 continue
-            lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total)
+            lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total,
+                                    marks)
             if not letters:
                 if not report.total or policy.linger <= 0:
                     break
@@ -807,12 +812,13 @@ class _Recorder:
                 if letter_id in written:
                     (LetterRecipient.update(**fields)
                      .where((LetterRecipient.letter == letter_id) & (LetterRecipient.address == address)).execute())
-        # After the commit: until the outcome is written, the mark is what keeps the letter from a second copy.
-        self.marks.clear(written)
         for letter_id, fields, _ in self.letters:
             self.report.add(letter_id, fields["state"] if letter_id in written else LEASE_LOST)
+        own_marks = [(letter_id, token) for letter_id, _, token in self.letters if letter_id in written]
         self.letters, self.attempts, self.recipients, self.by_address = [], [], [], []
         self.since = None
+        # After the commit: until the outcome is written, the mark is what keeps the letter from a second copy.
+        self.marks.clear(own_marks)
 
 
 def _hold(letter, token, reason, until, now, policy, report):
