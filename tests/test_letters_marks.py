@@ -86,18 +86,21 @@ def test_a_worker_clears_only_its_own_marks(app, sending_mailbox, write_letter):
         assert marks.reached_data([letter.id]) == set()
 
 
-def test_a_mark_left_from_a_finished_round_does_not_make_the_next_round_uncertain(
+def test_the_mark_behind_an_uncertain_letter_goes_with_it_so_a_retried_round_is_judged_afresh(
         sending_mailbox, write_letter, run_queue, smtp_server):
     letter = write_letter(sending_mailbox)
     token, _ = claim_due_letters(QueuePolicy(lease=LEASE), now=utcnow())
-    with data_marks() as marks:
+    with data_marks() as marks:  # the first worker reached its dot, then stopped
         assert marks.mark(letter.id, token)
-    # The server answered 451 after the dot and the outcome was written, but the worker stopped before
-    # clearing its mark: the letter is deferred, certainly not delivered.
-    Letter.update(state="deferred", lease_token=None, lease_expires_at=None, phase="", attempts=1,
-                  next_attempt_at=utcnow()).where(Letter.id == letter.id).execute()
-    claim_due_letters(QueuePolicy(lease=LEASE), now=utcnow())  # the next worker claims it, then stops too
+    run_queue.later(seconds=LEASE + 1)
+    run_queue()
+    assert Letter.get_by_id(letter.id).state == "uncertain"
+    with data_marks() as marks:
+        assert marks.reached_data([letter.id]) == set()
 
+    # Someone checked with the recipient and retries; the next worker claims it and stops before DATA.
+    assert retry_letter(Letter.get_by_id(letter.id))
+    claim_due_letters(QueuePolicy(lease=LEASE), now=run_queue.now())
     run_queue.later(seconds=LEASE + 1)
     run_queue()
 

@@ -19,8 +19,11 @@ mark, committed before the read, is there when B looks: B makes the letter "unce
 found B's lease, A cuts the connection before the dot and takes its own mark back (marks are keyed by
 letter and token, so it cannot touch B's); B either sees A's mark (the letter is "uncertain": cautious,
 never a second copy) or does not (it sends the only copy). A worker removes its own marks once the
-letters' outcomes are written; marks a stopped worker left behind are dropped when the letter is next
-claimed from "queued" or "deferred", a new round that no earlier mark concerns.
+letters' outcomes are written, and a worker that records a letter as "uncertain" because of another's
+mark removes that mark with it. Nothing ever removes marks by letter alone, which a slow worker could
+do after a newer holder's mark was written. So a mark stays behind only when a worker stops between
+committing an outcome and clearing its mark; it is only ever read if a later round's holder also
+stops before its dot, and then it makes that letter "uncertain": cautious, never a second copy.
 """
 from __future__ import annotations
 
@@ -59,15 +62,16 @@ class RowMarks:
         """Mark the letter as past DATA while it is under ``token``; whether it still was (else nothing is written)."""
         return update_row_held(Letter, letter_id, "lease_token", token, phase=REACHED_DATA)
 
+    def found(self, letter_ids) -> list:
+        """The marks on these letters, as (letter id, None)."""
+        if not letter_ids:
+            return []
+        return [(letter_id, None) for (letter_id,) in Letter.select(Letter.id).where(
+            Letter.id.in_(list(letter_ids)) & (Letter.phase == REACHED_DATA)).tuples()]
+
     def reached_data(self, letter_ids) -> set:
         """Which of these letters carry a mark."""
-        if not letter_ids:
-            return set()
-        return {letter_id for (letter_id,) in Letter.select(Letter.id).where(
-            Letter.id.in_(list(letter_ids)) & (Letter.phase == REACHED_DATA)).tuples()}
-
-    def forget(self, letter_ids) -> None:
-        """Nothing to do: a letter claimed afresh had its ``phase`` reset with its last outcome."""
+        return {letter_id for letter_id, _ in self.found(letter_ids)}
 
     def clear(self, marks) -> None:
         """Nothing to do: writing the outcome resets ``phase``."""
@@ -110,22 +114,21 @@ class SideFileMarks:
             self.file.execute_sql("DELETE FROM letter_mark WHERE letter_id = ? AND token = ?", [letter_id, token])
         return held
 
-    def reached_data(self, letter_ids) -> set:
-        """Which of these letters carry a mark (any worker's)."""
-        found = set()
+    def found(self, letter_ids) -> list:
+        """The marks on these letters, any worker's: (letter id, token)."""
+        found = []
         for part in _parts(letter_ids):
-            sql = f"SELECT DISTINCT letter_id FROM letter_mark WHERE letter_id IN ({', '.join('?' * len(part))})"
-            found |= {letter_id for (letter_id,) in self.file.execute_sql(sql, part).fetchall()}
+            sql = f"SELECT letter_id, token FROM letter_mark WHERE letter_id IN ({', '.join('?' * len(part))})"
+            found += self.file.execute_sql(sql, part).fetchall()
         return found
 
-    def forget(self, letter_ids) -> None:
-        """Drop every mark of letters just claimed from "queued" or "deferred": left by a worker that stopped
-        between writing an earlier outcome and clearing its mark, they belong to a finished round."""
-        for part in _parts(letter_ids):
-            self.file.execute_sql(f"DELETE FROM letter_mark WHERE letter_id IN ({', '.join('?' * len(part))})", part)
+    def reached_data(self, letter_ids) -> set:
+        """Which of these letters carry a mark (any worker's)."""
+        return {letter_id for letter_id, _ in self.found(letter_ids)}
 
     def clear(self, marks) -> None:
-        """Remove this worker's own marks, (letter id, token), once the letters' outcomes are written."""
+        """Remove these exact marks, (letter id, token), once the letters' outcomes are written: a worker's
+        own, and those it found on a letter it then recorded as "uncertain"."""
         marks = list(marks)
         if marks:
             self.file.executemany("DELETE FROM letter_mark WHERE letter_id = ? AND token = ?", marks)

@@ -199,12 +199,11 @@ def claim_due_letters(policy: QueuePolicy, *, now: datetime.datetime, mailbox_id
 
     The letters carry only the columns sending needs.
     """
-    with data_marks() as marks:
-        lease, letters = _claim(policy, now, mailbox_id, limit, marks)
+    lease, letters = _claim(policy, now, mailbox_id, limit)
     return lease.token, letters
 
 
-def _claim(policy, now, mailbox_id, limit, marks) -> tuple["_Lease", list]:
+def _claim(policy, now, mailbox_id, limit) -> tuple["_Lease", list]:
     """claim_due_letters, with the lease as the claim wrote it (its real expiry, not one guessed later)."""
     size = min(policy.batch_size, limit) if limit else policy.batch_size
     lease = _Lease(uuid.uuid4().hex, now + datetime.timedelta(seconds=policy.lease), policy)
@@ -217,8 +216,6 @@ def _claim(policy, now, mailbox_id, limit, marks) -> tuple["_Lease", list]:
     queued_at = Letter.queued_at.python_value
     letters = [ClaimedLetter(*row[:_QUEUED_AT], queued_at(row[_QUEUED_AT]), *row[_QUEUED_AT + 1:])
                for row in database.execute_sql(read, [lease.token]).fetchall()]
-    # A letter taken from "queued" or "deferred" starts a new round: no mark left from an earlier one counts.
-    marks.forget([letter.id for letter in letters if letter.phase == ""])
     return lease, letters
 
 
@@ -326,8 +323,7 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
                     break
                 time.sleep(LINGER_STEP)
                 continue
-            lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total,
-                                    marks)
+            lease, letters = _claim(policy, clock(), mailbox_id, None if limit is None else limit - report.total)
             if not letters:
                 if not report.total or policy.linger <= 0:
                     break
@@ -449,12 +445,13 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
     token = lease.token
     now = clock()
     fresh = []
-    marked = recorder.marks.reached_data([letter.id for letter in letters if letter.phase == LAPSED])
+    found = recorder.marks.found([letter.id for letter in letters if letter.phase == LAPSED])
+    marked = {letter_id for letter_id, _ in found}
     for letter in letters:
         if letter.phase == REACHED_DATA or letter.id in marked:
             # Claimed again after a lease ran out mid-DATA: it may have arrived. Never send it twice.
             recorder.add(letter, _Result("uncertain", _queue_problem(WORKER_LOST)), now, token, number=letter.attempts,
-                         outcome_label="lost")
+                         outcome_label="lost", marks_found=[pair for pair in found if pair[0] == letter.id])
         else:
             fresh.append(letter)
     if not fresh:
@@ -726,14 +723,17 @@ class _Recorder:
         self.attempts: list = []
         self.recipients: list = []  # (letter id, recipient id, fields)
         self.by_address: list = []  # (letter id, address, fields) for a recipient row not at hand
+        self.marks_found: list = []  # (letter id, token): other workers' marks behind an "uncertain" noted here
         self.since: float | None = None
 
     def add(self, letter, result: _Result, now, token, *, mailbox=None, recipients=(), number=None,
-            outcome_label=None):
+            outcome_label=None, marks_found=()):
         """Note one attempt's outcome: the letter's state, the history row and each recipient's answer.
 
-        Written at the next flush only if the letter is still under ``token`` (the lease it was sent under).
+        Written at the next flush only if the letter is still under ``token`` (the lease it was sent under);
+        then this worker's mark and ``marks_found`` (other workers' marks that decided the outcome) go.
         """
+        self.marks_found += marks_found
         policy = self.policy
         attempt = number if number is not None else letter.attempts + 1
         refused_for_good = {a for a, (c, _, p) in result.refused.items() if not p.temporary}
@@ -814,11 +814,12 @@ class _Recorder:
                      .where((LetterRecipient.letter == letter_id) & (LetterRecipient.address == address)).execute())
         for letter_id, fields, _ in self.letters:
             self.report.add(letter_id, fields["state"] if letter_id in written else LEASE_LOST)
-        own_marks = [(letter_id, token) for letter_id, _, token in self.letters if letter_id in written]
-        self.letters, self.attempts, self.recipients, self.by_address = [], [], [], []
+        done = [(letter_id, token) for letter_id, _, token in self.letters if letter_id in written]
+        done += [pair for pair in self.marks_found if pair[0] in written]
+        self.letters, self.attempts, self.recipients, self.by_address, self.marks_found = [], [], [], [], []
         self.since = None
         # After the commit: until the outcome is written, the mark is what keeps the letter from a second copy.
-        self.marks.clear(own_marks)
+        self.marks.clear(done)
 
 
 def _hold(letter, token, reason, until, now, policy, report):
