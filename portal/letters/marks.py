@@ -24,6 +24,10 @@ mark removes that mark with it. Nothing ever removes marks by letter alone, whic
 do after a newer holder's mark was written. So a mark stays behind only when a worker stops between
 committing an outcome and clearing its mark; it is only ever read if a later round's holder also
 stops before its dot, and then it makes that letter "uncertain": cautious, never a second copy.
+
+The lease read after a mark must see the latest committed claim: it runs in autocommit on the worker's
+connection, which holds no read transaction open between statements because every read on it is
+fetched in full. A cursor left half-read there would keep an old snapshot and void this argument.
 """
 from __future__ import annotations
 
