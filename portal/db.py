@@ -83,42 +83,40 @@ class PortalSqliteDatabase(SqliteDatabase):
                 if now - started >= self.lock_timeout:
                     raise
 
-    def _execute_cursor(self, sql, params, **cursor_options):
-        execute = super()._execute_cursor
+    def running_first(self, run):
+        """``run()`` straight away, as nearly always nobody else is writing; only if another connection holds the
+        lock does it go round ``waiting_for_locks``."""
         try:
-            return execute(sql, params, **cursor_options)  # nearly always: nobody else is writing
+            return run()
         except OperationalError as error:
             if not self._held_elsewhere(error):
                 raise
             refused_at = time.monotonic()
-        return self.waiting_for_locks(lambda: execute(sql, params, **cursor_options), refused_at=refused_at)
+        return self.waiting_for_locks(run, refused_at=refused_at)
+
+    def _execute_cursor(self, sql, params, **cursor_options):
+        execute = super()._execute_cursor
+        return self.running_first(lambda: execute(sql, params, **cursor_options))
 
     def execute_direct(self, sql, params):
         """One statement straight on the driver's connection, skipping peewee's per-statement work (a third of
         a short statement's cost), waiting for locks like every other statement: for a worker's per-letter
         statements."""
         connection = self.connection()
-        try:
-            with peewee.__exception_wrapper__:
-                return connection.execute(sql, params)
-        except OperationalError as error:
-            if not self._held_elsewhere(error):
-                raise
-            refused_at = time.monotonic()
 
         def run():
-            with peewee.__exception_wrapper__:
+            with peewee.__exception_wrapper__:  # peewee's own error classes, as execute_sql raises
                 return connection.execute(sql, params)
 
-        return self.waiting_for_locks(run, refused_at=refused_at)
+        return self.running_first(run)
 
     def executemany(self, sql, rows):
         """One prepared statement for many rows, waiting for locks as every other statement does."""
         def run():
-            with peewee.__exception_wrapper__:  # peewee's own error classes, as execute_sql raises
+            with peewee.__exception_wrapper__:
                 return self.cursor().executemany(sql, rows)
 
-        return self.waiting_for_locks(run)
+        return self.running_first(run)
 
     def begin(self, lock_type=None):
         """BEGIN, through the waiting above (IMMEDIATE takes the write lock, and may have to wait for it)."""
@@ -141,6 +139,14 @@ def execute_many(sql, rows):
     if isinstance(database.obj, PortalSqliteDatabase):
         return database.obj.executemany(sql, rows)
     return database.cursor().executemany(sql, rows)
+
+
+def execute_direct(sql, params):
+    """One statement on the bound database, straight on the driver where it is the portal's SQLite (see
+    ``PortalSqliteDatabase.execute_direct``), else through peewee."""
+    if isinstance(database.obj, PortalSqliteDatabase):
+        return database.obj.execute_direct(sql, params)
+    return database.execute_sql(sql, params)
 
 
 def open_database(url):

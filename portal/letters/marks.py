@@ -35,7 +35,7 @@ from pathlib import Path
 
 from peewee import SqliteDatabase
 
-from portal.db import PortalSqliteDatabase, database
+from portal.db import PortalSqliteDatabase, database, execute_direct
 from portal.letters.statements import update_row_held
 from portal.models import Letter
 
@@ -53,14 +53,25 @@ MARKS_PRAGMAS = {
 }
 
 
-class RowMarks:
-    """Marks in the letter row itself (``phase``)."""
+class _Marks:
+    """What both stores share: used as a context manager around a pass; ``found`` is each store's own."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         return None
+
+    def found(self, letter_ids) -> list:
+        raise NotImplementedError
+
+    def reached_data(self, letter_ids) -> set:
+        """Which of these letters carry a mark (any worker's)."""
+        return {letter_id for letter_id, _ in self.found(letter_ids)}
+
+
+class RowMarks(_Marks):
+    """Marks in the letter row itself (``phase``)."""
 
     def mark(self, letter_id: int, token: str) -> bool:
         """Mark the letter as past DATA while it is under ``token``; whether it still was (else nothing is written)."""
@@ -73,15 +84,11 @@ class RowMarks:
         return [(letter_id, None) for (letter_id,) in Letter.select(Letter.id).where(
             Letter.id.in_(list(letter_ids)) & (Letter.phase == REACHED_DATA)).tuples()]
 
-    def reached_data(self, letter_ids) -> set:
-        """Which of these letters carry a mark."""
-        return {letter_id for letter_id, _ in self.found(letter_ids)}
-
     def clear(self, marks) -> None:
         """Nothing to do: writing the outcome resets ``phase``."""
 
 
-class SideFileMarks:
+class SideFileMarks(_Marks):
     """Marks in their own SQLite file beside the database: one row per (letter id, lease token) that reached DATA.
 
     Keyed by both, so that no worker's mark can overwrite or take back another's: a worker whose lease
@@ -113,7 +120,7 @@ class SideFileMarks:
         # sent, so straight on the drivers' connections.
         self.file.execute_direct("INSERT OR IGNORE INTO letter_mark (letter_id, token) VALUES (?, ?)",
                                  (letter_id, token))
-        held = _direct(database.obj, _HELD_SQL, (letter_id, token)).fetchone() is not None
+        held = execute_direct(_HELD_SQL, (letter_id, token)).fetchone() is not None
         if not held:
             self.file.execute_sql("DELETE FROM letter_mark WHERE letter_id = ? AND token = ?", [letter_id, token])
         return held
@@ -126,10 +133,6 @@ class SideFileMarks:
             found += self.file.execute_sql(sql, part).fetchall()
         return found
 
-    def reached_data(self, letter_ids) -> set:
-        """Which of these letters carry a mark (any worker's)."""
-        return {letter_id for letter_id, _ in self.found(letter_ids)}
-
     def clear(self, marks) -> None:
         """Remove these exact marks, (letter id, token), once the letters' outcomes are written: a worker's
         own, and those it found on a letter it then recorded as "uncertain"."""
@@ -139,12 +142,6 @@ class SideFileMarks:
 
 
 _HELD_SQL = f'SELECT 1 FROM "{Letter._meta.table_name}" WHERE "id" = ? AND "{Letter.lease_token.column_name}" = ?'
-
-
-def _direct(db, sql, params):
-    """A statement straight on the driver where the database offers it (PortalSqliteDatabase), else through peewee."""
-    run = getattr(db, "execute_direct", None)
-    return run(sql, params) if run is not None else db.execute_sql(sql, params)
 
 
 def _parts(ids, size=500):

@@ -26,7 +26,7 @@ from collections import Counter, defaultdict, namedtuple
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, Mapping
 
 from peewee import fn
@@ -496,8 +496,8 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
     def note_previous():
         nonlocal previous
         if previous is not None:
-            args, previous = previous, None
-            recorder.add(*args[0], **args[1])
+            note, previous = previous, None
+            note()
 
     try:
         for index, letter in enumerate(fresh):
@@ -542,7 +542,7 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                 continue
             limits.count(mailbox.id, result.accepted, now)
             if not result.connection_broken:
-                previous = ((letter, result, clock(), token), dict(mailbox=mailbox, recipients=pending))
+                previous = partial(recorder.add, letter, result, clock(), token, mailbox=mailbox, recipients=pending)
                 continue
             recorder.add(letter, result, clock(), token, mailbox=mailbox, recipients=pending)
             connection.drop()
@@ -570,7 +570,7 @@ def _tested_for(mailbox, settings) -> bool:
 
 
 def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, marks,
-             meanwhile: Callable[[], None] = lambda: None) -> _Result:
+             meanwhile: Callable[[], None] | None = None) -> _Result:
     """MAIL, RCPT for each pending recipient, DATA; returns the outcome (only the "data" mark is written here).
 
     ``meanwhile()`` runs once MAIL FROM has left, while the server answers it.
@@ -582,9 +582,7 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, m
     try:
         # The addresses were checked and stored in plain form when the letter was made, so the envelope
         # commands are written directly: smtplib's mail() and rcpt() parse each address again per letter.
-        smtp.putcmd("mail", f"FROM:<{letter.from_address}>")
-        meanwhile()
-        code, reply = smtp.getreply()
+        code, reply = _envelope(smtp, "mail", "FROM", letter.from_address, meanwhile)
         if code not in ACCEPTED:
             problem = classify_reply(code, reply, stage=STAGE, command="MAIL")
             return _envelope_refused(smtp, problem)
@@ -652,9 +650,13 @@ def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, m
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
-def _envelope(smtp: smtplib.SMTP, command: str, keyword: str, address: str):
-    """MAIL FROM:<address> or RCPT TO:<address>, and the server's answer, for an address stored checked."""
+def _envelope(smtp: smtplib.SMTP, command: str, keyword: str, address: str,
+              meanwhile: Callable[[], None] | None = None):
+    """MAIL FROM:<address> or RCPT TO:<address>, and the server's answer, for an address stored checked;
+    ``meanwhile()`` runs while the server answers."""
     smtp.putcmd(command, f"{keyword}:<{address}>")
+    if meanwhile is not None:
+        meanwhile()
     return smtp.getreply()
 
 
