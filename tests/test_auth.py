@@ -91,3 +91,30 @@ def test_page_without_session_redirects_with_next(client):
     assert response.status_code == 302
     location = urlsplit(response.headers["Location"])
     assert location.path == "/sign-in" and parse_qs(location.query)["next"] == ["/?x=1"]
+
+
+def test_remember_me_keeps_the_employee_signed_in_after_the_browser_closes(client, employee):
+    client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    client.delete_cookie("portal_session")  # the browser closed: only the remember cookie is left
+    for _ in range(3):  # not just the first page: every page after it too
+        response = client.get("/")
+        assert response.status_code == 200 and "Erik Employee" in page_text(response)
+    assert client.get_cookie("remember_token") is not None
+
+
+def test_a_session_carried_to_another_browser_is_signed_out(client, auth, employee):
+    auth.login(employee)
+    assert client.get("/", headers={"User-Agent": "Other browser/1.0"}).status_code == 302
+    assert client.get("/").status_code == 302  # and it stays signed out in the first browser too
+
+
+def test_a_request_that_changes_nothing_leaves_the_cookies_alone(client, employee):
+    # A browser sends pages, styles and the favicon side by side. If each answer rewrote the session
+    # cookie, an answer to a request sent before "change language" or "sign in" could land after it
+    # and undo it.
+    client.get("/sign-in")
+    for path in ("/sign-in", "/static/css/portal.css", "/favicon.ico"):
+        assert client.get(path).headers.getlist("Set-Cookie") == [], path
+    client.post("/language", data={"language": "ru"})
+    assert client.get("/static/css/portal.css").headers.getlist("Set-Cookie") == []
+    assert 'lang="ru"' in client.get("/sign-in").get_data(as_text=True)

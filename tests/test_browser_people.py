@@ -19,8 +19,8 @@ def test_switch_language_on_sign_in_page(live_server, page, screenshot):
     page.goto(live_server + "/sign-in")
     with page.expect_navigation():
         page.select_option("#language", "ru")  # submits on change
-    assert page.locator("html").get_attribute("lang") == "ru"
-    assert page.locator("h1").inner_text() == "Вход"
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    expect(page.locator("h1")).to_have_text("Вход")
     screenshot(page, "sign-in-ru")
 
 
