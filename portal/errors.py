@@ -1,14 +1,23 @@
 """Error pages: plain, translated, and without internals."""
-from flask import render_template
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
+from portal.htmx import render_htmx, request_is_partial
+
+# Where an htmx request's error goes: htmx swaps no error answer into the request's own target,
+# and static/js/portal.js shows the region this selector names.
+PROBLEM_TARGET = "#request-problem-text"
+
 
 def init_app(app):
-    """Answer 400, 403, 404, 413, 429 and 500 with the portal's own page."""
+    """Answer 400, 403, 404, 413, 429 and 500 with the portal's own page, or for htmx with a notice."""
 
     def page(status, title, message):
-        return render_template("errors.html", status=status, title=title, message=message), status
+        body, headers = render_htmx("errors.html", partial="partial/problem.html",
+                                    status=status, title=title, message=message)
+        if request_is_partial():
+            headers.update({"HX-Retarget": PROBLEM_TARGET, "HX-Reswap": "innerHTML"})
+        return body, status, headers
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):

@@ -1,10 +1,14 @@
 """Flask extensions, created unbound and initialised in the app factory."""
-from flask import session
+import time
+
+from flask import current_app, session
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+from limits import parse
+from werkzeug.exceptions import TooManyRequests
 
 
 class PortalLoginManager(LoginManager):
@@ -31,3 +35,18 @@ babel = Babel()
 csrf = CSRFProtect()
 login_manager = PortalLoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def spend_account_test(actor):
+    """Count one account test for `actor`; past PORTAL_ACCOUNT_TEST_RATE_LIMIT, answer 429.
+
+    Each test connects to servers the user names, so tests are capped per employee, whether
+    they come from the form's Test account or from the API (a test, a create, a changed server).
+    """
+    if not limiter.enabled:
+        return
+    item = parse(current_app.config["PORTAL_ACCOUNT_TEST_RATE_LIMIT"])
+    key = ("account-test", f"employee:{actor.id}")
+    if not limiter.limiter.hit(item, *key):
+        reset = limiter.limiter.get_window_stats(item, *key).reset_time
+        raise TooManyRequests(retry_after=max(1, int(reset - time.time()) + 1))

@@ -278,6 +278,26 @@ def test_the_test_endpoint_reports_a_failure_as_a_result_not_an_error(api_employ
     assert response.get_json()["ok"] is False and response.get_json()["problem"]["code"] == "auth_failed"
 
 
+def test_account_tests_share_one_allowance_per_employee_with_the_pages(
+        account_tests_limited, client, auth, employee, api_employee, smtp_server):
+    wrong = mailbox_body(smtp_server, smtp={**mailbox_body(smtp_server)["smtp"], "password": "wrong"})
+    auth.login(employee)
+    page = client.post("/mailboxes/test", headers={"HX-Request": "true"}, data={
+        "address": smtp_server.username, "display_name": "Sales", "smtp_host": "localhost",
+        "smtp_port": str(smtp_server.port), "smtp_security": smtp_server.security,
+        "smtp_username": smtp_server.username, "smtp_password": "wrong", "incoming_protocol": ""})
+    assert page.status_code == 200
+    assert api_employee.post("/mailboxes/test", json=wrong).status_code == 200
+    limited = api_employee.post("/mailboxes/test", json=wrong)
+    assert limited.status_code == 429 and limited.get_json()["error"]["code"] == "rate_limited"
+    assert 0 < int(limited.headers["Retry-After"]) <= 61
+    # Adding a mailbox runs a test too: refused the same way, and nothing is saved.
+    created = api_employee.post("/mailboxes", json=mailbox_body(smtp_server))
+    assert created.status_code == 429 and Mailbox.select().count() == 0
+    # The two refused ones reached no server.
+    assert AuditEvent.select().where(AuditEvent.action.in_(["tested", "test_failed"])).count() == 2
+
+
 def test_a_stored_mailbox_is_tested_with_its_stored_password(api_employee, employee, other_employee, make_mailbox,
                                                              smtp_server, dovecot, mail_user):
     mailbox = make_mailbox(employee, address=smtp_server.username, smtp_host="localhost", smtp_port=smtp_server.port,

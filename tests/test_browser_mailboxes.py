@@ -88,6 +88,43 @@ def test_a_failing_test_explains_itself_keeps_the_form_and_save_stays_refused(
     assert Mailbox.select().count() == 0
 
 
+def test_a_refused_or_unanswered_test_says_so_and_the_form_stays(
+        account_tests_limited, live_server, signed_in_page, employee, smtp_server, screenshot):
+    page = signed_in_page(employee)
+    page.goto(live_server + "/mailboxes/new")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", "wrong")
+    notice = page.locator("#request-problem")
+    expect(notice).to_be_hidden()
+    test_button = page.locator("button:has-text('Test account')")
+    for _ in range(2):
+        test_button.click()
+        expect(test_button).to_be_enabled()
+    expect(page.locator("#test-result")).to_contain_text("Failed")
+    # The third test within the minute: the portal refuses it, and says so where it can be seen.
+    test_button.click()
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("Too many attempts. Wait a minute and try again.")
+    expect(page.locator("#test-result")).to_contain_text("Failed")  # the last result stays
+    assert page.input_value("#smtp_password") == "wrong"  # and so does everything typed
+    screenshot(page, "problem-too-many", full_page=False)
+    page.click("[data-close-problem]")
+    expect(notice).to_be_hidden()
+
+    # No answer at all (the connection dropped), then an answer the portal did not write (a proxy's 502).
+    page.route("**/mailboxes/test", lambda route: route.abort())
+    test_button.click()
+    expect(notice).to_contain_text("The portal did not answer.")
+    page.unroute("**/mailboxes/test")
+    page.route("**/mailboxes/test", lambda route: route.fulfill(status=502, body="<h1>Bad Gateway</h1>"))
+    test_button.click()
+    expect(notice).to_contain_text("The portal could not finish this (error 502). Try again in a moment.")
+    expect(notice).not_to_contain_text("Bad Gateway")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "problem-proxy-phone", full_page=False)
+
+
 def test_who_sends_from_what_shows_the_employees_address_winning(
         live_server, signed_in_page, admin, employee, make_project, make_mailbox, screenshot):
     alpha = make_project("Alpha")
@@ -172,3 +209,8 @@ def test_look_at_every_page_in_both_languages_and_on_a_phone(
     run_test(page)
     screenshot(page, "ru-form-failed")
     assert page.locator("html").get_attribute("lang") == "ru"
+    # A request that gets no answer says so, in Russian too.
+    page.route("**/mailboxes/test", lambda route: route.abort())
+    page.click("button:has-text('Протестировать')")
+    expect(page.locator("#request-problem")).to_contain_text("Портал не ответил.")
+    screenshot(page, "ru-form-no-answer", full_page=False)

@@ -97,6 +97,22 @@ def test_failure_explanation_is_in_the_users_language(client, auth, make_employe
     assert "535" in text  # and the server's own reply, as it said it
 
 
+def test_account_tests_are_capped_per_employee(account_tests_limited, client, auth, employee, other_employee,
+                                               smtp_server):
+    values = form_for(smtp_server, smtp_password="wrong")
+    auth.login(employee)
+    statuses = [htmx(client, "/mailboxes/test", values).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    refused = htmx(client, "/mailboxes/test", values)
+    assert refused.headers["HX-Retarget"] == "#request-problem-text"  # said in the page's notice
+    assert "Too many attempts." in page_text(refused)
+    assert AuditEvent.select().where(AuditEvent.action == "test_failed").count() == 2  # no server was reached
+    # Another employee has their own allowance.
+    auth.logout()
+    auth.login(other_employee)
+    assert "Failed" in page_text(htmx(client, "/mailboxes/test", values))
+
+
 def test_save_refuses_a_proof_for_other_settings(as_admin, smtp_server):
     values = form_for(smtp_server, scope="company")
     proof = proof_in(htmx(as_admin, "/mailboxes/test", values))

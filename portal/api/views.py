@@ -11,7 +11,7 @@ from portal.api import shapes
 from portal.api.openapi import BODY_LIMIT, MAX_ID, PREFIX, QUERIES, document
 from portal.api.tokens import authenticate
 from portal.api.validation import Invalid, validate
-from portal.extensions import csrf, limiter
+from portal.extensions import csrf, limiter, spend_account_test
 from portal.letters.compose import LetterError, create_letter, parse_recipients
 from portal.letters.worker import wake_sender
 from portal.mail.settings import MailConfig
@@ -122,7 +122,11 @@ _HTTP_MESSAGES = {404: "Not found.", 413: "The body is larger than 1 MB.",
 def _http_error(error):
     """Other HTTP errors (429 from the limiter, ...) in the API's format, not as the pages' HTML."""
     code = error.code or 500
-    return error_response(code, _HTTP_CODES.get(code, "error"), _HTTP_MESSAGES.get(code, f"{error.name}."))
+    response = error_response(code, _HTTP_CODES.get(code, "error"), _HTTP_MESSAGES.get(code, f"{error.name}."))
+    retry_after = getattr(error, "retry_after", None)  # the account-test limit's 429 says when
+    if retry_after is not None and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 # By status code as well as by class: Flask prefers the app's page handler for a code over a
@@ -321,6 +325,7 @@ def test_mailbox():
     actor = g.actor
     existing = _mailbox(body["mailbox_id"], manage=True) if "mailbox_id" in body else None
     settings = {k: v for k, v in body.items() if k not in ("mailbox_id", "send_test_letter")}
+    spend_account_test(actor)
     try:
         values = shapes.mailbox_values(settings, existing=existing)
         outcome = service.test_mailbox(
@@ -356,6 +361,7 @@ def create_mailbox():
     settings = {k: v for k, v in body.items() if k not in ("scope", "owner")}
     try:
         values = shapes.mailbox_values(settings, company=scope == "company")
+        spend_account_test(actor)
         outcome = service.test_mailbox(values, actor=actor, mail_config=_mail_config(),
                                        secret_key=current_app.secret_key, owner=owner, ip=_ip())
         if not outcome.result.ok:
@@ -386,6 +392,7 @@ def update_mailbox(mailbox_id):
                                      ip=_ip())
             except service.SaveRefused:
                 # Servers or secrets changed: the same values must pass the test before they are saved.
+                spend_account_test(actor)
                 outcome = service.test_mailbox(values, actor=actor, mail_config=_mail_config(),
                                                secret_key=current_app.secret_key, mailbox=mailbox,
                                                owner=mailbox.owner, ip=_ip())

@@ -9,6 +9,7 @@ from peewee import fn
 from portal import mailboxes as service
 from portal import secret_box
 from portal.db import whole_number
+from portal.extensions import spend_account_test
 from portal.pagination import paginate
 from portal.access import admin_required
 from portal.forms import choices
@@ -364,6 +365,7 @@ def test(mailbox_id):
     form = _new_form(mailbox, scope, owner)
     outcome, status, proof = None, "", ""
     if form.validate_on_submit():
+        spend_account_test(current_user)
         try:
             outcome = service.test_mailbox(
                 form.values(), actor=current_user, mail_config=_mail_config(),

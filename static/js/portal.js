@@ -10,6 +10,43 @@ document.addEventListener("htmx:afterSwap", function (event) {
   if (invalid) { invalid.focus(); }
 });
 
+// An action that failed says so. htmx swaps no error answer into the request's target; the
+// portal's own error answer names #request-problem-text instead (HX-Retarget), and an answer it
+// did not write (a proxy's 502) or no answer at all gets the region's own words.
+(function () {
+  var source = null;  // the element whose request the notice is about
+  function region() { return document.getElementById("request-problem"); }
+  function show(event, text) {
+    var box = region();
+    if (!box) { return; }
+    if (text !== undefined) { document.getElementById("request-problem-text").textContent = text; }
+    source = event.detail.elt;
+    box.hidden = false;
+  }
+  function hide() {
+    var box = region();
+    if (box) { box.hidden = true; }
+    source = null;
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.isError && event.detail.target && event.detail.target.id === "request-problem-text") {
+      event.detail.shouldSwap = true;
+    }
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    if (event.detail.target && event.detail.target.id === "request-problem-text") { show(event); return; }
+    show(event, region().getAttribute("data-failed").replace("{status}", event.detail.xhr.status));
+  });
+  document.addEventListener("htmx:sendError", function (event) { show(event, region().getAttribute("data-unreachable")); });
+  // The same action done again and done: the notice has said its piece.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.successful && source && event.detail.elt === source) { hide(); }
+  });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-close-problem]")) { hide(); }
+  });
+})();
+
 // Language switcher: submit on change, keeping the button for keyboard and no-script use.
 document.addEventListener("change", function (event) {
   var select = event.target.closest(".language-switcher select");
