@@ -13,6 +13,7 @@ from portal.letters.queue import QueuePolicy, cancel_letter, claim_due_letters, 
 from portal.mail.problems import Problem
 from portal.mail.settings import MailConfig
 from portal.models import Letter, LetterAttempt, LetterRecipient, utcnow
+from tests.conftest import page_text
 from tests.fixtures.letters import passed_test
 from tests.servers.smtp import DROP_AFTER_DATA, DROP_DURING_DATA
 
@@ -511,6 +512,8 @@ def test_a_mailbox_paused_or_changed_without_a_new_test_holds_its_letters(change
     assert smtp_server.messages == [] and smtp_server.logins == []
     outbox = as_employee.get("/outbox").get_data(as_text=True)
     assert ("The address is paused" if change == "paused" else "settings changed after its last passed test") in outbox
+    history = page_text(as_employee.get(f"/letters/{letter.id}"))
+    assert "Held back" in history and "sending limit" not in history  # the reason is the mailbox, not a limit
 
     # Resumed, or the changed settings put right and tested again: the letter goes out by itself.
     if change == "paused":

@@ -42,7 +42,7 @@ OUTCOME_LABELS = {
     "failed": _l("Refused"),
     "uncertain": _l("Connection lost after the letter was sent"),
     "lost": _l("Worker stopped after the letter was sent"),
-    "limited": _l("Held back by a sending limit"),
+    "limited": _l("Held back"),  # why (a limit, a paused or untested address) is the line below it
     "cancelled": _l("Cancelled"),
 }
 RECIPIENT_LABELS = {
