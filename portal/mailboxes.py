@@ -542,19 +542,21 @@ class Saved:
     replaced_defaults: list
 
 
-def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", owner=None, proof=None, ip=""):
+def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", owner=None, proof=None, ip="",
+                 employees_may_add_default=True):
     """Create or change a mailbox, refusing unless the settings being saved passed the test (the save gate).
 
     Only admins choose the scope, the owner and the access list; for anyone else a new mailbox is
-    their own and those values are ignored. Editing only display name, projects, Default, access or
-    receive-replies keeps the last passed test.
+    their own and those values are ignored, and it is refused while employees may not add their own
+    (an admin's choice, else `employees_may_add_default`, the portal's configured default). Editing
+    only display name, projects, Default, access or receive-replies keeps the last passed test.
     """
     if mailbox is not None and not may_manage(actor, mailbox):
         raise MailboxNotFound(mailbox.id)
     if mailbox is None:
         if not actor.is_admin:
             scope, owner = "employee", actor
-            if not employees_may_add():
+            if not employees_may_add(employees_may_add_default):
                 raise NotAllowed(_l("Admins have switched off adding own addresses. Ask an admin to add it."))
         if scope not in ("employee", "company"):
             raise MailboxInvalid({"scope": _l("Choose a value from the list.")})

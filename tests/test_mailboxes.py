@@ -360,6 +360,27 @@ def test_employees_may_add_their_own_until_an_admin_switches_it_off(client, auth
     assert "switched off" in page_text(refused) and Mailbox.select().count() == 0
 
 
+@pytest.fixture
+def employees_may_not_add_at_first(config):
+    config["PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES"] = False
+    return config
+
+
+def test_the_configured_default_holds_until_an_admin_decides(employees_may_not_add_at_first, client, auth, admin,
+                                                             employee, smtp_server):
+    auth.login(employee)
+    values = form_for(smtp_server)
+    refused = client.post("/mailboxes/new", data={**values, "proof": proof_in(htmx(client, "/mailboxes/test", values))})
+    assert "switched off" in page_text(refused) and Mailbox.select().count() == 0
+    auth.logout()
+    auth.login(admin)
+    client.post("/admin/mail/outgoing/employees-may-add", data={"allowed": "y"})  # the admin allows it
+    auth.logout()
+    auth.login(employee)
+    saved = client.post("/mailboxes/new", data={**values, "proof": proof_in(htmx(client, "/mailboxes/test", values))})
+    assert saved.status_code == 302 and Mailbox.get().owner_id == employee.id
+
+
 def test_pause_resume_delete_are_audited_with_ip_and_fields(as_admin, admin, employee, make_mailbox):
     mailbox = make_mailbox(employee, address="erik.sales@example.com")
 

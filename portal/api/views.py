@@ -348,7 +348,7 @@ def create_mailbox():
         if scope == "company" or (owner_email and normalize_email(owner_email) != actor.email):
             raise not_found()
         owner = actor
-        if not service.employees_may_add(current_app.config.get("PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES", True)):
+        if not service.employees_may_add(current_app.config["PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES"]):
             raise ApiError(422, "not_allowed", "Admins have switched off adding own addresses. Ask an admin to add it.")
     elif scope == "company":
         if owner_email:
@@ -366,8 +366,9 @@ def create_mailbox():
                                        secret_key=current_app.secret_key, owner=owner, ip=_ip())
         if not outcome.result.ok:
             raise _test_failed(outcome)
-        saved = service.save_mailbox(values, actor=actor, secret_key=current_app.secret_key, scope=scope,
-                                     owner=owner, proof=outcome.proof, ip=_ip())
+        saved = service.save_mailbox(
+            values, actor=actor, secret_key=current_app.secret_key, scope=scope, owner=owner, proof=outcome.proof,
+            ip=_ip(), employees_may_add_default=current_app.config["PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES"])
     except (service.MailboxInvalid, shapes.ValuesInvalid, service.NotAllowed, service.SaveRefused) as error:
         raise _service_refusal(error) from None
     mailbox = Mailbox.get_by_id(saved.mailbox.id)

@@ -86,7 +86,7 @@ def _mail_config():
 
 
 def _employees_may_add():
-    return service.employees_may_add(current_app.config.get("PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES", True))
+    return service.employees_may_add(current_app.config["PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES"])
 
 
 def _mailbox_or_404(mailbox_id, *, manage=True):
@@ -332,6 +332,7 @@ def _form_view(mailbox, scope, owner):
             saved = service.save_mailbox(
                 form.values(), actor=current_user, secret_key=current_app.secret_key, mailbox=mailbox,
                 scope=scope, owner=owner, proof=form.proof.data, ip=_ip(),
+                employees_may_add_default=current_app.config["PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES"],
             )
         except service.MailboxInvalid as error:
             form.add_errors(error.errors)
