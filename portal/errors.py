@@ -4,19 +4,23 @@ from flask_wtf.csrf import CSRFError
 
 from portal.htmx import render_htmx, request_is_partial
 
-# Where an htmx request's error goes: htmx swaps no error answer into the request's own target,
-# and static/js/portal.js shows the region this selector names.
-PROBLEM_TARGET = "#request-problem-text"
+# An htmx request's error goes to the notice in base.html, not into the request's own target (htmx
+# swaps no error answer there; static/js/portal.js swaps this one and shows the notice). Nothing of
+# the request's own element applies to it: not its hx-select, not its hx-push-url.
+PROBLEM_HEADERS = {"HX-Retarget": "#request-problem-text", "HX-Reswap": "innerHTML", "HX-Reselect": "unset",
+                   "HX-Push-Url": "false"}
 
 
 def init_app(app):
     """Answer 400, 403, 404, 413, 429 and 500 with the portal's own page, or for htmx with a notice."""
 
-    def page(status, title, message):
+    def page(status, title, message, error=None):
         body, headers = render_htmx("errors.html", partial="partial/problem.html",
                                     status=status, title=title, message=message)
         if request_is_partial():
-            headers.update({"HX-Retarget": PROBLEM_TARGET, "HX-Reswap": "innerHTML"})
+            headers.update(PROBLEM_HEADERS)
+        if getattr(error, "retry_after", None) is not None:  # a rate limit says when to come back
+            headers["Retry-After"] = dict(error.get_headers())["Retry-After"]
         return body, status, headers
 
     @app.errorhandler(CSRFError)
@@ -41,7 +45,7 @@ def init_app(app):
 
     @app.errorhandler(429)
     def too_many(error):
-        return page(429, _("Too many attempts"), _("Wait a minute and try again."))
+        return page(429, _("Too many attempts"), _("Wait a minute and try again."), error)
 
     @app.errorhandler(500)
     def server_error(error):

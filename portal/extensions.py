@@ -17,18 +17,24 @@ class PortalLoginManager(LoginManager):
     Flask-Login checks any non-empty session. An anonymous one (a CSRF token, a chosen
     language) never carries the identifier, so every answer to it, a stylesheet or the
     favicon included, rewrote the session cookie; an answer to a request sent before
-    "change language" could land after it and undo the change. And a session restored
-    from the remember cookie gets no identifier either, so "Remember me" lasted one page.
-    Here a session without a signed-in employee is left alone, and a restored one is bound
-    to the browser that restored it, as Flask-Login's documentation says it should be.
+    "change language" could land after it and undo the change. Here a session without a
+    signed-in employee is left alone.
+
+    And a session restored from the remember cookie got no identifier, so the next page
+    failed the check and "Remember me" lasted one page. It is bound to the browser that
+    restores it, in the same answer, as Flask-Login's documentation says it should be.
     """
 
     def _session_protection_failed(self):
         if "_user_id" not in session:
             return False
-        if "_id" not in session:
-            session["_id"] = self._session_identifier_generator()
         return super()._session_protection_failed()
+
+    def _load_user_from_remember_cookie(self, cookie):
+        user = super()._load_user_from_remember_cookie(cookie)
+        if user is not None:
+            session["_id"] = self._session_identifier_generator()
+        return user
 
 
 babel = Babel()
@@ -42,11 +48,21 @@ def spend_account_test(actor):
 
     Each test connects to servers the user names, so tests are capped per employee, whether
     they come from the form's Test account or from the API (a test, a create, a changed server).
+    Counted where Flask-Limiter counts, under its key prefix, and as forgiving of a storage
+    outage as RATELIMIT_SWALLOW_ERRORS makes it.
     """
     if not limiter.enabled:
         return
-    item = parse(current_app.config["PORTAL_ACCOUNT_TEST_RATE_LIMIT"])
-    key = ("account-test", f"employee:{actor.id}")
-    if not limiter.limiter.hit(item, *key):
+    config = current_app.config
+    item = parse(config["PORTAL_ACCOUNT_TEST_RATE_LIMIT"])
+    key = (config.get("RATELIMIT_KEY_PREFIX", ""), "account-test", f"employee:{actor.id}")
+    try:
+        if limiter.limiter.hit(item, *key):
+            return
         reset = limiter.limiter.get_window_stats(item, *key).reset_time
-        raise TooManyRequests(retry_after=max(1, int(reset - time.time()) + 1))
+    except Exception:
+        if not config.get("RATELIMIT_SWALLOW_ERRORS"):
+            raise
+        current_app.logger.exception("The rate-limit storage failed; this account test is let through.")
+        return
+    raise TooManyRequests(retry_after=max(1, int(reset - time.time()) + 1))

@@ -479,11 +479,17 @@ class TestOutcome:
 
 
 def test_mailbox(values, *, actor, mail_config, secret_key, mailbox=None, owner=None, ip="",
-                 send_test_letter=False):
-    """Run Test account on posted values; audit it; return the outcome with a proof when it passed."""
+                 send_test_letter=False, admit=None):
+    """Run Test account on posted values; audit it; return the outcome with a proof when it passed.
+
+    `admit(actor)`, when given, is called once the values are clean and before any connection; it
+    raises to refuse the test (the web layer's per-employee allowance of tests).
+    """
     from portal.mail.check import check_account
 
     cleaned = clean_mailbox(values, existing=mailbox, is_admin=actor.is_admin)
+    if admit is not None:
+        admit(actor)
     result = check_account(cleaned.settings, mail_config, send_test_letter=send_test_letter)
     proof = make_proof(cleaned.settings, actor, secret_key) if result.ok else None
     detail = "" if result.ok else result.problem.code

@@ -102,6 +102,16 @@ def test_remember_me_keeps_the_employee_signed_in_after_the_browser_closes(clien
     assert client.get_cookie("remember_token") is not None
 
 
+def test_a_session_restored_by_remember_me_is_bound_to_the_browser_that_restored_it(app, client, employee):
+    client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    client.delete_cookie("portal_session")
+    assert client.get("/").status_code == 200  # restored from the remember cookie
+    restored = client.get_cookie("portal_session").value
+    thief = app.test_client()  # the restored session cookie alone, from another browser
+    thief.set_cookie("portal_session", restored)
+    assert thief.get("/", headers={"User-Agent": "Other browser/1.0"}).status_code == 302
+
+
 def test_a_session_carried_to_another_browser_is_signed_out(client, auth, employee):
     auth.login(employee)
     assert client.get("/", headers={"User-Agent": "Other browser/1.0"}).status_code == 302

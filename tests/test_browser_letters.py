@@ -3,6 +3,7 @@ import datetime
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from portal.letters.queue import QueuePolicy, process_due_letters
 from portal.letters.replies import fetch_replies
@@ -80,6 +81,36 @@ def test_outbox_screenshots(live_server, signed_in_page, employee, sending_mailb
     screenshot(page, "failed-letter-ru-phone")
     page.goto(live_server + "/letters/new")
     screenshot(page, "new-letter-ru-phone")
+
+
+def test_the_polling_outbox_reports_an_outage_once_and_a_closed_notice_stays_closed(
+        live_server, signed_in_page, employee, sending_mailbox, write_letter, screenshot):
+    write_letter(sending_mailbox, subject="Waiting for the worker")  # queued: the outbox asks again every 2 s
+    page = signed_in_page(employee)
+    page.goto(live_server + "/outbox")
+    notice = page.locator("#request-problem")
+    polls = []
+
+    def gateway_down(route):
+        polls.append(route.request.url)
+        route.fulfill(status=502, body="<h1>502 Bad Gateway</h1>")
+
+    def wait_for_polls(count):
+        seen = len(polls)
+        while len(polls) < seen + count:
+            page.wait_for_timeout(250)
+
+    page.route("**/outbox*", gateway_down)
+    expect(notice).to_contain_text("(error 502)", timeout=6000)
+    screenshot(page, "outbox-poll-failed", full_page=False)
+    page.click("[data-close-problem]")
+    wait_for_polls(2)
+    expect(notice).to_be_hidden()  # closed, it stays closed while the same list keeps failing
+    page.unroute("**/outbox*")
+    with page.expect_response(lambda response: "/outbox" in response.url and response.status == 200, timeout=6000):
+        pass  # the list comes back on its own
+    page.route("**/outbox*", gateway_down)
+    expect(notice).to_be_visible(timeout=6000)  # a new outage is news again
 
 
 def test_nobody_can_send_screenshot(live_server, signed_in_page, employee, screenshot, page):

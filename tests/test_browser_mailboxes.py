@@ -125,6 +125,22 @@ def test_a_refused_or_unanswered_test_says_so_and_the_form_stays(
     screenshot(page, "problem-proxy-phone", full_page=False)
 
 
+def test_a_failed_search_says_so_and_leaves_the_list_and_the_address_bar_alone(
+        live_server, signed_in_page, admin, employee, screenshot):
+    page = signed_in_page(admin)
+    page.goto(live_server + "/admin/mail/employees")
+    rows_before = page.locator("#employee-results").inner_text()
+    # The search's element selects #employee-results from its answer and pushes its URL; the portal's
+    # error answer (a real one: the request is sent on to a missing employee) must do neither.
+    page.route("**/admin/mail/employees?*",
+               lambda route: route.continue_(url=live_server + "/admin/mail/employees/999999"))
+    page.locator("#q").press_sequentially("zz", delay=30)
+    notice = page.locator("#request-problem")
+    expect(notice).to_contain_text("Not found. There is nothing here, or you may not see it.")
+    assert page.url == live_server + "/admin/mail/employees"
+    assert page.locator("#employee-results").inner_text() == rows_before
+
+
 def test_who_sends_from_what_shows_the_employees_address_winning(
         live_server, signed_in_page, admin, employee, make_project, make_mailbox, screenshot):
     alpha = make_project("Alpha")

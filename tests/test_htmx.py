@@ -30,6 +30,8 @@ def test_an_error_answers_htmx_with_a_notice_for_the_problem_region(as_admin, re
     # htmx swaps no error answer into the request's target: these send it to the notice instead.
     assert response.headers["HX-Retarget"] == "#request-problem-text"
     assert response.headers["HX-Reswap"] == "innerHTML"
+    # and nothing of the requesting element applies: not its hx-select, not its hx-push-url
+    assert response.headers["HX-Reselect"] == "unset" and response.headers["HX-Push-Url"] == "false"
 
 
 def test_the_same_error_without_htmx_is_a_whole_page(as_admin, rendered):

@@ -318,6 +318,12 @@ def get_mailbox(mailbox_id):
     return jsonify(shapes.mailbox_json(_mailbox(mailbox_id, manage=False), g.actor))
 
 
+def _account_test(values, actor, **options):
+    """The account test as every call here runs it: the portal's mail rules, the caller's address and allowance."""
+    return service.test_mailbox(values, actor=actor, mail_config=_mail_config(), secret_key=current_app.secret_key,
+                                ip=_ip(), admit=spend_account_test, **options)
+
+
 @bp.route("/mailboxes/test", methods=["POST"])
 def test_mailbox():
     """The account test for these settings (or a stored mailbox's, changed by them); the check's own JSON."""
@@ -325,13 +331,11 @@ def test_mailbox():
     actor = g.actor
     existing = _mailbox(body["mailbox_id"], manage=True) if "mailbox_id" in body else None
     settings = {k: v for k, v in body.items() if k not in ("mailbox_id", "send_test_letter")}
-    spend_account_test(actor)
     try:
         values = shapes.mailbox_values(settings, existing=existing)
-        outcome = service.test_mailbox(
-            values, actor=actor, mail_config=_mail_config(), secret_key=current_app.secret_key, mailbox=existing,
-            owner=existing.owner if existing is not None else actor, ip=_ip(),
-            send_test_letter=bool(body.get("send_test_letter")))
+        outcome = _account_test(values, actor, mailbox=existing,
+                                owner=existing.owner if existing is not None else actor,
+                                send_test_letter=bool(body.get("send_test_letter")))
     except (service.MailboxInvalid, shapes.ValuesInvalid) as error:
         raise _service_refusal(error) from None
     return jsonify(outcome.result.to_dict(lang()))
@@ -361,9 +365,7 @@ def create_mailbox():
     settings = {k: v for k, v in body.items() if k not in ("scope", "owner")}
     try:
         values = shapes.mailbox_values(settings, company=scope == "company")
-        spend_account_test(actor)
-        outcome = service.test_mailbox(values, actor=actor, mail_config=_mail_config(),
-                                       secret_key=current_app.secret_key, owner=owner, ip=_ip())
+        outcome = _account_test(values, actor, owner=owner)
         if not outcome.result.ok:
             raise _test_failed(outcome)
         saved = service.save_mailbox(
@@ -393,10 +395,7 @@ def update_mailbox(mailbox_id):
                                      ip=_ip())
             except service.SaveRefused:
                 # Servers or secrets changed: the same values must pass the test before they are saved.
-                spend_account_test(actor)
-                outcome = service.test_mailbox(values, actor=actor, mail_config=_mail_config(),
-                                               secret_key=current_app.secret_key, mailbox=mailbox,
-                                               owner=mailbox.owner, ip=_ip())
+                outcome = _account_test(values, actor, mailbox=mailbox, owner=mailbox.owner)
                 if not outcome.result.ok:
                     raise _test_failed(outcome) from None
                 service.save_mailbox(values, actor=actor, secret_key=current_app.secret_key, mailbox=mailbox,

@@ -11,39 +11,53 @@ document.addEventListener("htmx:afterSwap", function (event) {
 });
 
 // An action that failed says so. htmx swaps no error answer into the request's target; the
-// portal's own error answer names #request-problem-text instead (HX-Retarget), and an answer it
-// did not write (a proxy's 502) or no answer at all gets the region's own words.
+// portal's own error answer is retargeted into the notice (portal/errors.py), and an answer it
+// did not write (a proxy's 502) or no answer at all gets the notice's own words.
+// The notice goes when the same element's request next succeeds. A list polling through an outage
+// says it once, and once closed stays quiet until a poll succeeds; anything the user does shows it.
 (function () {
-  var source = null;  // the element whose request the notice is about
+  var source = null;  // the element whose failed request the notice is about
+  var closed = null;  // the element whose notice the user closed
   function region() { return document.getElementById("request-problem"); }
+  function inNotice(element) { return Boolean(element && region() && region().contains(element)); }
+  // A poll (a request no event triggered) that failed again: said already, or closed by the user.
+  function muted(event) {
+    var config = event.detail.requestConfig;
+    var poll = !(config && config.triggeringEvent);
+    return poll && (event.detail.elt === closed || (event.detail.elt === source && !region().hidden));
+  }
   function show(event, text) {
     var box = region();
-    if (!box) { return; }
-    if (text !== undefined) { document.getElementById("request-problem-text").textContent = text; }
+    if (!box || muted(event)) { return; }
+    var line = box.querySelector("p");
+    if (text !== undefined && line.textContent !== text) { line.textContent = text; }
     source = event.detail.elt;
     box.hidden = false;
   }
   function hide() {
-    var box = region();
-    if (box) { box.hidden = true; }
+    region().hidden = true;
     source = null;
   }
   document.addEventListener("htmx:beforeSwap", function (event) {
-    if (event.detail.isError && event.detail.target && event.detail.target.id === "request-problem-text") {
-      event.detail.shouldSwap = true;
+    if (event.detail.isError && inNotice(event.detail.target)) {
+      event.detail.shouldSwap = !muted(event);
     }
   });
   document.addEventListener("htmx:responseError", function (event) {
-    if (event.detail.target && event.detail.target.id === "request-problem-text") { show(event); return; }
+    if (inNotice(event.detail.target)) { show(event); return; }
     show(event, region().getAttribute("data-failed").replace("{status}", event.detail.xhr.status));
   });
   document.addEventListener("htmx:sendError", function (event) { show(event, region().getAttribute("data-unreachable")); });
-  // The same action done again and done: the notice has said its piece.
   document.addEventListener("htmx:afterRequest", function (event) {
-    if (event.detail.successful && source && event.detail.elt === source) { hide(); }
+    if (!event.detail.successful) { return; }
+    if (event.detail.elt === closed) { closed = null; }
+    if (source && event.detail.elt === source) { hide(); }
   });
   document.addEventListener("click", function (event) {
-    if (event.target.closest("[data-close-problem]")) { hide(); }
+    if (event.target.closest("[data-close-problem]")) {
+      closed = source;
+      hide();
+    }
   });
 })();
 
