@@ -53,11 +53,17 @@ document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.elt === closed) { closed = null; }
     if (source && event.detail.elt === source) { hide(); }
   });
+  function close() {
+    closed = source;
+    hide();
+  }
   document.addEventListener("click", function (event) {
-    if (event.target.closest("[data-close-problem]")) {
-      closed = source;
-      hide();
-    }
+    if (event.target.closest("[data-close-problem]")) { close(); }
+  });
+  // Escape closes it too, unless a dialog is open (Escape is the dialog's first).
+  document.addEventListener("keydown", function (event) {
+    var box = region();
+    if (event.key === "Escape" && box && !box.hidden && !document.querySelector("dialog[open]")) { close(); }
   });
 })();
 
