@@ -14,13 +14,14 @@ class Page:
         return max(1, -(-self.total // self.size))
 
 
-def paginate(query, page, size):
+def paginate(query, page, size, total=None):
     """One page of a peewee query (or a list), the page number clamped to the pages there are.
 
-    Two queries for a peewee query: the count (without its ORDER BY, which counting needs not)
-    and the page itself.
+    Two queries for a peewee query: the count (without its ORDER BY, which counting needs not),
+    unless the caller already knows the `total`, and the page itself.
     """
-    total = len(query) if isinstance(query, list) else query.order_by().count()
+    if total is None:
+        total = len(query) if isinstance(query, list) else query.order_by().count()
     page = min(max(page or 1, 1), max(1, -(-total // size)))
     if isinstance(query, list):
         rows = query[(page - 1) * size:page * size]

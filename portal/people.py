@@ -85,8 +85,8 @@ def _list_order(sort, descending):
 
 def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
     """A page of employees whose name, e-mail or department contains the text; two queries at any size."""
-    query = Employee.search(text, *[getattr(Employee, column) for column in LIST_COLUMNS])
-    return paginate(query.order_by(*_list_order(sort, descending)), page, size)
+    query, total = Employee.search_counted(text, *[getattr(Employee, column) for column in LIST_COLUMNS])
+    return paginate(query.order_by(*_list_order(sort, descending)), page, size, total=total)
 
 
 def update_employee(employee, *, email, name, position="", department="", role="employee", language=None,

@@ -4,7 +4,7 @@ import io
 import pytest
 
 from portal.models import Employee
-from tests.conftest import PASSWORD, page_text
+from tests.conftest import PASSWORD, QueryCounter, page_text
 
 HTMX = {"HX-Request": "true"}
 
@@ -336,3 +336,25 @@ def test_search_index_finds_exactly_what_a_substring_scan_finds(app, make_employ
         found = sorted(e.email for e in Employee.search(text))
         assert found == _scan(text), text
     assert len("иван") >= TRIGRAM  # the index, not the scan, answered most of these
+
+
+def test_a_search_pages_through_its_matches_in_two_queries_whichever_way_it_looks(app, make_employee):
+    from portal.models.people import FEW, search_text_of
+    from portal.people import list_employees
+
+    for number in range(30):
+        make_employee(name=f"Seller {number:02d}", department="Sales")
+    make_employee(name="Lena Lawyer", department="Legal")
+    # Enough employees at one domain that a search for it scans instead of reading the index.
+    Employee.insert_many([{"name": f"Zed {n:04d}", "email": f"zed{n}@bulk.example.org", "department": "Bulk",
+                           "search_text": search_text_of(f"Zed {n:04d}", f"zed{n}@bulk.example.org", "Bulk")}
+                          for n in range(FEW + 5)]).execute()
+    for text, total, last_page_names in (
+            ("sales", 30, ["Seller 25", "Seller 26", "Seller 27", "Seller 28", "Seller 29"]),  # the index
+            ("bulk.example", FEW + 5, [f"Zed {n:04d}" for n in range(FEW, FEW + 5)])):  # a scan
+        pages = -(-total // 25)
+        with QueryCounter() as queries:
+            listing = list_employees(text, size=25, page=pages)
+        assert listing.total == total and listing.pages == pages and listing.page == pages, text
+        assert [e.name for e in listing.rows] == last_page_names, text
+        assert queries.count == 2, text  # the total comes with the choice of index or scan (a count on PostgreSQL)

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portal.db import database
 from portal.sender import (
     Candidate,
     EmployeeRow,
@@ -17,6 +16,7 @@ from portal.sender import (
     sender_table,
     table_from_candidates,
 )
+from tests.conftest import QueryCounter
 
 ERIK = EmployeeRow(1, "Erik", "Sales")
 OLGA = EmployeeRow(2, "Olga", "Support")
@@ -197,26 +197,6 @@ def test_the_grid_agrees_with_one_decision_at_a_time(company_data):
 
 
 # ---------------------------------------------------------------- against the database
-
-class QueryCounter:
-    """Counts the SQL statements the database runs."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __enter__(self):
-        self._original = database.obj.execute_sql
-
-        def counting(sql, params=None, *args, **kwargs):
-            self.count += 1
-            return self._original(sql, params, *args, **kwargs)
-
-        database.obj.execute_sql = counting
-        return self
-
-    def __exit__(self, *exc):
-        database.obj.execute_sql = self._original
-
 
 def test_resolve_sender_reads_rows_in_two_queries(app, employee, other_employee, make_project, make_mailbox):
     alpha, beta = make_project("Alpha"), make_project("Beta")

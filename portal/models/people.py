@@ -23,10 +23,17 @@ FEW = 1000  # up to this many matches the index beats scanning every employee
 _MATCHING = "SELECT rowid FROM employee_search WHERE employee_search MATCH ?"
 
 
-def _few_match(phrase):
-    """Whether the trigram index finds at most FEW employees for the phrase (it stops counting past that)."""
-    cursor = database.execute_sql(f"SELECT COUNT(*) FROM ({_MATCHING} LIMIT ?)", (phrase, FEW + 1))
-    return cursor.fetchone()[0] <= FEW
+# How many employees the index finds, counting no further than FEW + 1; and, only when that is too
+# many for the index to pay and the caller wants it, how many a scan finds. SQLite evaluates the
+# CASE's subquery only on the branch taken.
+_DECIDING = (f"WITH indexed(found) AS (SELECT COUNT(*) FROM ({_MATCHING} LIMIT ?)) "
+             "SELECT found, CASE WHEN found > ? THEN "
+             "(SELECT COUNT(*) FROM employee WHERE instr(search_text, ?) > 0) END FROM indexed")
+
+
+def _index_or_scan(phrase, text, count_scan):
+    """(employees the index finds, capped at FEW + 1; the scan's total if counted, else None): one query."""
+    return database.execute_sql(_DECIDING, (phrase, FEW + 1, FEW if count_scan else FEW + 1, text)).fetchone()
 
 
 def substring_position(column, text):
@@ -86,16 +93,33 @@ class Employee(UserMixin, BaseModel):
         `search_text` holds those fields case-folded in Python, so Cyrillic matches regardless
         of case on SQLite too (its LIKE and LOWER fold only ASCII), and no row is lowered per query.
         """
+        return cls._search(text, columns, count=False)[0]
+
+    @classmethod
+    def search_counted(cls, text="", *columns):
+        """(search()'s query, how many employees it finds if that is known already, else None).
+
+        On SQLite the query that chooses between the index and a scan also counts what the chosen
+        one finds, so a pager need not count again: two queries for a page, whichever way.
+        """
+        return cls._search(text, columns, count=True)
+
+    @classmethod
+    def _search(cls, text, columns, *, count):
         query = cls.select(*columns).order_by(fn.LOWER(cls.name), cls.id)
         text = (text or "").strip().casefold()
-        phrase = '"' + text.replace('"', '""') + '"'  # an FTS5 phrase query means "contains this text"
-        if len(text) >= TRIGRAM and isinstance(database.obj, SqliteDatabase) and _few_match(phrase):
-            # The trigram index (migration m0012) finds the few rows; no other row is read.
-            query = query.where(cls.id.in_(SQL(f"({_MATCHING})", [phrase])))
-        elif text:
+        total = None
+        if len(text) >= TRIGRAM and isinstance(database.obj, SqliteDatabase):
+            phrase = '"' + text.replace('"', '""') + '"'  # an FTS5 phrase query means "contains this text"
+            found, scanned = _index_or_scan(phrase, text, count)
+            if found <= FEW:
+                # The trigram index finds the few rows (migration m0012); no other row is read.
+                return query.where(cls.id.in_(SQL(f"({_MATCHING})", [phrase]))), found
+            total = scanned
+        if text:
             # Most rows match (or no index): one pass over the narrow name-order index is cheaper.
             query = query.where(substring_position(cls.search_text, text) > 0)
-        return query
+        return query, total
 
     @classmethod
     def departments(cls):
