@@ -97,8 +97,11 @@ def test_the_polling_outbox_reports_an_outage_once_and_a_closed_notice_stays_clo
 
     def wait_for_polls(count):
         seen = len(polls)
-        while len(polls) < seen + count:
+        for _ in range(60):  # the list asks every 2 s: 15 s is plenty
+            if len(polls) >= seen + count:
+                return
             page.wait_for_timeout(250)
+        raise AssertionError(f"the outbox stopped polling: {len(polls) - seen} of {count} polls in 15 s")
 
     page.route("**/outbox*", gateway_down)
     expect(notice).to_contain_text("(error 502)", timeout=6000)
