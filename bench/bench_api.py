@@ -23,12 +23,9 @@ from portal import create_app  # noqa: E402
 from portal.api.shapes import decision_json  # noqa: E402
 from portal.api.tokens import create_token  # noqa: E402
 from portal.api.validation import validate  # noqa: E402
-from portal.db import database, upgrade  # noqa: E402
+from portal.db import StatementCounter, database, upgrade  # noqa: E402
 from portal.models import Employee, Mailbox, MailboxProject, Project  # noqa: E402
 from portal.sender import resolve_sender  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sender import QueryCounter  # noqa: E402  (one way to count queries for every bench)
 
 EMPLOYEES, PROJECTS, MAILBOXES = 300, 30, 900
 ROUNDS = 400
@@ -92,9 +89,9 @@ def main():
     def me():
         client.get("/api/v1/me", headers=headers)
 
-    with QueryCounter(database.obj) as counted_core:
+    with StatementCounter() as counted_core:
         core()
-    with QueryCounter(database.obj) as counted_api:
+    with StatementCounter() as counted_api:
         api()
     body = {"project": "Project 03", "to": [f"Person {n} <p{n}@example.com>" for n in range(100)], "cc": [],
             "subject": "Quarterly report", "body": "Hello,\n" * 2000, "idempotency_key": "k"}

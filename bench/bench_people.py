@@ -18,7 +18,7 @@ from flask import Flask
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from portal import create_app  # noqa: E402
-from portal.db import database  # noqa: E402
+from portal.db import StatementCounter, database  # noqa: E402
 from portal.migrations import upgrade  # noqa: E402
 from portal.models import Employee  # noqa: E402
 from portal.models.people import search_text_of  # noqa: E402
@@ -36,20 +36,6 @@ LAST = ["Ivanov", "Petrov", "Sidorova", "Smith", "Jones", "Kuznetsov", "Popova",
         "Kozlov", "Novikova", "Morozov", "Volkova", "Garcia", "Müller", "Rossi", "Dubois", "Nowak"]
 DEPARTMENTS = ["Sales", "Support", "Logistics", "Finance", "Legal", "Purchasing", "R&D", "Marketing",
                "HR", "IT", "Office", "Production", "Quality", "Export", "Import", "Service"]
-
-
-class QueryCounter:
-    """Counts the SQL statements the database runs, by wrapping its execute_sql."""
-
-    def __init__(self, db):
-        self.count = 0
-        original = db.execute_sql
-
-        def counted(sql, params=None, *args, **kwargs):
-            self.count += 1
-            return original(sql, params, *args, **kwargs)
-
-        db.execute_sql = counted
 
 
 def fill(total, start=0):
@@ -104,11 +90,11 @@ def interleaved(client, urls, baseline, headers=None, rounds=ROUNDS):
     return {url: statistics.median(times) for url, times in samples.items()}, statistics.median(base)
 
 
-def queries(counter, client, url, headers=None):
-    counter.count = 0
-    response = client.get(url, headers=headers)
+def queries(client, url, headers=None):
+    with StatementCounter() as counted:
+        response = client.get(url, headers=headers)
     assert response.status_code == 200
-    return counter.count
+    return counted.count
 
 
 def main():
@@ -128,7 +114,6 @@ def main():
         admin.save()
     static_html = []
     app.add_url_rule("/bench/static-html", "bench_static_html", lambda: static_html[0])
-    counter = QueryCounter(database.obj)
     client = app.test_client()
     assert client.post("/sign-in", data={"email": admin.email, "password": PASSWORD}).status_code == 302
 
@@ -140,15 +125,15 @@ def main():
     with database.connection_context():
         fill(50)
     for url in pages:
-        small[url] = queries(counter, client, url)
+        small[url] = queries(client, url)
     for url in searches:
-        small[url] = queries(counter, client, url, htmx)
+        small[url] = queries(client, url, htmx)
     with database.connection_context():
         fill(EMPLOYEES - 1, start=50)
     for url in pages:
-        large[url] = queries(counter, client, url)
+        large[url] = queries(client, url)
     for url in searches:
-        large[url] = queries(counter, client, url, htmx)
+        large[url] = queries(client, url, htmx)
 
     print(f"SQL queries per request (51 employees -> {EMPLOYEES} employees):")
     for url in pages + searches:

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from portal import create_app  # noqa: E402
-from portal.db import database  # noqa: E402
+from portal.db import StatementCounter, database  # noqa: E402
 from portal.migrations import upgrade  # noqa: E402
 from portal.models import Employee, Mailbox, MailboxAccess, MailboxProject, Project  # noqa: E402
 from portal.sender import resolve_sender, sender_table  # noqa: E402
@@ -29,26 +29,6 @@ RESOLVE_ROUNDS = 300
 GRID_ROUNDS = 5
 MAX_RESOLVE_QUERIES = 2
 DEPARTMENTS = ["Sales", "Support", "Logistics", "Finance", "Legal", "Export", "Service", "Office"]
-
-
-class QueryCounter:
-    """Counts the SQL statements the database runs, by wrapping its execute_sql."""
-
-    def __init__(self, db):
-        self.db, self.count = db, 0
-
-    def __enter__(self):
-        self.original = self.db.execute_sql
-
-        def counted(sql, params=None, *args, **kwargs):
-            self.count += 1
-            return self.original(sql, params, *args, **kwargs)
-
-        self.db.execute_sql = counted
-        return self
-
-    def __exit__(self, *exc):
-        self.db.execute_sql = self.original
 
 
 def populate(rng):
@@ -114,7 +94,7 @@ def main():
 
     worst = 0
     for _ in range(50):
-        with QueryCounter(database.obj) as queries:
+        with StatementCounter() as queries:
             resolve_sender(rng.choice(employees), rng.choice(projects))
         worst = max(worst, queries.count)
     pairs = [(rng.choice(employees), rng.choice(projects)) for _ in range(RESOLVE_ROUNDS)]
@@ -127,9 +107,9 @@ def main():
           f"median {resolve_time * 1000:.2f} ms "
           f"vs one dict look-up {one_lookup * 1e6:.3f} µs (ratio {resolve_time / one_lookup:,.0f}x)")
 
-    with QueryCounter(database.obj) as small:
+    with StatementCounter() as small:
         sender_table(employees[:10], projects[:3])
-    with QueryCounter(database.obj) as full:
+    with StatementCounter() as full:
         table = sender_table(employees, projects)
     cells = len(table.cells)
     nobody = sum(1 for d in table.cells.values() if d.nobody)

@@ -149,6 +149,32 @@ def execute_direct(sql, params):
     return database.execute_sql(sql, params)
 
 
+class StatementCounter:
+    """Counts the SQL statements a database runs through peewee while the counter is in use.
+
+    For the tests and benchmarks that hold pages and rules to a fixed number of queries:
+    ``with StatementCounter() as counted: ...; counted.count``. The bound database by default.
+    """
+
+    def __init__(self, db=None):
+        self.db = db
+        self.count = 0
+
+    def __enter__(self):
+        self.db = self.db if self.db is not None else database.obj
+        original = self._original = self.db.execute_sql
+
+        def counting(sql, params=None, *args, **kwargs):
+            self.count += 1
+            return original(sql, params, *args, **kwargs)
+
+        self.db.execute_sql = counting
+        return self
+
+    def __exit__(self, *exc_info):
+        self.db.execute_sql = self._original
+
+
 def open_database(url):
     """Open the database a URL names: sqlite:///… (WAL, foreign keys) or postgresql://…."""
     if url.startswith("sqlite"):

@@ -19,8 +19,9 @@ def init_app(app):
                                     status=status, title=title, message=message)
         if request_is_partial():
             headers.update(PROBLEM_HEADERS)
-        if getattr(error, "retry_after", None) is not None:  # a rate limit says when to come back
-            headers["Retry-After"] = dict(error.get_headers())["Retry-After"]
+        retry_after = dict(error.get_headers()).get("Retry-After") if error is not None else None
+        if retry_after is not None:  # a rate limit says when to come back
+            headers["Retry-After"] = retry_after
         return body, status, headers
 
     @app.errorhandler(CSRFError)

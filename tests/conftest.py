@@ -205,23 +205,3 @@ def page_text(response):
     html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
     html = re.sub(r"<wbr\s*/?>", "", html)  # a line-break opportunity, not a space
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
-
-
-class QueryCounter:
-    """Counts the SQL statements the database runs."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __enter__(self):
-        self._original = database.obj.execute_sql
-
-        def counting(sql, params=None, *args, **kwargs):
-            self.count += 1
-            return self._original(sql, params, *args, **kwargs)
-
-        database.obj.execute_sql = counting
-        return self
-
-    def __exit__(self, *exc):
-        database.obj.execute_sql = self._original

@@ -3,8 +3,9 @@ import io
 
 import pytest
 
+from portal.db import StatementCounter
 from portal.models import Employee
-from tests.conftest import PASSWORD, QueryCounter, page_text
+from tests.conftest import PASSWORD, page_text
 
 HTMX = {"HX-Request": "true"}
 
@@ -353,7 +354,7 @@ def test_a_search_pages_through_its_matches_in_two_queries_whichever_way_it_look
             ("sales", 30, ["Seller 25", "Seller 26", "Seller 27", "Seller 28", "Seller 29"]),  # the index
             ("bulk.example", FEW + 5, [f"Zed {n:04d}" for n in range(FEW, FEW + 5)])):  # a scan
         pages = -(-total // 25)
-        with QueryCounter() as queries:
+        with StatementCounter() as queries:
             listing = list_employees(text, size=25, page=pages)
         assert listing.total == total and listing.pages == pages and listing.page == pages, text
         assert [e.name for e in listing.rows] == last_page_names, text

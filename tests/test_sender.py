@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portal.db import StatementCounter
 from portal.sender import (
     Candidate,
     EmployeeRow,
@@ -16,7 +17,6 @@ from portal.sender import (
     sender_table,
     table_from_candidates,
 )
-from tests.conftest import QueryCounter
 
 ERIK = EmployeeRow(1, "Erik", "Sales")
 OLGA = EmployeeRow(2, "Olga", "Support")
@@ -204,9 +204,9 @@ def test_resolve_sender_reads_rows_in_two_queries(app, employee, other_employee,
     make_mailbox(address="closed@example.com", access_everyone=False, access_employees=[other_employee])
     own = make_mailbox(employee, address="erik@example.com", projects=[beta])
 
-    with QueryCounter() as queries:
+    with StatementCounter() as queries:
         in_alpha = resolve_sender(employee, alpha)
-    with QueryCounter() as more:
+    with StatementCounter() as more:
         in_beta = resolve_sender(employee, beta)
 
     assert queries.count <= 2 and more.count <= 2
@@ -239,7 +239,7 @@ def test_sender_table_uses_a_constant_number_of_queries(app, make_employee, make
         for person in people:
             make_mailbox(person, projects=projects[:1])
         make_mailbox(projects=projects[1:2], is_default=True)
-        with QueryCounter() as queries:
+        with StatementCounter() as queries:
             table = sender_table(people, projects)
         return queries.count, table
 

@@ -123,9 +123,9 @@ def _http_error(error):
     """Other HTTP errors (429 from the limiter, ...) in the API's format, not as the pages' HTML."""
     code = error.code or 500
     response = error_response(code, _HTTP_CODES.get(code, "error"), _HTTP_MESSAGES.get(code, f"{error.name}."))
-    retry_after = getattr(error, "retry_after", None)  # the account-test limit's 429 says when
+    retry_after = dict(error.get_headers()).get("Retry-After")  # the account-test limit's 429 says when
     if retry_after is not None and "Retry-After" not in response.headers:
-        response.headers["Retry-After"] = str(retry_after)
+        response.headers["Retry-After"] = retry_after
     return response
 
 

@@ -31,6 +31,7 @@ fetched in full. A cursor left half-read there would keep an old snapshot and vo
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from peewee import SqliteDatabase
@@ -53,8 +54,8 @@ MARKS_PRAGMAS = {
 }
 
 
-class _Marks:
-    """What both stores share: used as a context manager around a pass; ``found`` is each store's own."""
+class _Marks(ABC):
+    """What a store of marks offers the queue, used as a context manager around a pass."""
 
     def __enter__(self):
         return self
@@ -62,8 +63,17 @@ class _Marks:
     def __exit__(self, *exc_info):
         return None
 
+    @abstractmethod
+    def mark(self, letter_id: int, token: str) -> bool:
+        """Mark the letter as past DATA while it is under ``token``; whether it still was."""
+
+    @abstractmethod
     def found(self, letter_ids) -> list:
-        raise NotImplementedError
+        """The marks on these letters, as (letter id, token or None)."""
+
+    @abstractmethod
+    def clear(self, marks) -> None:
+        """Remove exactly these (letter id, token) marks."""
 
     def reached_data(self, letter_ids) -> set:
         """Which of these letters carry a mark (any worker's)."""
