@@ -14,6 +14,8 @@ DEFAULTS = {
     "PORTAL_ADMIN_PASSWORD": None,
     "PORTAL_PAGE_SIZE": 25,
     "PORTAL_MAIL_TIMEOUT": 10.0,
+    "PORTAL_MAIL_DEADLINE": 30.0,  # seconds for a whole account test, reply fetch or connection
+    "PORTAL_ACCOUNT_TESTS_AT_ONCE": 4,  # account tests running at the same time in one web process
     "PORTAL_MAIL_ALLOWED_PORTS": "25,465,587,2525,110,995,143,993",
     "PORTAL_MAIL_ALLOWED_HOSTS": "",
     "PORTAL_MAIL_CA_FILE": None,

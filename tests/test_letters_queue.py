@@ -162,7 +162,7 @@ def test_a_server_that_never_answers_is_deferred_after_the_timeout(make_mailbox,
     process_due_letters(config, QueuePolicy(mailbox_per_minute=0))
 
     deferred = fresh(letter)
-    assert deferred.state == "deferred" and deferred.problem_code == "timeout"
+    assert deferred.state == "deferred" and deferred.problem_code == "no_mail_server"
     assert deferred.problem().temporary
 
 

@@ -175,7 +175,7 @@ def test_certificate_for_another_name_is_named(make_smtp_server, tmp_path, mail_
     assert server.logins == []
 
 
-def test_server_that_never_greets_times_out_within_the_limit(silent_server, mail_config):
+def test_server_that_never_greets_is_no_mail_server_within_the_timeout(silent_server, mail_config):
     config = dataclasses.replace(mail_config, timeout=1.0)
     mailbox = dataclasses.replace(
         _any_mailbox(), smtp=dataclasses.replace(_any_mailbox().smtp, host="127.0.0.1", port=silent_server.port))
@@ -184,19 +184,106 @@ def test_server_that_never_greets_times_out_within_the_limit(silent_server, mail
     result = check_account(mailbox, config)
 
     assert time.monotonic() - started < config.timeout + 1
-    assert result.problem.code == "timeout"
-    assert result.problem.stage == "smtp.greeting"
-    assert result.problem.temporary
+    assert result.problem.code == "no_mail_server"
+    assert result.problem.stage == "smtp.connect"
     assert_explained(result.problem)
 
 
-def test_closed_port_is_connection_refused(mail_config):
+def _port_where(kind, request):
+    """A port where ``kind`` listens: nothing (closed), a dropping firewall, a silent socket, SSH or HTTP."""
     from tests.servers.smtp import free_port
 
-    mailbox = _any_mailbox(port=free_port())
-    result = check_account(mailbox, mail_config)
-    assert result.problem.code == "connection_refused"
-    assert result.problem.stage == "smtp.connect"
+    return {"closed": free_port, "filtered": lambda: request.getfixturevalue("filtered_port").port,
+            "silent": lambda: request.getfixturevalue("silent_server").port,
+            "ssh": lambda: request.getfixturevalue("make_banner_server")("ssh").port,
+            "http": lambda: request.getfixturevalue("make_banner_server")("http").port}[kind]()
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+@pytest.mark.parametrize("kind", ["closed", "filtered", "silent", "ssh", "http"])
+def test_a_port_without_a_mail_server_gets_one_answer_whatever_listens(request, mail_config, caplog, kind, security):
+    config = dataclasses.replace(mail_config, timeout=1.0)
+    port = _port_where(kind, request)
+    mailbox = _any_mailbox(port=port, security=security)
+
+    with caplog.at_level("WARNING", logger="portal.mail"):
+        result = check_account(mailbox, config)
+
+    assert result.problem.code == "no_mail_server", kind
+    assert result.problem.title("en") == "No mail server answered on this port"
+    assert result.problem.server_reply == ""
+    assert [(s.name, s.ok, s.detail) for s in result.stages] == [
+        ("smtp.resolve", True, "127.0.0.1"), ("smtp.connect", False, "")]
+    assert "SSH" not in str(result.to_dict()) and "nginx" not in str(result.to_dict())
+    assert_explained(result.problem)
+    assert f"127.0.0.1 port {port}" in caplog.text, "the administrator's log says what was found"
+    if kind == "ssh":
+        assert "OpenSSH" in caplog.text
+
+
+@pytest.mark.parametrize("protocol,security", [("pop3", "starttls"), ("imap", "starttls"), ("imap", "ssl")])
+def test_incoming_port_with_another_service_is_no_mail_server(smtp_server, dovecot, mail_user, mail_config,
+                                                              make_banner_server, protocol, security):
+    ssh = make_banner_server("ssh")
+    incoming = dovecot.incoming_settings(mail_user.address, mail_user.password, protocol, security,
+                                         host="127.0.0.1", port=ssh.port)
+    result = check_account(smtp_server.mailbox(incoming=incoming), dataclasses.replace(mail_config, timeout=1.0))
+    assert result.problem.code == "no_mail_server"
+    assert result.problem.stage == f"{protocol}.connect"
+    assert "SSH" not in str(result.to_dict())
+
+
+def test_a_mail_server_refusing_at_its_greeting_is_quoted(make_smtp_server, mail_config):
+    # Once a server greets as SMTP, its own words are shown, even a refusal.
+    from tests.servers.slow import TarpitServer
+
+    refusing = TarpitServer(interval=0, greeting=b"554 5.3.2 mx.example.com: service unavailable\r\n")
+    try:
+        result = check_account(_any_mailbox(port=refusing.port, security="none"), mail_config)
+    finally:
+        refusing.stop()
+    assert result.problem.code != "no_mail_server"
+    assert "554 5.3.2 mx.example.com: service unavailable" in result.problem.server_reply
+
+
+def test_a_trickling_server_fails_within_the_deadline_with_its_own_explanation(tarpit_server, mail_config):
+    # One byte a second never trips the 3 s read timeout; only the deadline for the whole test ends it.
+    config = dataclasses.replace(mail_config, timeout=3.0, deadline=2.5)
+    started = time.monotonic()
+
+    result = check_account(_any_mailbox(port=tarpit_server.port, security="none"), config)
+
+    assert time.monotonic() - started < config.deadline + 1
+    assert result.problem.code == "too_slow"
+    assert result.problem.stage == "smtp.greeting"
+    assert result.problem.temporary
+    assert result.problem.server_reply == "", "the portal's own finding is not quoted as the server's words"
+    assert_explained(result.problem)
+
+
+def test_the_deadline_covers_both_sides_of_a_test(tarpit_server, dovecot, mail_user, mail_config):
+    from tests.servers.slow import TarpitServer
+
+    incoming_tarpit = TarpitServer(interval=1.0, greeting=b"+OK Dovecot ready.\r\n")
+    try:
+        incoming = dovecot.incoming_settings(mail_user.address, mail_user.password, "pop3", "none",
+                                             host="127.0.0.1", port=incoming_tarpit.port)
+        mailbox = dataclasses.replace(_any_mailbox(port=tarpit_server.port, security="none"), incoming=incoming)
+        started = time.monotonic()
+        result = check_account(mailbox, dataclasses.replace(mail_config, deadline=2.0))
+        elapsed = time.monotonic() - started
+    finally:
+        incoming_tarpit.stop()
+    assert elapsed < 3
+    assert {(s.name, s.ok) for s in result.stages if not s.ok} == {("smtp.greeting", False), ("pop3.greeting", False)}
+    assert result.problem.code == "too_slow"
+
+
+def test_stages_are_told_as_they_finish(smtp_server, mail_config):
+    heard = []
+    result = check_account(smtp_server.mailbox(), mail_config, on_stage=heard.append)
+    assert result.ok
+    assert heard == result.stages
 
 
 def test_unknown_host_is_host_not_found(mail_config):
@@ -267,6 +354,7 @@ def test_guard_refusal_is_the_first_problem(mail_config):
 
 def test_outgoing_and_incoming_run_at_the_same_time(silent_server, dovecot, mail_user, mail_config):
     # Both sides wait for a silent server: one timeout in total, not two.
+    # (A silent port is "no mail server", failed at the connect stage of each side.)
     config = dataclasses.replace(mail_config, timeout=1.0)
     incoming = dovecot.incoming_settings(mail_user.address, mail_user.password, "imap", "starttls",
                                          host="127.0.0.1", port=silent_server.port)
@@ -276,8 +364,8 @@ def test_outgoing_and_incoming_run_at_the_same_time(silent_server, dovecot, mail
     result = check_account(mailbox, config)
 
     assert time.monotonic() - started < 2 * config.timeout
-    assert {s.name for s in result.stages if not s.ok} == {"smtp.greeting", "imap.greeting"}
-    assert result.problem.stage == "smtp.greeting", "the outgoing problem is named first"
+    assert {s.name for s in result.stages if not s.ok} == {"smtp.connect", "imap.connect"}
+    assert result.problem.stage == "smtp.connect", "the outgoing problem is named first"
 
 
 def test_result_dict_has_the_documented_shape(smtp_server, mail_config):
@@ -299,8 +387,8 @@ def test_every_stage_has_a_label_in_both_languages():
         assert stage_label(name, "ru") != stage_label(name, "en") != name
 
 
-def _any_mailbox(host="127.0.0.1", port=2525):
+def _any_mailbox(host="127.0.0.1", port=2525, security="starttls"):
     from portal.mail.settings import MailboxSettings, ServerSettings
 
     return MailboxSettings("sender@example.com", "Sender",
-                           ServerSettings(host, port, "starttls", "sender@example.com", "s3cret"))
+                           ServerSettings(host, port, security, "sender@example.com", "s3cret"))

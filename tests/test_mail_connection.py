@@ -1,12 +1,14 @@
 """open_smtp/open_incoming: the shared path the letters queue sends and fetches through."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import smtplib
+import time
 
 import pytest
 
-from portal.mail.connection import MailError, open_incoming, open_smtp
+from portal.mail.connection import Deadline, MailError, open_incoming, open_smtp
 from portal.mail.problems import classify
 from portal.mail.stages import StageLog
 from tests.servers.smtp import DROP_AFTER_DATA
@@ -89,3 +91,45 @@ def test_no_secret_reaches_the_log(smtp_server, dovecot, mail_user, mail_config,
     assert "portal.mail" in {record.name for record in caplog.records}
     assert smtp_server.password not in caplog.text
     assert mail_user.password not in caplog.text
+
+
+def test_a_stalled_session_is_cut_at_the_deadline_while_in_use(smtp_server, mail_config):
+    # Signed in fine, then the server holds its reply to DATA: the deadline shuts the socket, the
+    # read blocked in smtplib wakes at once, and the caller learns the session is gone.
+    smtp_server.stall("DATA", 30)
+    started = time.monotonic()
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        with open_smtp(smtp_server.mailbox(), dataclasses.replace(mail_config, timeout=20.0), deadline=1.5) as smtp:
+            smtp.sendmail(smtp_server.username, ["friend@example.com"], b"Subject: x\r\n\r\nx\r\n")
+    assert time.monotonic() - started < 3
+
+
+def test_the_configured_deadline_bounds_a_reply_fetch_session(mail_config):
+    from portal.mail.settings import IncomingSettings, MailboxSettings, ServerSettings
+    from tests.servers.slow import TarpitServer
+
+    tarpit = TarpitServer(interval=0.5, greeting=b"+OK Dovecot ready.\r\n")
+    incoming = IncomingSettings("pop3", ServerSettings("127.0.0.1", tarpit.port, "none", "", ""))
+    mailbox = MailboxSettings("sender@example.com", "Sender", ServerSettings("127.0.0.1", 1, "none", "", ""),
+                              incoming)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MailError) as failed:
+            with open_incoming(mailbox, dataclasses.replace(mail_config, timeout=5.0, deadline=1.5)):
+                pytest.fail("must not get a session")
+    finally:
+        tarpit.stop()
+    assert time.monotonic() - started < 3
+    assert failed.value.problem.code == "too_slow"
+    assert failed.value.problem.stage == "pop3.greeting"
+
+
+def test_one_deadline_shared_by_two_sessions_ends_both(smtp_server, mail_config):
+    deadline = Deadline(1.0)
+    with open_smtp(smtp_server.mailbox(), mail_config, deadline=deadline) as first:
+        with open_smtp(smtp_server.mailbox(), mail_config, deadline=deadline) as second:
+            time.sleep(1.3)
+            for session in (first, second):
+                with pytest.raises(smtplib.SMTPServerDisconnected):
+                    session.noop()
+    assert deadline.expired

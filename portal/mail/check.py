@@ -6,8 +6,10 @@ import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
+from typing import Callable
 
 from .connection import open_incoming, open_smtp
+from .deadline import Deadline
 from .errors import MailError
 from .presets import provider_for
 from .problems import Problem
@@ -39,11 +41,27 @@ class CheckResult:
                 "stages": [stage.to_dict() for stage in self.stages]}
 
 
-def check_account(settings: MailboxSettings, config: MailConfig, *, send_test_letter: bool = False) -> CheckResult:
-    """Run every stage of the outgoing and (if configured) incoming check concurrently and report them."""
+def check_account(settings: MailboxSettings, config: MailConfig, *, send_test_letter: bool = False,
+                  deadline: Deadline | float | None = None,
+                  on_stage: Callable[[Stage], None] | None = None) -> CheckResult:
+    """Run every stage of the outgoing and (if configured) incoming check concurrently and report them.
+
+    Both sides together must be over by ``deadline`` (seconds, else PORTAL_MAIL_DEADLINE from now);
+    ``on_stage`` hears of each stage as it finishes, from whichever thread ran it.
+    """
     provider = provider_for(settings)
-    outgoing = StageLog("outgoing", provider)
-    incoming = StageLog("incoming", provider)
+    limit = deadline if isinstance(deadline, Deadline) else Deadline(deadline or config.deadline)
+    try:
+        return _check_both_sides(settings, config, send_test_letter, provider, limit, on_stage)
+    finally:
+        if limit is not deadline:
+            limit.close()
+
+
+def _check_both_sides(settings: MailboxSettings, config: MailConfig, send_test_letter: bool, provider: str | None,
+                      deadline: Deadline, on_stage: Callable[[Stage], None] | None) -> CheckResult:
+    outgoing = StageLog("outgoing", provider, deadline=deadline, on_stage=on_stage)
+    incoming = StageLog("incoming", provider, deadline=deadline, on_stage=on_stage)
     found: dict[str, Problem | None] = {}
     crashed: list[BaseException] = []
 
@@ -59,7 +77,7 @@ def check_account(settings: MailboxSettings, config: MailConfig, *, send_test_le
         worker.start()
     found["outgoing"] = _check_outgoing(settings, config, outgoing, send_test_letter)
     if worker is not None:
-        worker.join()  # every network step inside has its own timeout
+        worker.join()  # bounded: the deadline shuts down every socket the other side still waits on
     if crashed:
         raise crashed[0]
     problem = found["outgoing"] or found.get("incoming")
@@ -69,7 +87,7 @@ def check_account(settings: MailboxSettings, config: MailConfig, *, send_test_le
 def _check_outgoing(settings: MailboxSettings, config: MailConfig, log: StageLog,
                     send_test_letter: bool) -> Problem | None:
     try:
-        with open_smtp(settings, config, stages=log) as smtp:
+        with open_smtp(settings, config, stages=log, deadline=log.deadline) as smtp:
             with log.step("smtp.envelope") as step:
                 step.server_reply = step.detail = offer_envelope(smtp, settings.address)
                 smtp.rset()
@@ -88,7 +106,7 @@ def _check_outgoing(settings: MailboxSettings, config: MailConfig, log: StageLog
 def _check_incoming(settings: MailboxSettings, config: MailConfig, log: StageLog) -> Problem | None:
     protocol = settings.incoming.protocol
     try:
-        with open_incoming(settings, config, stages=log) as client:
+        with open_incoming(settings, config, stages=log, deadline=log.deadline) as client:
             with log.step(f"{protocol}.mailbox") as step:
                 if protocol == "pop3":
                     count, size = client.stat()

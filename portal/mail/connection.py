@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import imaplib
 import ipaddress
+import logging
 import os
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -20,37 +22,66 @@ from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 from . import guard
-from .errors import CertificatePinMismatch, MailError, PlaintextAuthRefused, SecurityModeMismatch
+from .deadline import Deadline
+from .errors import CertificatePinMismatch, MailError, NoMailServer, PlaintextAuthRefused, SecurityModeMismatch
 from .presets import provider_for
 from .problems import symptom_of
 from .settings import MailboxSettings, MailConfig, ServerSettings, format_fingerprint
 from .stages import StageLog
 
-__all__ = ["open_smtp", "open_incoming", "MailError", "tls_context", "certificate_fingerprint"]
+__all__ = ["open_smtp", "open_incoming", "MailError", "Deadline", "tls_context", "certificate_fingerprint"]
 
 # How long to listen for a TLS server when a plain-text greeting never came (see _speaks_tls).
 TLS_PROBE_SECONDS = 0.5
+# How long to wait for a plain-text greeting when a TLS handshake met plain text (see _greets_in_plain).
+PLAIN_PROBE_SECONDS = 2.0
+
+log = logging.getLogger("portal.mail")
+
+# Symptoms that, before a server has greeted, say nothing more than "no mail server here".
+_NOTHING_ANSWERED = frozenset({"connection_refused", "timeout", "host_unreachable", "connection_dropped"})
 
 
 @contextmanager
-def open_smtp(settings: MailboxSettings, config: MailConfig, *,
-              stages: StageLog | None = None) -> Iterator[smtplib.SMTP]:
-    """Yield an SMTP session signed in as the mailbox; raise MailError naming the problem on failure."""
+def open_smtp(settings: MailboxSettings, config: MailConfig, *, stages: StageLog | None = None,
+              deadline: Deadline | float | None = None) -> Iterator[smtplib.SMTP]:
+    """Yield an SMTP session signed in as the mailbox; raise MailError naming the problem on failure.
+
+    The whole session, sending included, must be over by ``deadline`` (a shared Deadline, or seconds;
+    by default the configured PORTAL_MAIL_DEADLINE from now); its sockets are shut down when it passes.
+    """
     log = stages if stages is not None else StageLog("outgoing", provider_for(settings))
-    with _session(_SMTP_PROTOCOL, settings.smtp, config, log) as smtp:
+    with _deadline(deadline, config) as limit, _session(_SMTP_PROTOCOL, settings.smtp, config, log, limit) as smtp:
         yield smtp
 
 
 @contextmanager
-def open_incoming(settings: MailboxSettings, config: MailConfig, *,
-                  stages: StageLog | None = None) -> Iterator[poplib.POP3 | imaplib.IMAP4]:
-    """Yield a POP3 or IMAP session signed in to the mailbox's incoming server; raise MailError on failure."""
+def open_incoming(settings: MailboxSettings, config: MailConfig, *, stages: StageLog | None = None,
+                  deadline: Deadline | float | None = None) -> Iterator[poplib.POP3 | imaplib.IMAP4]:
+    """Yield a POP3 or IMAP session signed in to the mailbox's incoming server; raise MailError on failure.
+
+    ``deadline`` bounds the whole session, fetching included, as for open_smtp.
+    """
     if settings.incoming is None:
         raise ValueError("this mailbox has no incoming server")
     protocol = _INCOMING_PROTOCOLS[settings.incoming.protocol]
     log = stages if stages is not None else StageLog("incoming", provider_for(settings))
-    with _session(protocol, settings.incoming.server, config, log) as client:
+    with (_deadline(deadline, config) as limit,
+          _session(protocol, settings.incoming.server, config, log, limit) as client):
         yield client
+
+
+@contextmanager
+def _deadline(deadline: Deadline | float | None, config: MailConfig) -> Iterator[Deadline]:
+    """The caller's Deadline as it is, or a new one (seconds, else the configured one) stopped at the end."""
+    if isinstance(deadline, Deadline):
+        yield deadline
+        return
+    own = Deadline(deadline or config.deadline)
+    try:
+        yield own
+    finally:
+        own.close()
 
 
 def certificate_fingerprint(sock: ssl.SSLSocket) -> str:
@@ -91,6 +122,7 @@ class _Protocol:
     """How one mail protocol greets, starts TLS, signs in and says goodbye."""
 
     name: str
+    greeting: re.Pattern[bytes]  # how this protocol's server greets (a reply of its own, even a refusal)
     greet: Callable[[socket.socket, ServerSettings, MailConfig], Any]
     starttls: Callable[[Any, ssl.SSLContext], ssl.SSLSocket]
     login: Callable[[Any, ServerSettings], str]
@@ -99,7 +131,9 @@ class _Protocol:
 
 
 @contextmanager
-def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, log: StageLog) -> Iterator[Any]:
+def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, log: StageLog,
+             deadline: Deadline) -> Iterator[Any]:
+    log.deadline = deadline
     destination = _resolve(protocol, server, config, log)
     client = _start(protocol, destination, server, config, log)
     try:
@@ -123,7 +157,7 @@ def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, lo
 
 def _resolve(protocol: _Protocol, server: ServerSettings, config: MailConfig, log: StageLog) -> guard.Destination:
     with log.step(f"{protocol.name}.resolve") as step:
-        destination = guard.resolve_destination(server.host, server.port, config)
+        destination = guard.resolve_destination(server.host, server.port, config, deadline=log.deadline)
         step.detail = ", ".join(destination.addresses)
     return destination
 
@@ -132,33 +166,86 @@ def _start(protocol: _Protocol, destination: guard.Destination, server: ServerSe
            log: StageLog, *, context: ssl.SSLContext | None = None) -> Any:
     """Connect, greet and secure the session (not signed in yet); ``context`` overrides the TLS context."""
     name = protocol.name
-    with log.step(f"{name}.connect") as step:
-        sock = guard.connect(destination, config.timeout)
-        step.detail = _describe_peer(sock)
+    deadline = log.deadline
+    sock = None
     client = None
     try:
-        if server.security == "ssl":
-            sock = _secure(log, name, server, config, context,
-                           lambda ctx: ctx.wrap_socket(sock, server_hostname=server.host),
-                           lambda: _peek_fingerprint(protocol, destination, server, config))
-        with log.step(f"{name}.greeting") as step:
-            try:
-                client = protocol.greet(sock, server, config)
-            except Exception as exc:
-                if (server.security != "ssl" and symptom_of(exc).kind == "timeout"
-                        and _speaks_tls(destination, config)):
-                    raise SecurityModeMismatch("no greeting in plain text, but the server answers TLS: "
-                                               "this port expects SSL") from exc
-                raise
-            step.server_reply = step.detail = _greeting_text(client)
+        with log.until_greeted(name):
+            with log.step(f"{name}.connect") as step:
+                sock = _before_greeting(
+                    destination, lambda: guard.connect(destination, config.timeout, deadline=deadline))
+                step.detail = _describe_peer(sock)
+            if server.security == "ssl":
+                sock = _secure(log, name, server, config, context,
+                               lambda ctx: _implicit_tls(protocol, destination, config, deadline, sock, ctx),
+                               lambda: _peek_fingerprint(protocol, destination, server, config, deadline))
+            with log.step(f"{name}.greeting") as step:
+                client = _before_greeting(destination, lambda: _greet(protocol, destination, sock, server,
+                                                                      config, deadline))
+                step.server_reply = step.detail = _greeting_text(client)
         if server.security == "starttls":
             _secure(log, name, server, config, context, lambda ctx: protocol.starttls(client, ctx),
-                    lambda: _peek_fingerprint(protocol, destination, server, config))
+                    lambda: _peek_fingerprint(protocol, destination, server, config, deadline))
         return client
     except BaseException:
         if client is not None:
             protocol.abort(client)
-        sock.close()
+        if sock is not None:
+            sock.close()
+        raise
+
+
+def _greet(protocol: _Protocol, destination: guard.Destination, sock: socket.socket, server: ServerSettings,
+           config: MailConfig, deadline: Deadline | None) -> Any:
+    try:
+        return protocol.greet(sock, server, config)
+    except Exception as exc:
+        if (server.security != "ssl" and symptom_of(exc).kind == "timeout"
+                and _speaks_tls(destination, config, deadline)):
+            raise SecurityModeMismatch("no greeting in plain text, but the server answers TLS: "
+                                       "this port expects SSL") from exc
+        raise
+
+
+def _before_greeting(destination: guard.Destination, action: Callable[[], Any]) -> Any:
+    """Run a step that comes before the server has greeted; what fails there is "no mail server" to the user."""
+    try:
+        return action()
+    except NoMailServer as exc:
+        _log_no_mail_server(destination, exc.detail)
+        raise
+    except _AfterGreeting as wrapper:
+        raise wrapper.cause from None
+    except Exception as exc:
+        if getattr(exc, "kind", None) == "deadline_exceeded" or symptom_of(exc).kind not in _NOTHING_ANSWERED:
+            raise
+        _log_no_mail_server(destination, f"{type(exc).__name__}: {exc}")
+        raise NoMailServer(str(exc)) from exc
+
+
+def _log_no_mail_server(destination: guard.Destination, detail: str) -> None:
+    # For the administrator only: the employee's answer is the same whatever was found here.
+    log.warning("no mail server answered at %s port %d: %s", destination.host, destination.port, detail[:200])
+
+
+def _implicit_tls(protocol: _Protocol, destination: guard.Destination, config: MailConfig,
+                  deadline: Deadline | None, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
+    """The handshake of implicit TLS; plain text back is "SSL and STARTTLS swapped" only from a mail server."""
+    try:
+        return context.wrap_socket(sock, server_hostname=destination.host)
+    except ssl.SSLCertVerificationError:
+        raise
+    except OSError as exc:
+        kind = symptom_of(exc).kind
+        if kind == "security_mode_mismatch":
+            first_line = _plain_first_line(destination, config, deadline)
+            if protocol.greeting.match(first_line):
+                raise
+            _log_no_mail_server(destination, f"no TLS ({exc}) and no {protocol.name} greeting: {first_line[:200]!r}")
+            raise NoMailServer(str(exc)) from exc
+        if kind in _NOTHING_ANSWERED:
+            _log_no_mail_server(destination, f"TLS handshake: {exc}")
+            raise NoMailServer(str(exc)) from exc
         raise
 
 
@@ -168,6 +255,8 @@ def _secure(log: StageLog, name: str, server: ServerSettings, config: MailConfig
     with log.step(f"{name}.tls") as step:
         try:
             tls = handshake(context or tls_context(config, server))
+            if log.deadline is not None:
+                log.deadline.watch(tls)
         except ssl.SSLCertVerificationError:
             # Show the admin which certificate was refused, so it can be compared and pinned.
             step.fingerprint = _quietly(peek)
@@ -187,20 +276,20 @@ def _secure(log: StageLog, name: str, server: ServerSettings, config: MailConfig
 
 
 def _peek_fingerprint(protocol: _Protocol, destination: guard.Destination, server: ServerSettings,
-                      config: MailConfig) -> str | None:
+                      config: MailConfig, deadline: Deadline | None) -> str | None:
     """Open the same session again without chain checks, only to read the certificate's fingerprint."""
-    client = _start(protocol, destination, server, config, StageLog(), context=_pinning_context())
+    client = _start(protocol, destination, server, config, StageLog(deadline=deadline), context=_pinning_context())
     try:
         return certificate_fingerprint(_socket_of(client))
     finally:
         protocol.abort(client)
 
 
-def _speaks_tls(destination: guard.Destination, config: MailConfig) -> bool:
+def _speaks_tls(destination: guard.Destination, config: MailConfig, deadline: Deadline | None) -> bool:
     """Whether the server answers a TLS handshake: tells "SSL port used as STARTTLS" from a silent server."""
     budget = min(TLS_PROBE_SECONDS, config.timeout)
     try:
-        sock = guard.connect(destination, budget)
+        sock = guard.connect(destination, budget, deadline=deadline)
     except OSError:
         return False
     try:
@@ -209,6 +298,23 @@ def _speaks_tls(destination: guard.Destination, config: MailConfig) -> bool:
             return True
     except OSError:
         return False
+    finally:
+        sock.close()
+
+
+def _plain_first_line(destination: guard.Destination, config: MailConfig, deadline: Deadline | None) -> bytes:
+    """What a fresh plain connection hears first (a mail server on its STARTTLS port greets at once)."""
+    budget = min(PLAIN_PROBE_SECONDS, config.timeout)
+    try:
+        sock = guard.connect(destination, budget, deadline=deadline)
+    except OSError:
+        return b""
+    try:
+        sock.settimeout(budget)
+        with sock.makefile("rb") as stream:
+            return stream.readline(512)
+    except OSError:
+        return b""
     finally:
         sock.close()
 
@@ -263,12 +369,25 @@ def _smtp_greet(sock: socket.socket, server: ServerSettings, config: MailConfig)
     smtp = GuardedSMTP(sock, server.host, config.timeout, _ehlo_name(sock, config))
     code, banner = smtp.connect(server.host, server.port)
     smtp.greeting_text = f"{code} {banner.decode('utf-8', 'replace')}"
+    if not 200 <= code < 600:  # smtplib reads a line without a reply code as -1
+        raise NoMailServer(f"not an SMTP greeting: {banner[:200]!r}")
     if code != 220:
         raise smtplib.SMTPConnectError(code, banner)
-    code, reply = smtp.ehlo()
+    try:
+        code, reply = smtp.ehlo()
+    except Exception as exc:
+        raise _AfterGreeting(exc) from exc
     if code != 250:
         raise smtplib.SMTPHeloError(code, reply)
     return smtp
+
+
+class _AfterGreeting(Exception):
+    """A failure once the server has greeted as a mail server: explained as what it is, never as "no server"."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(*cause.args)
+        self.cause = cause
 
 
 def _smtp_starttls(smtp: GuardedSMTP, context: ssl.SSLContext) -> ssl.SSLSocket:
@@ -290,7 +409,8 @@ def _smtp_abort(smtp: GuardedSMTP) -> None:
     smtp.close()
 
 
-_SMTP_PROTOCOL = _Protocol("smtp", _smtp_greet, _smtp_starttls, _smtp_login, smtplib.SMTP.quit, _smtp_abort)
+_SMTP_PROTOCOL = _Protocol("smtp", re.compile(rb"[245]\d\d[ -]"), _smtp_greet, _smtp_starttls, _smtp_login,
+                           smtplib.SMTP.quit, _smtp_abort)
 
 
 class _OverGuardedSocket:
@@ -313,7 +433,16 @@ class GuardedPOP3(_OverGuardedSocket, poplib.POP3):
 
 
 def _pop3_greet(sock: socket.socket, server: ServerSettings, config: MailConfig) -> GuardedPOP3:
-    return GuardedPOP3(sock, server.host, server.port, config.timeout)
+    try:
+        return GuardedPOP3(sock, server.host, server.port, config.timeout)
+    except poplib.error_proto as exc:
+        reply = exc.args[0] if exc.args else b""
+        if not _POP3_GREETING.match(reply if isinstance(reply, bytes) else str(reply).encode()):
+            raise NoMailServer(f"not a POP3 greeting: {reply[:200]!r}") from exc
+        raise
+
+
+_POP3_GREETING = re.compile(rb"[+-](OK|ERR)\b")
 
 
 def _pop3_starttls(pop: GuardedPOP3, context: ssl.SSLContext) -> ssl.SSLSocket:
@@ -338,7 +467,15 @@ class GuardedIMAP4(_OverGuardedSocket, imaplib.IMAP4):
 
 
 def _imap_greet(sock: socket.socket, server: ServerSettings, config: MailConfig) -> GuardedIMAP4:
-    return GuardedIMAP4(sock, server.host, server.port, config.timeout)
+    try:
+        return GuardedIMAP4(sock, server.host, server.port, config.timeout)
+    except imaplib.IMAP4.abort as exc:
+        if str(exc).startswith("unexpected response"):  # a first line that is no IMAP response at all
+            raise NoMailServer(f"not an IMAP greeting: {str(exc)[:200]}") from exc
+        raise
+
+
+_IMAP_GREETING = re.compile(rb"\* (OK|PREAUTH|BYE)\b", re.IGNORECASE)
 
 
 def _imap_starttls(imap: GuardedIMAP4, context: ssl.SSLContext) -> ssl.SSLSocket:
@@ -359,6 +496,8 @@ def _imap_abort(imap: GuardedIMAP4) -> None:
 
 
 _INCOMING_PROTOCOLS = {
-    "pop3": _Protocol("pop3", _pop3_greet, _pop3_starttls, _pop3_login, poplib.POP3.quit, _pop3_abort),
-    "imap": _Protocol("imap", _imap_greet, _imap_starttls, _imap_login, imaplib.IMAP4.logout, _imap_abort),
+    "pop3": _Protocol("pop3", _POP3_GREETING, _pop3_greet, _pop3_starttls, _pop3_login, poplib.POP3.quit,
+                      _pop3_abort),
+    "imap": _Protocol("imap", _IMAP_GREETING, _imap_greet, _imap_starttls, _imap_login, imaplib.IMAP4.logout,
+                      _imap_abort),
 }

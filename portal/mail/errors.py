@@ -41,3 +41,17 @@ class PlaintextAuthRefused(OSError):
     """The password would travel unencrypted and the mailbox does not allow that."""
 
     kind = "plaintext_auth_refused"
+
+
+class NoMailServer(OSError):
+    """Nothing that greets as a mail server answered: a closed or filtered port, or another service.
+
+    The user sees one message for all of these, so the account test cannot map what listens where;
+    ``detail`` (the refusal, the silence or the banner) is for the log only.
+    """
+
+    kind = "no_mail_server"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("no mail server answered on this port")
+        self.detail = detail

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .deadline import Deadline
 from .errors import GuardRefused, HostNotFound
 from .settings import MailConfig
 
@@ -68,13 +69,17 @@ def is_public_address(ip: IPAddress) -> bool:
     return ip.is_global and not ip.is_private
 
 
-def resolve_destination(host: str, port: int, config: MailConfig, *,
-                        resolver: Resolver | None = None) -> Destination:
-    """Resolve ``host`` once and keep the addresses the guard allows; raise GuardRefused if none."""
+def resolve_destination(host: str, port: int, config: MailConfig, *, resolver: Resolver | None = None,
+                        deadline: Deadline | None = None) -> Destination:
+    """Resolve ``host`` once and keep the addresses the guard allows; raise GuardRefused if none.
+
+    The look-up waits at most the per-read timeout, and never past ``deadline``.
+    """
     host = host.strip().strip("[]").rstrip(".").lower()
     addresses = _literal(host)
     if addresses is None:
-        addresses = (resolver or system_resolver(config.timeout))(host, port)
+        timeout = deadline.timeout(config.timeout) if deadline is not None else config.timeout
+        addresses = (resolver or system_resolver(timeout))(host, port)
     allowed = []
     for text in addresses:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
@@ -131,12 +136,17 @@ def system_resolver(timeout: float) -> Resolver:
     return resolve
 
 
-def connect(destination: Destination, timeout: float) -> socket.socket:
-    """Open a TCP connection to one of the destination's allowed addresses, trying them in order."""
-    deadline = time.monotonic() + timeout
+def connect(destination: Destination, timeout: float, *, deadline: Deadline | None = None) -> socket.socket:
+    """Open a TCP connection to one of the destination's allowed addresses, trying them in order.
+
+    Connecting takes at most ``timeout`` in all, and never past ``deadline``, which then watches the socket.
+    """
+    if deadline is not None:
+        timeout = deadline.timeout(timeout)
+    ends = time.monotonic() + timeout
     last_error: OSError | None = None
     for address in destination.addresses:
-        remaining = deadline - time.monotonic()
+        remaining = ends - time.monotonic()
         if remaining <= 0:
             break
         ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -150,5 +160,7 @@ def connect(destination: Destination, timeout: float) -> socket.socket:
             last_error = exc
             continue
         sock.settimeout(timeout)
+        if deadline is not None:
+            deadline.watch(sock)
         return sock
     raise last_error or TimeoutError("timed out")

@@ -133,6 +133,7 @@ class MailConfig:
     """Server-wide settings of the mail engine (never set by employees)."""
 
     timeout: float = 10.0
+    deadline: float = 30.0  # the whole conversation (a test, a fetch, a connection), not one read
     allowed_ports: frozenset[int] = DEFAULT_MAIL_PORTS
     allowed_hosts: tuple[AllowedHost, ...] = ()
     ca_file: str | None = None
@@ -142,6 +143,9 @@ class MailConfig:
         if not self.timeout > 0:
             raise ValueError("the mail timeout must be positive")
         object.__setattr__(self, "timeout", float(self.timeout))
+        if not self.deadline > 0:
+            raise ValueError("the mail deadline must be positive")
+        object.__setattr__(self, "deadline", float(self.deadline))
         object.__setattr__(self, "allowed_ports", frozenset(int(p) for p in self.allowed_ports))
         object.__setattr__(self, "allowed_hosts", tuple(
             entry if isinstance(entry, AllowedHost) else AllowedHost.parse(entry)
@@ -157,6 +161,11 @@ class MailConfig:
                 kwargs["timeout"] = float(mapping["PORTAL_MAIL_TIMEOUT"])
             except (TypeError, ValueError):
                 raise ValueError("PORTAL_MAIL_TIMEOUT must be a number of seconds") from None
+        if mapping.get("PORTAL_MAIL_DEADLINE") not in (None, ""):
+            try:
+                kwargs["deadline"] = float(mapping["PORTAL_MAIL_DEADLINE"])
+            except (TypeError, ValueError):
+                raise ValueError("PORTAL_MAIL_DEADLINE must be a number of seconds") from None
         if mapping.get("PORTAL_MAIL_ALLOWED_PORTS") not in (None, ""):
             try:
                 kwargs["allowed_ports"] = frozenset(int(p) for p in _items(mapping["PORTAL_MAIL_ALLOWED_PORTS"]))

@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
 
+from .deadline import Deadline, DeadlineExceeded
 from .errors import MailError
 
 log = logging.getLogger("portal.mail")
@@ -82,20 +83,56 @@ class StageLog:
     side: str = "outgoing"
     provider: str | None = None
     stages: list[Stage] = field(default_factory=list)
+    deadline: Deadline | None = None  # a step that fails after it passed is explained as "too slow"
+    on_stage: Callable[[Stage], None] | None = None  # told of each stage as it finishes (a live progress line)
+    _held: list[Stage] | None = field(default=None, repr=False)
+
+    @contextmanager
+    def until_greeted(self, protocol: str) -> Iterator[None]:
+        """Hold back the stages of connecting until the server has greeted as a mail server.
+
+        If it never does (a closed or filtered port, another service), the held stages give way to one
+        failed "<protocol>.connect" stage without details, so the answer looks the same whatever listens.
+        """
+        self._held = []
+        started = time.perf_counter()
+        try:
+            yield
+        except MailError as error:
+            held, self._held = self._held, None
+            if error.problem.code != "no_mail_server":
+                self._publish(held)
+                raise
+            name = f"{protocol}.connect"
+            self._record(name, False, started, StepProgress(), "")
+            raise MailError(replace(error.problem, stage=name, server_reply="")) from error.__cause__
+        held, self._held = self._held, None
+        self._publish(held)
 
     @contextmanager
     def step(self, name: str) -> Iterator[StepProgress]:
         """Time a step; on any error record it as failed and raise MailError with its Problem."""
-        from .problems import classify  # problems imports nothing from here; deferred to keep modules light
+        from .problems import Problem, classify  # problems imports nothing from here; deferred to keep it light
 
         progress = StepProgress()
         started = time.perf_counter()
         try:
+            if self.deadline is not None:
+                self.deadline.check()
             yield progress
+            if self.deadline is not None and self.deadline.expired:
+                # A read cut short by the deadline can look complete (half a greeting); it is not.
+                raise DeadlineExceeded(self.deadline.seconds)
         except MailError:
             raise
         except Exception as exc:
-            problem = classify(exc, stage=name, provider=self.provider)
+            if self.deadline is not None and self.deadline.expired:
+                # Whatever the shut-down socket made the client say, the cause is the deadline; the
+                # portal's own finding, not words of the server, so it is the stage's detail only.
+                progress.detail = str(DeadlineExceeded(self.deadline.seconds))
+                problem = Problem(code="too_slow", stage=name, server_reply="", provider=self.provider)
+            else:
+                problem = classify(exc, stage=name, provider=self.provider)
             self._record(name, False, started, progress, problem.server_reply)
             raise MailError(problem) from exc
         else:
@@ -105,5 +142,14 @@ class StageLog:
         ms = round((time.perf_counter() - started) * 1000)
         stage = Stage(name=name, ok=ok, ms=ms, detail=progress.detail or reply, server_reply=reply,
                       side=self.side, fingerprint=progress.fingerprint)
-        self.stages.append(stage)
         log.debug("stage %s ok=%s %d ms: %s", name, ok, ms, stage.detail)
+        if self._held is not None:
+            self._held.append(stage)
+        else:
+            self._publish([stage])
+
+    def _publish(self, stages: list[Stage]) -> None:
+        for stage in stages:
+            self.stages.append(stage)
+            if self.on_stage is not None:
+                self.on_stage(stage)

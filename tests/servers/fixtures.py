@@ -11,6 +11,10 @@ Fixtures and what they yield:
 - ``make_smtp_server``: a factory ``make_smtp_server(security="starttls"|"ssl"|"none", certificate=None, **fields)``
   for other variants (an untrusted certificate, plain text); every server it made stops at teardown.
 - ``silent_server``: ``(host, port)`` of a socket that accepts connections and never greets.
+- ``tarpit_server``: an SMTP server that sends its greeting one byte a second (``host``, ``port``,
+  ``interval``, ``connections``).
+- ``make_banner_server``: a factory ``make_banner_server("ssh"|"http")`` for another service on a port.
+- ``filtered_port``: ``(host, port)`` where connecting hangs, as behind a firewall that drops packets.
 - ``dovecot`` (session): a running Dovecot (``host``, ``ports["pop3"|"pop3s"|"imap"|"imaps"]``,
   ``add_user(address, password)``, ``deliver(address, raw_bytes)``, ``ca_file``). Skipped when Dovecot is
   not installed, failed instead when CI=true.
@@ -41,6 +45,7 @@ from .certificates import ServerCertificate, make_certificate
 from .dns import TinyDNS
 from .dovecot import DOVECOT, Dovecot
 from .redis import REDIS_SERVER, RedisServer
+from .slow import BannerServer, FilteredPort, TarpitServer
 from .smtp import SilentServer, SmtpServer
 
 
@@ -107,6 +112,36 @@ def silent_server() -> Iterator[SilentServer]:
     server = SilentServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tarpit_server() -> Iterator[TarpitServer]:
+    """An SMTP server that trickles its greeting, one byte a second."""
+    server = TarpitServer(interval=1.0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_banner_server() -> Iterator[Callable[[str], BannerServer]]:
+    """A factory for ports where another service answers (SSH, HTTP); all stop when the test ends."""
+    started: list[BannerServer] = []
+
+    def make(kind: str) -> BannerServer:
+        started.append(BannerServer(kind))
+        return started[-1]
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def filtered_port() -> Iterator[FilteredPort]:
+    """A port where connecting hangs until the client gives up."""
+    port = FilteredPort()
+    yield port
+    port.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,119 @@
+"""Servers that are not good mail servers: a tarpit, other services' banners, a filtered port.
+
+- ``TarpitServer``: greets like SMTP, but one byte every ``interval`` seconds (the trick spam tarpits use).
+- ``BannerServer``: another service on the port: SSH (talks first) or HTTP (waits for a request, then answers).
+- ``FilteredPort``: a port whose connection attempts are never answered, as behind a dropping firewall.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from .smtp import HOST
+
+SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nServer: nginx/1.22.1\r\nContent-Length: 0\r\n"
+               b"Connection: close\r\n\r\n")
+
+
+class _Listener:
+    """A listening socket on 127.0.0.1 whose every connection is served by ``serve`` in its own thread."""
+
+    def __init__(self, host: str = HOST):
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET)
+        self._socket.bind((host, 0))
+        self._socket.listen(16)
+        self.port = self._socket.getsockname()[1]
+        self.connections = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve_and_close, args=(conn,), daemon=True).start()
+
+    def _serve_and_close(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                self.serve(conn)
+        except OSError:
+            pass
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop listening and let every connection end."""
+        self._stopped.set()
+        self._socket.close()
+
+
+class TarpitServer(_Listener):
+    """Sends an SMTP greeting one byte every ``interval`` seconds, forever (or until the client hangs up)."""
+
+    def __init__(self, interval: float = 1.0, greeting: bytes = b"220 tarpit.example ESMTP ready\r\n"):
+        self.interval = interval
+        self.greeting = greeting
+        super().__init__()
+
+    def serve(self, conn: socket.socket) -> None:
+        while not self._stopped.is_set():
+            for byte in self.greeting:
+                if self._stopped.wait(self.interval):
+                    return
+                conn.sendall(bytes([byte]))
+
+
+class BannerServer(_Listener):
+    """Another service: "ssh" sends its banner at once; "http" waits for a request line and answers 400."""
+
+    def __init__(self, kind: str):
+        if kind not in ("ssh", "http"):
+            raise ValueError("kind is ssh or http")
+        self.kind = kind
+        super().__init__()
+
+    def serve(self, conn: socket.socket) -> None:
+        if self.kind == "ssh":
+            conn.sendall(SSH_BANNER)
+            self._stopped.wait(30)
+            return
+        conn.settimeout(30)
+        if conn.recv(4096):
+            conn.sendall(HTTP_ANSWER)
+
+
+class FilteredPort:
+    """A port on 127.0.0.1 where connecting hangs: a listener whose queue is full, so the kernel drops SYNs."""
+
+    def __init__(self, host: str = HOST):
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET)
+        self._socket.bind((host, 0))
+        self._socket.listen(0)
+        self.port = self._socket.getsockname()[1]
+        # Linux takes backlog + 1 connections into the queue; fill it, and never accept them.
+        self._fillers: list[socket.socket] = []
+        for _ in range(4):
+            filler = socket.socket(socket.AF_INET)
+            filler.setblocking(False)
+            try:
+                filler.connect((host, self.port))
+            except BlockingIOError:
+                pass
+            self._fillers.append(filler)
+        time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Close the listener and the connections that fill its queue."""
+        for filler in self._fillers:
+            filler.close()
+        self._socket.close()
