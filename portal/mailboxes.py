@@ -479,18 +479,19 @@ class TestOutcome:
 
 
 def test_mailbox(values, *, actor, mail_config, secret_key, mailbox=None, owner=None, ip="",
-                 send_test_letter=False, admit=None):
+                 send_test_letter=False, admit=None, **check_options):
     """Run Test account on posted values; audit it; return the outcome with a proof when it passed.
 
     `admit(actor)`, when given, is called once the values are clean and before any connection; it
-    raises to refuse the test (the web layer's per-employee allowance of tests).
+    raises to refuse the test (the web layer's per-employee allowance of tests). `check_options`
+    go to check_account (a deadline, a listener for stages as they finish).
     """
     from portal.mail.check import check_account
 
     cleaned = clean_mailbox(values, existing=mailbox, is_admin=actor.is_admin)
     if admit is not None:
         admit(actor)
-    result = check_account(cleaned.settings, mail_config, send_test_letter=send_test_letter)
+    result = check_account(cleaned.settings, mail_config, send_test_letter=send_test_letter, **check_options)
     proof = make_proof(cleaned.settings, actor, secret_key) if result.ok else None
     detail = "" if result.ok else result.problem.code
     if result.ok and mailbox is not None and _same_servers(cleaned, mailbox):

@@ -57,6 +57,14 @@ def _own_mailbox(get):
     return {"mailbox_id": mailbox.id}
 
 
+def _own_test_run(get):
+    """A running account test of the signed-in employee of these tests (admins may follow it too)."""
+    from portal.models import AccountTestRun
+
+    owner = _person("employee", "access-employee@example.com")
+    return {"run_id": AccountTestRun.create(id=f"{AccountTestRun.select().count():032x}", employee=owner.id).id}
+
+
 def _sender_cell(get):
     return {**_employee_id(get), **_project_id(get)}
 
@@ -133,6 +141,7 @@ ROUTES = [
     Route("mailboxes.edit", "GET", SIGNED_IN, _own_mailbox),
     Route("mailboxes.edit", "POST", SIGNED_IN, _own_mailbox),
     Route("mailboxes.test", "POST", SIGNED_IN, _own_mailbox),
+    Route("mailboxes.test_progress", "GET", SIGNED_IN, _own_test_run),
     Route("mailboxes.provider", "POST", SIGNED_IN),
     Route("mailboxes.default_hint", "POST", SIGNED_IN),
     Route("mailboxes.trust", "POST", SIGNED_IN),

@@ -1,6 +1,7 @@
 """External addresses: the save gate, secrets at rest, bad input, Defaults, the audit log, and the pages around them."""
 import logging
 import re
+import time
 
 import pytest
 
@@ -39,6 +40,23 @@ def htmx(client, url, data):
     return client.post(url, data=data, headers={"HX-Request": "true"})
 
 
+def run_test(client, url, data):
+    """Test account as the form runs it: start it, then poll as htmx does until the result is there."""
+    return finish(client, htmx(client, url, data))
+
+
+def finish(client, started, seconds=30):
+    """Follow a started test's polls to its result (the start's answer itself if no test was started)."""
+    answer = started
+    deadline = time.monotonic() + seconds
+    while (poll := re.search(r'hx-get="(/mailboxes/tests/[0-9a-f]+)"', answer.get_data(as_text=True))):
+        assert time.monotonic() < deadline, "the test never finished"
+        time.sleep(0.05)
+        answer = client.get(poll.group(1), headers={"HX-Request": "true"})
+        assert answer.status_code == 200
+    return answer
+
+
 # ---------------------------------------------------------------- the save gate, against real servers
 
 def test_a_passing_mailbox_saves_after_its_inline_test(as_admin, admin, smtp_server, dovecot, mail_user):
@@ -47,7 +65,7 @@ def test_a_passing_mailbox_saves_after_its_inline_test(as_admin, admin, smtp_ser
                       incoming_username=mail_user.address, incoming_password=mail_user.password,
                       receive_replies="y")
 
-    tested = htmx(as_admin, "/mailboxes/test", values)
+    tested = run_test(as_admin, "/mailboxes/test", values)
     text = page_text(tested)
 
     assert tested.status_code == 200
@@ -67,8 +85,9 @@ def test_a_passing_mailbox_saves_after_its_inline_test(as_admin, admin, smtp_ser
 def test_a_failing_test_explains_itself_and_save_stays_refused(as_admin, smtp_server):
     values = form_for(smtp_server, scope="company", smtp_password="wrong-password", display_name="Keep me")
 
-    tested = htmx(as_admin, "/mailboxes/test", values)
-    body = tested.get_data(as_text=True)
+    started = htmx(as_admin, "/mailboxes/test", values)
+    body = started.get_data(as_text=True)
+    tested = finish(as_admin, started)
     text = page_text(tested)
 
     assert tested.status_code == 200
@@ -86,7 +105,7 @@ def test_failure_explanation_is_in_the_users_language(client, auth, make_employe
     russian = make_employee(language="ru")
     auth.login(russian)
 
-    tested = htmx(client, "/mailboxes/test", form_for(smtp_server, smtp_password="wrong"))
+    tested = run_test(client, "/mailboxes/test", form_for(smtp_server, smtp_password="wrong"))
 
     from portal.mail.problems import catalogue_entry
 
@@ -102,23 +121,23 @@ def test_account_tests_are_capped_per_employee(account_tests_limited, client, au
     values = form_for(smtp_server, smtp_password="wrong")
     auth.login(employee)
     for _ in range(3):  # values the form refuses reach no server, and use up none of the allowance
-        mistaken = htmx(client, "/mailboxes/test", {**values, "smtp_port": "70000"})
+        mistaken = run_test(client, "/mailboxes/test", {**values, "smtp_port": "70000"})
         assert mistaken.status_code == 200 and "Fix the marked fields" in page_text(mistaken)
-    statuses = [htmx(client, "/mailboxes/test", values).status_code for _ in range(3)]
+    statuses = [run_test(client, "/mailboxes/test", values).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
-    refused = htmx(client, "/mailboxes/test", values)
+    refused = run_test(client, "/mailboxes/test", values)
     assert refused.headers["HX-Retarget"] == "#request-problem-text"  # said in the page's notice
     assert "Too many attempts." in page_text(refused) and 0 < int(refused.headers["Retry-After"]) <= 61
     assert AuditEvent.select().where(AuditEvent.action == "test_failed").count() == 2  # no server was reached
     # Another employee has their own allowance.
     auth.logout()
     auth.login(other_employee)
-    assert "Failed" in page_text(htmx(client, "/mailboxes/test", values))
+    assert "Failed" in page_text(run_test(client, "/mailboxes/test", values))
 
 
 def test_save_refuses_a_proof_for_other_settings(as_admin, smtp_server):
     values = form_for(smtp_server, scope="company")
-    proof = proof_in(htmx(as_admin, "/mailboxes/test", values))
+    proof = proof_in(run_test(as_admin, "/mailboxes/test", values))
     assert proof
 
     changed = as_admin.post("/mailboxes/new", data={**values, "smtp_port": "2526", "proof": proof})
@@ -266,15 +285,15 @@ def test_no_page_fragment_or_log_line_shows_a_secret(as_admin, admin, employee, 
     company = make_mailbox(password=MAILBOX_PASSWORD, projects=[alpha])
     personal = make_mailbox(employee, password=MAILBOX_PASSWORD)
     values = form_for(smtp_server, scope="company")
-    bodies = [htmx(as_admin, "/mailboxes/test", values)]
+    bodies = [run_test(as_admin, "/mailboxes/test", values)]
     bodies.append(as_admin.post("/mailboxes/new", data={**values, "proof": proof_in(bodies[0])}))
-    bodies.append(htmx(as_admin, "/mailboxes/test", {**values, "smtp_password": "wrong-" + smtp_server.password}))
+    bodies.append(run_test(as_admin, "/mailboxes/test", {**values, "smtp_password": "wrong-" + smtp_server.password}))
     for url in ("/admin/mail/outgoing", f"/admin/mail/employees/{employee.id}", f"/mailboxes/{company.id}/edit",
                 f"/mailboxes/{personal.id}/edit", "/admin/mail/senders", "/admin/mail/audit", "/my/addresses",
                 f"/admin/mail/senders/{employee.id}/{alpha.id}"):
         bodies.append(as_admin.get(url))
         bodies.append(as_admin.get(url, headers={"HX-Request": "true"}))
-    bodies.append(htmx(as_admin, f"/mailboxes/{company.id}/test", {**values, "smtp_password": ""}))
+    bodies.append(run_test(as_admin, f"/mailboxes/{company.id}/test", {**values, "smtp_password": ""}))
     bodies.append(htmx(as_admin, f"/mailboxes/{company.id}/edit", {**values, "smtp_password": "", "smtp_port": "x"}))
 
     secrets = (MAILBOX_PASSWORD, smtp_server.password)
@@ -337,7 +356,7 @@ def test_the_form_says_which_default_it_replaces_and_saving_replaces_it(
 def test_an_employee_cannot_post_their_way_to_company_level_or_another_owner(
         as_employee, employee, other_employee, smtp_server):
     values = form_for(smtp_server, scope="company", owner_id=str(other_employee.id), access_everyone="")
-    proof = proof_in(htmx(as_employee, "/mailboxes/test", values))
+    proof = proof_in(run_test(as_employee, "/mailboxes/test", values))
 
     saved = as_employee.post("/mailboxes/new", data={**values, "proof": proof})
 
@@ -356,7 +375,8 @@ def test_employees_may_add_their_own_until_an_admin_switches_it_off(client, auth
     mine = page_text(client.get("/my/addresses"))
     form = page_text(client.get("/mailboxes/new"))
     values = form_for(smtp_server)
-    refused = client.post("/mailboxes/new", data={**values, "proof": proof_in(htmx(client, "/mailboxes/test", values))})
+    proof = proof_in(run_test(client, "/mailboxes/test", values))
+    refused = client.post("/mailboxes/new", data={**values, "proof": proof})
 
     assert "Ask an admin" in mine and "Add external address" not in mine.replace("My addresses", "")
     assert "switched off" in form
@@ -373,7 +393,7 @@ def test_the_configured_default_holds_until_an_admin_decides(employees_may_not_a
                                                              employee, smtp_server):
     auth.login(employee)
     values = form_for(smtp_server)
-    proof = proof_in(htmx(client, "/mailboxes/test", values))
+    proof = proof_in(run_test(client, "/mailboxes/test", values))
     assert proof  # the test passed: only the save gate stands in the way
     refused = client.post("/mailboxes/new", data={**values, "proof": proof})
     assert refused.status_code == 200 and Mailbox.select().count() == 0
@@ -382,7 +402,8 @@ def test_the_configured_default_holds_until_an_admin_decides(employees_may_not_a
     client.post("/admin/mail/outgoing/employees-may-add", data={"allowed": "y"})  # the admin allows it
     auth.logout()
     auth.login(employee)
-    saved = client.post("/mailboxes/new", data={**values, "proof": proof_in(htmx(client, "/mailboxes/test", values))})
+    proof = proof_in(run_test(client, "/mailboxes/test", values))
+    saved = client.post("/mailboxes/new", data={**values, "proof": proof})
     assert saved.status_code == 302 and Mailbox.get().owner_id == employee.id
 
 
@@ -470,11 +491,11 @@ def test_a_self_signed_server_offers_its_fingerprint_and_trusting_it_passes(
     server = make_smtp_server("ssl", certificate=untrusted_certificate)
     values = form_for(server, scope="company")
 
-    failed = htmx(as_admin, "/mailboxes/test", values)
+    failed = run_test(as_admin, "/mailboxes/test", values)
     assert "Trust this certificate" in page_text(failed) and proof_in(failed) is None
 
-    pinned = htmx(as_admin, "/mailboxes/test",
-                  {**values, "smtp_trusted_fingerprint": untrusted_certificate.fingerprint})
+    pinned = run_test(as_admin, "/mailboxes/test",
+                      {**values, "smtp_trusted_fingerprint": untrusted_certificate.fingerprint})
     assert "Passed" in page_text(pinned) and proof_in(pinned)
     assert as_admin.post("/mailboxes/new", data={**values,
                                                  "smtp_trusted_fingerprint": untrusted_certificate.fingerprint,

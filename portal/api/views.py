@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_babel import force_locale
 from werkzeug.exceptions import HTTPException
 
+from portal import account_tests
 from portal import mailboxes as service
 from portal.api import shapes
 from portal.api.openapi import BODY_LIMIT, MAX_ID, PREFIX, QUERIES, document
@@ -319,9 +320,17 @@ def get_mailbox(mailbox_id):
 
 
 def _account_test(values, actor, **options):
-    """The account test as every call here runs it: the portal's mail rules, the caller's address and allowance."""
-    return service.test_mailbox(values, actor=actor, mail_config=_mail_config(), secret_key=current_app.secret_key,
-                                ip=_ip(), admit=spend_account_test, **options)
+    """The account test as every call here runs it: the portal's mail rules, the caller's address and allowance.
+
+    It runs in the request, bounded by PORTAL_MAIL_DEADLINE, and counts against the same limits as the
+    form's tests (one per employee at a time, PORTAL_ACCOUNT_TESTS_AT_ONCE in all): 429 past them.
+    """
+    try:
+        return account_tests.run_now(values, actor=actor, at_once=current_app.config["PORTAL_ACCOUNT_TESTS_AT_ONCE"],
+                                     mail_config=_mail_config(), secret_key=current_app.secret_key, ip=_ip(),
+                                     admit=spend_account_test, **options)
+    except account_tests.TestsBusy as busy:
+        raise ApiError(429, "tests_busy", str(busy.message)) from None
 
 
 @bp.route("/mailboxes/test", methods=["POST"])

@@ -7,3 +7,4 @@ __all__ = ["BaseModel", "Employee", "Project", "normalize_email", "utcnow"]
 from portal.models.letters import (  # noqa: E402,F401  re-exported: every table importable from here
     Contact, Letter, LetterAttempt, LetterRecipient, MailboxInbox, Reply, SeenMessage)
 from portal.models.api import ApiToken  # noqa: E402,F401
+from portal.models.account_tests import AccountTestRun  # noqa: E402,F401

@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from peewee import fn
 
+from portal import account_tests
 from portal import mailboxes as service
 from portal import secret_box
 from portal.db import whole_number
@@ -46,6 +47,14 @@ def _install_secret_box(state):
     app.extensions["portal_secret_box"] = secret_box.install(box)
 
 
+@bp.record_once
+def _install_test_pool(state):
+    """Every app that serves these pages runs account tests on a pool of its own, sized at first use."""
+    app = state.app
+    app.extensions["portal_account_tests"] = account_tests.TestPool(
+        lambda: app.config["PORTAL_ACCOUNT_TESTS_AT_ONCE"], around=app.app_context)
+
+
 @bp.cli.command("rotate-secrets")
 def rotate_secrets_command():
     """Re-encrypt every stored mailbox secret with the newest key of PORTAL_SECRET_KEYS."""
@@ -83,6 +92,10 @@ def _mail_config():
     from portal.mail.settings import MailConfig
 
     return MailConfig.from_mapping(current_app.config)
+
+
+def _test_pool():
+    return current_app.extensions["portal_account_tests"]
 
 
 def _employees_may_add():
@@ -258,7 +271,7 @@ def _target(mailbox_id=None):
     return None, "employee", current_user
 
 
-def _form_context(form, mailbox, scope, owner, *, outcome=None, proof=""):
+def _form_context(form, mailbox, scope, owner, *, outcome=None, proof="", run=None):
     preset = _provider_for_form(form)
     conflicts = []
     if scope == "employee" and owner is not None and form.is_default.data:
@@ -272,6 +285,7 @@ def _form_context(form, mailbox, scope, owner, *, outcome=None, proof=""):
         "lang": _lang(),
         "outcome": outcome,
         "proof": proof,
+        "run": run,
         "conflicts": conflicts,
         "back_url": _back_url(mailbox, scope, owner),
         "save_url": url_for("mailboxes.edit", mailbox_id=mailbox.id) if mailbox else url_for("mailboxes.new"),
@@ -361,30 +375,46 @@ def _form_view(mailbox, scope, owner):
 @bp.route("/mailboxes/<int:mailbox_id>/test", methods=["POST"])
 @login_required
 def test(mailbox_id):
-    """Test account inline: each stage with its outcome; a pass hands the form its save proof.
+    """Start Test account off the request path; the answer shows it running and polls for its stages.
 
-    200 whatever the test found; 429 (shown in the page's notice) past the employee's allowance of tests.
+    200 whatever the test finds; 429 (shown in the page's notice) past the employee's allowance of tests.
     """
     mailbox, scope, owner = _target(mailbox_id)
     form = _new_form(mailbox, scope, owner)
-    outcome, status, proof = None, "", ""
+    run, status = None, ""
     if form.validate_on_submit():
         try:
-            outcome = service.test_mailbox(
-                form.values(), actor=current_user, mail_config=_mail_config(),
+            service.clean_mailbox(form.values(), existing=mailbox, is_admin=current_user.is_admin)
+            spend_account_test(current_user)
+            run = account_tests.start(
+                form.values(), actor=current_user, pool=_test_pool(),
+                at_once=current_app.config["PORTAL_ACCOUNT_TESTS_AT_ONCE"], mail_config=_mail_config(),
                 secret_key=current_app.secret_key, mailbox=mailbox, owner=owner, ip=_ip(),
-                send_test_letter=bool(form.send_test_letter.data), admit=spend_account_test,
+                send_test_letter=bool(form.send_test_letter.data),
             )
         except service.MailboxInvalid as error:
             form.add_errors(error.errors)
             status = _("Fix the marked fields, then run the test again.")
-        else:
-            proof = outcome.proof or ""
+        except account_tests.TestsBusy as busy:
+            status = str(busy.message)
+            run = busy.running  # this person's own test still running: keep showing it
     else:
         status = _("The form has expired. Reload the page and try again.")
-    context = _form_context(form, mailbox, scope, owner, outcome=outcome, proof=proof)
+    context = _form_context(form, mailbox, scope, owner, run=run)
     context["test_status"] = status
     return render_htmx("mailboxes/form.html", partial="mailboxes/partial/test_answer.html", status="", **context)
+
+
+@bp.route("/mailboxes/tests/<run_id>")
+@login_required
+def test_progress(run_id):
+    """Where a running Test account is: the stages finished so far, then the result and the save proof."""
+    run = account_tests.progress(run_id, current_user, _mail_config().deadline)
+    if run is None:
+        abort(404)
+    status = _("The test was interrupted. Run it again.") if run.interrupted else ""
+    return _fragment("mailboxes/partial/test_result.html", run=run, lang=_lang(), test_status=status,
+                     outcome=run if run.finished and not run.interrupted else None, proof=run.proof)
 
 
 @bp.route("/mailboxes/provider", methods=["POST"])
