@@ -101,7 +101,7 @@ def main() -> int:
                 pop.stat()
                 pop.quit()
 
-            config = MailConfig(timeout=10.0, allowed_hosts=("localhost", "127.0.0.1"), ca_file=certificate.ca_file)
+            config = MailConfig(timeout=10.0, allowed_hosts=("localhost:*", "127.0.0.1:*"), ca_file=certificate.ca_file)
             mailbox = MailboxSettings(USER, "Bench", ServerSettings("localhost", smtp_port, "starttls", USER, PASSWORD),
                                       dovecot.incoming_settings(
                 USER, PASSWORD, "pop3", "ssl"))
@@ -132,7 +132,7 @@ def main() -> int:
             slower = max(smtp_ms, pop3_ms)
             ratio = check_ms / slower
 
-            silent_config = MailConfig(timeout=args.timeout, allowed_hosts=("127.0.0.1",))
+            silent_config = MailConfig(timeout=args.timeout, allowed_hosts=("127.0.0.1:*",))
             silent_mailbox = MailboxSettings(USER, "Bench", ServerSettings(
                 "127.0.0.1", silent.port, "starttls", USER, PASSWORD))
             started = time.perf_counter()

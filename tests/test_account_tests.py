@@ -22,7 +22,7 @@ POLL = re.compile(r'hx-get="(/mailboxes/tests/[0-9a-f]+)"')
 @pytest.fixture
 def slow_mail(config, server_certificate):
     """Mail reaches 127.0.0.1; a silent server is waited for 2 s (per read), a whole test at most 4 s."""
-    config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1,localhost", PORTAL_MAIL_CA_FILE=server_certificate.ca_file,
+    config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", PORTAL_MAIL_CA_FILE=server_certificate.ca_file,
                   PORTAL_MAIL_TIMEOUT=2.0, PORTAL_MAIL_DEADLINE=4.0, PORTAL_MAIL_PROVIDER_MX_LOOKUP=False)
     return config
 
@@ -153,7 +153,7 @@ def gunicorn(config, app, slow_mail):
     port = free_port()
     env = {**os.environ, "PORTAL_DATABASE_URL": config["PORTAL_DATABASE_URL"],
            "PORTAL_INSTANCE_PATH": config["INSTANCE_PATH"], "PORTAL_SECRET_KEY": config["SECRET_KEY"],
-           "PORTAL_INSECURE_COOKIES": "1", "PORTAL_MAIL_ALLOWED_HOSTS": "127.0.0.1",
+           "PORTAL_INSECURE_COOKIES": "1", "PORTAL_MAIL_ALLOWED_HOSTS": "127.0.0.1:*",
            "PORTAL_MAIL_TIMEOUT": "8", "PORTAL_MAIL_DEADLINE": "12", "PORTAL_MAIL_PROVIDER_MX_LOOKUP": "0"}
     server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "--workers", "3", "--bind",
                                f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,

@@ -16,8 +16,61 @@ def fill_local_server(page, smtp):
 
 
 def run_test(page):
+    """Click Test account and wait until the polls bring the result (not just the running state)."""
     page.click("button:has-text('Test account'), button:has-text('Протестировать')")
-    page.wait_for_selector("#test-result .result-line", timeout=20000)
+    # Only the result has a Passed/Failed badge (htmx briefly keeps the old element's class while it settles).
+    page.wait_for_selector("#test-result .result-line :is(.badge-ok, .badge-fail)", timeout=20000)
+
+
+@pytest.fixture
+def quick_deadline(config):
+    """Every account test is over within 4 s (set before the app starts)."""
+    config.update(PORTAL_MAIL_DEADLINE=4.0)
+    return config
+
+
+@pytest.mark.parametrize("language,width", [("en", 1280), ("ru", 1280), ("en", 390)])
+def test_the_form_shows_stages_while_the_test_runs_and_the_result_when_it_ends(
+        quick_deadline, live_server, signed_in_page, make_employee, smtp_server, mail_user, screenshot,
+        language, width):
+    # Outgoing answers at once; the incoming server trickles its greeting, so the test runs ~4 s.
+    from tests.servers.slow import TarpitServer
+
+    trickling = TarpitServer(interval=1.0, greeting=b"+OK Dovecot ready.\r\n")
+    try:
+        page = signed_in_page(make_employee(language=language))
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(live_server + "/mailboxes/new")
+        page.fill("#address", smtp_server.username)
+        fill_local_server(page, smtp_server)
+        page.fill("#smtp_password", smtp_server.password)
+        page.select_option("#incoming_protocol", "pop3")
+        page.fill("#incoming_host", "127.0.0.1")
+        page.fill("#incoming_port", str(trickling.port))
+        page.select_option("#incoming_security", "none")
+        page.fill("#incoming_username", mail_user.address)
+        page.fill("#incoming_password", mail_user.password)
+        page.click("button:has-text('Test account'), button:has-text('Протестировать')")
+
+        running = page.locator("#test-result.running")
+        signed_in = "Исходящая: вход" if language == "ru" else "Outgoing: sign in"
+        expect(running.locator(".stage", has_text=signed_in)).to_be_visible(timeout=3000)
+        expect(running.locator(".stage-fail")).to_have_count(0)
+        page.fill("#display_name", "Typed while the test runs")  # the form stays usable meanwhile
+        running.scroll_into_view_if_needed()
+        screenshot(page, f"test-running-{language}-{width}", full_page=False)
+
+        finished = page.locator("#test-result:not(.running)")
+        expect(finished.locator(".problem h3")).to_have_text(
+            "Сервер отвечает слишком медленно" if language == "ru" else "The server answered too slowly",
+            timeout=8000)
+        finished.scroll_into_view_if_needed()
+        screenshot(page, f"test-too-slow-{language}-{width}", full_page=False)
+        assert page.locator("#display_name").input_value() == "Typed while the test runs"
+        assert page.locator("#test-result input[name=proof]").count() == 0
+        expect(page.locator("#test-result")).to_have_count(1)  # the poll replaces itself, nothing else
+    finally:
+        trickling.stop()
 
 
 def test_admin_adds_a_company_mailbox_through_a_preset_and_the_inline_test(

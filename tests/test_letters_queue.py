@@ -157,7 +157,7 @@ def test_a_server_that_never_answers_is_deferred_after_the_timeout(make_mailbox,
 
     mailbox = passed_test(make_mailbox(employee, smtp_host="127.0.0.1", smtp_port=silent_server.port))
     letter = write_letter(mailbox)
-    config = MailConfig(timeout=0.5, allowed_hosts=("127.0.0.1",), ca_file=server_certificate.ca_file)
+    config = MailConfig(timeout=0.5, allowed_hosts=("127.0.0.1:*",), ca_file=server_certificate.ca_file)
 
     process_due_letters(config, QueuePolicy(mailbox_per_minute=0))
 

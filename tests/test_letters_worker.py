@@ -19,7 +19,7 @@ LEASE = 60  # seconds, PORTAL_LETTER_LEASE of the worker process
 def start_send_letters(config, mail_config):
     """`portal send-letters` in its own process, on this test's database and instance folder (its secret key)."""
     env = dict(os.environ, PORTAL_DATABASE_URL=config["PORTAL_DATABASE_URL"],
-               PORTAL_INSTANCE_PATH=config["INSTANCE_PATH"], PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1,localhost",
+               PORTAL_INSTANCE_PATH=config["INSTANCE_PATH"], PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*",
                PORTAL_MAIL_CA_FILE=mail_config.ca_file, PORTAL_MAIL_TIMEOUT="10",
                PORTAL_MAILBOX_LETTERS_PER_MINUTE="0", PORTAL_LETTER_LEASE=str(LEASE))
     return subprocess.Popen([str(Path(sys.executable).parent / "portal"), "send-letters"], env=env,
@@ -48,7 +48,7 @@ def test_sqlite_storage_in_the_instance_folder_by_default_and_redis_by_url(tmp_p
 
 def test_a_consumer_sends_the_letter_the_page_queued_at_once_on_its_doorbell(
         app, as_employee, sending_mailbox, smtp_server, mail_config, config):
-    app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1,localhost", PORTAL_MAIL_CA_FILE=mail_config.ca_file,
+    app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", PORTAL_MAIL_CA_FILE=mail_config.ca_file,
                       PORTAL_MAIL_TIMEOUT=3)
     app.extensions.pop("portal.huey", None)
     huey = huey_for(app)
@@ -69,7 +69,7 @@ def test_a_consumer_sends_the_letter_the_page_queued_at_once_on_its_doorbell(
 
 
 def test_send_letters_and_fetch_replies_commands(app, runner, sending_mailbox, write_letter, smtp_server, mail_config):
-    app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1,localhost", PORTAL_MAIL_CA_FILE=mail_config.ca_file)
+    app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", PORTAL_MAIL_CA_FILE=mail_config.ca_file)
     write_letter(sending_mailbox)
     result = runner.invoke(args=["send-letters"])
     assert result.exit_code == 0 and "sent: 1" in result.output
@@ -123,7 +123,7 @@ def test_a_worker_killed_after_the_final_dot_leaves_the_letter_uncertain_and_it_
 
 def test_a_letter_queued_through_redis_is_sent_by_a_consumer(app, as_employee, sending_mailbox, smtp_server,
                                                              mail_config, redis_server):
-    app.config.update(PORTAL_QUEUE_URL=redis_server.url, PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1,localhost",
+    app.config.update(PORTAL_QUEUE_URL=redis_server.url, PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*",
                       PORTAL_MAIL_CA_FILE=mail_config.ca_file, PORTAL_MAIL_TIMEOUT=3)
     app.extensions.pop("portal.huey", None)
     huey = huey_for(app)

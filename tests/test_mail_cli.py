@@ -16,7 +16,7 @@ PASSWORD_ENV = "PORTAL_TEST_MAILBOX_PASSWORD"
 def app(server_certificate):
     """A bare Flask app carrying only the mail settings the commands read."""
     app = Flask(__name__)
-    app.config.update(PORTAL_MAIL_TIMEOUT="3", PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1, localhost",
+    app.config.update(PORTAL_MAIL_TIMEOUT="3", PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*, localhost:*",
                       PORTAL_MAIL_CA_FILE=server_certificate.ca_file, PORTAL_DEFAULT_LANGUAGE="en")
     return app
 

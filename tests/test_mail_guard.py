@@ -97,7 +97,13 @@ def test_only_the_allowed_addresses_of_a_name_are_kept():
 
 
 @pytest.mark.parametrize("entry,host,port,allowed", [
-    ("mail.corp.example", "mail.corp.example", 2526, True),  # no port: every port of that host
+    ("mail.corp.example", "mail.corp.example", 587, True),  # no port: the mail ports of that host...
+    ("mail.corp.example", "mail.corp.example", 2526, False),  # ...and no other
+    ("mail.corp.example", "mail.corp.example", 22, False),
+    ("mail.corp.example:2526", "mail.corp.example", 2526, True),  # another port only when named
+    ("mail.corp.example:*", "mail.corp.example", 8080, True),  # or every port, explicitly
+    ("10.0.0.0/8", "mail.corp.example", 80, False),
+    ("10.0.0.0/8:*", "mail.corp.example", 80, True),
     ("mail.corp.example", "other.corp.example", 587, False),
     ("mail.corp.example:587", "mail.corp.example", 587, True),
     ("mail.corp.example:587", "mail.corp.example", 25, False),
@@ -118,6 +124,23 @@ def test_allowed_hosts_let_the_company_server_in(entry, host, port, allowed):
             resolve_destination(host, port, config, resolver=resolver)
 
 
+def test_an_entry_without_a_port_follows_the_allowed_ports():
+    config = MailConfig(allowed_hosts=("mail.corp.example",), allowed_ports=frozenset({2525}))
+
+    def resolver(name, _port):
+        return ["10.9.9.9"]
+    assert resolve_destination("mail.corp.example", 2525, config, resolver=resolver).addresses == ("10.9.9.9",)
+    with pytest.raises(GuardRefused):
+        resolve_destination("mail.corp.example", 587, config, resolver=resolver)
+
+
+def test_allowed_ipv6_entry_with_any_port():
+    config = MailConfig(allowed_hosts=("[fd00::25]:*",))
+    assert resolve_destination("fd00::25", 8025, config).addresses == ("fd00::25",)
+    with pytest.raises(GuardRefused):
+        resolve_destination("fd00::26", 8025, config)
+
+
 def test_allowed_ipv6_entry_with_port():
     config = MailConfig(allowed_hosts=("[fd00::25]:587",))
     assert resolve_destination("fd00::25", 587, config).addresses == ("fd00::25",)
@@ -133,7 +156,7 @@ def test_allowed_ports_are_configurable():
 
 
 def test_guard_connects_to_exactly_the_address_it_checked(silent_server, socket_events):
-    config = MailConfig(allowed_hosts=("127.0.0.1",))
+    config = MailConfig(allowed_hosts=("127.0.0.1:*",))
     destination = resolve_destination("127.0.0.1", silent_server.port, config)
 
     sock = guard.connect(destination, timeout=1.0)
@@ -144,7 +167,7 @@ def test_guard_connects_to_exactly_the_address_it_checked(silent_server, socket_
 
 
 def test_a_name_is_resolved_once(silent_server, socket_events):
-    config = MailConfig(allowed_hosts=("localhost",))
+    config = MailConfig(allowed_hosts=("localhost:*",))
     destination = resolve_destination("localhost", silent_server.port, config)
     guard.connect(destination, timeout=1.0).close()
     # resolving happens in a helper thread (for its timeout); the connect in this one uses the address

@@ -93,9 +93,12 @@ def resolve_destination(host: str, port: int, config: MailConfig, *, resolver: R
 
 
 def _allowed(host: str, ip: IPAddress, port: int, config: MailConfig) -> bool:
-    if any(entry.allows(host, ip, port) for entry in config.allowed_hosts):
+    mail_port = port in config.allowed_ports
+    # An entry without a port opens the host's mail ports only; another port must be named (or ``:*``).
+    if any(entry.allows(host, ip, port) and (mail_port or entry.port is not None or entry.any_port)
+           for entry in config.allowed_hosts):
         return True
-    return port in config.allowed_ports and is_public_address(ip)
+    return mail_port and is_public_address(ip)
 
 
 def _literal(host: str) -> list[str] | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 SECURITY_MODES = ("ssl", "starttls", "none")
@@ -82,18 +82,26 @@ class MailboxSettings:
 
 @dataclass(frozen=True)
 class AllowedHost:
-    """One PORTAL_MAIL_ALLOWED_HOSTS entry: a host name, an IP or a CIDR range, with an optional port."""
+    """One PORTAL_MAIL_ALLOWED_HOSTS entry: a host name, an IP or a CIDR range, with an optional port.
+
+    Without a port it allows the mail ports of PORTAL_MAIL_ALLOWED_PORTS only (the guard checks);
+    ``:587`` allows that port, ``:*`` every port (a test server on a random one).
+    """
 
     host: str | None = None
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     port: int | None = None
+    any_port: bool = False
 
     @classmethod
     def parse(cls, entry: str) -> "AllowedHost":
-        """Parse ``name``, ``name:port``, ``10.0.0.0/8``, ``10.0.0.5:25``, ``[fd00::1]:587`` or ``fd00::/8``."""
+        """Parse ``name``, ``name:port``, ``name:*``, ``10.0.0.0/8``, ``10.0.0.5:25``, ``[fd00::1]:587``, ``fd00::/8``.
+        """
         text = entry.strip()
         if not text:
             raise ValueError("empty allowed-host entry")
+        if text.endswith(":*"):
+            return replace(cls.parse(text[:-2]), any_port=True)
         port: int | None = None
         if text.startswith("["):
             inside, _, rest = text[1:].partition("]")

@@ -196,8 +196,9 @@ def redis_server(mail_servers_root: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def mail_config(server_certificate: ServerCertificate):
-    """A MailConfig for the test servers: 127.0.0.1 and localhost allowed, the test CA trusted, 3 s timeout."""
+    """A MailConfig for the test servers: every port of 127.0.0.1 and localhost allowed, the test CA trusted,
+    3 s timeout."""
     from portal.mail.settings import MailConfig
 
-    return MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1", "localhost", "::1"),
+    return MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1:*", "localhost:*", "[::1]:*"),
                       ca_file=server_certificate.ca_file)
