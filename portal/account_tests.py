@@ -30,6 +30,8 @@ log = logging.getLogger("portal.account_tests")
 # A run still unfinished this long after its deadline was cut off (its process stopped): it no longer
 # counts against the limits, and its poll says so.
 ABANDONED_AFTER = datetime.timedelta(seconds=60)
+# What a run that failed inside the portal (not at a server) shows: the catalogue's "unexpected answer".
+_UNKNOWN = {"code": "unknown", "stage": "", "server_reply": "", "provider": None, "smtp_code": None}
 # Finished runs are kept this long (the poll of a slow browser), then removed when a new run starts.
 KEPT_FOR = datetime.timedelta(days=1)
 
@@ -94,10 +96,15 @@ def start(values, *, actor, pool: TestPool, at_once: int, mail_config, secret_ke
 
     def job() -> None:
         # Rows read again on the pool's thread: the caller's may be request-bound proxies (the signed-in user).
-        options = dict(actor=Employee.get_by_id(actor_id), mail_config=mail_config, secret_key=secret_key,
-                       mailbox=Mailbox.get_or_none(Mailbox.id == mailbox_id) if mailbox_id else None,
-                       owner=Employee.get_or_none(Employee.id == owner_id) if owner_id else None,
-                       ip=ip, send_test_letter=send_test_letter)
+        try:
+            options = dict(actor=Employee.get_by_id(actor_id), mail_config=mail_config, secret_key=secret_key,
+                           mailbox=Mailbox.get_or_none(Mailbox.id == mailbox_id) if mailbox_id else None,
+                           owner=Employee.get_or_none(Employee.id == owner_id) if owner_id else None,
+                           ip=ip, send_test_letter=send_test_letter)
+        except Exception:  # the person was deleted meanwhile: the run ends like any other failure
+            log.exception("account test %s could not start", run.id)
+            _finish(run.id, ok=False, stages=[], lock=threading.Lock(), problem=_UNKNOWN, proof="")
+            return
         _run_and_record(run.id, values, options)
 
     try:
@@ -177,8 +184,7 @@ def _run_and_record(run_id: str, values, options: dict, *, raise_errors: bool = 
     except Exception:
         if not raise_errors:  # the caller's own error handling reports what it raises
             log.exception("account test %s failed inside the portal", run_id)
-        problem = {"code": "unknown", "stage": "", "server_reply": "", "provider": None, "smtp_code": None}
-        _finish(run_id, ok=False, stages=stages, lock=lock, problem=problem, proof="")
+        _finish(run_id, ok=False, stages=stages, lock=lock, problem=_UNKNOWN, proof="")
         if raise_errors:
             raise
         return None

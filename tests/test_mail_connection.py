@@ -133,3 +133,20 @@ def test_one_deadline_shared_by_two_sessions_ends_both(smtp_server, mail_config)
                 with pytest.raises(smtplib.SMTPServerDisconnected):
                     session.noop()
     assert deadline.expired
+
+
+def test_a_renewed_deadline_keeps_a_healthy_session_and_still_cuts_a_stalled_one(smtp_server, mail_config):
+    # A send pass renews the deadline before each letter: four letters over 2.4 s on a 1 s deadline.
+    deadline = Deadline(1.0)
+    with open_smtp(smtp_server.mailbox(), mail_config, deadline=deadline) as smtp:
+        for _ in range(4):
+            deadline.renew()
+            time.sleep(0.6)
+            smtp.sendmail(smtp_server.username, ["friend@example.com"], b"Subject: x\r\n\r\nx\r\n")
+        smtp_server.stall("DATA", 30)
+        deadline.renew()
+        started = time.monotonic()
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            smtp.sendmail(smtp_server.username, ["friend@example.com"], b"Subject: x\r\n\r\nx\r\n")
+    assert len(smtp_server.messages) == 5 and time.monotonic() - started < 2
+    assert deadline.expired

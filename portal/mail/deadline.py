@@ -52,27 +52,30 @@ class Deadline:
             raise DeadlineExceeded(self.seconds)
         return min(per_read, left)
 
+    def renew(self, seconds: float | None = None) -> None:
+        """Move the deadline to ``seconds`` (by default its own length) from now: a long session's next step.
+
+        A send pass that keeps one connection for many letters renews it before each letter, so a
+        healthy session is never cut in the middle while a stalled one still is.
+        """
+        with self._lock:
+            if self.expired:
+                raise DeadlineExceeded(self.seconds)
+            self.ends = time.monotonic() + (self.seconds if seconds is None else float(seconds))
+
     def check(self) -> None:
         """Raise DeadlineExceeded if the deadline has passed (between steps)."""
         self.timeout(self.seconds)
 
     def watch(self, sock: socket.socket) -> None:
-        """Shut ``sock`` down when the deadline passes, unless it is closed or released first."""
+        """Shut ``sock`` down when the deadline passes (a socket closed by then is left alone)."""
         with self._lock:
             if self.expired:
                 _shut(sock)
                 raise DeadlineExceeded(self.seconds)
             self._sockets.append(sock)
             if self._timer is None:
-                self._timer = threading.Timer(self.remaining(), self._expire)
-                self._timer.name = "portal-mail-deadline"
-                self._timer.daemon = True
-                self._timer.start()
-
-    def release(self, sock: socket.socket) -> None:
-        """Stop watching a socket the caller has closed."""
-        with self._lock:
-            self._sockets = [s for s in self._sockets if s is not sock]
+                self._arm()
 
     def close(self) -> None:
         """Stop the watchdog: the conversation is over."""
@@ -82,8 +85,17 @@ class Deadline:
         if timer is not None:
             timer.cancel()
 
+    def _arm(self) -> None:
+        self._timer = threading.Timer(self.remaining(), self._expire)
+        self._timer.name = "portal-mail-deadline"
+        self._timer.daemon = True
+        self._timer.start()
+
     def _expire(self) -> None:
         with self._lock:
+            if self._timer is not None and self.remaining() > 0:  # renewed meanwhile: wait for the new end
+                self._arm()
+                return
             self.expired = True
             sockets, self._sockets = self._sockets, []
         if sockets:

@@ -144,9 +144,8 @@ def connect(destination: Destination, timeout: float, *, deadline: Deadline | No
 
     Connecting takes at most ``timeout`` in all, and never past ``deadline``, which then watches the socket.
     """
-    if deadline is not None:
-        timeout = deadline.timeout(timeout)
-    ends = time.monotonic() + timeout
+    budget = deadline.timeout(timeout) if deadline is not None else timeout
+    ends = time.monotonic() + budget
     last_error: OSError | None = None
     for address in destination.addresses:
         remaining = ends - time.monotonic()
