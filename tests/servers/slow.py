@@ -17,15 +17,20 @@ HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nServer: nginx/1.22.1\r\nContent-Len
                b"Connection: close\r\n\r\n")
 
 
+def _listen(host: str, backlog: int) -> tuple[socket.socket, int]:
+    """A socket listening on a free port of ``host``, and that port."""
+    listener = socket.socket(socket.AF_INET)
+    listener.bind((host, 0))
+    listener.listen(backlog)
+    return listener, listener.getsockname()[1]
+
+
 class _Listener:
     """A listening socket on 127.0.0.1 whose every connection is served by ``serve`` in its own thread."""
 
     def __init__(self, host: str = HOST):
         self.host = host
-        self._socket = socket.socket(socket.AF_INET)
-        self._socket.bind((host, 0))
-        self._socket.listen(16)
-        self.port = self._socket.getsockname()[1]
+        self._socket, self.port = _listen(host, 16)
         self.connections = 0
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._accept, name=type(self).__name__, daemon=True)
@@ -96,10 +101,7 @@ class FilteredPort:
 
     def __init__(self, host: str = HOST):
         self.host = host
-        self._socket = socket.socket(socket.AF_INET)
-        self._socket.bind((host, 0))
-        self._socket.listen(0)
-        self.port = self._socket.getsockname()[1]
+        self._socket, self.port = _listen(host, 0)
         # Linux takes backlog + 1 connections into the queue; fill it, and never accept them.
         self._fillers: list[socket.socket] = []
         for _ in range(4):
