@@ -367,7 +367,9 @@ PATHS = {
     f"{PREFIX}/mailboxes/test": {"post": _operation(
         "test_mailbox", "Run the account test on these settings",
         {"200": _json("The check's result, as `portal check-account --json` prints it", ref("CheckResult"))},
-        errors=_WRITE + ("404",), body="MailboxTest", parameters=[_LANG])},
+        errors=_WRITE + ("404",), body="MailboxTest", parameters=[_LANG],
+        description="Answers when the test is over, within PORTAL_MAIL_DEADLINE. 429 with `tests_busy` while the "
+                    "caller's previous test (from a page or here) or PORTAL_ACCOUNT_TESTS_AT_ONCE tests are running.")},
     f"{PREFIX}/mailboxes/{{mailbox_id}}": {
         "parameters": [_path_id("mailbox_id")],
         "get": _operation("get_mailbox", "One mailbox", {"200": _json("The mailbox", ref("Mailbox"))},
