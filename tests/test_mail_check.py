@@ -196,11 +196,12 @@ def _port_where(kind, request):
     return {"closed": free_port, "filtered": lambda: request.getfixturevalue("filtered_port").port,
             "silent": lambda: request.getfixturevalue("silent_server").port,
             "ssh": lambda: request.getfixturevalue("make_banner_server")("ssh").port,
-            "http": lambda: request.getfixturevalue("make_banner_server")("http").port}[kind]()
+            "http": lambda: request.getfixturevalue("make_banner_server")("http").port,
+            "https": lambda: request.getfixturevalue("make_banner_server")("https").port}[kind]()
 
 
 @pytest.mark.parametrize("security", ["starttls", "ssl"])
-@pytest.mark.parametrize("kind", ["closed", "filtered", "silent", "ssh", "http"])
+@pytest.mark.parametrize("kind", ["closed", "filtered", "silent", "ssh", "http", "https"])
 def test_a_port_without_a_mail_server_gets_one_answer_whatever_listens(request, mail_config, caplog, kind, security):
     config = dataclasses.replace(mail_config, timeout=1.0)
     port = _port_where(kind, request)

@@ -31,10 +31,9 @@ from .stages import StageLog
 
 __all__ = ["open_smtp", "open_incoming", "MailError", "Deadline", "tls_context", "certificate_fingerprint"]
 
-# How long to listen for a TLS server when a plain-text greeting never came (see _speaks_tls).
-TLS_PROBE_SECONDS = 0.5
-# How long to wait for a plain-text greeting when a TLS handshake met plain text (see _greets_in_plain).
-PLAIN_PROBE_SECONDS = 2.0
+# When the greeting did not come as expected, the portal looks once the other way (see _first_line):
+TLS_PROBE_SECONDS = 0.5  # how long a TLS handshake may take there
+PLAIN_PROBE_SECONDS = 2.0  # how long to wait there for a greeting
 
 log = logging.getLogger("portal.mail")
 
@@ -201,8 +200,8 @@ def _greet(protocol: _Protocol, destination: guard.Destination, sock: socket.soc
         return protocol.greet(sock, server, config)
     except Exception as exc:
         if (server.security != "ssl" and symptom_of(exc).kind == "timeout"
-                and _speaks_tls(destination, config, deadline)):
-            raise SecurityModeMismatch("no greeting in plain text, but the server answers TLS: "
+                and protocol.greeting.match(_first_line(destination, config, deadline, over_tls=True))):
+            raise SecurityModeMismatch("no greeting in plain text, but the server greets over TLS: "
                                        "this port expects SSL") from exc
         raise
 
@@ -238,7 +237,7 @@ def _implicit_tls(protocol: _Protocol, destination: guard.Destination, config: M
     except OSError as exc:
         kind = symptom_of(exc).kind
         if kind == "security_mode_mismatch":
-            first_line = _plain_first_line(destination, config, deadline)
+            first_line = _first_line(destination, config, deadline, over_tls=False)
             if protocol.greeting.match(first_line):
                 raise
             _log_no_mail_server(destination, f"no TLS ({exc}) and no {protocol.name} greeting: {first_line[:200]!r}")
@@ -285,31 +284,22 @@ def _peek_fingerprint(protocol: _Protocol, destination: guard.Destination, serve
         protocol.abort(client)
 
 
-def _speaks_tls(destination: guard.Destination, config: MailConfig, deadline: Deadline | None) -> bool:
-    """Whether the server answers a TLS handshake: tells "SSL port used as STARTTLS" from a silent server."""
-    budget = min(TLS_PROBE_SECONDS, config.timeout)
-    try:
-        sock = guard.connect(destination, budget, deadline=deadline)
-    except OSError:
-        return False
-    try:
-        sock.settimeout(budget)
-        with _pinning_context().wrap_socket(sock, server_hostname=destination.host):
-            return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
+def _first_line(destination: guard.Destination, config: MailConfig, deadline: Deadline | None, *,
+                over_tls: bool) -> bytes:
+    """What a fresh connection hears first, in plain text or after a TLS handshake (b"" for nothing).
 
-
-def _plain_first_line(destination: guard.Destination, config: MailConfig, deadline: Deadline | None) -> bytes:
-    """What a fresh plain connection hears first (a mail server on its STARTTLS port greets at once)."""
+    Tells a mail server on the other kind of port (it greets at once) from anything else there, so the
+    portal says "SSL and STARTTLS are swapped" only to a mail server. Nothing is sent but the handshake.
+    """
     budget = min(PLAIN_PROBE_SECONDS, config.timeout)
     try:
         sock = guard.connect(destination, budget, deadline=deadline)
     except OSError:
         return b""
     try:
+        if over_tls:
+            sock.settimeout(min(TLS_PROBE_SECONDS, config.timeout))
+            sock = _pinning_context().wrap_socket(sock, server_hostname=destination.host)
         sock.settimeout(budget)
         with sock.makefile("rb") as stream:
             return stream.readline(512)

@@ -13,7 +13,7 @@ Fixtures and what they yield:
 - ``silent_server``: ``(host, port)`` of a socket that accepts connections and never greets.
 - ``tarpit_server``: an SMTP server that sends its greeting one byte a second (``host``, ``port``,
   ``interval``, ``connections``).
-- ``make_banner_server``: a factory ``make_banner_server("ssh"|"http")`` for another service on a port.
+- ``make_banner_server``: a factory ``make_banner_server("ssh"|"http"|"https")`` for another service on a port.
 - ``filtered_port``: ``(host, port)`` where connecting hangs, as behind a firewall that drops packets.
 - ``dovecot`` (session): a running Dovecot (``host``, ``ports["pop3"|"pop3s"|"imap"|"imaps"]``,
   ``add_user(address, password)``, ``deliver(address, raw_bytes)``, ``ca_file``). Skipped when Dovecot is
@@ -123,12 +123,12 @@ def tarpit_server() -> Iterator[TarpitServer]:
 
 
 @pytest.fixture
-def make_banner_server() -> Iterator[Callable[[str], BannerServer]]:
-    """A factory for ports where another service answers (SSH, HTTP); all stop when the test ends."""
+def make_banner_server(server_certificate: ServerCertificate) -> Iterator[Callable[[str], BannerServer]]:
+    """A factory for ports where another service answers (SSH, HTTP, HTTPS); all stop when the test ends."""
     started: list[BannerServer] = []
 
     def make(kind: str) -> BannerServer:
-        started.append(BannerServer(kind))
+        started.append(BannerServer(kind, server_certificate))
         return started[-1]
 
     yield make

@@ -1,15 +1,17 @@
 """Servers that are not good mail servers: a tarpit, other services' banners, a filtered port.
 
 - ``TarpitServer``: greets like SMTP, but one byte every ``interval`` seconds (the trick spam tarpits use).
-- ``BannerServer``: another service on the port: SSH (talks first) or HTTP (waits for a request, then answers).
+- ``BannerServer``: another service on the port: SSH (talks first), HTTP or HTTPS (wait for a request, then answer).
 - ``FilteredPort``: a port whose connection attempts are never answered, as behind a dropping firewall.
 """
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 
+from .certificates import ServerCertificate
 from .smtp import HOST
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
@@ -78,15 +80,23 @@ class TarpitServer(_Listener):
 
 
 class BannerServer(_Listener):
-    """Another service: "ssh" sends its banner at once; "http" waits for a request line and answers 400."""
+    """Another service: "ssh" sends its banner at once; "http" waits for a request line and answers 400;
+    "https" does the same after a TLS handshake with ``certificate``."""
 
-    def __init__(self, kind: str):
-        if kind not in ("ssh", "http"):
-            raise ValueError("kind is ssh or http")
+    def __init__(self, kind: str, certificate: ServerCertificate | None = None):
+        if kind not in ("ssh", "http", "https"):
+            raise ValueError("kind is ssh, http or https")
         self.kind = kind
+        self._tls = None
+        if kind == "https":
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(certificate.cert_file, certificate.key_file)
         super().__init__()
 
     def serve(self, conn: socket.socket) -> None:
+        if self._tls is not None:
+            conn.settimeout(30)
+            conn = self._tls.wrap_socket(conn, server_side=True)
         if self.kind == "ssh":
             conn.sendall(SSH_BANNER)
             self._stopped.wait(30)
