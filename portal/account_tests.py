@@ -81,11 +81,6 @@ class TestPool:
         with self._around(), database.connection_context():
             job()
 
-    def shutdown(self) -> None:
-        """Wait for the running tests and stop the threads."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-
 
 def start(values, *, actor, pool: TestPool, at_once: int, mail_config, secret_key, mailbox=None, owner=None,
           ip="", send_test_letter=False) -> RunView:
