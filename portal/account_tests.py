@@ -184,8 +184,9 @@ def _run_and_record(run_id: str, values, options: dict, *, raise_errors: bool = 
             raise
         return None
     result = outcome.result
-    _finish(run_id, ok=result.ok, stages=stages, lock=lock, proof=outcome.proof or "",
-            problem=asdict(result.problem) if result.problem else None)
+    # Finished, the stages read as the check reports them (outgoing, then incoming), not in arrival order.
+    _finish(run_id, ok=result.ok, stages=[asdict(stage) for stage in result.stages], lock=lock,
+            proof=outcome.proof or "", problem=asdict(result.problem) if result.problem else None)
     return outcome
 
 

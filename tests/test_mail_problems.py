@@ -9,7 +9,8 @@ import ssl
 
 import pytest
 
-from portal.mail.errors import GuardRefused
+from portal.mail.deadline import DeadlineExceeded
+from portal.mail.errors import GuardRefused, NoMailServer
 from portal.mail.problems import Problem, catalogue, catalogue_entry, classify, classify_reply
 
 REQUIRED_CODES = {
@@ -18,7 +19,7 @@ REQUIRED_CODES = {
     "app_password_required", "smtp_auth_disabled", "mail_client_access_off", "encryption_required",
     "sender_not_owned", "relay_denied", "message_rejected", "recipient_unknown", "temporary_refusal",
     "connection_dropped", "incoming_auth_failed", "incoming_locked", "incoming_disabled",
-    "connection_blocked", "unknown",
+    "connection_blocked", "unknown", "too_slow", "no_mail_server",
 }
 
 
@@ -110,3 +111,13 @@ def test_provider_help_page_is_added_to_the_advice():
 
 def test_an_unknown_code_falls_back_to_the_unknown_entry():
     assert catalogue_entry("no-such-code").code == "unknown"
+
+
+@pytest.mark.parametrize("error,code", [
+    (DeadlineExceeded(30), "too_slow"),
+    (NoMailServer("SSH-2.0-OpenSSH_9.2p1"), "no_mail_server"),
+])
+def test_the_engines_own_findings_have_their_entries(error, code):
+    problem = classify(error, stage="smtp.greeting")
+    assert problem.code == code and problem.temporary
+    assert "OpenSSH" not in problem.title("en") + problem.advice("en")
