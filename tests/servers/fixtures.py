@@ -19,6 +19,9 @@ Fixtures and what they yield:
   ``resolver()`` giving a dnspython Resolver that asks only it).
 - ``redis_server``: a private redis-server for one test (``url``, ``port``). Skipped when redis-server is not
   installed, failed instead when CI=true.
+- ``real_provider`` (session): a private Postfix + Dovecot configured like a real provider (``ports``,
+  ``add_user``, ``letters``, ``wait_for_letters``, failure switches, ``mailbox_settings``, ``mail_config``;
+  see tests/servers/real_provider.py). Skipped when Postfix or Dovecot is missing, failed when CI=true.
 - ``mail_config``: a MailConfig that lets the engine reach 127.0.0.1/localhost, trusts the test CA and
   times out after 3 s.
 
@@ -40,6 +43,8 @@ import pytest
 from .certificates import ServerCertificate, make_certificate
 from .dns import TinyDNS
 from .dovecot import DOVECOT, Dovecot
+from .real_provider import RealProvider
+from .real_provider import missing_reason as real_provider_missing
 from .redis import REDIS_SERVER, RedisServer
 from .smtp import SilentServer, SmtpServer
 
@@ -157,6 +162,22 @@ def redis_server(mail_servers_root: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def real_provider(mail_servers_root: Path) -> Iterator[RealProvider]:
+    """A private Postfix + Dovecot configured as providers configure them, shared by the session."""
+    reason = real_provider_missing()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    provider = RealProvider(mail_servers_root / "real-provider")
+    try:
+        provider.start()
+        yield provider
+    finally:
+        provider.stop()
 
 
 @pytest.fixture
