@@ -9,7 +9,7 @@ PORT ?= 5000
 # Plain-http development server: cookies cannot be Secure there.
 RUN_ENV := PORTAL_INSECURE_COOKIES=1
 
-.PHONY: run test test-postgres lint bench messages install install-test debian-test-packages worker clean
+.PHONY: run test test-postgres lint bench messages install install-test debian-test-packages oauth-test-provider worker clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,12 @@ debian-test-packages:
 	  fi; \
 	fi
 
-test: install-test debian-test-packages lint
+# The OAuth 2.0 test provider (oidc-provider) from its lockfile; skipped when npm is missing.
+oauth-test-provider: debian-test-packages
+	@if command -v npm >/dev/null 2>&1; then cd tests/oauth_provider && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm is missing: the OAuth tests will skip"; fi
+
+test: install-test debian-test-packages oauth-test-provider lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The style setup.cfg's [flake8] states (lines up to 120), kept by every change.
