@@ -1,6 +1,7 @@
 """Autoconfiguration against a test DNS server, a local HTTPS server for autoconfig XML and loopback mail servers."""
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,17 +96,17 @@ def web(certificate):
 
 
 @pytest.fixture
-def config(certificate):
+def guard_config(certificate):
     """The guard lets discovery reach 127.0.0.1 (the test servers) and trusts the test CA."""
     return MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1",), ca_file=certificate.ca_file)
 
 
 @pytest.fixture
-def find(dns_server, web, config):
+def find(dns_server, web, guard_config):
     """discover() wired to the test DNS and the local HTTPS port; the guess probes nothing unless asked."""
     def run(address, **overrides):
         options = dict(resolver=dns_server.resolver(), https_port=web.port, guess_ports={}, probe_timeout=2.0)
-        return discover(address, overrides.pop("config", config), **{**options, **overrides})
+        return discover(address, overrides.pop("config", guard_config), **{**options, **overrides})
     return run
 
 
@@ -294,3 +295,38 @@ def test_an_address_without_a_mail_domain_is_refused(address):
     """Discovery needs name@domain with a real domain; anything else is a ValueError for the field."""
     with pytest.raises(ValueError, match="name@example.com"):
         domain_of(address)
+
+
+# ---------------------------------------------------------------- portal discover ADDRESS
+
+
+@pytest.fixture
+def runner_dns(config, dns_server):
+    config.update(PORTAL_MAIL_DNS_SERVERS=f"127.0.0.1:{dns_server.port}", PORTAL_MAIL_TIMEOUT=3.0)
+    return dns_server
+
+
+def test_the_command_prints_what_it_found_as_json(runner_dns, runner):
+    """SRV records on the test DNS: exit 0, the servers and the source in JSON, in the language asked for."""
+    runner_dns.add_srv("_submissions._tcp.firma.example.com", (0, 0, 465, "mail.firma.example.com"))
+    runner_dns.add_a("mail.firma.example.com", PUBLIC_IP)
+    result = runner.invoke(args=["discover", "olga@firma.example.com", "--json", "--lang", "ru"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["source"] == "srv" and answer["source_text"] == "из служебных записей DNS (SRV)"
+    assert answer["servers"]["smtp"] == {"protocol": "smtp", "host": "mail.firma.example.com", "port": 465,
+                                         "security": "ssl", "username": "olga@firma.example.com"}
+
+
+def test_the_command_says_when_nothing_was_found(runner_dns, runner):
+    """Nothing anywhere: exit 1, a sentence saying so, and the trail."""
+    result = runner.invoke(args=["discover", "olga@nowhere.example.com", "--lang", "en"])
+    assert result.exit_code == 1
+    assert "No settings were found anywhere." in result.output
+    assert "autoconfig.nowhere.example.com" in result.output and "the name does not resolve" in result.output
+
+
+def test_the_command_refuses_a_bad_address(runner_dns, runner):
+    """A bad address is a usage error (exit 2) naming the argument."""
+    result = runner.invoke(args=["discover", "olga"])
+    assert result.exit_code == 2 and "name@example.com" in result.output

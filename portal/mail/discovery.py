@@ -31,7 +31,7 @@ from .errors import GuardRefused, HostNotFound, MailError
 from .presets import OTHER, PRESETS, ProviderPreset, preset_for_domain
 from .settings import MailConfig, ServerSettings
 
-__all__ = ["Discovery", "FoundServer", "TrailStep", "discover", "SOURCES"]
+__all__ = ["Discovery", "FoundServer", "TrailStep", "discover", "dns_resolver", "SOURCES"]
 
 # Where settings can come from, in the order they are tried.
 PRESET, AUTOCONFIG, MX, SRV, GUESS = "preset", "autoconfig", "mx", "srv", "guess"
@@ -58,6 +58,52 @@ SRV_SERVICES = (
 GUESS_HOSTS = {"smtp": ("smtp.", "mail."), "imap": ("imap.", "mail."), "pop3": ("pop.", "mail.")}
 GUESS_PORTS = {"smtp": ((465, "ssl"), (587, "starttls")), "imap": ((993, "ssl"), (143, "starttls")),
                "pop3": ((995, "ssl"), (110, "starttls"))}
+
+# Where the settings came from, as the form and the command line say it.
+SOURCE_TEXT = {
+    PRESET: {"en": "from the provider presets built into the portal", "ru": "из готовых настроек провайдеров"},
+    AUTOCONFIG: {"en": "from the provider's published configuration",
+                 "ru": "из опубликованной конфигурации провайдера"},
+    MX: {"en": "from the domain's MX records (the provider that receives its mail)",
+         "ru": "по записям MX домена (по провайдеру, который принимает его почту)"},
+    SRV: {"en": "from the DNS service records", "ru": "из служебных записей DNS (SRV)"},
+    GUESS: {"en": "guessed and verified (the servers answered with encryption; no password was sent)",
+            "ru": "подобраны и проверены (серверы ответили с шифрованием; пароль не отправлялся)"},
+}
+# What each step of the trail found, by its note.
+NOTE_TEXT = {
+    "preset": {"en": "a preset of the portal", "ru": "готовая настройка портала"},
+    "no_preset": {"en": "no preset for this domain", "ru": "для этого домена нет готовой настройки"},
+    "published_configuration": {"en": "configuration found", "ru": "конфигурация найдена"},
+    "no_such_host": {"en": "the name does not resolve", "ru": "имя не находится в DNS"},
+    "unreachable": {"en": "no connection", "ru": "не удалось подключиться"},
+    "http_status": {"en": "the server answered with an error", "ru": "сервер ответил ошибкой"},
+    "address_not_allowed": {"en": "points to an address the portal may not connect to: ignored",
+                            "ru": "указывает на адрес, к которому портал не подключается: пропущено"},
+    "port_not_allowed": {"en": "names a port outside the allowed list: ignored",
+                         "ru": "указывает порт вне списка разрешённых: пропущено"},
+    "too_big": {"en": "the document is too big: ignored", "ru": "документ слишком большой: пропущен"},
+    "not_xml": {"en": "not a valid XML document: ignored", "ru": "не корректный XML-документ: пропущен"},
+    "not_autoconfig": {"en": "not an autoconfig document: ignored", "ru": "это не документ автонастройки: пропущен"},
+    "redirect_elsewhere": {"en": "redirects to another host: not followed",
+                           "ru": "перенаправляет на другой сервер: не выполнено"},
+    "too_many_redirects": {"en": "too many redirects", "ru": "слишком много перенаправлений"},
+    "no_usable_servers": {"en": "no usable servers in it", "ru": "в нём нет пригодных серверов"},
+    "not_encrypted": {"en": "a server without encryption: ignored", "ru": "сервер без шифрования: пропущен"},
+    "bad_server": {"en": "a malformed server name or port: ignored",
+                   "ru": "неверное имя сервера или порт: пропущено"},
+    "no_mx": {"en": "no MX records", "ru": "нет записей MX"},
+    "known_provider": {"en": "the mail is received by a known provider",
+                       "ru": "почту принимает известный провайдер"},
+    "unknown_provider": {"en": "the mail is received by no known provider",
+                         "ru": "почту принимает неизвестный провайдер"},
+    "not_offered": {"en": "the service is marked as not offered", "ru": "служба отмечена как недоступная"},
+    "service_record": {"en": "service record", "ru": "запись службы"},
+    "no_service_records": {"en": "no service records", "ru": "нет записей служб"},
+    "answered_with_tls": {"en": "answered and started encryption", "ru": "ответил и включил шифрование"},
+    "probe_failed": {"en": "did not answer as an encrypted mail server",
+                     "ru": "не ответил как почтовый сервер с шифрованием"},
+}
 
 
 @dataclass(frozen=True)
@@ -88,8 +134,13 @@ class TrailStep:
     note: str
     detail: str = ""
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def text(self, lang: str = "en") -> str:
+        """What this step found, in "en" or "ru"."""
+        texts = NOTE_TEXT.get(self.note.partition(":")[0])
+        return (texts.get(lang) or texts["en"]) if texts else self.note
+
+    def to_dict(self, lang: str = "en") -> dict:
+        return {**dataclasses.asdict(self), "text": self.text(lang)}
 
 
 @dataclass(frozen=True)
@@ -119,10 +170,16 @@ class Discovery:
         """The server replies are fetched from: IMAP when offered, else POP3."""
         return self.server("imap") or self.server("pop3")
 
-    def to_dict(self) -> dict:
-        return {"address": self.address, "found": self.found, "source": self.source, "preset": self.preset_key,
+    def source_text(self, lang: str = "en") -> str:
+        """Where the settings were found, in "en" or "ru" ("" when nothing was found)."""
+        texts = SOURCE_TEXT.get(self.source or "")
+        return (texts.get(lang) or texts["en"]) if texts else ""
+
+    def to_dict(self, lang: str = "en") -> dict:
+        return {"address": self.address, "found": self.found, "source": self.source,
+                "source_text": self.source_text(lang), "preset": self.preset_key,
                 "servers": {server.protocol: server.to_dict() for server in self.servers},
-                "trail": [step.to_dict() for step in self.trail]}
+                "trail": [step.to_dict(lang) for step in self.trail]}
 
 
 class _Ignored(Exception):
@@ -140,6 +197,34 @@ def domain_of(address: str) -> str:
     if not at or not local or not _DOMAIN.fullmatch(domain):
         raise ValueError("an address looks like name@example.com")
     return domain
+
+
+def dns_resolver(servers: str, timeout: float = DNS_TIMEOUT) -> dns.resolver.Resolver | None:
+    """A resolver asking only these servers ("10.0.0.53, 10.0.0.54:5353, [fd00::53]:53"); None for "".
+
+    For an intranet whose own DNS is not the machine's (PORTAL_MAIL_DNS_SERVERS).
+    """
+    import dns.nameserver
+
+    nameservers = []
+    for entry in (part.strip() for part in (servers or "").split(",")):
+        if not entry:
+            continue
+        host, port = entry, 53
+        if entry.startswith("["):
+            host, _, rest = entry[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 53
+        elif entry.count(":") == 1:
+            host, _, port_text = entry.partition(":")
+            port = int(port_text)
+        ipaddress.ip_address(host)  # ValueError for anything but an address
+        nameservers.append(dns.nameserver.Do53Nameserver(host, port))
+    if not nameservers:
+        return None
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = nameservers
+    resolver.lifetime = timeout
+    return resolver
 
 
 def discover(address: str, config: MailConfig, *, resolver: dns.resolver.Resolver | None = None,
