@@ -230,3 +230,35 @@ def test_the_smtp_server_can_be_stopped_and_started(provider):
         provider.start_postfix()
     with smtplib.SMTP(provider.host, provider.ports["submission"], timeout=10) as client:
         assert client.noop()[0] == 250
+
+
+# ---------------------------------------------------------------- the portal's own engine against it
+
+
+@pytest.mark.parametrize("smtp_port, incoming", [("submission", "imaps"), ("submissions", "pop3")])
+def test_the_account_check_passes_and_its_test_letter_arrives(provider, smtp_port, incoming):
+    """check_account signs in over STARTTLS or implicit TLS and to IMAPS or POP3+STLS; the test letter is delivered."""
+    from portal.mail.check import check_account
+
+    anna = _address(PROVIDER_DOMAIN)
+    password = provider.add_user(anna)
+    settings = provider.mailbox_settings(anna, password, smtp=smtp_port, incoming=incoming)
+    result = check_account(settings, provider.mail_config(), send_test_letter=True)
+    assert result.ok, result.to_dict()
+    [letter] = provider.wait_for_letters(anna)
+    assert letter["To"] == anna or anna in str(letter["To"])
+
+
+def test_a_letter_sent_through_the_engine_is_delivered_and_parsed(provider):
+    """open_smtp (the queue's path) sends a Russian letter; it arrives intact at the client domain."""
+    from portal.mail.connection import open_smtp
+
+    anna, recipient = _address(PROVIDER_DOMAIN), _address(CLIENT_DOMAIN)
+    password = provider.add_user(anna)
+    provider.add_user(recipient)
+    settings = provider.mailbox_settings(anna, password, smtp="submissions", incoming=None)
+    with open_smtp(settings, provider.mail_config()) as smtp:
+        smtp.send_message(_letter(anna, recipient, subject="Договор № 15", body="Добрый день!\n"))
+    [delivered] = provider.wait_for_letters(recipient)
+    assert delivered["Subject"] == "Договор № 15"
+    assert delivered.get_content() == "Добрый день!\n"
