@@ -110,6 +110,14 @@ def find(dns_server, web, guard_config):
     return run
 
 
+def publish(dns_server, web, host, path, body=None, **serve):
+    """Serve an autoconfig document at https://host/path, with its servers on a public address."""
+    dns_server.add_a(host, "127.0.0.1")
+    for name in ("smtp.example.com", "imap.example.com", "pop.example.com"):
+        dns_server.add_a(name, PUBLIC_IP)
+    web.serve(host, path, autoconfig_xml() if body is None else body, **serve)
+
+
 def _notes(discovery, source):
     return [(step.outcome, step.note) for step in discovery.trail if step.source == source]
 
@@ -126,11 +134,7 @@ def test_a_preset_domain_needs_no_network(find, dns_server, web):
 
 def test_the_published_autoconfig_fills_outgoing_and_incoming(find, dns_server, web):
     """autoconfig.<domain> serves Thunderbird's XML: servers, security and login placeholders are taken."""
-    dns_server.add_a("autoconfig.example.com", "127.0.0.1")
-    dns_server.add_a("smtp.example.com", PUBLIC_IP)
-    dns_server.add_a("imap.example.com", PUBLIC_IP)
-    dns_server.add_a("pop.example.com", PUBLIC_IP)
-    web.serve("autoconfig.example.com", "/mail/config-v1.1.xml", autoconfig_xml())
+    publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml")
     found = find("anna.smith@example.com")
     assert found.source == "autoconfig"
     assert found.smtp.to_dict() == {"protocol": "smtp", "host": "smtp.example.com", "port": 587,
@@ -144,10 +148,7 @@ def test_the_published_autoconfig_fills_outgoing_and_incoming(find, dns_server, 
 
 def test_the_well_known_address_is_tried_when_autoconfig_host_is_missing(find, dns_server, web):
     """No autoconfig.<domain> host: https://<domain>/.well-known/autoconfig/... is asked next."""
-    dns_server.add_a("example.com", "127.0.0.1")
-    dns_server.add_a("smtp.example.com", PUBLIC_IP)
-    dns_server.add_a("imap.example.com", PUBLIC_IP)
-    web.serve("example.com", "/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig_xml())
+    publish(dns_server, web, "example.com", "/.well-known/autoconfig/mail/config-v1.1.xml")
     found = find("anna@example.com")
     assert found.source == "autoconfig"
     assert _notes(found, "autoconfig")[0] == ("nothing", "no_such_host")
@@ -166,16 +167,13 @@ BAD_DOCUMENTS = {
 @pytest.mark.parametrize("problem", sorted(BAD_DOCUMENTS) + ["entity_expansion"])
 def test_a_bad_autoconfig_document_is_ignored_with_a_note(find, dns_server, web, problem):
     """Not XML, too big, private addresses, ports outside the list, another host: noted, never followed."""
-    dns_server.add_a("autoconfig.example.com", "127.0.0.1")
-    dns_server.add_a("smtp.example.com", PUBLIC_IP)
-    dns_server.add_a("imap.example.com", PUBLIC_IP)
     if problem == "entity_expansion":
         headers, body = {}, ('<?xml version="1.0"?><!DOCTYPE c [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;">]>'
                              "<clientConfig>&b;</clientConfig>")
     else:
         headers, body = BAD_DOCUMENTS[problem]
     status = 302 if problem == "redirect_elsewhere" else 200
-    web.serve("autoconfig.example.com", "/mail/config-v1.1.xml", body, status=status, **headers)
+    publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml", body, status=status, **headers)
     found = find("anna@example.com")
     assert found.source is None and found.servers == ()
     notes = [step.note for step in found.trail if step.source == "autoconfig"]
@@ -188,8 +186,7 @@ def test_a_bad_autoconfig_document_is_ignored_with_a_note(find, dns_server, web,
 
 def test_an_autoconfig_host_on_a_private_address_is_not_fetched(find, dns_server, web, certificate):
     """Without an allowance for 127.0.0.1 the guard refuses the HTTPS fetch itself: nothing is asked."""
-    dns_server.add_a("autoconfig.example.com", "127.0.0.1")
-    web.serve("autoconfig.example.com", "/mail/config-v1.1.xml", autoconfig_xml())
+    publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml")
     found = find("anna@example.com", config=MailConfig(timeout=3.0, ca_file=certificate.ca_file))
     assert ("ignored", "address_not_allowed") in _notes(found, "autoconfig")
     assert web.requests == []
@@ -217,10 +214,7 @@ def test_the_mx_of_a_known_provider_gives_its_preset(find, dns_server):
 def test_the_mx_hosts_published_configuration_is_used(find, dns_server, web):
     """An unknown MX host: its provider's own autoconfig (autoconfig.<its domain>) is read."""
     dns_server.add_mx("shop.example.com", "mx1.mailhost.net")
-    dns_server.add_a("autoconfig.mailhost.net", "127.0.0.1")
-    dns_server.add_a("smtp.example.com", PUBLIC_IP)
-    dns_server.add_a("imap.example.com", PUBLIC_IP)
-    web.serve("autoconfig.mailhost.net", "/mail/config-v1.1.xml", autoconfig_xml())
+    publish(dns_server, web, "autoconfig.mailhost.net", "/mail/config-v1.1.xml")
     found = find("anna@shop.example.com")
     assert found.source == "mx"
     assert found.smtp.host == "smtp.example.com"

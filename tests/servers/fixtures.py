@@ -227,7 +227,7 @@ def make_oauth_provider(mail_servers_root: Path) -> Iterator[Callable[..., OAuth
 def oauth_dovecot(mail_servers_root: Path, oauth_provider: OAuthProvider,
                   server_certificate: ServerCertificate) -> Iterator[OAuthDovecot]:
     """A private Dovecot whose IMAP(S) and POP3(S) take only tokens of ``oauth_provider``."""
-    server = OAuthDovecot(mail_servers_root / "oauth-dovecot", oauth_provider, server_certificate)
+    server = OAuthDovecot(mail_servers_root / "oauth-dovecot", server_certificate, provider=oauth_provider)
     try:
         yield server.start()
     finally:

@@ -22,20 +22,19 @@ import re
 import secrets
 import shutil
 import socket
-import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urljoin, urlparse
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
 from .certificates import ServerCertificate
-from .dovecot import DOVECOT, MAIL_UID
-from .processes import terminate_by_pid_file
-from .smtp import HOST, ReceivedMessage, free_port
+from .dovecot import MAIL_UID, Dovecot
+from .smtp import HOST, ReceivedMessage, free_port, start_on_free_port, tls_options
 
 PROVIDER_DIR = Path(__file__).parents[1] / "oauth_provider"
 CLIENT_ID = "portal"
@@ -207,22 +206,9 @@ class OAuthProvider:
         return answer.json()
 
 
-_DOVECOT_CONFIG = """\
-base_dir = {root}/run
-state_dir = {root}/state
-instance_name = oauth-dovecot-{name}
-protocols = imap pop3
-listen = {host}
-log_path = {root}/dovecot.log
-ssl = yes
-ssl_cert = <{cert}
-ssl_key = <{key}
-auth_verbose = yes
-auth_failure_delay = 0
+# Dovecot signs users in only with tokens, checked by introspection at the provider.
+_TOKEN_SIGN_IN = """\
 auth_mechanisms = xoauth2 oauthbearer
-disable_plaintext_auth = no
-mail_location = maildir:~/Maildir
-first_valid_uid = {uid}
 passdb {{
   driver = oauth2
   mechanisms = xoauth2 oauthbearer
@@ -231,31 +217,7 @@ passdb {{
 userdb {{
   driver = static
   args = uid={uid} gid={uid} home={root}/mail/%d/%n
-}}
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = {imaps}
-    ssl = yes
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {pop3}
-  }}
-  inet_listener pop3s {{
-    port = {pop3s}
-    ssl = yes
-  }}
-}}
-"""
+}}"""
 
 # Dovecot 2.3.19 compares username_attribute with the login itself (no username_validation_format).
 _OAUTH2_PASSDB = """\
@@ -269,55 +231,20 @@ timeout_msecs = 5000
 
 
 @dataclass
-class OAuthDovecot:
-    """A private Dovecot that signs users in only with tokens of ``provider`` (XOAUTH2, OAUTHBEARER)."""
+class OAuthDovecot(Dovecot):
+    """A private Dovecot (IMAP, IMAPS, POP3, POP3S) that signs users in only with tokens of ``provider``."""
 
-    root: Path
-    provider: OAuthProvider
-    certificate: ServerCertificate
-    host: str = HOST
-    ports: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ca_file(self) -> str:
-        return self.certificate.ca_file
+    provider: OAuthProvider | None = None
+    sign_in: ClassVar[str] = _TOKEN_SIGN_IN
 
     def start(self) -> "OAuthDovecot":
-        """Write the configuration and start Dovecot; return once every port accepts connections."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        for folder in (self.root, *list(self.root.parents)[:3]):
-            if folder != Path("/"):  # temporary folders are 0700; Dovecot's users must traverse them
-                os.chmod(folder, os.stat(folder).st_mode | 0o055)
-        shutil.rmtree(self.root / "run", ignore_errors=True)
-        (self.root / "mail").mkdir(exist_ok=True)
+        """Point the oauth2 passdb at the provider's introspection, then start as any test Dovecot."""
+        (self.root / "mail").mkdir(parents=True, exist_ok=True)
         os.chown(self.root / "mail", MAIL_UID, MAIL_UID)
-        self.ports = {name: free_port(self.host) for name in ("imap", "imaps", "pop3", "pop3s")}
         (self.root / "dovecot-oauth2.conf.ext").write_text(_OAUTH2_PASSDB.format(
             client_id=CLIENT_ID, client_secret=CLIENT_SECRET, host=self.provider.host, port=self.provider.port))
-        config = self.root / "dovecot.conf"
-        config.write_text(_DOVECOT_CONFIG.format(root=self.root, name=secrets.token_hex(4), host=self.host,
-                                                 cert=self.certificate.cert_file, key=self.certificate.key_file,
-                                                 uid=MAIL_UID, **self.ports))
-        with open(self.root / "start.log", "wb") as output:
-            started = subprocess.run([DOVECOT, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=output,
-                                     stderr=output, timeout=20)
-        if started.returncode:
-            raise RuntimeError(f"Dovecot did not start: {(self.root / 'start.log').read_text()}")
-        deadline = time.monotonic() + 10
-        for port in self.ports.values():
-            while True:
-                try:
-                    socket.create_connection((self.host, port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"Dovecot did not open port {port}; see {self.root}/dovecot.log")
-                    time.sleep(0.02)
+        super().start()
         return self
-
-    def stop(self) -> None:
-        """Stop Dovecot and wait until it has exited."""
-        terminate_by_pid_file(self.root / "run" / "master.pid")
 
 
 def _parse_xoauth2(blob: bytes) -> tuple[str | None, str]:
@@ -395,26 +322,11 @@ class OAuthSmtpServer:
 
     def start(self) -> "OAuthSmtpServer":
         """Start listening on a free port of 127.0.0.1."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.certificate.cert_file, self.certificate.key_file)
         kwargs: dict = dict(hostname=self.host, server_hostname="localhost",
-                            auth_exclude_mechanism=["LOGIN", "PLAIN", "CRAM-MD5"])
-        if self.security == "starttls":
-            kwargs.update(tls_context=context, require_starttls=True)
-        elif self.security == "ssl":
-            kwargs.update(ssl_context=context, auth_require_tls=False)  # aiosmtpd 1.4 issues #274, #281
-        else:
-            kwargs.update(auth_require_tls=False)
-        for attempt in range(5):
-            self.port = free_port(self.host)
-            self._controller = Controller(_OAuthHandler(self), port=self.port, **kwargs)
-            try:
-                self._controller.start()
-                return self
-            except Exception:  # another process took the port between free_port() and bind
-                self._controller = None
-                if attempt == 4:
-                    raise
+                            auth_exclude_mechanism=["LOGIN", "PLAIN", "CRAM-MD5"],
+                            **tls_options(self.certificate, self.security))
+        self._controller, self.port = start_on_free_port(
+            lambda port: Controller(_OAuthHandler(self), port=port, **kwargs), self.host)
         return self
 
     def stop(self) -> None:
