@@ -408,6 +408,8 @@ def provider():
     before_values = {name: form[name].data for name in SERVER_SLOTS}
     if preset.key != OTHER:
         _apply_preset(form, preset, servers=fill_servers, incoming=fill_servers or trigger == "protocol")
+    elif trigger == "provider":
+        _clear_preset_servers(form)
     # Only the fields the preset changed go back, so nothing typed meanwhile is overwritten.
     changed = [name for name in SERVER_SLOTS if form[name].data != before_values[name]]
     slots = (("provider",) if preset.key != before else ()) + tuple(changed)
@@ -442,6 +444,21 @@ def _apply_preset(form, preset, *, servers, incoming):
             form.incoming_security.data = server.security
         if login and not form.incoming_username.data:
             form.incoming_username.data = login
+
+
+def _clear_preset_servers(form):
+    """"Other server" chosen: empty the servers a preset filled in (recognised by their values), keep the rest."""
+    from portal.mail.presets import PRESETS
+
+    def filled_by(server, prefix):
+        return server is not None and (form[f"{prefix}_host"].data, form[f"{prefix}_port"].data) == (
+            server.host, str(server.port))
+
+    for preset in PRESETS:
+        if filled_by(preset.smtp, "smtp"):
+            form.smtp_host.data = form.smtp_port.data = ""
+        if filled_by(preset.pop3, "incoming") or filled_by(preset.imap, "incoming"):
+            form.incoming_host.data = form.incoming_port.data = ""
 
 
 @bp.route("/mailboxes/default-hint", methods=["POST"])
