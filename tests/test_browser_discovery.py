@@ -10,8 +10,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def dns_for_app(config, dns_server):
-    """Autoconfiguration asks the test DNS server only; set before the app starts."""
-    config.update(PORTAL_MAIL_DNS_SERVERS=f"127.0.0.1:{dns_server.port}", PORTAL_MAIL_TIMEOUT=3.0)
+    """Autoconfiguration asks the test DNS server only, and only when the button is pressed; set before the app."""
+    config.update(PORTAL_MAIL_DNS_SERVERS=f"127.0.0.1:{dns_server.port}", PORTAL_MAIL_TIMEOUT=3.0,
+                  PORTAL_MAIL_PROVIDER_MX_LOOKUP=False)
     return dns_server
 
 

@@ -82,6 +82,22 @@ def test_nothing_found_leaves_the_fields_and_says_so_in_russian(dns_for_app, as_
     assert "Где портал искал" in text and "имя не находится в DNS" in text
 
 
+def test_typing_an_unknown_address_looks_further_than_the_presets(dns_for_app, as_employee):
+    """Leaving the address field (the provider picker's call) runs discovery when no server is typed yet."""
+    dns_for_app.add_srv("_submissions._tcp.firma.example.com", (0, 0, 465, "mx.firma.example.com"))
+    dns_for_app.add_a("mx.firma.example.com", PUBLIC_IP)
+    fields = {"trigger": "address", "provider": "other", "address": "olga@firma.example.com"}
+    left = as_employee.post("/mailboxes/provider", data=fields, headers={"HX-Request": "true"})
+    assert slot_value(left.get_data(as_text=True), "smtp_host") == "mx.firma.example.com"
+    assert "from the DNS service records" in page_text(left)
+
+    asked = len(dns_for_app.questions)
+    typed = as_employee.post("/mailboxes/provider", data={**fields, "smtp_host": "relay.example.com"},
+                             headers={"HX-Request": "true"})
+    assert "slot-smtp_host" not in typed.get_data(as_text=True)  # a server is typed: nothing is looked up
+    assert dns_for_app.questions[asked:] == ["firma.example.com"]  # only the MX question of the picker
+
+
 @pytest.mark.parametrize("address", ["", "olga", "olga@localhost"])
 def test_a_bad_address_gets_its_error_beside_the_field(dns_for_app, as_employee, address):
     """Without a usable address nothing is looked up: the address field says what to type."""

@@ -26,13 +26,27 @@ def find_settings():
     scope = request.form.get("scope") if current_user.is_admin else "employee"
     form = MailboxForm()
     _form_choices(form, scope)
+    return settings_answer(form)
+
+
+def configured_resolver():
+    """The DNS resolver PORTAL_MAIL_DNS_SERVERS names, or None for the system's."""
+    return dns_resolver(current_app.config.get("PORTAL_MAIL_DNS_SERVERS") or "")
+
+
+def settings_answer(form, *, quiet=False):
+    """Discover the servers for the form's address and answer with the changed fields and where they came from.
+
+    ``quiet`` (the address was only typed, the button not pressed): a bad address gives None instead of an
+    error beside the field.
+    """
     lang = _lang()
-    config = current_app.config
     try:
-        found = discover(form.address.data or "", _mail_config(),
-                         resolver=dns_resolver(config.get("PORTAL_MAIL_DNS_SERVERS") or ""),
-                         mx_lookup=bool(config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True)))
+        found = discover(form.address.data or "", _mail_config(), resolver=configured_resolver(),
+                         mx_lookup=bool(current_app.config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True)))
     except ValueError:
+        if quiet:
+            return None
         form.address.errors = [_("Type the whole address, like name@example.com, then press Find settings.")]
         return _answer(form, None, ("address",), lang)
     before = {name: form[name].data for name in FILLED_SLOTS}

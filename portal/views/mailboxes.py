@@ -403,6 +403,14 @@ def provider():
         preset = found if found.key != OTHER else (get_preset(before) or found)
     else:
         preset = get_preset(before) or get_preset(OTHER)
+    looks_up = current_app.config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True)
+    if trigger == "address" and preset.key == OTHER and not form.smtp_host.data and looks_up:
+        # No preset knows the domain and no server is typed yet: look further (autoconfig, SRV, a guess).
+        from portal.views.discovery import settings_answer
+
+        answer = settings_answer(form, quiet=True)
+        if answer is not None:
+            return answer
     fill_servers = trigger == "provider" or (trigger == "address" and (preset.key != before or not form.smtp_host.data))
     form.provider.data = preset.key
     before_values = {name: form[name].data for name in SERVER_SLOTS}
@@ -424,7 +432,9 @@ def _preset_for_address(address):
     if "@" not in address:
         return get_preset(OTHER)
     if current_app.config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True):
-        return preset_for_address(address)
+        from portal.views.discovery import configured_resolver
+
+        return preset_for_address(address, resolver=configured_resolver())
     return preset_for_domain(address.rpartition("@")[2]) or get_preset(OTHER)
 
 
