@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from xml.etree.ElementTree import ParseError
 
 import dns.exception
+import dns.name
 import dns.resolver
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -291,6 +292,9 @@ class _Search:
                  https_port: int):
         self.address, self.domain, self.config, self.https_port = address, domain, config, https_port
         self.local_part = address.rpartition("@")[0]
+        # Host names: through the given resolver, or else the system's (so /etc/hosts counts, as for the mail
+        # servers themselves); MX and SRV: through dnspython either way.
+        self.system_hosts = guard.system_resolver(min(config.timeout, DNS_TIMEOUT)) if resolver is None else None
         if resolver is None:
             resolver = dns.resolver.Resolver()
             resolver.lifetime = DNS_TIMEOUT
@@ -306,7 +310,9 @@ class _Search:
     # -- names and the guard --------------------------------------------------------------------------
 
     def resolve_host(self, host: str, port: int) -> list[str]:
-        """A and AAAA records of ``host`` from the discovery's resolver (the guard's resolver)."""
+        """The addresses of ``host`` (the guard's resolver): A and AAAA records, or the system's look-up."""
+        if self.system_hosts is not None:
+            return self.system_hosts(host, port)
         addresses: list[str] = []
         for rdtype in ("A", "AAAA"):
             try:
@@ -442,7 +448,8 @@ class _Search:
             self.note(MX, self.domain, NOTHING, "no_mx", error.__class__.__name__)
             return None
         exchanges = [record.exchange.to_text(omit_final_dot=True).lower()
-                     for record in sorted(answer, key=lambda record: record.preference)]
+                     for record in sorted(answer, key=lambda record: record.preference)
+                     if record.exchange != dns.name.root]  # "0 ." is RFC 7505's "accepts no mail"
         for exchange in exchanges:
             for preset in PRESETS:
                 if any(exchange == suffix or exchange.endswith("." + suffix) for suffix in preset.mx_suffixes):
