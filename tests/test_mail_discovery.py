@@ -324,3 +324,16 @@ def test_the_command_refuses_a_bad_address(runner_dns, runner):
     """A bad address is a usage error (exit 2) naming the argument."""
     result = runner.invoke(args=["discover", "olga"])
     assert result.exit_code == 2 and "name@example.com" in result.output
+
+
+def test_dns_servers_setting_is_read_with_ports():
+    """PORTAL_MAIL_DNS_SERVERS: addresses with optional ports, IPv6 in brackets; nothing else."""
+    from portal.mail.discovery import dns_resolver
+
+    resolver = dns_resolver("10.0.0.53, 127.0.0.1:5353, [fd00::53]:5300")
+    assert [(server.address, server.port) for server in resolver.nameservers] == [
+        ("10.0.0.53", 53), ("127.0.0.1", 5353), ("fd00::53", 5300)]
+    assert dns_resolver("") is None and dns_resolver(" , ") is None
+    for wrong in ("dns.example.com", "10.0.0.53:port"):
+        with pytest.raises(ValueError):
+            dns_resolver(wrong)

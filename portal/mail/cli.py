@@ -151,8 +151,12 @@ def discover_command(address, lang, as_json):
     lang = lang or _default_lang()
     config = current_app.config
     try:
-        found = discover(address, MailConfig.from_mapping(config),
-                         resolver=dns_resolver(config.get("PORTAL_MAIL_DNS_SERVERS") or ""),
+        resolver = dns_resolver(config.get("PORTAL_MAIL_DNS_SERVERS") or "")
+        mail_config = MailConfig.from_mapping(config)
+    except ValueError as error:
+        raise click.UsageError(f"PORTAL_MAIL_DNS_SERVERS or PORTAL_MAIL_*: {error}") from None
+    try:
+        found = discover(address, mail_config, resolver=resolver,
                          mx_lookup=bool(config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True)))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="ADDRESS") from None

@@ -41,8 +41,9 @@ def settings_answer(form, *, quiet=False):
     error beside the field.
     """
     lang = _lang()
+    resolver, config = configured_resolver(), _mail_config()  # a wrong setting is the admin's error, not the field's
     try:
-        found = discover(form.address.data or "", _mail_config(), resolver=configured_resolver(),
+        found = discover(form.address.data or "", config, resolver=resolver,
                          mx_lookup=bool(current_app.config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True)))
     except ValueError:
         if quiet:
