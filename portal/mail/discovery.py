@@ -9,6 +9,7 @@ portal at the intranet. Each look-up leaves a step in the discovery trail.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import http.client
 import ipaddress
@@ -245,20 +246,22 @@ def discover(address: str, config: MailConfig, *, resolver: dns.resolver.Resolve
         return search.result(PRESET, _preset_servers(preset, address), preset.key)
     search.note(PRESET, domain, NOTHING, "no_preset")
 
-    for host, path in ((f"autoconfig.{domain}", "/mail/config-v1.1.xml"),
-                       (domain, "/.well-known/autoconfig/mail/config-v1.1.xml")):
-        servers = search.autoconfig(AUTOCONFIG, host, path)
+    # The published configuration, the MX and the SRV records are asked at once: each may wait seconds on a
+    # DNS or HTTPS server that does not answer. The first in the order above with an outgoing server wins,
+    # and the trail shows the sources up to that one, in that order. Only then is anything guessed.
+    lookups = [(AUTOCONFIG, lambda branch: (branch.autoconfig(AUTOCONFIG, f"autoconfig.{domain}",
+                                                              "/mail/config-v1.1.xml"), None)),
+               (AUTOCONFIG, lambda branch: (branch.autoconfig(AUTOCONFIG, domain,
+                                                              "/.well-known/autoconfig/mail/config-v1.1.xml"), None)),
+               *([(MX, _Search.by_mx)] if mx_lookup else []),
+               (SRV, lambda branch: (branch.srv(), None))]
+    branches = [search.branch() for _ in lookups]
+    with ThreadPoolExecutor(max_workers=len(lookups)) as pool:
+        answers = list(pool.map(lambda lookup, branch: lookup[1](branch), lookups, branches))
+    for (source, _), branch, (servers, preset_key) in zip(lookups, branches, answers):
+        search.trail.extend(branch.trail)
         if servers:
-            return search.result(AUTOCONFIG, servers)
-
-    if mx_lookup:
-        found = search.by_mx()
-        if found:
-            return found
-
-    servers = search.srv()
-    if servers:
-        return search.result(SRV, servers)
+            return search.result(source, servers, preset_key)
 
     servers = search.guess(GUESS_PORTS if guess_ports is None else guess_ports, probe_timeout)
     if servers:
@@ -300,6 +303,12 @@ class _Search:
             resolver.lifetime = DNS_TIMEOUT
         self.dns = resolver
         self.trail: list[TrailStep] = []
+
+    def branch(self) -> "_Search":
+        """The same search with a trail of its own, for a look-up that runs beside others."""
+        other = copy.copy(self)
+        other.trail = []
+        return other
 
     def note(self, source: str, where: str, outcome: str, note: str, detail: str = "") -> None:
         self.trail.append(TrailStep(source, where, outcome, note, detail))
@@ -440,13 +449,13 @@ class _Search:
 
     # -- 3. MX ----------------------------------------------------------------------------------------
 
-    def by_mx(self) -> Discovery | None:
+    def by_mx(self) -> tuple[tuple[FoundServer, ...], str | None]:
         """The provider that hosts the domain's MX: a preset's servers, or its own published configuration."""
         try:
             answer = self.dns.resolve(self.domain, "MX", lifetime=self.dns.lifetime)
         except (dns.exception.DNSException, OSError) as error:
             self.note(MX, self.domain, NOTHING, "no_mx", error.__class__.__name__)
-            return None
+            return (), None
         exchanges = [record.exchange.to_text(omit_final_dot=True).lower()
                      for record in sorted(answer, key=lambda record: record.preference)
                      if record.exchange != dns.name.root]  # "0 ." is RFC 7505's "accepts no mail"
@@ -454,14 +463,14 @@ class _Search:
             for preset in PRESETS:
                 if any(exchange == suffix or exchange.endswith("." + suffix) for suffix in preset.mx_suffixes):
                     self.note(MX, exchange, FOUND, "known_provider", preset.name)
-                    return self.result(MX, _preset_servers(preset, self.address), preset.key)
+                    return _preset_servers(preset, self.address), preset.key
         base = _registered_domain(exchanges[0]) if exchanges else None
         if base and base != self.domain:
             servers = self.autoconfig(MX, f"autoconfig.{base}", "/mail/config-v1.1.xml")
             if servers:
-                return self.result(MX, servers)
+                return servers, None
         self.note(MX, ", ".join(exchanges) or self.domain, NOTHING, "unknown_provider")
-        return None
+        return (), None
 
     # -- 4. SRV ---------------------------------------------------------------------------------------
 
