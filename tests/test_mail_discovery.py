@@ -184,6 +184,25 @@ def test_a_bad_autoconfig_document_is_ignored_with_a_note(find, dns_server, web,
     assert [request.split("?")[0] for request in web.requests] == ["autoconfig.example.com/mail/config-v1.1.xml"]
 
 
+def test_a_redirect_on_the_same_host_is_followed(find, dns_server, web):
+    """A provider that moved its document on the same host: the redirect is followed over HTTPS."""
+    publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml", "", status=301,
+            Location=f"https://autoconfig.example.com:{web.port}/v2/config.xml")
+    web.serve("autoconfig.example.com", "/v2/config.xml", autoconfig_xml())
+    found = find("anna@example.com")
+    assert found.source == "autoconfig" and found.smtp.host == "smtp.example.com"
+    assert [request.split("?")[0] for request in web.requests] == [
+        "autoconfig.example.com/mail/config-v1.1.xml", "autoconfig.example.com/v2/config.xml"]
+
+
+def test_an_autoconfig_server_with_an_untrusted_certificate_is_not_read(find, dns_server, web):
+    """HTTPS is verified: without the test CA the document is never read (no plain-HTTP fallback either)."""
+    publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml")
+    found = find("anna@example.com", config=MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1",)))
+    assert ("nothing", "unreachable") in _notes(found, "autoconfig")
+    assert web.requests == [] and not found.found
+
+
 def test_an_autoconfig_host_on_a_private_address_is_not_fetched(find, dns_server, web, certificate):
     """Without an allowance for 127.0.0.1 the guard refuses the HTTPS fetch itself: nothing is asked."""
     publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml")

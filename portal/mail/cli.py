@@ -172,5 +172,6 @@ def discover_command(address, lang, as_json):
             click.echo("Настройки нигде не найдены." if lang == "ru" else "No settings were found anywhere.")
         click.echo("")
         for step in found.trail:
-            click.echo(f"  {step.source:<10} {step.where}: {step.text(lang)}")
+            detail = f" ({step.detail})" if step.detail else ""
+            click.echo(f"  {step.source:<10} {step.where}: {step.text(lang)}{detail}")
     click.get_current_context().exit(0 if found.found else 1)
