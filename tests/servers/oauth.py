@@ -50,6 +50,10 @@ def missing_reason() -> str | None:
     if missing:
         return (f"the OAuth test provider needs {' and '.join(missing)} (Node.js 20 or newer); "
                 "install the Debian packages nodejs and npm")
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    major = version.lstrip("v").partition(".")[0]
+    if not major.isdigit() or int(major) < 20:
+        return f"the OAuth test provider (oidc-provider 9) needs Node.js 20 or newer, not {version or 'unknown'}"
     try:
         import requests  # noqa: F401
     except ImportError:
