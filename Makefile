@@ -9,7 +9,7 @@ PORT ?= 5000
 # Plain-http development server: cookies cannot be Secure there.
 RUN_ENV := PORTAL_INSECURE_COOKIES=1
 
-.PHONY: run test test-postgres lint bench messages install install-test debian-test-packages worker clean
+.PHONY: run test test-postgres lint bench messages install install-test debian-test-packages oauth-test-provider worker clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,25 +40,34 @@ run: install
 worker: install
 	$(RUN_ENV) $(PORTAL) worker
 
-# Installs the servers the tests start (Dovecot, Chromium, Redis, PostgreSQL) from Debian
+# Installs the servers the tests start (Dovecot, Postfix, Node.js, Chromium, Redis, PostgreSQL) from Debian
 # when one is missing and we may; without root, the tests that need it skip and say why.
 PG_BIN ?= /usr/lib/postgresql/15/bin
 debian-test-packages:
 	@missing=""; \
-	[ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-pop3d dovecot-imapd"; \
+	[ -x /usr/sbin/dovecot ] || missing="$$missing dovecot-core dovecot-pop3d dovecot-imapd"; \
+	[ -x /usr/lib/dovecot/lmtp ] || missing="$$missing dovecot-lmtpd"; \
+	[ -x /usr/sbin/postfix ] || missing="$$missing postfix"; \
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -x $(PG_BIN)/initdb ] || missing="$$missing postgresql-15"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing from Debian:$$missing"; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "Not root, so not installing:$$missing (tests that need them will skip)"; \
 	  fi; \
 	fi
 
-test: install-test debian-test-packages lint
+# The OAuth 2.0 test provider (oidc-provider) from its lockfile; skipped when npm is missing.
+oauth-test-provider: debian-test-packages
+	@if command -v npm >/dev/null 2>&1; then cd tests/oauth_provider && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm is missing: the OAuth tests will skip"; fi
+
+test: install-test debian-test-packages oauth-test-provider lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The style setup.cfg's [flake8] states (lines up to 120), kept by every change.

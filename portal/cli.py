@@ -10,6 +10,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from portal.api.cli import create_token_command
 from portal.db import database
 from portal.mail.cli import check_account_command, presets_command
+from portal.mail.cli import discover_command
 from portal.models import Employee
 from portal.people import EmployeeError, create_employee, import_employees
 from portal.projects import ProjectError, create_project
@@ -33,6 +34,7 @@ def register_commands(app):
         app.cli.add_command(command)
     app.cli.add_command(check_account_command)
     app.cli.add_command(presets_command)
+    app.cli.add_command(discover_command)
 
 
 def _fail(message):

@@ -21,6 +21,7 @@ DEFAULTS = {
     "PORTAL_MAIL_CA_FILE": None,
     "PORTAL_MAIL_EHLO_NAME": None,
     "PORTAL_MAIL_PROVIDER_MX_LOOKUP": True,  # look up MX records to pick a provider for an unknown domain
+    "PORTAL_MAIL_DNS_SERVERS": "",  # "ip[:port], ...": DNS servers autoconfiguration asks instead of the system's
     "PORTAL_SECRET_KEYS": None,
     "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES": True,
     "PORTAL_QUEUE_URL": None,

@@ -144,6 +144,7 @@ ROUTES = [
     Route("mailboxes.test_progress", "GET", SIGNED_IN, _own_test_run),
     Route("mailboxes.provider", "POST", SIGNED_IN),
     Route("mailboxes.default_hint", "POST", SIGNED_IN),
+    Route("discovery.find_settings", "POST", SIGNED_IN),
     Route("mailboxes.trust", "POST", SIGNED_IN),
     Route("mailboxes.pause", "POST", SIGNED_IN, _own_mailbox),
     Route("mailboxes.resume", "POST", SIGNED_IN, _own_mailbox),

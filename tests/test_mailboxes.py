@@ -501,3 +501,23 @@ def test_a_self_signed_server_offers_its_fingerprint_and_trusting_it_passes(
                                                  "smtp_trusted_fingerprint": untrusted_certificate.fingerprint,
                                                  "proof": proof_in(pinned)}).status_code == 302
     assert Mailbox.get().smtp_trusted_fingerprint == untrusted_certificate.fingerprint
+
+
+def test_choosing_other_server_clears_the_previous_presets_servers(as_employee):
+    """Switching from Gmail to "Other server" empties the servers Gmail filled in; what was typed stays."""
+    answer = htmx(as_employee, "/mailboxes/provider", {
+        "trigger": "provider", "provider": "other", "address": "erik@gmail.com",
+        "smtp_host": "smtp.gmail.com", "smtp_port": "465", "smtp_security": "ssl", "smtp_username": "erik@gmail.com",
+        "incoming_protocol": "imap", "incoming_host": "imap.gmail.com", "incoming_port": "993",
+        "incoming_security": "ssl", "scope": "employee"}, )
+    body = answer.get_data(as_text=True)
+    smtp_slot = re.search(r'<div id="slot-smtp_host".*?</div>', body, re.S).group(0)
+    assert 'value="smtp.gmail.com"' not in smtp_slot
+    assert re.search(r'<div id="slot-incoming_host".*?</div>', body, re.S)
+    assert 'value="imap.gmail.com"' not in body
+    assert 'id="slot-smtp_username"' not in body  # the login is the user's, not the preset's
+
+    typed = htmx(as_employee, "/mailboxes/provider", {
+        "trigger": "provider", "provider": "other", "address": "erik@gmail.com",
+        "smtp_host": "relay.firma.example.com", "smtp_port": "587", "smtp_security": "starttls"})
+    assert 'id="slot-smtp_host"' not in typed.get_data(as_text=True)  # not a preset's: left alone

@@ -134,3 +134,44 @@ def _print_preset(preset: ProviderPreset, lang: str, *, detailed: bool) -> None:
             if url:
                 click.echo(f"  {label}: {url}")
         click.echo(f"  {preset.advice(lang)}")
+
+
+@click.command("discover")
+@click.argument("address")
+@click.option("--lang", type=click.Choice(LANGS), help="Language of the explanations.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@with_appcontext
+def discover_command(address, lang, as_json):
+    """Find a mailbox's servers from its ADDRESS (presets, autoconfig, MX, SRV, a guess); no password is sent.
+
+    Exits 0 when an outgoing server was found, 1 when nothing was, 2 for a bad address.
+    """
+    from .discovery import discover, dns_resolver
+
+    lang = lang or _default_lang()
+    config = current_app.config
+    try:
+        resolver = dns_resolver(config.get("PORTAL_MAIL_DNS_SERVERS") or "")
+        mail_config = MailConfig.from_mapping(config)
+    except ValueError as error:
+        raise click.UsageError(f"PORTAL_MAIL_DNS_SERVERS or PORTAL_MAIL_*: {error}") from None
+    try:
+        found = discover(address, mail_config, resolver=resolver,
+                         mx_lookup=bool(config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True)))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="ADDRESS") from None
+    if as_json:
+        click.echo(json.dumps(found.to_dict(lang), ensure_ascii=False))
+    else:
+        for server in found.servers:
+            click.echo(f"{server.protocol.upper():<5} {server.host}:{server.port} {server.security}  "
+                       f"login {server.username}")
+        if found.found:
+            click.echo(("Найдено " if lang == "ru" else "Found ") + found.source_text(lang))
+        else:
+            click.echo("Настройки нигде не найдены." if lang == "ru" else "No settings were found anywhere.")
+        click.echo("")
+        for step in found.trail:
+            detail = f" ({step.detail})" if step.detail else ""
+            click.echo(f"  {step.source:<10} {step.where}: {step.text(lang)}{detail}")
+    click.get_current_context().exit(0 if found.found else 1)

@@ -491,3 +491,17 @@ _INCOMING_PROTOCOLS = {
     "imap": _Protocol("imap", _IMAP_GREETING, _imap_greet, _imap_starttls, _imap_login, imaplib.IMAP4.logout,
                       _imap_abort),
 }
+
+
+def probe_server(protocol: str, destination: guard.Destination, server: ServerSettings, config: MailConfig) -> str:
+    """Connect, greet and secure a session as a real one would, then leave without signing in.
+
+    Returns the greeting; raises MailError naming the problem. Autoconfiguration's guess uses it: no
+    password is ever sent.
+    """
+    steps = {"smtp": _SMTP_PROTOCOL, **_INCOMING_PROTOCOLS}[protocol]
+    client = _start(steps, destination, server, config, StageLog())
+    try:
+        return _greeting_text(client)
+    finally:
+        steps.abort(client)

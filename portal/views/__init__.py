@@ -12,3 +12,5 @@ def register_blueprints(app):
 
     for module in (auth, home, mailboxes, employees, projects, profile, api_tokens, api, contacts, letters):
         app.register_blueprint(module.bp)
+    from portal.views import discovery  # Find settings on the mailbox form
+    app.register_blueprint(discovery.bp)

@@ -433,11 +433,21 @@ def provider():
         preset = found if found.key != OTHER else (get_preset(before) or found)
     else:
         preset = get_preset(before) or get_preset(OTHER)
+    looks_up = current_app.config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True)
+    if trigger == "address" and preset.key == OTHER and not form.smtp_host.data and looks_up:
+        # No preset knows the domain and no server is typed yet: look further (autoconfig, SRV, a guess).
+        from portal.views.discovery import settings_answer
+
+        answer = settings_answer(form, quiet=True)
+        if answer is not None:
+            return answer
     fill_servers = trigger == "provider" or (trigger == "address" and (preset.key != before or not form.smtp_host.data))
     form.provider.data = preset.key
     before_values = {name: form[name].data for name in SERVER_SLOTS}
     if preset.key != OTHER:
         _apply_preset(form, preset, servers=fill_servers, incoming=fill_servers or trigger == "protocol")
+    elif trigger == "provider":
+        _clear_preset_servers(form)
     # Only the fields the preset changed go back, so nothing typed meanwhile is overwritten.
     changed = [name for name in SERVER_SLOTS if form[name].data != before_values[name]]
     slots = (("provider",) if preset.key != before else ()) + tuple(changed)
@@ -452,7 +462,9 @@ def _preset_for_address(address):
     if "@" not in address:
         return get_preset(OTHER)
     if current_app.config.get("PORTAL_MAIL_PROVIDER_MX_LOOKUP", True):
-        return preset_for_address(address)
+        from portal.views.discovery import configured_resolver
+
+        return preset_for_address(address, resolver=configured_resolver())
     return preset_for_domain(address.rpartition("@")[2]) or get_preset(OTHER)
 
 
@@ -472,6 +484,21 @@ def _apply_preset(form, preset, *, servers, incoming):
             form.incoming_security.data = server.security
         if login and not form.incoming_username.data:
             form.incoming_username.data = login
+
+
+def _clear_preset_servers(form):
+    """"Other server" chosen: empty the servers a preset filled in (recognised by their values), keep the rest."""
+    from portal.mail.presets import PRESETS
+
+    def filled_by(server, prefix):
+        return server is not None and (form[f"{prefix}_host"].data, form[f"{prefix}_port"].data) == (
+            server.host, str(server.port))
+
+    for preset in PRESETS:
+        if filled_by(preset.smtp, "smtp"):
+            form.smtp_host.data = form.smtp_port.data = ""
+        if filled_by(preset.pop3, "incoming") or filled_by(preset.imap, "incoming"):
+            form.incoming_host.data = form.incoming_port.data = ""
 
 
 @bp.route("/mailboxes/default-hint", methods=["POST"])

@@ -1,4 +1,4 @@
-"""A tiny DNS server on 127.0.0.1 answering MX questions from a table (for provider detection tests)."""
+"""A tiny DNS server on 127.0.0.1 answering MX, A and SRV questions from a table (provider detection tests)."""
 from __future__ import annotations
 
 import socket
@@ -16,12 +16,13 @@ import dns.rrset
 
 
 class TinyDNS:
-    """Answers MX look-ups for the domains given to ``add_mx``; NXDOMAIN for anything else."""
+    """Answers MX, A and SRV look-ups for the names given to ``add_mx``/``add_a``/``add_srv``; NXDOMAIN otherwise."""
 
     def __init__(self, host: str = "127.0.0.1"):
         self.host = host
         self.mx: dict[str, list[str]] = {}
         self.silent: set[str] = set()
+        self.records: dict[tuple[str, int], list[str]] = {}  # (name, rdtype) -> record texts
         self.questions: list[str] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind((host, 0))
@@ -33,6 +34,16 @@ class TinyDNS:
     def add_mx(self, domain: str, *exchanges: str) -> None:
         """Answer MX look-ups of ``domain`` with these exchanges (first has the lowest preference)."""
         self.mx[domain.lower().rstrip(".")] = list(exchanges)
+
+    def add_a(self, name: str, *addresses: str) -> None:
+        """Answer A look-ups of ``name`` with these IPv4 addresses."""
+        self.records[(name.lower().rstrip("."), dns.rdatatype.A)] = list(addresses)
+
+    def add_srv(self, name: str, *records: tuple[int, int, int, str]) -> None:
+        """Answer SRV look-ups of ``name`` (e.g. "_submissions._tcp.example.com") with (priority, weight,
+        port, target) records; a target of "." says the service is not offered (RFC 2782)."""
+        self.records[(name.lower().rstrip("."), dns.rdatatype.SRV)] = [
+            f"{priority} {weight} {port} {target.rstrip('.')}." for priority, weight, port, target in records]
 
     def never_answer(self, domain: str) -> None:
         """Drop questions about ``domain``, like a resolver that is down."""
@@ -77,6 +88,9 @@ class TinyDNS:
                 records = [f"{10 * (i + 1)} {exchange}." for i, exchange in enumerate(self.mx[domain])]
                 response.answer.append(dns.rrset.from_text(question.name, 300, dns.rdataclass.IN,
                                                            dns.rdatatype.MX, *records))
+            elif (domain, question.rdtype) in self.records:
+                response.answer.append(dns.rrset.from_text(question.name, 300, dns.rdataclass.IN, question.rdtype,
+                                                           *self.records[(domain, question.rdtype)]))
             else:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self._socket.sendto(response.to_wire(), client)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from .certificates import ServerCertificate
@@ -27,19 +28,11 @@ log_path = {root}/dovecot.log
 ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
-auth_mechanisms = plain login
 disable_plaintext_auth = no
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 first_valid_uid = {uid}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {root}/users/%u
-}}
-userdb {{
-  driver = passwd-file
-  args = {root}/users/%u
-}}
+{sign_in}
 service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0
@@ -65,6 +58,18 @@ service pop3-login {{
 }}
 """
 
+# How users sign in: passwords from one passwd-file per user (see add_user).
+PASSWORD_SIGN_IN = """\
+auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {root}/users/%u
+}}
+userdb {{
+  driver = passwd-file
+  args = {root}/users/%u
+}}"""
+
 
 @dataclass
 class Dovecot:
@@ -78,6 +83,7 @@ class Dovecot:
     certificate: ServerCertificate
     host: str = HOST
     ports: dict[str, int] = field(default_factory=dict)
+    sign_in: ClassVar[str] = PASSWORD_SIGN_IN  # the auth settings; a subclass may sign in otherwise
 
     @property
     def ca_file(self) -> str:
@@ -98,9 +104,10 @@ class Dovecot:
         (self.root / "users").mkdir(exist_ok=True)
         self.ports = {name: free_port(self.host) for name in ("pop3", "pop3s", "imap", "imaps")}
         config = self.root / "dovecot.conf"
-        config.write_text(_CONFIG.format(root=self.root, name=secrets.token_hex(4), host=self.host,
-                                         cert=self.certificate.cert_file, key=self.certificate.key_file,
-                                         uid=MAIL_UID, **self.ports))
+        template = _CONFIG.replace("{sign_in}", self.sign_in)
+        config.write_text(template.format(root=self.root, name=secrets.token_hex(4), host=self.host,
+                                          cert=self.certificate.cert_file, key=self.certificate.key_file,
+                                          uid=MAIL_UID, **self.ports))
         # Dovecot daemonizes; pipes would stay open in the daemon, so its output goes to a file.
         with open(self.root / "start.log", "wb") as output:
             started = subprocess.run([DOVECOT, "-c", str(config)], stdin=subprocess.DEVNULL,

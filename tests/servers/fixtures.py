@@ -23,6 +23,15 @@ Fixtures and what they yield:
   ``resolver()`` giving a dnspython Resolver that asks only it).
 - ``redis_server``: a private redis-server for one test (``url``, ``port``). Skipped when redis-server is not
   installed, failed instead when CI=true.
+- ``real_provider`` (session): a private Postfix + Dovecot configured like a real provider (``ports``,
+  ``add_user``, ``letters``, ``wait_for_letters``, failure switches, ``mailbox_settings``, ``mail_config``;
+  see tests/servers/real_provider.py). Skipped when Postfix or Dovecot is missing, failed when CI=true.
+- ``oauth_provider`` (session): a running oidc-provider (``issuer``, ``get_tokens(login)`` through its real
+  login and consent pages with PKCE, ``refresh``, ``introspect``, ``revoke``); ``make_oauth_provider(
+  access_token_ttl=2)`` starts one with short-lived tokens for this test. ``oauth_dovecot`` (session): a Dovecot
+  taking XOAUTH2/OAUTHBEARER tokens of ``oauth_provider`` on IMAP(S) and POP3(S). ``oauth_smtp_server``: an
+  aiosmtpd taking the same tokens (``make_oauth_smtp_server(provider, security)`` for others). Skipped when
+  node/npm are missing, failed when CI=true (see tests/servers/oauth.py).
 - ``mail_config``: a MailConfig that lets the engine reach 127.0.0.1/localhost, trusts the test CA and
   times out after 3 s.
 
@@ -44,6 +53,10 @@ import pytest
 from .certificates import ServerCertificate, make_certificate
 from .dns import TinyDNS
 from .dovecot import DOVECOT, Dovecot
+from .oauth import OAuthDovecot, OAuthProvider, OAuthSmtpServer
+from .oauth import missing_reason as oauth_missing
+from .real_provider import RealProvider
+from .real_provider import missing_reason as real_provider_missing
 from .redis import REDIS_SERVER, RedisServer
 from .slow import BannerServer, FilteredPort, TarpitServer
 from .smtp import SilentServer, SmtpServer
@@ -192,6 +205,89 @@ def redis_server(mail_servers_root: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def real_provider(mail_servers_root: Path) -> Iterator[RealProvider]:
+    """A private Postfix + Dovecot configured as providers configure them, shared by the session."""
+    reason = real_provider_missing()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    provider = RealProvider(mail_servers_root / "real-provider")
+    try:
+        provider.start()
+        yield provider
+    finally:
+        provider.stop()
+
+
+def _oauth_available() -> None:
+    reason = oauth_missing() or (None if os.path.exists(DOVECOT) else f"Dovecot is not installed ({DOVECOT})")
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def oauth_provider(mail_servers_root: Path) -> Iterator[OAuthProvider]:
+    """A running oidc-provider (access tokens live 60 s), shared by the session."""
+    _oauth_available()
+    provider = OAuthProvider(mail_servers_root / "oauth-provider")
+    try:
+        yield provider.start()
+    finally:
+        provider.stop()
+
+
+@pytest.fixture
+def make_oauth_provider(mail_servers_root: Path) -> Iterator[Callable[..., OAuthProvider]]:
+    """A factory for providers of one test, e.g. with ``access_token_ttl=2``; all stop at teardown."""
+    _oauth_available()
+    started: list[OAuthProvider] = []
+
+    def make(**settings) -> OAuthProvider:
+        provider = OAuthProvider(mail_servers_root / f"oauth-provider-{secrets.token_hex(4)}", **settings)
+        started.append(provider)
+        return provider.start()
+
+    yield make
+    for provider in started:
+        provider.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(mail_servers_root: Path, oauth_provider: OAuthProvider,
+                  server_certificate: ServerCertificate) -> Iterator[OAuthDovecot]:
+    """A private Dovecot whose IMAP(S) and POP3(S) take only tokens of ``oauth_provider``."""
+    server = OAuthDovecot(mail_servers_root / "oauth-dovecot", server_certificate, provider=oauth_provider)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_oauth_smtp_server(server_certificate: ServerCertificate) -> Iterator[Callable[..., OAuthSmtpServer]]:
+    """A factory ``make(provider, security="starttls")`` for SMTP servers taking that provider's tokens."""
+    started: list[OAuthSmtpServer] = []
+
+    def make(provider: OAuthProvider, security: str = "starttls") -> OAuthSmtpServer:
+        server = OAuthSmtpServer(provider, server_certificate, security=security)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def oauth_smtp_server(make_oauth_smtp_server, oauth_provider: OAuthProvider) -> OAuthSmtpServer:
+    """A STARTTLS SMTP server whose only sign-in is XOAUTH2/OAUTHBEARER with ``oauth_provider``'s tokens."""
+    return make_oauth_smtp_server(oauth_provider)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -28,6 +29,32 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def tls_options(certificate: ServerCertificate, security: str) -> dict:
+    """aiosmtpd Controller options for "starttls" (required), "ssl" (implicit TLS) or "none"."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate.cert_file, certificate.key_file)
+    if security == "starttls":
+        return dict(tls_context=context, require_starttls=True)
+    if security == "ssl":
+        # aiosmtpd 1.4 does not count implicit TLS as TLS and would hide AUTH (issues #274, #281).
+        return dict(ssl_context=context, auth_require_tls=False)
+    return dict(auth_require_tls=False)
+
+
+def start_on_free_port(make_controller: Callable[[int], Controller], host: str = HOST) -> tuple[Controller, int]:
+    """Start ``make_controller(port)`` on a free port of ``host``; return it and the port."""
+    for attempt in range(5):
+        port = free_port(host)
+        controller = make_controller(port)
+        try:
+            controller.start()
+            return controller, port
+        except Exception:  # another process took the port between free_port() and bind
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -188,27 +215,10 @@ class SmtpServer:
 
     def start(self) -> "SmtpServer":
         """Start listening on a free port of 127.0.0.1."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.certificate.cert_file, self.certificate.key_file)
-        kwargs: dict = dict(hostname=self.host, server_hostname="localhost",
-                            authenticator=self._authenticate, auth_exclude_mechanism=["CRAM-MD5"])
-        if self.security == "starttls":
-            kwargs.update(tls_context=context, require_starttls=True)
-        elif self.security == "ssl":
-            # aiosmtpd 1.4 does not count implicit TLS as TLS and would hide AUTH (issues #274, #281).
-            kwargs.update(ssl_context=context, auth_require_tls=False)
-        else:
-            kwargs.update(auth_require_tls=False)
-        for attempt in range(5):
-            self.port = free_port(self.host)
-            self._controller = _Controller(_Handler(self), port=self.port, **kwargs)
-            try:
-                self._controller.start()
-                return self
-            except Exception:  # another process took the port between free_port() and bind
-                self._controller = None
-                if attempt == 4:
-                    raise
+        kwargs: dict = dict(hostname=self.host, server_hostname="localhost", authenticator=self._authenticate,
+                            auth_exclude_mechanism=["CRAM-MD5"], **tls_options(self.certificate, self.security))
+        self._controller, self.port = start_on_free_port(
+            lambda port: _Controller(_Handler(self), port=port, **kwargs), self.host)
         return self
 
     def stop(self) -> None:
