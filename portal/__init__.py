@@ -88,7 +88,7 @@ class BoundedIntegerConverter(IntegerConverter):
 
 
 def _init_login(app):
-    from portal.models import Employee
+    from portal.people import employee_for_session
 
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
@@ -110,6 +110,6 @@ def _init_login(app):
         return redirect(target)
 
     @login_manager.user_loader
-    def load_employee(employee_id):
-        employee = Employee.get_or_none(Employee.id == int(employee_id))
-        return employee if employee and employee.active else None
+    def load_employee(session_token):
+        # The token names a session the server keeps; an ended one loads nobody (portal/people.py).
+        return employee_for_session(session_token)

@@ -1,14 +1,19 @@
 """Creating employees and importing them from CSV: rules shared by the pages and the command line."""
 import csv
+import datetime
+import functools
+import hashlib
+import secrets
 
 from email_validator import EmailNotValidError, validate_email
 from peewee import fn
 from flask_babel import lazy_gettext as _l
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.csv_import import ImportReport, ImportRow, csv_reader
 from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
-from portal.models import Employee, normalize_email
+from portal.models import Employee, EmployeeSession, normalize_email, utcnow
 from portal.models.people import FIELD_MAX, ROLES
 from portal.pagination import paginate
 
@@ -90,8 +95,12 @@ def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
 
 
 def update_employee(employee, *, email, name, position="", department="", role="employee", language=None,
-                    password=None):
-    """Change an employee's details, refusing an e-mail another employee has; returns the employee."""
+                    password=None, keep_session=None):
+    """Change an employee's details, refusing an e-mail another employee has; returns the employee.
+
+    A new password ends every session of the employee but `keep_session` (the admin's own, when
+    admins change their own password here).
+    """
     email = clean_email(email)
     holder = Employee.by_email(email)
     if holder and holder.id != employee.id:
@@ -104,20 +113,112 @@ def update_employee(employee, *, email, name, position="", department="", role="
     employee.department = clean_text("department", department)
     employee.role = role
     employee.language = language or None
-    if password:
-        employee.set_password(password)
-    employee.save()
+    with database.atomic():
+        if password:
+            employee.set_password(password)
+            end_sessions(employee, keep=keep_session)
+        employee.save()
     return employee
 
 
-def change_password(employee, current, new):
-    """Set a new password after checking the current one."""
+def change_password(employee, current, new, *, keep=None):
+    """Set a new password after checking the current one; every other session of the employee ends."""
     if not employee.check_password(current or ""):
         raise EmployeeError("current_password", _l("The current password is wrong."))
     if len(new or "") < PASSWORD_MIN:
         raise EmployeeError("new_password", _l("At least %(min)d characters.", min=PASSWORD_MIN))
-    employee.set_password(new)
-    employee.save()
+    with database.atomic():
+        employee.set_password(new)
+        employee.save()
+        end_sessions(employee, keep=keep)
+
+
+@functools.cache
+def _dummy_hash():
+    """A hash made like a real one, checked for unknown e-mails so they cost as much as known ones."""
+    return generate_password_hash(secrets.token_urlsafe(16), method="scrypt")
+
+
+def authenticate(email, password):
+    """The active employee with this e-mail and password, or None.
+
+    A wrong password, an unknown e-mail, an employee without a password and a deactivated one all
+    cost one password check, so how long a refusal takes does not tell who works here.
+    """
+    employee = Employee.by_email(email)
+    if employee is None or not employee.password_hash:
+        check_password_hash(_dummy_hash(), password or "")
+        return None
+    if not employee.check_password(password or "") or not employee.active:
+        return None
+    return employee
+
+
+# ---------------------------------------------------------------- sessions the server can end
+
+def _key_hash(key):
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def open_session(employee, *, days):
+    """Start a session for a browser that signed in; sets and returns `employee.session_token`.
+
+    The token ("<id>:<key>") goes into the session and remember cookies; only its key's hash is
+    stored, with the moment it stops working. The employee's expired sessions are swept here.
+    """
+    key = secrets.token_urlsafe(32)
+    now = utcnow()
+    with database.atomic():
+        EmployeeSession.delete().where((EmployeeSession.employee == employee.id)
+                                       & (EmployeeSession.expires_at <= now)).execute()
+        EmployeeSession.create(employee=employee.id, key_hash=_key_hash(key), created_at=now,
+                               expires_at=now + datetime.timedelta(days=days))
+    employee.session_token = f"{employee.id}:{key}"
+    return employee.session_token
+
+
+def _split_token(token):
+    employee_id, separator, key = (token or "").partition(":")
+    if not separator or not key or not employee_id.isdigit() or len(token) > 200:
+        return None, None
+    return int(employee_id), key
+
+
+def employee_for_session(token):
+    """The active employee whose live session this token names (with `session_token` set), else None."""
+    employee_id, key = _split_token(token)
+    if employee_id is None:
+        return None
+    employee = (Employee.select().join(EmployeeSession)
+                .where((Employee.id == employee_id) & Employee.active & (EmployeeSession.key_hash == _key_hash(key))
+                       & (EmployeeSession.expires_at > utcnow()))
+                .first())
+    if employee is not None:
+        employee.session_token = token
+    return employee
+
+
+def end_session(token):
+    """End the one session this token names (sign-out): its cookies stop working everywhere."""
+    employee_id, key = _split_token(token)
+    if employee_id is not None:
+        EmployeeSession.delete().where((EmployeeSession.employee == employee_id)
+                                       & (EmployeeSession.key_hash == _key_hash(key))).execute()
+
+
+def end_sessions(employee, *, keep=None):
+    """End every session of the employee but the one `keep` names; returns how many ended."""
+    query = EmployeeSession.delete().where(EmployeeSession.employee == employee.id)
+    employee_id, key = _split_token(keep)
+    if employee_id == employee.id:
+        query = query.where(EmployeeSession.key_hash != _key_hash(key))
+    return query.execute()
+
+
+def open_sessions(employee):
+    """How many browsers the employee is signed in on now."""
+    return (EmployeeSession.select()
+            .where((EmployeeSession.employee == employee.id) & (EmployeeSession.expires_at > utcnow())).count())
 
 
 def _existing_by_email(emails, chunk=500):
