@@ -49,12 +49,19 @@ def set_language():
     return redirect(url_for("auth.sign_in"))
 
 
+def forget_browser():
+    """Empty this browser's session and delete its remember cookie; the sign-in page keeps its language."""
+    language = str(get_locale())
+    session.clear()
+    logout_user()  # after clear(): it leaves the flag that deletes the remember cookie
+    session["language"] = language
+
+
 @bp.route("/sign-out", methods=["POST"])
 @login_required
 def sign_out():
     """Sign out: the session ends on the server, and the session and remember cookies are deleted."""
     end_session(current_user.get_id())
-    session.clear()
-    logout_user()  # after clear(): it leaves the flag that deletes the remember cookie
+    forget_browser()
     flash(_("You have signed out."), "info")
     return redirect(url_for("auth.sign_in"))
