@@ -37,6 +37,7 @@ def create_app(config=None):
         app.config["SECRET_KEY"] = portal_config.instance_secret(app.instance_path, "secret_key")
 
     configure_cookies(app)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["PORTAL_MAX_REQUEST_BYTES"]
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "portal" / "translations"))
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["PORTAL_RATELIMIT_STORAGE"])
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)

@@ -14,6 +14,9 @@ DEFAULTS = {
     "PORTAL_ADMIN_EMAIL": "admin@example.com",
     "PORTAL_ADMIN_PASSWORD": None,
     "PORTAL_PAGE_SIZE": 25,
+    "PORTAL_MAX_REQUEST_BYTES": 5 * 1024 * 1024,  # any form or upload; larger bodies are refused unread
+    "PORTAL_IMPORT_MAX_BYTES": 4 * 1024 * 1024,  # one CSV import file
+    "PORTAL_IMPORT_MAX_ROWS": 10_000,  # lines one CSV import may hold
     "PORTAL_MAIL_TIMEOUT": 10.0,
     "PORTAL_MAIL_ALLOWED_PORTS": "25,465,587,2525,110,995,143,993",
     "PORTAL_MAIL_ALLOWED_HOSTS": "",

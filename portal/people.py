@@ -1,5 +1,4 @@
 """Creating employees and importing them from CSV: rules shared by the pages and the command line."""
-import csv
 import datetime
 import functools
 import hashlib
@@ -10,7 +9,7 @@ from peewee import fn
 from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.csv_import import ImportReport, ImportRow, csv_reader
+from portal.csv_import import IMPORT_MAX_BYTES, IMPORT_MAX_ROWS, ImportReport, ImportRow, read_table, write_in_batches
 from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import Employee, EmployeeSession, normalize_email, utcnow
@@ -246,34 +245,21 @@ def _clean_row(values, header):
     return email, cleaned
 
 
-def import_employees(data, *, apply=True):
+def import_employees(data, *, apply=True, max_bytes=IMPORT_MAX_BYTES, max_rows=IMPORT_MAX_ROWS):
     """Import employees from CSV bytes or text: all rows or none.
 
     Every row is checked first; if any row is refused, nothing is written and the report
     says why for each row. New e-mails are created, known ones updated (only the columns
-    the file has).
+    the file has), in batches so other writers get in between.
     """
     report = ImportReport()
-    reader = csv_reader(data, report)
-    if reader is None:
+    table = read_table(
+        data, report, columns=CSV_COLUMNS, required=("name", "email"), max_bytes=max_bytes, max_rows=max_rows,
+        header_error=_l("The first line must name the columns, from: %(columns)s (name and email are required).",
+                        columns=", ".join(CSV_COLUMNS)))
+    if table is None:
         return report
-    rows = []
-    try:
-        header = [name.strip().lower() for name in next(reader, [])]
-        missing = [column for column in ("name", "email") if column not in header]
-        unknown = [column for column in header if column not in CSV_COLUMNS]
-        if missing or unknown or len(set(header)) != len(header):
-            report.error = str(
-                _l("The first line must name the columns, from: %(columns)s (name and email are required).",
-                   columns=", ".join(CSV_COLUMNS))
-            )
-            return report
-        for values in reader:
-            if values and any(value.strip() for value in values):
-                rows.append((reader.line_num, values))
-    except csv.Error as error:
-        report.error = str(_l("The file is not valid CSV: %(error)s", error=str(error)))
-        return report
+    header, rows = table
     planned = []
     seen = set()
     for line, values in rows:
@@ -303,10 +289,12 @@ def import_employees(data, *, apply=True):
         if row.outcome == "created" and row.email in existing:
             row.outcome = "updated"
     if report.ok and apply:
-        with database.atomic():
-            for email, cleaned in planned:
-                employee = existing.get(email) or Employee(email=email)
-                for key, value in cleaned.items():
-                    setattr(employee, key, value)
-                employee.save()
+        def write(plan):
+            email, cleaned = plan
+            employee = existing.get(email) or Employee(email=email)
+            for key, value in cleaned.items():
+                setattr(employee, key, value)
+            employee.save()
+
+        write_in_batches(planned, write)
     return report

@@ -293,6 +293,40 @@ def test_import_refuses_non_utf8(as_admin):
     assert "The file is not UTF-8 text." in page_text(response)
 
 
+@pytest.fixture
+def small_import_config(config):
+    config.update(PORTAL_IMPORT_MAX_BYTES=1024 * 1024, PORTAL_IMPORT_MAX_ROWS=100)
+    return config
+
+
+def _people(count):
+    return "name,email,department\n" + "".join(f"Person {n},person{n}@example.com,{'x' * 200}\n" for n in range(count))
+
+
+@pytest.mark.parametrize("rows, message", [
+    (5000, "The file is larger than 1 MB. Split it into smaller files."),
+    (101, "The file has more than 100 lines. Split it into files of at most 100 lines."),
+])
+def test_import_limits_are_said_beside_the_file_field(small_import_config, as_admin, rows, message):
+    response = _upload(as_admin, _people(rows))
+    assert 'id="file-error"' in response.get_data(as_text=True) and message in page_text(response)
+    assert Employee.select().where(Employee.email.startswith("person")).count() == 0
+
+
+def test_an_import_larger_than_any_request_gets_the_import_page(as_admin):
+    response = _upload(as_admin, _people(30_000))  # 7 MB
+    assert response.status_code == 413 and "<h1>Import employees</h1>" in response.get_data(as_text=True)
+    assert "The file is larger than 4 MB." in page_text(response)
+
+
+def test_the_command_line_import_has_the_same_limits(runner, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text(_people(10_001).replace("x" * 200, "Sales"))
+    result = runner.invoke(args=["import-employees", str(path)])
+    assert result.exit_code == 1 and "The file has more than 10000 lines." in result.output
+    assert Employee.select().count() == 0
+
+
 def test_import_needs_a_file(as_admin):
     response = as_admin.post("/admin/employees/import", data={}, content_type="multipart/form-data")
     assert "Choose a CSV file." in page_text(response)

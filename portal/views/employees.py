@@ -7,6 +7,7 @@ from flask_login import current_user
 from portal.db import whole_number
 from portal.access import admin_required
 from portal.forms.employees import ConfirmForm, EmployeeForm, ImportForm, NewEmployeeForm
+from portal.forms.uploads import import_limits
 from portal.htmx import render_htmx, request_is_partial
 from portal.models import Employee
 from portal.people import (EmployeeError, create_employee, end_sessions, import_employees, list_employees,
@@ -190,8 +191,17 @@ def import_csv():
     form = ImportForm()
     report = None
     if form.validate_on_submit():
-        report = import_employees(form.file.data.read())
+        report = import_employees(form.file.data.read(), **import_limits())
         if report.error:
             form.file.errors.append(report.error)
             report = None
     return render_htmx("employees/import.html", form=form, report=report)
+
+
+def _import_too_large():
+    """The import page again, saying beside the file field that the file is too large (a plain form post)."""
+    body, headers = render_htmx("employees/import.html", form=ImportForm.refusing_too_large(), report=None)
+    return body, 413, headers
+
+
+import_csv.too_large = _import_too_large
