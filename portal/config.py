@@ -27,6 +27,7 @@ DEFAULTS = {
     "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES": True,
     "PORTAL_QUEUE_URL": None,
     "PORTAL_API_RATE_LIMIT": "120 per minute",  # per API token (or per address without one)
+    "PORTAL_API_FAILED_AUTH_RATE_LIMIT": "20 per minute",  # refused bearer tokens per client address
     "PORTAL_ACCOUNT_TEST_RATE_LIMIT": "20 per minute",  # account tests per employee, pages and API together
     "PORTAL_LETTER_MAX_ATTEMPTS": 8,
     "PORTAL_LETTER_MAX_AGE": 86400,
