@@ -600,7 +600,8 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
                 continue
             setattr(mailbox, name, values_out[name])
         for name in SECRET_FIELDS:
-            mailbox.set_secret(name, values_out[name], box)
+            if created or values_out[name] != before_secrets[name]:  # an unchanged secret keeps its ciphertext
+                mailbox.set_secret(name, values_out[name], box)
         if tested_at is not None:
             mailbox.last_passed_test_at = tested_at
             mailbox.tested_settings_digest = box.digest(cleaned.canonical)
