@@ -711,13 +711,19 @@ def audit_events(*, address="", employee_id=None):
 
 
 def rotate_secrets(box=None):
-    """Re-encrypt every stored secret with the newest key (and refresh the settings digests); returns the count."""
+    """Re-encrypt every stored secret with the newest key (and refresh the settings digests); returns the count.
+
+    All or nothing: a secret no configured key opens raises SecretError naming its mailbox, and no row changes.
+    """
     box = box or active_box()
     count = 0
     with database.atomic():
         for mailbox in Mailbox.select().order_by(Mailbox.id):
             for name in SECRET_FIELDS:
-                setattr(mailbox, name, box.rotate(getattr(mailbox, name), mailbox.secret_context))
+                try:
+                    setattr(mailbox, name, box.rotate(getattr(mailbox, name), mailbox.secret_context))
+                except SecretError as error:
+                    raise SecretError(f"mailbox {mailbox.id} ({mailbox.address}), {name}: {error}") from None
             if mailbox.tested:
                 mailbox.tested_settings_digest = box.digest(canonical_settings(mailbox.to_settings(box)))
             Mailbox.update(
