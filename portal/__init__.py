@@ -33,6 +33,7 @@ def create_app(config=None):
     app.config.from_mapping(portal_config.from_environment())
     if config:
         app.config.from_mapping(config)
+    portal_config.private_folder(app.instance_path)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = portal_config.instance_secret(app.instance_path, "secret_key")
 

@@ -78,11 +78,26 @@ def _typed_like(default, name, value):
     return value
 
 
+def private_folder(path):
+    """The instance folder, made if missing, readable by the portal's own user only (0700).
+
+    It holds the database, the queue, the keys and their WAL files; an existing folder open to
+    others is narrowed too. The files in it are made 0600 by whoever makes them.
+    """
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.chmod(0o700)
+    except PermissionError:  # someone else's folder: left as its owner set it
+        pass
+    return path
+
+
 def instance_secret(instance_path, filename):
     """Read a secret generated once into the instance folder, creating it with mode 0600."""
     path = Path(instance_path) / filename
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first
