@@ -163,13 +163,12 @@ def open_session(employee, *, days):
     """Start a session for a browser that signed in; sets and returns `employee.session_token`.
 
     The token ("<id>:<key>") goes into the session and remember cookies; only its key's hash is
-    stored, with the moment it stops working. The employee's expired sessions are swept here.
+    stored, with the moment it stops working. Expired sessions (anyone's) are swept here.
     """
     key = secrets.token_urlsafe(32)
     now = utcnow()
     with database.atomic():
-        EmployeeSession.delete().where((EmployeeSession.employee == employee.id)
-                                       & (EmployeeSession.expires_at <= now)).execute()
+        EmployeeSession.delete().where(EmployeeSession.expires_at <= now).execute()
         EmployeeSession.create(employee=employee.id, key_hash=_key_hash(key), created_at=now,
                                expires_at=now + datetime.timedelta(days=days))
     employee.session_token = f"{employee.id}:{key}"

@@ -217,3 +217,13 @@ def test_sign_in_costs_the_same_for_an_unknown_e_mail(client, employee):
         unknown.append(attempt("nobody@example.com"))
     slower, faster = sorted([statistics.median(known), statistics.median(unknown)], reverse=True)
     assert slower <= faster * 1.2, (statistics.median(known), statistics.median(unknown))
+
+
+def test_ended_sessions_leave_no_rows_and_expired_ones_are_swept(app, client, auth, employee, other_employee):
+    gone = app.test_client()
+    gone.post("/sign-in", data={"email": other_employee.email, "password": PASSWORD})
+    EmployeeSession.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).execute()
+    auth.login(employee)  # a sign-in sweeps every expired session, not only its own employee's
+    assert [row.employee_id for row in EmployeeSession.select()] == [employee.id]
+    auth.logout()
+    assert EmployeeSession.select().count() == 0
