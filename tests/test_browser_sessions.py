@@ -84,19 +84,37 @@ def test_sign_out_everywhere_from_my_profile(live_server, browser, make_employee
     phone.close()
 
 
-def test_admin_signs_an_employee_out(live_server, browser, signed_in_page, admin, employee, screenshot):
+ADMIN_TEXTS = {
+    "en": ("Signed in on 1 browser.", "Erik Employee is signed out of 1 browser."),
+    "ru": ("Вход выполнен на 1 браузере.", "Erik Employee: вход завершён на 1 браузере."),
+}
+
+
+@pytest.mark.parametrize("language, width", [("en", 1280), ("ru", 390)])
+def test_admin_signs_an_employee_out(live_server, browser, signed_in_page, make_employee, employee, screenshot,
+                                     language, width):
+    admin = make_employee(name="Anna Admin", email="admin@example.com", role="admin", language=language)
     office = browser.new_context()
     _sign_in_remembered(office.new_page(), live_server, employee)
     page = signed_in_page(admin)
+    page.set_viewport_size({"width": width, "height": 844})
     page.goto(live_server + f"/admin/employees/{employee.id}")
-    expect(page.locator("#employee-sign-out-form")).to_contain_text("Signed in on 1 browser.")
-    screenshot(page, "card-en")
+    before, after = ADMIN_TEXTS[language]
+    expect(page.locator("#employee-sign-out-form")).to_contain_text(before)
+    screenshot(page, f"card-{language}-{width}")
     with page.expect_navigation():
-        page.get_by_role("button", name="Sign out this employee").click()
-    expect(page.locator("main")).to_contain_text("Erik Employee is signed out of 1 browser.")
+        page.click("#employee-sign-out-form button")
+    expect(page.locator("main")).to_contain_text(after)
     expect(page.locator("#employee-sign-out-form button")).to_be_disabled()
-    screenshot(page, "card-signed-out-en")
+    screenshot(page, f"card-signed-out-{language}-{width}")
     other = office.pages[0]
     other.goto(live_server + "/")
     expect(other).to_have_url(live_server + "/sign-in?next=/")
     office.close()
+
+
+def test_my_profile_in_english_at_desktop_width(live_server, signed_in_page, employee, screenshot):
+    page = signed_in_page(employee)
+    page.goto(live_server + "/profile")
+    expect(page.locator("#profile-sessions")).to_contain_text("You are signed in on 1 browser, this one included.")
+    screenshot(page, "profile-sessions-en")
