@@ -397,26 +397,15 @@ def test_a_search_pages_through_its_matches_in_two_queries_whichever_way_it_look
 
 # ---- ending an employee's sessions ----
 
-def _signed_in_browser(app, employee, *, remember=False):
-    """A browser of the employee's own, signed in (with Remember me, only its remember cookie kept)."""
-    browser = app.test_client()
-    browser.post("/sign-in", data={"email": employee.email, "password": PASSWORD,
-                                   **({"remember": "y"} if remember else {})})
-    if remember:
-        browser.delete_cookie("portal_session")
-    assert browser.get("/").status_code == 200
-    return browser
-
-
-def test_deactivation_ends_sessions_for_good(app, as_admin, employee):
-    office, home = _signed_in_browser(app, employee), _signed_in_browser(app, employee, remember=True)
+def test_deactivation_ends_sessions_for_good(another_browser, as_admin, employee):
+    office, home = another_browser(employee), another_browser(employee, remember=True)
     as_admin.post(f"/admin/employees/{employee.id}/deactivate")
     as_admin.post(f"/admin/employees/{employee.id}/reactivate")
     assert office.get("/").status_code == 302 and home.get("/").status_code == 302  # reactivation brings none back
 
 
-def test_admin_signs_an_employee_out_everywhere(app, as_admin, admin, employee):
-    office, home = _signed_in_browser(app, employee), _signed_in_browser(app, employee, remember=True)
+def test_admin_signs_an_employee_out_everywhere(another_browser, as_admin, admin, employee):
+    office, home = another_browser(employee), another_browser(employee, remember=True)
     card = page_text(as_admin.get(f"/admin/employees/{employee.id}"))
     assert "Signed in on 2 browsers." in card
     response = as_admin.post(f"/admin/employees/{employee.id}/sign-out")
@@ -424,25 +413,25 @@ def test_admin_signs_an_employee_out_everywhere(app, as_admin, admin, employee):
     assert "Erik Employee is signed out of 2 browsers." in page_text(as_admin.get(response.headers["Location"]))
     assert office.get("/").status_code == 302 and home.get("/").status_code == 302
     assert "Signed in on 0 browsers." in page_text(as_admin.get(f"/admin/employees/{employee.id}"))
-    assert _signed_in_browser(app, employee)  # the employee may sign in again
+    assert another_browser(employee)  # the employee may sign in again
 
 
-def test_admin_sign_out_of_oneself_keeps_the_admins_own_session(app, as_admin, admin):
-    elsewhere = _signed_in_browser(app, admin)
+def test_admin_sign_out_of_oneself_keeps_the_admins_own_session(another_browser, as_admin, admin):
+    elsewhere = another_browser(admin)
     as_admin.post(f"/admin/employees/{admin.id}/sign-out")
     assert elsewhere.get("/").status_code == 302 and as_admin.get("/").status_code == 200
 
 
-def test_signing_an_employee_out_is_for_admins_with_the_form_token(app, as_admin, employee, other_employee):
-    office = _signed_in_browser(app, employee)
+def test_signing_an_employee_out_is_for_admins_with_the_form_token(another_browser, as_admin, employee, other_employee):
+    office = another_browser(employee)
     assert as_admin.post(f"/admin/employees/{employee.id}/sign-out", csrf=False).status_code == 400
-    outsider = _signed_in_browser(app, other_employee)
+    outsider = another_browser(other_employee)
     assert outsider.post(f"/admin/employees/{employee.id}/sign-out").status_code == 404  # as if not there
     assert office.get("/").status_code == 200
 
 
-def test_a_new_password_from_an_admin_ends_the_employees_sessions(app, as_admin, employee):
-    office = _signed_in_browser(app, employee, remember=True)
+def test_a_new_password_from_an_admin_ends_the_employees_sessions(another_browser, as_admin, employee):
+    office = another_browser(employee, remember=True)
     response = as_admin.post(f"/admin/employees/{employee.id}/edit", data={
         "name": employee.name, "email": employee.email, "role": "employee", "language": "",
         "password": "a fresh passphrase"})

@@ -65,34 +65,23 @@ def test_password_change_refusals(as_employee, employee, data, field, message):
     assert Employee.get_by_id(employee.id).check_password(PASSWORD)
 
 
-def _another_browser(app, employee, *, remember=False):
-    """A second browser signed in as the employee (with Remember me, its session cookie dropped)."""
-    other = app.test_client()
-    remember_me = {"remember": "y"} if remember else {}
-    other.post("/sign-in", data={"email": employee.email, "password": PASSWORD, **remember_me})
-    if remember:
-        other.delete_cookie("portal_session")  # only the remember cookie signs it in
-    assert other.get("/").status_code == 200
-    return other
-
-
-def test_a_password_change_signs_out_every_other_browser(app, as_employee, employee):
-    laptop = _another_browser(app, employee)
-    phone = _another_browser(app, employee, remember=True)
+def test_a_password_change_signs_out_every_other_browser(another_browser, as_employee, employee):
+    laptop = another_browser(employee)
+    phone = another_browser(employee, remember=True)
     as_employee.post("/profile/password", data={"current_password": PASSWORD, "new_password": NEW,
                                                 "confirm_password": NEW})
     assert laptop.get("/").status_code == 302 and phone.get("/").status_code == 302
     assert as_employee.get("/profile").status_code == 200  # the browser that changed it stays signed in
 
 
-def test_the_profile_says_on_how_many_browsers_one_is_signed_in(app, as_employee, employee):
-    _another_browser(app, employee)
+def test_the_profile_says_on_how_many_browsers_one_is_signed_in(another_browser, as_employee, employee):
+    another_browser(employee)
     assert "You are signed in on 2 browsers, this one included." in page_text(as_employee.get("/profile"))
 
 
-def test_sign_out_everywhere_ends_every_session(app, as_employee, employee):
-    laptop = _another_browser(app, employee)
-    phone = _another_browser(app, employee, remember=True)
+def test_sign_out_everywhere_ends_every_session(another_browser, as_employee, employee):
+    laptop = another_browser(employee)
+    phone = another_browser(employee, remember=True)
     response = as_employee.post("/profile/sign-out-everywhere")
     assert response.status_code == 302 and response.headers["Location"] == "/sign-in"
     for browser in (as_employee, laptop, phone):
@@ -100,7 +89,7 @@ def test_sign_out_everywhere_ends_every_session(app, as_employee, employee):
     assert "You have signed out on every browser." in page_text(as_employee.get("/sign-in"))
 
 
-def test_sign_out_everywhere_needs_the_form_token(app, as_employee, employee):
-    laptop = _another_browser(app, employee)
+def test_sign_out_everywhere_needs_the_form_token(another_browser, as_employee, employee):
+    laptop = another_browser(employee)
     assert as_employee.post("/profile/sign-out-everywhere", csrf=False).status_code == 400
     assert laptop.get("/").status_code == 200
