@@ -23,6 +23,7 @@ class PortalLoginManager(LoginManager):
     And a session restored from the remember cookie got no identifier, so the next page
     failed the check and "Remember me" lasted one page. It is bound to the browser that
     restores it, in the same answer, as Flask-Login's documentation says it should be.
+    A remember cookie whose session the server has ended is deleted at its first use.
     """
 
     def _session_protection_failed(self):
@@ -34,6 +35,10 @@ class PortalLoginManager(LoginManager):
         user = super()._load_user_from_remember_cookie(cookie)
         if user is not None:
             session["_id"] = self._session_identifier_generator()
+        else:  # a session that has ended (or a forged cookie): delete the cookie in this answer
+            session.pop("_user_id", None)
+            session.pop("_fresh", None)
+            session["_remember"] = "clear"
         return user
 
 

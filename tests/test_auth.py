@@ -227,3 +227,12 @@ def test_ended_sessions_leave_no_rows_and_expired_ones_are_swept(app, client, au
     assert [row.employee_id for row in EmployeeSession.select()] == [employee.id]
     auth.logout()
     assert EmployeeSession.select().count() == 0
+
+
+def test_a_remember_cookie_of_an_ended_session_is_deleted_at_its_first_use(app, client, employee):
+    client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    client.delete_cookie("portal_session")  # the browser closed
+    EmployeeSession.delete().execute()  # meanwhile an admin signed the employee out everywhere
+    assert client.get("/").status_code == 302
+    assert client.get_cookie("remember_token") is None
+    assert client.get("/sign-in").status_code == 200
