@@ -79,15 +79,19 @@ def test_card_tabs(app, live_server, signed_in_page, admin, employee, screenshot
     assert "Sales" in page.locator("#employee-tabpanel").inner_text()
 
 
-def test_deactivate_from_the_card(live_server, signed_in_page, admin, employee, screenshot):
+def test_deactivate_from_the_card(live_server, browser, signed_in_page, sign_in, admin, employee, screenshot):
+    sign_in(browser.new_context().new_page(), employee)  # the employee is signed in elsewhere
     page = signed_in_page(admin)
     page.goto(live_server + f"/admin/employees/{employee.id}")
+    expect(page.locator("#employee-sign-out-form")).to_contain_text("Signed in on 1 browser.")
     page.get_by_role("button", name="Deactivate…").click()
     page.wait_for_selector("#employee-status.confirm")
     screenshot(page, "confirm-deactivate")
     page.locator("#employee-status button[type=submit]").click()
     page.wait_for_selector("text=Erik Employee can no longer sign in.")
     assert not Employee.get_by_id(employee.id).active
+    expect(page.locator("#employee-sign-out-form")).to_contain_text("Signed in on 0 browsers.")  # signed out too
+    screenshot(page, "deactivated")
 
 
 def test_projects_in_place(live_server, signed_in_page, admin, make_project, screenshot):

@@ -399,7 +399,10 @@ def test_a_search_pages_through_its_matches_in_two_queries_whichever_way_it_look
 
 def test_deactivation_ends_sessions_for_good(another_browser, as_admin, employee):
     office, home = another_browser(employee), another_browser(employee, remember=True)
-    as_admin.post(f"/admin/employees/{employee.id}/deactivate")
+    done = as_admin.post(f"/admin/employees/{employee.id}/deactivate", headers=HTMX)
+    # The card's count of browsers is brought up to date beside the status it replaces.
+    assert 'id="employee-sign-out-form" class="row" hx-swap-oob="true"' in done.get_data(as_text=True)
+    assert "Signed in on 0 browsers." in page_text(done)
     as_admin.post(f"/admin/employees/{employee.id}/reactivate")
     assert office.get("/").status_code == 302 and home.get("/").status_code == 302  # reactivation brings none back
 
