@@ -120,6 +120,18 @@ def update_employee(employee, *, email, name, position="", department="", role="
     return employee
 
 
+def set_employee_active(employee, active):
+    """Let an employee sign in again, or no longer: deactivation also ends every session they have.
+
+    Reactivating later does not bring those sessions back.
+    """
+    with database.atomic():
+        employee.active = active
+        employee.save()
+        if not active:
+            end_sessions(employee)
+
+
 def change_password(employee, current, new, *, keep=None):
     """Set a new password after checking the current one; every other session of the employee ends."""
     if not employee.check_password(current or ""):

@@ -11,7 +11,7 @@ from portal.forms.uploads import import_limits
 from portal.htmx import render_htmx, request_is_partial
 from portal.models import Employee
 from portal.people import (EmployeeError, create_employee, end_sessions, import_employees, list_employees,
-                           open_sessions, update_employee)
+                           open_sessions, set_employee_active, update_employee)
 
 bp = Blueprint("employees", __name__, url_prefix="/admin/employees")
 
@@ -142,10 +142,7 @@ def _set_active(employee_id, active):
     if not active and employee.id == current_user.id:
         refusal = _("You cannot deactivate yourself.")
     elif form.validate_on_submit():
-        employee.active = active
-        employee.save()
-        if not active:
-            end_sessions(employee)  # reactivation later does not bring the old sessions back
+        set_employee_active(employee, active)
         message = (_("%(name)s can sign in again.") if active else _("%(name)s can no longer sign in.")) % {
             "name": employee.name
         }
