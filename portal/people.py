@@ -1,4 +1,7 @@
-"""Creating employees and importing them from CSV: rules shared by the pages and the command line."""
+"""Employees: creating, importing from CSV, signing in, and the sessions the server can end.
+
+Rules shared by the pages and the command line; no Flask here.
+"""
 import datetime
 import functools
 import hashlib
@@ -10,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.csv_import import IMPORT_MAX_BYTES, IMPORT_MAX_ROWS, ImportReport, ImportRow, read_table, write_in_batches
-from portal.db import database
+from portal.db import MAX_ID, database
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import Employee, EmployeeSession, normalize_email, utcnow
 from portal.models.people import FIELD_MAX, ROLES
@@ -189,7 +192,8 @@ def open_session(employee, *, days):
 
 def _split_token(token):
     employee_id, separator, key = (token or "").partition(":")
-    if not separator or not key or not employee_id.isdigit() or len(token) > 200:
+    if not separator or not key or len(token) > 200 or not (employee_id.isascii() and employee_id.isdigit()) \
+            or int(employee_id) > MAX_ID:
         return None, None
     return int(employee_id), key
 

@@ -32,7 +32,7 @@ def test_a_session_token_names_its_employee_until_it_ends(make_employee):
     assert employee_for_session(token) is None
 
 
-@pytest.mark.parametrize("token", ["", "5", "x:y", ":abc", "1:", "1:" + "a" * 300, None])
+@pytest.mark.parametrize("token", ["", "5", "x:y", ":abc", "1:", "1:" + "a" * 300, None, "9" * 30 + ":key", "١:key"])
 def test_malformed_tokens_name_nobody(make_employee, token):
     make_employee()
     assert employee_for_session(token) is None
