@@ -4,7 +4,9 @@ import threading
 import time
 
 import pytest
+from flask.testing import FlaskClient
 
+from portal.api.tokens import create_token
 from portal.contacts import import_contacts
 from portal.models import Contact
 from tests.conftest import PASSWORD, page_text
@@ -114,7 +116,11 @@ def test_other_writers_get_in_while_a_large_import_runs(app, as_employee, other_
         time.sleep(0.002)
     seen_midway = Contact.select().count()
     saved = colleague.post("/contacts/new", data={"email": "meanwhile@example.com", "name": "Meanwhile"})
+    # The API too: a token's first use writes when it was last used.
+    api = FlaskClient(app, app.response_class, use_cookies=False).get(
+        "/api/v1/me", headers={"Authorization": f"Bearer {create_token(other_employee, 'CRM')[1]}"})
     importing.join(120)
+    assert api.status_code == 200
     # The import commits batch by batch: part of it was visible while it ran, and the colleague's save
     # went through between two batches instead of waiting for (or failing behind) the whole file.
     assert 0 < seen_midway < 10_000
