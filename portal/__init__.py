@@ -90,7 +90,7 @@ class BoundedIntegerConverter(IntegerConverter):
 
 
 def _init_login(app):
-    from portal.people import employee_for_session
+    from portal.sessions import employee_for_session
 
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
@@ -113,5 +113,5 @@ def _init_login(app):
 
     @login_manager.user_loader
     def load_employee(session_token):
-        # The token names a session the server keeps; an ended one loads nobody (portal/people.py).
+        # The token names a session the server keeps; an ended one loads nobody (portal/sessions.py).
         return employee_for_session(session_token)

@@ -7,7 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from portal.extensions import limiter
 from portal.forms.auth import LanguageForm, SignInForm
 from portal.htmx import render_htmx
-from portal.people import authenticate, end_session, open_session
+from portal.sessions import authenticate, end_session, open_session
 from portal.security import local_target
 
 bp = Blueprint("auth", __name__)

@@ -10,8 +10,9 @@ from portal.forms.employees import ConfirmForm, EmployeeForm, ImportForm, NewEmp
 from portal.forms.uploads import import_limits
 from portal.htmx import render_htmx, request_is_partial
 from portal.models import Employee
-from portal.people import (EmployeeError, create_employee, end_sessions, import_employees, list_employees,
-                           open_sessions, set_employee_active, update_employee)
+from portal.people import (EmployeeError, create_employee, import_employees, list_employees, set_employee_active,
+                           update_employee)
+from portal.sessions import end_sessions, open_sessions
 
 bp = Blueprint("employees", __name__, url_prefix="/admin/employees")
 

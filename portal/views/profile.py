@@ -6,8 +6,9 @@ from flask_login import current_user, login_required
 from portal.forms.employees import ConfirmForm
 from portal.forms.profile import PasswordForm, ProfileForm
 from portal.htmx import render_htmx
+from portal.people import EmployeeError, change_password, clean_text
+from portal.sessions import end_sessions, open_sessions
 from portal.views.auth import forget_browser
-from portal.people import EmployeeError, change_password, clean_text, end_sessions, open_sessions
 
 bp = Blueprint("profile", __name__, url_prefix="/profile")
 

@@ -1,11 +1,12 @@
-"""The people core without pages: signing in and the sessions the server keeps."""
+"""Signing in and the sessions the server keeps, without pages."""
 import datetime
 
 import pytest
 
 from portal.models import EmployeeSession, utcnow
-from portal.people import (authenticate, employee_for_session, end_session, end_sessions, open_session,
-                           open_sessions, set_employee_active)
+from portal.people import set_employee_active
+from portal.sessions import (authenticate, employee_for_session, end_session, end_sessions, open_session,
+                             open_sessions)
 from tests.conftest import PASSWORD
 
 
