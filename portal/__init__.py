@@ -33,10 +33,12 @@ def create_app(config=None):
     app.config.from_mapping(portal_config.from_environment())
     if config:
         app.config.from_mapping(config)
+    portal_config.private_folder(app.instance_path)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = portal_config.instance_secret(app.instance_path, "secret_key")
 
     configure_cookies(app)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["PORTAL_MAX_REQUEST_BYTES"]
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "portal" / "translations"))
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["PORTAL_RATELIMIT_STORAGE"])
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
@@ -88,7 +90,7 @@ class BoundedIntegerConverter(IntegerConverter):
 
 
 def _init_login(app):
-    from portal.models import Employee
+    from portal.sessions import employee_for_session
 
     login_manager.init_app(app)
     login_manager.session_protection = "strong"
@@ -110,6 +112,6 @@ def _init_login(app):
         return redirect(target)
 
     @login_manager.user_loader
-    def load_employee(employee_id):
-        employee = Employee.get_or_none(Employee.id == int(employee_id))
-        return employee if employee and employee.active else None
+    def load_employee(session_token):
+        # The token names a session the server keeps; an ended one loads nobody (portal/sessions.py).
+        return employee_for_session(session_token)

@@ -9,10 +9,14 @@ DEFAULTS = {
     "PORTAL_PROXY_COUNT": 0,
     "PORTAL_RATELIMIT_STORAGE": "memory://",
     "PORTAL_SIGNIN_RATE_LIMIT": "10 per minute",
+    "PORTAL_REMEMBER_DAYS": 14,  # the longest one sign-in lasts, "Keep me signed in" or not
     "PORTAL_DEFAULT_LANGUAGE": "en",
     "PORTAL_ADMIN_EMAIL": "admin@example.com",
     "PORTAL_ADMIN_PASSWORD": None,
     "PORTAL_PAGE_SIZE": 25,
+    "PORTAL_MAX_REQUEST_BYTES": 5 * 1024 * 1024,  # any form or upload; larger bodies are refused unread
+    "PORTAL_IMPORT_MAX_BYTES": 4 * 1024 * 1024,  # one CSV import file
+    "PORTAL_IMPORT_MAX_ROWS": 10_000,  # lines one CSV import may hold
     "PORTAL_MAIL_TIMEOUT": 10.0,
     "PORTAL_MAIL_DEADLINE": 30.0,  # seconds for a whole account test, reply fetch or connection
     "PORTAL_ACCOUNT_TESTS_AT_ONCE": 4,  # account tests running at the same time in one web process
@@ -26,6 +30,7 @@ DEFAULTS = {
     "PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES": True,
     "PORTAL_QUEUE_URL": None,
     "PORTAL_API_RATE_LIMIT": "120 per minute",  # per API token (or per address without one)
+    "PORTAL_API_FAILED_AUTH_RATE_LIMIT": "20 per minute",  # refused bearer tokens per client address
     "PORTAL_ACCOUNT_TEST_RATE_LIMIT": "20 per minute",  # account tests per employee, pages and API together
     "PORTAL_LETTER_MAX_ATTEMPTS": 8,
     "PORTAL_LETTER_MAX_AGE": 86400,
@@ -76,11 +81,26 @@ def _typed_like(default, name, value):
     return value
 
 
+def private_folder(path):
+    """The instance folder, made if missing, readable by the portal's own user only (0700).
+
+    It holds the database, the queue, the keys and their WAL files; an existing folder open to
+    others is narrowed too. The files in it are made 0600 by whoever makes them.
+    """
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.chmod(0o700)
+    except PermissionError:  # someone else's folder: left as its owner set it
+        pass
+    return path
+
+
 def instance_secret(instance_path, filename):
     """Read a secret generated once into the instance folder, creating it with mode 0600."""
     path = Path(instance_path) / filename
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first

@@ -1,11 +1,8 @@
 """External contacts: checked values, saving, and CSV import (all rows or none)."""
-import csv
-
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 
-from portal.csv_import import ImportReport, ImportRow, csv_reader
-from portal.db import database
+from portal.csv_import import IMPORT_MAX_BYTES, IMPORT_MAX_ROWS, ImportReport, ImportRow, read_table, write_in_batches
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import Contact, normalize_email
 from portal.models.people import FIELD_MAX
@@ -61,23 +58,19 @@ def save_contact(contact, *, author=None, **values):
     return contact
 
 
-def import_contacts(data, *, author=None):
-    """Import contacts from CSV (columns name, email, organisation, notes; email required): all rows or none."""
+def import_contacts(data, *, author=None, max_bytes=IMPORT_MAX_BYTES, max_rows=IMPORT_MAX_ROWS):
+    """Import contacts from CSV (columns name, email, organisation, notes; email required): all rows or none.
+
+    Every line is checked before anything is written; the rows are then written in batches.
+    """
     report = ImportReport()
-    reader = csv_reader(data, report)
-    if reader is None:
+    table = read_table(data, report, columns=CSV_COLUMNS, required=("email",), max_bytes=max_bytes,
+                       max_rows=max_rows,
+                       header_error=_l("The first line must name the columns, from: %(columns)s (email is required).",
+                                       columns=", ".join(CSV_COLUMNS)))
+    if table is None:
         return report
-    try:
-        header = [name.strip().lower() for name in next(reader, [])]
-        if "email" not in header or any(column not in CSV_COLUMNS for column in header) \
-                or len(set(header)) != len(header):
-            report.error = str(_l("The first line must name the columns, from: %(columns)s (email is required).",
-                                  columns=", ".join(CSV_COLUMNS)))
-            return report
-        rows = [(reader.line_num, values) for values in reader if values and any(v.strip() for v in values)]
-    except csv.Error as error:
-        report.error = str(_l("The file is not valid CSV: %(error)s", error=str(error)))
-        return report
+    header, rows = table
     planned, seen = [], set()
     for line, values in rows:
         named = dict(zip(header, values))
@@ -92,13 +85,13 @@ def import_contacts(data, *, author=None):
         except ContactError as error:
             report.rows.append(ImportRow(line, (named.get("email") or "").strip(), "refused", str(error.message)))
             continue
-        planned.append((cleaned, [c for c in header]))
+        planned.append(cleaned)
         report.rows.append(ImportRow(line, cleaned["email"], "created"))
     if not report.rows:
         report.error = str(_l("The file has no contacts in it."))
         return report
     existing = {}
-    emails = [cleaned["email"] for cleaned, _ in planned]
+    emails = [cleaned["email"] for cleaned in planned]
     for start in range(0, len(emails), 500):
         for contact in Contact.select().where(Contact.email.in_(emails[start:start + 500])):
             existing[contact.email] = contact
@@ -106,10 +99,11 @@ def import_contacts(data, *, author=None):
         if row.outcome == "created" and row.email in existing:
             row.outcome = "updated"
     if report.ok:
-        with database.atomic():
-            for cleaned, columns in planned:
-                contact = existing.get(cleaned["email"]) or Contact(created_by=author)
-                for key in columns:
-                    setattr(contact, key, cleaned[key])
-                contact.save()
+        def write(cleaned):
+            contact = existing.get(cleaned["email"]) or Contact(created_by=author)
+            for key in header:
+                setattr(contact, key, cleaned[key])
+            contact.save()
+
+        write_in_batches(planned, write)
     return report

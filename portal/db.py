@@ -181,6 +181,7 @@ def open_database(url):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).touch(mode=0o600)  # before SQLite makes it: its -wal and -shm files take its mode
         if url.split(":", 1)[0] != "sqlite":  # sqliteext://, sqlite+pool://: playhouse's own classes
             return connect(url, pragmas=SQLITE_PRAGMAS)
         return PortalSqliteDatabase(**parse(url), pragmas=SQLITE_PRAGMAS)

@@ -1,4 +1,5 @@
 """Error pages: plain, translated, and without internals."""
+from flask import request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
@@ -42,6 +43,10 @@ def init_app(app):
 
     @app.errorhandler(413)
     def too_large(error):
+        # A view that takes an upload answers for itself, with the message beside its file field.
+        own_answer = getattr(app.view_functions.get(request.endpoint), "too_large", None)
+        if own_answer is not None:
+            return own_answer()
         return page(413, _("Too large"), _("The upload is larger than the portal accepts."))
 
     @app.errorhandler(429)

@@ -601,7 +601,8 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
                 continue
             setattr(mailbox, name, values_out[name])
         for name in SECRET_FIELDS:
-            mailbox.set_secret(name, values_out[name], box)
+            if created or values_out[name] != before_secrets[name]:  # an unchanged secret keeps its ciphertext
+                mailbox.set_secret(name, values_out[name], box)
         if tested_at is not None:
             mailbox.last_passed_test_at = tested_at
             mailbox.tested_settings_digest = box.digest(cleaned.canonical)
@@ -711,13 +712,19 @@ def audit_events(*, address="", employee_id=None):
 
 
 def rotate_secrets(box=None):
-    """Re-encrypt every stored secret with the newest key (and refresh the settings digests); returns the count."""
+    """Re-encrypt every stored secret with the newest key (and refresh the settings digests); returns the count.
+
+    All or nothing: a secret no configured key opens raises SecretError naming its mailbox, and no row changes.
+    """
     box = box or active_box()
     count = 0
     with database.atomic():
         for mailbox in Mailbox.select().order_by(Mailbox.id):
             for name in SECRET_FIELDS:
-                setattr(mailbox, name, box.rotate(getattr(mailbox, name), mailbox.secret_context))
+                try:
+                    setattr(mailbox, name, box.rotate(getattr(mailbox, name), mailbox.secret_context))
+                except SecretError as error:
+                    raise SecretError(f"mailbox {mailbox.id} ({mailbox.address}), {name}: {error}") from None
             if mailbox.tested:
                 mailbox.tested_settings_digest = box.digest(canonical_settings(mailbox.to_settings(box)))
             Mailbox.update(

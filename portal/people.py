@@ -1,16 +1,15 @@
 """Creating employees and importing them from CSV: rules shared by the pages and the command line."""
-import csv
-
 from email_validator import EmailNotValidError, validate_email
 from peewee import fn
 from flask_babel import lazy_gettext as _l
 
-from portal.csv_import import ImportReport, ImportRow, csv_reader
+from portal.csv_import import IMPORT_MAX_BYTES, IMPORT_MAX_ROWS, ImportReport, ImportRow, read_table, write_in_batches
 from portal.db import database
 from portal.forms import CONTROL_CHARACTERS
 from portal.models import Employee, normalize_email
 from portal.models.people import FIELD_MAX, ROLES
 from portal.pagination import paginate
+from portal.sessions import end_sessions
 
 CSV_COLUMNS = ("name", "email", "position", "department", "role")
 PASSWORD_MIN = 10
@@ -90,8 +89,12 @@ def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
 
 
 def update_employee(employee, *, email, name, position="", department="", role="employee", language=None,
-                    password=None):
-    """Change an employee's details, refusing an e-mail another employee has; returns the employee."""
+                    password=None, keep_session=None):
+    """Change an employee's details, refusing an e-mail another employee has; returns the employee.
+
+    A new password ends every session of the employee but `keep_session` (the admin's own, when
+    admins change their own password here).
+    """
     email = clean_email(email)
     holder = Employee.by_email(email)
     if holder and holder.id != employee.id:
@@ -104,20 +107,36 @@ def update_employee(employee, *, email, name, position="", department="", role="
     employee.department = clean_text("department", department)
     employee.role = role
     employee.language = language or None
-    if password:
-        employee.set_password(password)
-    employee.save()
+    with database.atomic():
+        if password:
+            employee.set_password(password)
+            end_sessions(employee, keep=keep_session)
+        employee.save()
     return employee
 
 
-def change_password(employee, current, new):
-    """Set a new password after checking the current one."""
+def set_employee_active(employee, active):
+    """Let an employee sign in again, or no longer: deactivation also ends every session they have.
+
+    Reactivating later does not bring those sessions back.
+    """
+    with database.atomic():
+        employee.active = active
+        employee.save()
+        if not active:
+            end_sessions(employee)
+
+
+def change_password(employee, current, new, *, keep=None):
+    """Set a new password after checking the current one; every other session of the employee ends."""
     if not employee.check_password(current or ""):
         raise EmployeeError("current_password", _l("The current password is wrong."))
     if len(new or "") < PASSWORD_MIN:
         raise EmployeeError("new_password", _l("At least %(min)d characters.", min=PASSWORD_MIN))
-    employee.set_password(new)
-    employee.save()
+    with database.atomic():
+        employee.set_password(new)
+        employee.save()
+        end_sessions(employee, keep=keep)
 
 
 def _existing_by_email(emails, chunk=500):
@@ -145,34 +164,21 @@ def _clean_row(values, header):
     return email, cleaned
 
 
-def import_employees(data, *, apply=True):
+def import_employees(data, *, apply=True, max_bytes=IMPORT_MAX_BYTES, max_rows=IMPORT_MAX_ROWS):
     """Import employees from CSV bytes or text: all rows or none.
 
     Every row is checked first; if any row is refused, nothing is written and the report
     says why for each row. New e-mails are created, known ones updated (only the columns
-    the file has).
+    the file has), in batches so other writers get in between.
     """
     report = ImportReport()
-    reader = csv_reader(data, report)
-    if reader is None:
+    table = read_table(
+        data, report, columns=CSV_COLUMNS, required=("name", "email"), max_bytes=max_bytes, max_rows=max_rows,
+        header_error=_l("The first line must name the columns, from: %(columns)s (name and email are required).",
+                        columns=", ".join(CSV_COLUMNS)))
+    if table is None:
         return report
-    rows = []
-    try:
-        header = [name.strip().lower() for name in next(reader, [])]
-        missing = [column for column in ("name", "email") if column not in header]
-        unknown = [column for column in header if column not in CSV_COLUMNS]
-        if missing or unknown or len(set(header)) != len(header):
-            report.error = str(
-                _l("The first line must name the columns, from: %(columns)s (name and email are required).",
-                   columns=", ".join(CSV_COLUMNS))
-            )
-            return report
-        for values in reader:
-            if values and any(value.strip() for value in values):
-                rows.append((reader.line_num, values))
-    except csv.Error as error:
-        report.error = str(_l("The file is not valid CSV: %(error)s", error=str(error)))
-        return report
+    header, rows = table
     planned = []
     seen = set()
     for line, values in rows:
@@ -202,10 +208,12 @@ def import_employees(data, *, apply=True):
         if row.outcome == "created" and row.email in existing:
             row.outcome = "updated"
     if report.ok and apply:
-        with database.atomic():
-            for email, cleaned in planned:
-                employee = existing.get(email) or Employee(email=email)
-                for key, value in cleaned.items():
-                    setattr(employee, key, value)
-                employee.save()
+        def write(plan):
+            email, cleaned = plan
+            employee = existing.get(email) or Employee(email=email)
+            for key, value in cleaned.items():
+                setattr(employee, key, value)
+            employee.save()
+
+        write_in_batches(planned, write)
     return report

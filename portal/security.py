@@ -1,4 +1,5 @@
 """Security headers, cookie defaults, and where a redirect may go."""
+import datetime
 from urllib.parse import urlsplit
 
 from flask import request
@@ -20,7 +21,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 def configure_cookies(app):
-    """HttpOnly, SameSite=Lax, and Secure unless plain-http development asks otherwise."""
+    """HttpOnly, SameSite=Lax, Secure unless plain-http development asks otherwise; remembered PORTAL_REMEMBER_DAYS."""
     secure = not app.config.get("PORTAL_INSECURE_COOKIES")
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -30,6 +31,7 @@ def configure_cookies(app):
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_DURATION=datetime.timedelta(days=app.config["PORTAL_REMEMBER_DAYS"]),
     )
 
 

@@ -98,6 +98,7 @@ ROUTES = [
     Route("employees.reactivate", "POST", ADMIN, _employee_id),
     Route("employees.import_csv", "GET", ADMIN),
     Route("employees.import_csv", "POST", ADMIN),
+    Route("employees.sign_out", "POST", ADMIN, _employee_id),
     # Account management: projects
     Route("projects.index", "GET", ADMIN),
     Route("projects.index", "POST", ADMIN),
@@ -110,6 +111,7 @@ ROUTES = [
     Route("profile.edit", "GET", SIGNED_IN),
     Route("profile.edit", "POST", SIGNED_IN),
     Route("profile.password", "POST", SIGNED_IN),
+    Route("profile.sign_out_everywhere", "POST", SIGNED_IN),
     # Letters and contacts (issue 5): everyone signed in; other people's letters answer 404 (test_letters_views)
     Route("letters.new", "GET", SIGNED_IN),
     Route("letters.new", "POST", SIGNED_IN),
@@ -174,7 +176,7 @@ ROUTES = [
 
 # Signing out and the sign-in page's language switch land on the sign-in page by design; anything
 # else that sends a signed-in person there has wrongly refused them.
-LEAVES_FOR_SIGN_IN = {"auth.sign_out", "auth.set_language"}
+LEAVES_FOR_SIGN_IN = {"auth.sign_out", "auth.set_language", "profile.sign_out_everywhere"}
 
 
 def test_every_route_is_in_the_table(app):

@@ -4,6 +4,7 @@ import hashlib
 import re
 
 import pytest
+from flask.testing import FlaskClient
 
 from portal.api.tokens import (
     LAST_USED_EVERY,
@@ -212,3 +213,34 @@ def test_the_tokens_section_speaks_russian(client, auth, make_employee):
     create_token(person, "CRM")
     text = page_text(client.get("/profile"))
     assert "API-токены" in text and "Создать токен" in text
+
+
+def test_refused_bearer_tokens_are_limited_per_client_address(config, employee):
+    config.update(RATELIMIT_ENABLED=True, PORTAL_API_FAILED_AUTH_RATE_LIMIT="3 per minute")
+    from portal import create_app
+
+    app = create_app(config)
+    client = FlaskClient(app, app.response_class, use_cookies=False)
+    valid = create_token(employee, "CRM")[1]
+
+    def me(token, address="192.0.2.10"):
+        return client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"},
+                          environ_base={"REMOTE_ADDR": address})
+
+    # A new guess on every request: the per-token limit never saw the same value twice.
+    guesses = [me(f"ptk_guess{number}").status_code for number in range(4)]
+    assert guesses == [401, 401, 401, 429]
+    refused = me(valid)  # past the limit even a right token is not looked at from that address
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert me(valid, address="192.0.2.11").status_code == 200  # another address is not held back
+
+
+def test_a_valid_token_used_often_is_not_counted_as_refused(config, employee):
+    config.update(RATELIMIT_ENABLED=True, PORTAL_API_FAILED_AUTH_RATE_LIMIT="2 per minute")
+    from portal import create_app
+
+    app = create_app(config)
+    client = FlaskClient(app, app.response_class, use_cookies=False)
+    headers = {"Authorization": f"Bearer {create_token(employee, 'CRM')[1]}"}
+    assert [client.get("/api/v1/me", headers=headers).status_code for _ in range(5)] == [200] * 5

@@ -1,8 +1,12 @@
-"""Signing in and out."""
+"""Signing in and out, and sessions the server can end."""
+import datetime
+import statistics
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from portal.models import EmployeeSession, utcnow
 from tests.conftest import PASSWORD, page_text
 
 
@@ -128,3 +132,107 @@ def test_a_request_that_changes_nothing_leaves_the_cookies_alone(client, employe
     client.post("/language", data={"language": "ru"})
     assert client.get("/static/css/portal.css").headers.getlist("Set-Cookie") == []
     assert 'lang="ru"' in client.get("/sign-in").get_data(as_text=True)
+
+
+def _copy_of(app, client, *names):
+    """Another browser holding copies of this browser's cookies (as a thief would)."""
+    other = app.test_client()
+    for name in names:
+        cookie = client.get_cookie(name)
+        if cookie is not None:
+            other.set_cookie(name, cookie.value)
+    return other
+
+
+def test_sign_out_with_remember_me_signs_out(client, auth, employee):
+    client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    assert client.get_cookie("remember_token") is not None
+    auth.logout()
+    assert client.get_cookie("remember_token") is None  # deleted by the sign-out's answer
+    assert client.get("/").status_code == 302
+    client.delete_cookie("portal_session")  # the browser closed
+    assert client.get("/").status_code == 302
+
+
+def test_a_copied_remember_cookie_stops_working_after_sign_out(app, client, auth, employee):
+    client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    copy = _copy_of(app, client, "remember_token")
+    auth.logout()
+    assert copy.get("/").status_code == 302
+
+
+def test_a_copied_session_cookie_stops_working_after_sign_out(app, client, auth, employee):
+    auth.login(employee)
+    copy = _copy_of(app, client, "portal_session")
+    assert copy.get("/").status_code == 200  # the copy works while the session lasts
+    auth.logout()
+    assert copy.get("/").status_code == 302
+
+
+def test_signing_out_in_one_browser_leaves_the_others_signed_in(app, client, auth, employee):
+    other = app.test_client()
+    other.post("/sign-in", data={"email": employee.email, "password": PASSWORD})
+    auth.login(employee)
+    auth.logout()
+    assert other.get("/").status_code == 200
+
+
+@pytest.fixture
+def three_days_config(config):
+    config["PORTAL_REMEMBER_DAYS"] = 3
+    return config
+
+
+def test_remember_me_lasts_the_configured_days(three_days_config, client, employee):
+    client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    cookie = client.get_cookie("remember_token")
+    lifetime = cookie.expires - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(days=2, hours=23) < lifetime <= datetime.timedelta(days=3)
+    session = EmployeeSession.get(EmployeeSession.employee == employee.id)
+    # The server holds the same limit: a remember cookie kept past it (or copied) signs nobody in.
+    session.expires_at = utcnow() - datetime.timedelta(seconds=1)
+    session.save()
+    client.delete_cookie("portal_session")
+    assert client.get("/").status_code == 302
+
+
+def test_the_remember_days_default_to_fourteen(app):
+    assert app.config["PORTAL_REMEMBER_DAYS"] == 14
+    assert app.config["REMEMBER_COOKIE_DURATION"] == datetime.timedelta(days=14)
+
+
+def test_sign_in_costs_the_same_for_an_unknown_e_mail(client, employee):
+    """Refusals for a real account and for an unknown e-mail take the same time (medians within 20%)."""
+    def attempt(email):
+        started = time.perf_counter()
+        response = client.post("/sign-in", data={"email": email, "password": "not the password"})
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 200
+        return elapsed
+
+    attempt("nobody@example.com")  # warm up: the dummy hash is made once
+    known, unknown = [], []
+    for _ in range(30):  # interleaved, so a busy moment on the machine slows both sides alike
+        known.append(attempt(employee.email))
+        unknown.append(attempt("nobody@example.com"))
+    slower, faster = sorted([statistics.median(known), statistics.median(unknown)], reverse=True)
+    assert slower <= faster * 1.2, (statistics.median(known), statistics.median(unknown))
+
+
+def test_ended_sessions_leave_no_rows_and_expired_ones_are_swept(app, client, auth, employee, other_employee):
+    gone = app.test_client()
+    gone.post("/sign-in", data={"email": other_employee.email, "password": PASSWORD})
+    EmployeeSession.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).execute()
+    auth.login(employee)  # a sign-in sweeps every expired session, not only its own employee's
+    assert [row.employee_id for row in EmployeeSession.select()] == [employee.id]
+    auth.logout()
+    assert EmployeeSession.select().count() == 0
+
+
+def test_a_remember_cookie_of_an_ended_session_is_deleted_at_its_first_use(app, client, employee):
+    client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    client.delete_cookie("portal_session")  # the browser closed
+    EmployeeSession.delete().execute()  # meanwhile an admin signed the employee out everywhere
+    assert client.get("/").status_code == 302
+    assert client.get_cookie("remember_token") is None
+    assert client.get("/sign-in").status_code == 200

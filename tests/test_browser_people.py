@@ -79,15 +79,19 @@ def test_card_tabs(app, live_server, signed_in_page, admin, employee, screenshot
     assert "Sales" in page.locator("#employee-tabpanel").inner_text()
 
 
-def test_deactivate_from_the_card(live_server, signed_in_page, admin, employee, screenshot):
+def test_deactivate_from_the_card(live_server, browser, signed_in_page, sign_in, admin, employee, screenshot):
+    sign_in(browser.new_context().new_page(), employee)  # the employee is signed in elsewhere
     page = signed_in_page(admin)
     page.goto(live_server + f"/admin/employees/{employee.id}")
+    expect(page.locator("#employee-sign-out-form")).to_contain_text("Signed in on 1 browser.")
     page.get_by_role("button", name="Deactivate…").click()
     page.wait_for_selector("#employee-status.confirm")
     screenshot(page, "confirm-deactivate")
     page.locator("#employee-status button[type=submit]").click()
     page.wait_for_selector("text=Erik Employee can no longer sign in.")
     assert not Employee.get_by_id(employee.id).active
+    expect(page.locator("#employee-sign-out-form")).to_contain_text("Signed in on 0 browsers.")  # signed out too
+    screenshot(page, "deactivated")
 
 
 def test_projects_in_place(live_server, signed_in_page, admin, make_project, screenshot):
@@ -110,3 +114,22 @@ def test_projects_in_place(live_server, signed_in_page, admin, make_project, scr
     page.get_by_role("button", name="Archive Artemis").click()
     page.wait_for_selector(".project-row.archived")
     screenshot(page, "projects")
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_a_too_large_import_is_said_beside_the_file_field(live_server, signed_in_page, make_employee, tmp_path,
+                                                          screenshot, language):
+    admin = make_employee(name="Anna Admin", email="admin@example.com", role="admin", language=language)
+    big = tmp_path / "people.csv"  # 7 MB: over any request the portal reads, refused before it is read
+    big.write_text("name,email\n" + "".join(f"Person {n},person{n}@example.com\n" for n in range(230_000)))
+    page = signed_in_page(admin)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(live_server + "/admin/employees/import")
+    page.set_input_files("#file", str(big))
+    with page.expect_navigation():
+        page.click("#import-form button[type=submit]")
+    message = {"en": "The file is larger than 4 MB. Split it into smaller files.",
+               "ru": "Файл больше 4 МБ. Разделите его на файлы поменьше."}[language]
+    expect(page.locator("#file-error")).to_have_text(message)
+    screenshot(page, f"import-too-large-{language}-390")
+    assert Employee.select().count() == 1

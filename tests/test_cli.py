@@ -1,5 +1,10 @@
 """The `portal` command line."""
-from portal.models import Employee, Project
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from portal.models import Employee, Mailbox, Project
 
 
 def test_init_db_is_repeatable(runner):
@@ -76,3 +81,20 @@ def test_ensure_admin_uses_configured_email_and_password(app, runner):
     result = runner.invoke(args=["ensure-admin"])
     assert "given password 1" not in result.output
     assert Employee.by_email("boss@example.com").check_password("given password 1")
+
+
+def test_rotate_secrets_with_a_wrong_key_says_so_in_one_line(app, config, make_mailbox):
+    mailbox = make_mailbox()  # encrypted with the instance folder's own key
+    stored = Mailbox.select(Mailbox.smtp_password).where(Mailbox.id == mailbox.id).scalar()
+    environ = {**os.environ, "PORTAL_INSTANCE_PATH": config["INSTANCE_PATH"],
+               "PORTAL_DATABASE_URL": config["PORTAL_DATABASE_URL"], "PORTAL_SECRET_KEYS": "a-key-that-never-was",
+               "PORTAL_SECRET_KEY": config["SECRET_KEY"]}
+    portal = Path(sys.executable).with_name("portal")
+
+    done = subprocess.run([str(portal), "rotate-secrets"], env=environ, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"mailbox {mailbox.id} ({mailbox.address})" in lines[0] and "Nothing was changed" in lines[0]
+    assert Mailbox.select(Mailbox.smtp_password).where(Mailbox.id == mailbox.id).scalar() == stored

@@ -1,8 +1,12 @@
-"""Where settings come from, and the secret key."""
+"""Where settings come from, the secret key, and the instance folder's modes."""
+import os
 import stat
 from pathlib import Path
 
 from portal import create_app
+from portal.db import database
+from portal.letters.worker import make_huey
+from portal.models import Employee
 
 
 def test_caller_mapping_beats_environment_beats_instance_file(config, monkeypatch):
@@ -50,3 +54,25 @@ def test_a_malformed_number_in_the_environment_is_named(config, monkeypatch):
     monkeypatch.setenv("PORTAL_PAGE_SIZE", "many")
     with pytest.raises(ValueError, match="PORTAL_PAGE_SIZE"):
         create_app(config)
+
+
+def test_the_instance_folder_is_0700_and_every_file_made_in_it_0600(config):
+    instance = Path(config["INSTANCE_PATH"])
+    del config["SECRET_KEY"]
+    config.update(PORTAL_DATABASE_URL=None, PORTAL_QUEUE_URL=None)
+    umask = os.umask(0o002)  # a lenient umask: the modes must not depend on it
+    try:
+        app = create_app(config)
+        assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0
+        database.connect(reuse_if_open=True)
+        Employee.create(name="Writer", email="writer@example.com")  # the open connection keeps its WAL files
+        assert make_huey(app.config, app.instance_path).pending_count() == 0  # the letters queue's file
+        files = sorted(path.name for path in instance.iterdir())
+        assert {"portal.sqlite3", "portal.sqlite3-wal", "portal.sqlite3-shm", "queue.sqlite3", "secret_key",
+                "mailbox_secret_key"} <= set(files), files
+        assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+        assert {name: oct(stat.S_IMODE((instance / name).stat().st_mode)) for name in files} \
+            == {name: oct(0o600) for name in files}
+    finally:
+        os.umask(umask)
+        database.close()

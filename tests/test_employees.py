@@ -293,6 +293,40 @@ def test_import_refuses_non_utf8(as_admin):
     assert "The file is not UTF-8 text." in page_text(response)
 
 
+@pytest.fixture
+def small_import_config(config):
+    config.update(PORTAL_IMPORT_MAX_BYTES=1024 * 1024, PORTAL_IMPORT_MAX_ROWS=100)
+    return config
+
+
+def _people(count):
+    return "name,email,department\n" + "".join(f"Person {n},person{n}@example.com,{'x' * 200}\n" for n in range(count))
+
+
+@pytest.mark.parametrize("rows, message", [
+    (5000, "The file is larger than 1 MB. Split it into smaller files."),
+    (101, "The file has more than 100 lines. Split it into files of at most 100 lines."),
+])
+def test_import_limits_are_said_beside_the_file_field(small_import_config, as_admin, rows, message):
+    response = _upload(as_admin, _people(rows))
+    assert 'id="file-error"' in response.get_data(as_text=True) and message in page_text(response)
+    assert Employee.select().where(Employee.email.startswith("person")).count() == 0
+
+
+def test_an_import_larger_than_any_request_gets_the_import_page(as_admin):
+    response = _upload(as_admin, _people(30_000))  # 7 MB
+    assert response.status_code == 413 and "<h1>Import employees</h1>" in response.get_data(as_text=True)
+    assert "The file is larger than 4 MB." in page_text(response)
+
+
+def test_the_command_line_import_has_the_same_limits(runner, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text(_people(10_001).replace("x" * 200, "Sales"))
+    result = runner.invoke(args=["import-employees", str(path)])
+    assert result.exit_code == 1 and "The file has more than 10000 lines." in result.output
+    assert Employee.select().count() == 0
+
+
 def test_import_needs_a_file(as_admin):
     response = as_admin.post("/admin/employees/import", data={}, content_type="multipart/form-data")
     assert "Choose a CSV file." in page_text(response)
@@ -359,3 +393,50 @@ def test_a_search_pages_through_its_matches_in_two_queries_whichever_way_it_look
         assert listing.total == total and listing.pages == pages and listing.page == pages, text
         assert [e.name for e in listing.rows] == last_page_names, text
         assert queries.count == 2, text  # the total comes with the choice of index or scan (a count on PostgreSQL)
+
+
+# ---- ending an employee's sessions ----
+
+def test_deactivation_ends_sessions_for_good(another_browser, as_admin, employee):
+    office, home = another_browser(employee), another_browser(employee, remember=True)
+    done = as_admin.post(f"/admin/employees/{employee.id}/deactivate", headers=HTMX)
+    # The card's count of browsers is brought up to date beside the status it replaces.
+    assert 'id="employee-sign-out-form" class="row" hx-swap-oob="true"' in done.get_data(as_text=True)
+    assert "Signed in on 0 browsers." in page_text(done)
+    as_admin.post(f"/admin/employees/{employee.id}/reactivate")
+    assert office.get("/").status_code == 302 and home.get("/").status_code == 302  # reactivation brings none back
+
+
+def test_admin_signs_an_employee_out_everywhere(another_browser, as_admin, admin, employee):
+    office, home = another_browser(employee), another_browser(employee, remember=True)
+    card = page_text(as_admin.get(f"/admin/employees/{employee.id}"))
+    assert "Signed in on 2 browsers." in card
+    response = as_admin.post(f"/admin/employees/{employee.id}/sign-out")
+    assert response.status_code == 302
+    assert "Erik Employee is signed out of 2 browsers." in page_text(as_admin.get(response.headers["Location"]))
+    assert office.get("/").status_code == 302 and home.get("/").status_code == 302
+    assert "Signed in on 0 browsers." in page_text(as_admin.get(f"/admin/employees/{employee.id}"))
+    assert another_browser(employee)  # the employee may sign in again
+
+
+def test_admin_sign_out_of_oneself_keeps_the_admins_own_session(another_browser, as_admin, admin):
+    elsewhere = another_browser(admin)
+    as_admin.post(f"/admin/employees/{admin.id}/sign-out")
+    assert elsewhere.get("/").status_code == 302 and as_admin.get("/").status_code == 200
+
+
+def test_signing_an_employee_out_is_for_admins_with_the_form_token(another_browser, as_admin, employee, other_employee):
+    office = another_browser(employee)
+    assert as_admin.post(f"/admin/employees/{employee.id}/sign-out", csrf=False).status_code == 400
+    outsider = another_browser(other_employee)
+    assert outsider.post(f"/admin/employees/{employee.id}/sign-out").status_code == 404  # as if not there
+    assert office.get("/").status_code == 200
+
+
+def test_a_new_password_from_an_admin_ends_the_employees_sessions(another_browser, as_admin, employee):
+    office = another_browser(employee, remember=True)
+    response = as_admin.post(f"/admin/employees/{employee.id}/edit", data={
+        "name": employee.name, "email": employee.email, "role": "employee", "language": "",
+        "password": "a fresh passphrase"})
+    assert response.status_code == 302
+    assert office.get("/").status_code == 302

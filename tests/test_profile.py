@@ -63,3 +63,33 @@ def test_password_change_refusals(as_employee, employee, data, field, message):
     assert response.status_code == 200 and f'id="{field}-error"' in html and message in page_text(response)
     assert NEW not in html and PASSWORD not in html  # passwords are never echoed back
     assert Employee.get_by_id(employee.id).check_password(PASSWORD)
+
+
+def test_a_password_change_signs_out_every_other_browser(another_browser, as_employee, employee):
+    laptop = another_browser(employee)
+    phone = another_browser(employee, remember=True)
+    as_employee.post("/profile/password", data={"current_password": PASSWORD, "new_password": NEW,
+                                                "confirm_password": NEW})
+    assert laptop.get("/").status_code == 302 and phone.get("/").status_code == 302
+    assert as_employee.get("/profile").status_code == 200  # the browser that changed it stays signed in
+
+
+def test_the_profile_says_on_how_many_browsers_one_is_signed_in(another_browser, as_employee, employee):
+    another_browser(employee)
+    assert "You are signed in on 2 browsers, this one included." in page_text(as_employee.get("/profile"))
+
+
+def test_sign_out_everywhere_ends_every_session(another_browser, as_employee, employee):
+    laptop = another_browser(employee)
+    phone = another_browser(employee, remember=True)
+    response = as_employee.post("/profile/sign-out-everywhere")
+    assert response.status_code == 302 and response.headers["Location"] == "/sign-in"
+    for browser in (as_employee, laptop, phone):
+        assert browser.get("/").status_code == 302
+    assert "You have signed out on every browser." in page_text(as_employee.get("/sign-in"))
+
+
+def test_sign_out_everywhere_needs_the_form_token(another_browser, as_employee, employee):
+    laptop = another_browser(employee)
+    assert as_employee.post("/profile/sign-out-everywhere", csrf=False).status_code == 400
+    assert laptop.get("/").status_code == 200

@@ -1,7 +1,10 @@
-"""Headers, cookies and CSRF on every answer."""
+"""Headers, cookies, CSRF and the size limit on every answer."""
+import io
+
 import pytest
 
 from portal import create_app
+from tests.conftest import page_text
 
 
 def test_security_headers_on_every_page(client):
@@ -73,3 +76,18 @@ def test_sign_in_does_not_follow_a_tab_smuggled_redirect(client, employee):
 
     response = client.post("/sign-in?next=/%09/evil.example/x", data={"email": employee.email, "password": PASSWORD})
     assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("path", ["/profile", "/contacts/new", "/profile/api-tokens"])
+def test_a_form_larger_than_any_request_is_refused_unread(as_employee, employee, path):
+    # A file part is not held in memory like a text field (Flask's MAX_FORM_MEMORY_SIZE), so
+    # without a limit on the whole body any form would take a file of any size.
+    padding = (io.BytesIO(b"x" * (6 * 1024 * 1024)), "padding.bin")
+    response = as_employee.post(path, data={"name": "Erik", "padding": padding}, content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert "The upload is larger than the portal accepts." in page_text(response)
+
+
+def test_the_request_limit_is_the_configured_one(config):
+    config["PORTAL_MAX_REQUEST_BYTES"] = 1234
+    assert create_app(config).config["MAX_CONTENT_LENGTH"] == 1234

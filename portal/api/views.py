@@ -12,7 +12,7 @@ from portal.api import shapes
 from portal.api.openapi import BODY_LIMIT, MAX_ID, PREFIX, QUERIES, document
 from portal.api.tokens import authenticate
 from portal.api.validation import Invalid, validate
-from portal.extensions import csrf, limiter, spend_account_test
+from portal.extensions import bearer_refusals_wait, count_bearer_refusal, csrf, limiter, spend_account_test
 from portal.letters.compose import LetterError, create_letter, parse_recipients
 from portal.letters.worker import wake_sender
 from portal.mail.settings import MailConfig
@@ -86,9 +86,16 @@ def _authenticate():
         return error_response(413, "too_large", "The body is larger than 1 MB.")
     if request.endpoint in PUBLIC:
         return None
+    address = request.remote_addr or ""
+    wait = bearer_refusals_wait(address)
+    if wait is not None:
+        response = error_response(429, _HTTP_CODES[429], _HTTP_MESSAGES[429])
+        response.headers["Retry-After"] = str(wait)
+        return response
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     token = authenticate(value.strip()) if scheme.lower() == "bearer" else None
     if token is None:
+        count_bearer_refusal(address)
         return error_response(401, "unauthorized", "Send a valid token: Authorization: Bearer <token>.")
     g.api_token = token
     g.actor = token.owner

@@ -6,6 +6,7 @@ from wtforms import EmailField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from portal.forms import max_length, single_line, strip
+from portal.forms.uploads import CsvImportForm
 
 
 class ContactForm(FlaskForm):
@@ -17,7 +18,7 @@ class ContactForm(FlaskForm):
                           validators=[Length(max=4000, message=_l("At most %(max)d characters.", max=4000))])
 
 
-class ContactImportForm(FlaskForm):
+class ContactImportForm(CsvImportForm):
     file = FileField(_l("CSV file"), validators=[FileRequired(_l("Choose a CSV file."))],
                      description=_l("Columns: name, email, organisation, notes (email is required). "
                                     "Known e-mails are updated."))

@@ -1,14 +1,13 @@
 """Forms for managing employees: add, edit, and import from CSV."""
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from flask_wtf.file import FileField, FileRequired, FileSize
+from flask_wtf.file import FileField, FileRequired
 from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import Length, Optional, ValidationError
 
 from portal.forms import choices, max_length, not_blank, single_line, strip
+from portal.forms.uploads import CsvImportForm
 from portal.people import PASSWORD_MIN, EmployeeError, clean_email
-
-IMPORT_MAX_BYTES = 2 * 1024 * 1024
 
 
 def valid_email(form, field):
@@ -61,13 +60,10 @@ class NewEmployeeForm(EmployeeForm):
     )
 
 
-class ImportForm(FlaskForm):
+class ImportForm(CsvImportForm):
     file = FileField(
         _l("CSV file"),
-        validators=[
-            FileRequired(_l("Choose a CSV file.")),
-            FileSize(IMPORT_MAX_BYTES, message=_l("The file is larger than 2 MB.")),
-        ],
+        validators=[FileRequired(_l("Choose a CSV file."))],
         description=_l("Columns: name, email, position, department, role (employee or admin). UTF-8."),
     )
 

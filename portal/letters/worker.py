@@ -30,8 +30,10 @@ def make_huey(config, instance_path):
     if url.split(":", 1)[0] in ("redis", "rediss", "unix"):
         huey = RedisHuey("portal", url=url, results=False)
     else:
-        os.makedirs(instance_path, exist_ok=True)
-        huey = SqliteHuey("portal", filename=os.path.join(instance_path, "queue.sqlite3"), results=False)
+        os.makedirs(instance_path, mode=0o700, exist_ok=True)
+        filename = os.path.join(instance_path, "queue.sqlite3")
+        os.close(os.open(filename, os.O_RDONLY | os.O_CREAT, 0o600))  # before SQLite: its WAL files take this mode
+        huey = SqliteHuey("portal", filename=filename, results=False)
     huey.portal_tasks = _register(huey, dict(config))
     return huey
 

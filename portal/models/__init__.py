@@ -1,9 +1,9 @@
 """Every table of the portal, importable from one place."""
 from portal.models.base import BaseModel, utcnow
-from portal.models.people import Employee, Project, normalize_email
+from portal.models.people import Employee, EmployeeSession, Project, normalize_email
 from portal.models.mailboxes import AuditEvent, Mailbox, MailboxAccess, MailboxProject, PortalSetting  # noqa: E402,F401
 
-__all__ = ["BaseModel", "Employee", "Project", "normalize_email", "utcnow"]
+__all__ = ["BaseModel", "Employee", "EmployeeSession", "Project", "normalize_email", "utcnow"]
 from portal.models.letters import (  # noqa: E402,F401  re-exported: every table importable from here
     Contact, Letter, LetterAttempt, LetterRecipient, MailboxInbox, Reply, SeenMessage)
 from portal.models.api import ApiToken  # noqa: E402,F401

@@ -1,6 +1,7 @@
 """Employees and projects: who may send, and what a mailbox can be tied to."""
 from flask_login import UserMixin
-from peewee import SQL, BooleanField, CharField, DateTimeField, PostgresqlDatabase, SqliteDatabase, TextField, fn
+from peewee import (SQL, BooleanField, CharField, DateTimeField, ForeignKeyField, PostgresqlDatabase, SqliteDatabase,
+                    TextField, fn)
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.db import database
@@ -68,6 +69,13 @@ class Employee(UserMixin, BaseModel):
     def is_active(self):
         return self.active
 
+    # The signed-in browser's session token ("<id>:<key>"), set when a session is opened or loaded;
+    # Flask-Login keeps it in the session cookie and the remember cookie instead of the bare id.
+    session_token = None
+
+    def get_id(self):
+        return self.session_token
+
     def set_password(self, password):
         """Store a scrypt hash of the password, never the password."""
         self.password_hash = generate_password_hash(password, method="scrypt")
@@ -129,6 +137,14 @@ class Employee(UserMixin, BaseModel):
 
     def __str__(self):
         return f"{self.name} <{self.email}>"
+
+
+class EmployeeSession(BaseModel):
+    """One signed-in browser: the hash of its key, whose it is, and until when it may last (m0020)."""
+    employee = ForeignKeyField(Employee, backref="sessions", on_delete="CASCADE")
+    key_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
 
 
 class Project(BaseModel):

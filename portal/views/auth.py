@@ -7,7 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from portal.extensions import limiter
 from portal.forms.auth import LanguageForm, SignInForm
 from portal.htmx import render_htmx
-from portal.models import Employee
+from portal.sessions import authenticate, end_session, open_session
 from portal.security import local_target
 
 bp = Blueprint("auth", __name__)
@@ -25,13 +25,14 @@ def sign_in():
         return redirect(url_for("home.index"))
     form = SignInForm()
     if form.validate_on_submit():
-        employee = Employee.by_email(form.email.data)
-        if employee and employee.check_password(form.password.data) and employee.active:
+        employee = authenticate(form.email.data, form.password.data)
+        if employee:
             target = request.args.get("next")
             language = session.get("language")
             session.clear()  # a new session on sign-in
             if language and not employee.language:
                 session["language"] = language
+            open_session(employee, days=current_app.config["PORTAL_REMEMBER_DAYS"])
             login_user(employee, remember=form.remember.data)
             return redirect(local_target(target) or url_for("home.index"))
         form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
@@ -48,11 +49,19 @@ def set_language():
     return redirect(url_for("auth.sign_in"))
 
 
+def forget_browser():
+    """Empty this browser's session and delete its remember cookie; the sign-in page keeps its language."""
+    language = str(get_locale())
+    session.clear()
+    logout_user()  # after clear(): it leaves the flag that deletes the remember cookie
+    session["language"] = language
+
+
 @bp.route("/sign-out", methods=["POST"])
 @login_required
 def sign_out():
-    """Sign out and forget the session."""
-    logout_user()
-    session.clear()
+    """Sign out: the session ends on the server, and the session and remember cookies are deleted."""
+    end_session(current_user.get_id())
+    forget_browser()
     flash(_("You have signed out."), "info")
     return redirect(url_for("auth.sign_in"))

@@ -7,6 +7,7 @@ from portal.db import whole_number
 from portal.pagination import paginate
 from portal.contacts import ContactError, import_contacts, save_contact
 from portal.forms.contacts import ContactForm, ContactImportForm
+from portal.forms.uploads import import_limits
 from portal.htmx import render_htmx
 from portal.models import Contact
 
@@ -90,9 +91,21 @@ def import_csv():
     form = ContactImportForm()
     report = None
     if form.validate_on_submit():
-        report = import_contacts(form.file.data.read(), author=current_user.id)
+        report = import_contacts(form.file.data.read(), author=current_user.id, **import_limits())
         if report.ok:
             flash(_("Imported: %(created)d new, %(updated)d updated.", created=report.count("created"),
                     updated=report.count("updated")), "success")
             return redirect(url_for("contacts.index"))
+        if report.error:  # the file as a whole: said beside the field
+            form.file.errors.append(report.error)
+            report = None
     return render_htmx("contacts/import.html", form=form, report=report)
+
+
+def _import_too_large():
+    """The import page again, saying beside the file field that the file is too large (a plain form post)."""
+    body, headers = render_htmx("contacts/import.html", form=ContactImportForm.refusing_too_large(), report=None)
+    return body, 413, headers
+
+
+import_csv.too_large = _import_too_large

@@ -1,14 +1,18 @@
 """Account management: the employee list, add and edit, (de)activation, CSV import, and the card."""
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
 from portal.db import whole_number
 from portal.access import admin_required
 from portal.forms.employees import ConfirmForm, EmployeeForm, ImportForm, NewEmployeeForm
+from portal.forms.uploads import import_limits
 from portal.htmx import render_htmx, request_is_partial
 from portal.models import Employee
-from portal.people import EmployeeError, create_employee, import_employees, list_employees, update_employee
+from portal.people import (EmployeeError, create_employee, import_employees, list_employees, set_employee_active,
+                           update_employee)
+from portal.sessions import end_sessions, open_sessions
 
 bp = Blueprint("employees", __name__, url_prefix="/admin/employees")
 
@@ -80,7 +84,7 @@ def new():
 def card(employee_id):
     """The employee card: tabs for the profile and the external addresses."""
     employee = _employee_or_404(employee_id)
-    return render_htmx("employees/card.html", employee=employee, tab="profile")
+    return render_htmx("employees/card.html", employee=employee, tab="profile", **_sessions_of(employee))
 
 
 @bp.route("/<int:employee_id>/profile")
@@ -89,8 +93,26 @@ def profile_tab(employee_id):
     """The card's Profile tab (the whole card when opened as a page)."""
     employee = _employee_or_404(employee_id)
     return render_htmx(
-        "employees/card.html", partial="employees/partial/profile_tab.html", employee=employee, tab="profile"
+        "employees/card.html", partial="employees/partial/profile_tab.html", employee=employee, tab="profile",
+        **_sessions_of(employee)
     )
+
+
+def _sessions_of(employee):
+    """What the profile tab shows about where the employee is signed in, and the form that ends it."""
+    return {"open_sessions": open_sessions(employee), "sign_out_form": ConfirmForm(formdata=None)}
+
+
+@bp.route("/<int:employee_id>/sign-out", methods=["POST"])
+@admin_required
+def sign_out(employee_id):
+    """Sign the employee out on every browser (a lost laptop, someone leaving): every cookie stops working."""
+    employee = _employee_or_404(employee_id)
+    if ConfirmForm().validate_on_submit():
+        ended = end_sessions(employee, keep=current_user.get_id())
+        flash(ngettext("%(name)s is signed out of %(num)d browser.", "%(name)s is signed out of %(num)d browsers.",
+                       ended, name=employee.name), "success")
+    return redirect(url_for("employees.card", employee_id=employee.id))
 
 
 @bp.route("/<int:employee_id>/edit", methods=["GET", "POST"])
@@ -104,7 +126,7 @@ def edit(employee_id):
             form.role.errors.append(_("You cannot take the admin role from yourself."))
         else:
             try:
-                update_employee(employee, **_form_values(form))
+                update_employee(employee, **_form_values(form), keep_session=current_user.get_id())
             except EmployeeError as error:
                 _refuse(form, error)
             else:
@@ -121,14 +143,14 @@ def _set_active(employee_id, active):
     if not active and employee.id == current_user.id:
         refusal = _("You cannot deactivate yourself.")
     elif form.validate_on_submit():
-        employee.active = active
-        employee.save()
+        set_employee_active(employee, active)
         message = (_("%(name)s can sign in again.") if active else _("%(name)s can no longer sign in.")) % {
             "name": employee.name
         }
         if request_is_partial():
             return render_htmx(
-                "employees/card.html", partial="employees/partial/status.html", employee=employee, notice=message
+                "employees/card.html", partial="employees/partial/status.html", employee=employee, notice=message,
+                tab="profile", **_sessions_of(employee)
             )
         flash(message, "success")
         return redirect(url_for("employees.card", employee_id=employee.id))
@@ -156,7 +178,8 @@ def reactivate(employee_id):
 def status(employee_id):
     """The card's status widget (active or not, with the button to change it)."""
     employee = _employee_or_404(employee_id)
-    return render_htmx("employees/card.html", partial="employees/partial/status.html", employee=employee, tab="profile")
+    return render_htmx("employees/card.html", partial="employees/partial/status.html", employee=employee, tab="profile",
+                       **_sessions_of(employee))
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -166,8 +189,17 @@ def import_csv():
     form = ImportForm()
     report = None
     if form.validate_on_submit():
-        report = import_employees(form.file.data.read())
+        report = import_employees(form.file.data.read(), **import_limits())
         if report.error:
             form.file.errors.append(report.error)
             report = None
     return render_htmx("employees/import.html", form=form, report=report)
+
+
+def _import_too_large():
+    """The import page again, saying beside the file field that the file is too large (a plain form post)."""
+    body, headers = render_htmx("employees/import.html", form=ImportForm.refusing_too_large(), report=None)
+    return body, 413, headers
+
+
+import_csv.too_large = _import_too_large

@@ -62,8 +62,12 @@ def rotate_secrets_command():
 
     from portal.db import database
 
-    with database.connection_context():
-        count = service.rotate_secrets(current_app.extensions["portal_secret_box"])
+    try:
+        with database.connection_context():
+            count = service.rotate_secrets(current_app.extensions["portal_secret_box"])
+    except secret_box.SecretError as error:  # a wrong or missing key: one line, and nothing was changed
+        raise click.ClickException(f"{error}. Nothing was changed: list the key it was made with in "
+                                   "PORTAL_SECRET_KEYS after the new one, and run rotate-secrets again.") from None
     click.echo(f"Re-encrypted the secrets of {count} mailbox(es) with the newest key.")
 
 
