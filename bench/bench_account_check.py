@@ -133,7 +133,7 @@ def autoconfiguration(runs: int) -> bool:
     with tempfile.TemporaryDirectory(prefix="bench-discovery-") as folder:
         names = ("smtp.example.com", "mail.example.com", "pop.example.com", "mail.firma.example.com")
         certificate = make_certificate(Path(folder), label="discovery", names=names)
-        config = MailConfig(timeout=5.0, allowed_hosts=("127.0.0.1",), ca_file=certificate.ca_file)
+        config = MailConfig(timeout=5.0, allowed_hosts=("127.0.0.1:*",), ca_file=certificate.ca_file)
         dns = TinyDNS()
         servers = {kind: SlowGreeter(certificate, kind, delay) for kind, delay in GUESS_DELAYS.items()}
         try:

@@ -98,7 +98,7 @@ def web(certificate):
 @pytest.fixture
 def guard_config(certificate):
     """The guard lets discovery reach 127.0.0.1 (the test servers) and trusts the test CA."""
-    return MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1",), ca_file=certificate.ca_file)
+    return MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1:*",), ca_file=certificate.ca_file)
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ def test_a_redirect_on_the_same_host_is_followed(find, dns_server, web):
 def test_an_autoconfig_server_with_an_untrusted_certificate_is_not_read(find, dns_server, web):
     """HTTPS is verified: without the test CA the document is never read (no plain-HTTP fallback either)."""
     publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml")
-    found = find("anna@example.com", config=MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1",)))
+    found = find("anna@example.com", config=MailConfig(timeout=3.0, allowed_hosts=("127.0.0.1:*",)))
     assert ("nothing", "unreachable") in _notes(found, "autoconfig")
     assert web.requests == [] and not found.found
 
