@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import datetime
 import random
-import re
-import select
 import smtplib
-import socket
 import time
 import uuid
 from collections import Counter, defaultdict, namedtuple
@@ -34,17 +31,15 @@ from peewee import fn
 from portal.db import database, writing
 from portal.letters.marks import LAPSED, REACHED_DATA, data_marks
 from portal.letters.statements import insert_rows, update_rows, update_rows_held
+from portal.letters.deliver import LEASE_LOST, STAGE, Delivery, deliver, no_delay
 from portal.mail.connection import open_smtp
 from portal.mail.errors import MailError
-from portal.mail.problems import Problem, classify, classify_reply
+from portal.mail.problems import Problem
 from portal.mail.settings import MailConfig
 from portal.models import Letter, LetterAttempt, LetterRecipient, Mailbox, utcnow
 
-STAGE = "smtp.send"
-ACCEPTED = (250, 251)
 
 # Codes of situations the queue itself names (the engine's catalogue names the servers' problems).
-UNCERTAIN = "delivery_uncertain"  # the connection dropped after the final dot
 WORKER_LOST = "worker_lost"  # a worker stopped after the final dot and its lease ran out
 MAILBOX_GONE = "mailbox_gone"
 MAILBOX_PAUSED = "mailbox_paused"
@@ -53,7 +48,7 @@ SENDER_NOT_ALLOWED = "sender_not_allowed"  # the author may no longer send from 
 SETTINGS_UNREADABLE = "settings_unreadable"
 GAVE_UP = "gave_up"  # the attempt or age budget ran out on a temporary problem
 ALL_REFUSED = "all_refused"  # every recipient refused the letter for good: nobody is left to send it to
-LEASE_LOST = "lease_lost"  # a report outcome: another worker took the letter over; this one left it alone
+SIGN_IN_FAILURES_PAUSE = 3  # refused sign-ins in a row after which the mailbox pauses itself
 
 
 @dataclass(frozen=True)
@@ -121,18 +116,6 @@ class SendReport:
     @property
     def total(self) -> int:
         return sum(self.outcomes.values())
-
-
-@dataclass
-class _Result:
-    """One attempt's outcome for one letter, before it is written down."""
-
-    outcome: str  # sent | deferred | failed | uncertain
-    problem: Problem | None = None
-    accepted: list = field(default_factory=list)  # addresses
-    refused: dict = field(default_factory=dict)  # address -> (code, reply, problem)
-    reply: str = ""
-    connection_broken: bool = False
 
 
 def _column(field) -> str:
@@ -361,6 +344,7 @@ class _Connection:
         self.settings = None
         self.read_at = None
         self.waits_for = None  # MAILBOX_PAUSED or MAILBOX_UNTESTED while the mailbox may not send
+        self.refused = None  # the Problem of this pass's failed attempt to connect and sign in
         self.candidate = None  # the mailbox as the sender rule sees it (projects, access list)
         self.allowed: dict = {}  # (author id, project id) -> may_use, for as long as the row read holds
 
@@ -450,7 +434,7 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
     for letter in letters:
         if letter.phase == REACHED_DATA or letter.id in marked:
             # Claimed again after a lease ran out mid-DATA: it may have arrived. Never send it twice.
-            recorder.add(letter, _Result("uncertain", _queue_problem(WORKER_LOST)), now, token, number=letter.attempts,
+            recorder.add(letter, Delivery("uncertain", _queue_problem(WORKER_LOST)), now, token, number=letter.attempts,
                          outcome_label="lost", marks_found=[pair for pair in found if pair[0] == letter.id])
         else:
             fresh.append(letter)
@@ -463,11 +447,11 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
         connections.pop(mailbox_id).drop()
         problem = Problem(code=SETTINGS_UNREADABLE, stage=STAGE, server_reply=type(error).__name__)
         for letter in fresh:
-            recorder.add(letter, _Result("failed", problem), now, token)
+            recorder.add(letter, Delivery("failed", problem), now, token)
         return
     if mailbox is None:
         for letter in fresh:
-            recorder.add(letter, _Result("failed", _queue_problem(MAILBOX_GONE)), now, token)
+            recorder.add(letter, Delivery("failed", _queue_problem(MAILBOX_GONE)), now, token)
         return
     if connection.waits_for:
         # Paused, or changed since its last passed test: the letters wait (a person resumes or tests the
@@ -481,7 +465,7 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
         # The author lost the right to this mailbox (access, project, ownership): that will not pass by
         # itself, so the letter fails at once with the reason; Retry checks again.
         for letter in [letter for letter in fresh if not allowed[letter.id]]:
-            recorder.add(letter, _Result("failed", _queue_problem(SENDER_NOT_ALLOWED)), now, token,
+            recorder.add(letter, Delivery("failed", _queue_problem(SENDER_NOT_ALLOWED)), now, token,
                          number=letter.attempts, outcome_label="failed")
         fresh = [letter for letter in fresh if allowed[letter.id]]
         if not fresh:
@@ -512,9 +496,9 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                 # Nothing left to send (a retry of a letter every recipient answered): the state follows the
                 # recipients' answers, and no attempt is counted, since none was made.
                 if any(r.status == "accepted" for r in recipients[letter.id]):
-                    recorder.add(letter, _Result("sent"), now, token, number=letter.attempts)
+                    recorder.add(letter, Delivery("sent"), now, token, number=letter.attempts)
                 else:
-                    recorder.add(letter, _Result("failed", _queue_problem(ALL_REFUSED)), now, token,
+                    recorder.add(letter, Delivery("failed", _queue_problem(ALL_REFUSED)), now, token,
                                  number=letter.attempts, outcome_label="failed")
                 continue
             held = limits.hold_until(mailbox.id, [r.address for r in pending], now)
@@ -524,18 +508,30 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                 continue
             if connection.smtp is None:
                 try:
+                    if connection.refused is not None:  # one attempt per pass: no second try after a failure
+                        raise MailError(connection.refused)
                     connection.smtp = connection.stack.enter_context(open_smtp(settings, mail_config))
                     recorder.report.connections += 1
-                    _no_delay(connection.smtp)
+                    no_delay(connection.smtp)
+                    if mailbox.sign_in_failures:
+                        _signed_in(mailbox)
                 except MailError as error:
                     # The server cannot be reached or refuses the sign-in: the same for every letter left.
                     connection.drop()
+                    problem, first = error.problem, connection.refused is None
+                    connection.refused = problem
+                    sign_in = problem.stage == "smtp.login"
                     for rest in fresh[index:]:
-                        kind = "deferred" if error.problem.temporary else "failed"
-                        recorder.add(rest, _Result(kind, error.problem, connection_broken=True), clock(), token,
+                        # A refused sign-in is the mailbox's problem, not the letter's: the letters wait for it.
+                        kind = "deferred" if problem.temporary or sign_in else "failed"
+                        recorder.add(rest, Delivery(kind, problem, connection_broken=True), clock(), token,
                                      mailbox=mailbox)
+                    if first and sign_in and (problem.smtp_code or 0) // 100 == 5:
+                        _sign_in_refused(mailbox, problem, clock())
                     return
-            result = _deliver(connection.smtp, letter, pending, token, recorder.marks, meanwhile=note_previous)
+            result = deliver(connection.smtp, letter.from_address, [r.address for r in pending],
+                             letter.raw_message.encode("ascii"), partial(recorder.marks.mark, letter.id, token),
+                             meanwhile=note_previous)
             if result.outcome == LEASE_LOST:
                 recorder.report.add(letter.id, LEASE_LOST)
                 connection.drop()
@@ -559,6 +555,30 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
         note_previous()
 
 
+def _signed_in(mailbox) -> None:
+    """The provider took the sign-in: refusals are counted from nought again."""
+    Mailbox.update(sign_in_failures=0).where(Mailbox.id == mailbox.id).execute()
+
+
+def _sign_in_refused(mailbox, problem: Problem, now) -> None:
+    """Count a refused sign-in; the third in a row pauses the mailbox, with the reason its owner and the admins
+    see, so that a changed password does not go on costing failures at the provider's fail2ban."""
+    from portal.models import AuditEvent
+
+    with writing():
+        Mailbox.update(sign_in_failures=Mailbox.sign_in_failures + 1).where(Mailbox.id == mailbox.id).execute()
+        failures = Mailbox.select(Mailbox.sign_in_failures).where(Mailbox.id == mailbox.id).scalar() or 0
+        if failures < SIGN_IN_FAILURES_PAUSE:
+            return
+        paused = (Mailbox.update(active=False, paused_problem=problem.code, paused_reply=problem.server_reply[:500],
+                                 updated_at=now)
+                  .where((Mailbox.id == mailbox.id) & Mailbox.active).execute())
+        if paused:
+            AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=None, owner=mailbox.owner_id,
+                              action="paused", changed_fields='["active"]', at=now,
+                              detail=f"{failures} refused sign-ins in a row: {problem.server_reply}"[:500])
+
+
 def _tested_for(mailbox, settings) -> bool:
     """Whether the mailbox passed its account test with exactly these settings (the digest Test account stored)."""
     from portal.mailboxes import canonical_settings
@@ -567,140 +587,6 @@ def _tested_for(mailbox, settings) -> bool:
     if not mailbox.tested or settings is None:
         return False
     return mailbox.tested_settings_digest == active_box().digest(canonical_settings(settings))
-
-
-def _deliver(smtp: smtplib.SMTP, letter: Letter, recipients: list, token: str, marks,
-             meanwhile: Callable[[], None] | None = None) -> _Result:
-    """MAIL, RCPT for each pending recipient, DATA; returns the outcome (only the "data" mark is written here).
-
-    ``meanwhile()`` runs once MAIL FROM has left, while the server answers it.
-
-    The mark is written only while the letter is still under this worker's lease: if another worker
-    has claimed it meanwhile, the session is cut before the body, so the server drops the letter, and
-    the outcome is LEASE_LOST (nothing to record: the letter is the other worker's).
-    """
-    try:
-        # The addresses were checked and stored in plain form when the letter was made, so the envelope
-        # commands are written directly: smtplib's mail() and rcpt() parse each address again per letter.
-        code, reply = _envelope(smtp, "mail", "FROM", letter.from_address, meanwhile)
-        if code not in ACCEPTED:
-            problem = classify_reply(code, reply, stage=STAGE, command="MAIL")
-            return _envelope_refused(smtp, problem)
-        refused, accepted = {}, []
-        for recipient in recipients:
-            code, reply = _envelope(smtp, "rcpt", "TO", recipient.address)
-            if code in ACCEPTED:
-                accepted.append(recipient.address)
-            else:
-                refused[recipient.address] = (code, _text(reply),
-                                              classify_reply(code, reply, stage=STAGE, command="RCPT"))
-        if not accepted:
-            worst = _first_temporary(refused) or next(iter(refused.values()))[2]
-            result = _envelope_refused(smtp, worst)
-            result.refused = refused
-            return result
-        smtp.putcmd("data")
-        # Marked, and committed, while the server answers DATA and before the final dot can leave: if this
-        # worker dies from here on, the letter may have arrived and the next claim makes it "uncertain".
-        # Written during the round trip, it costs the letter little time.
-        if not marks.mark(letter.id, token):
-            smtp.close()  # no final dot ever leaves: the server discards the unfinished letter
-            return _Result(LEASE_LOST, connection_broken=True)
-        code, reply = smtp.getreply()
-        if code != 354:
-            problem = classify_reply(code, reply, stage=STAGE, command="DATA")
-            result = _envelope_refused(smtp, problem)
-            result.refused = refused
-            return result
-    except (OSError, smtplib.SMTPException) as error:
-        # Nothing past the body has gone out: the letter cannot have been accepted, so a retry is safe.
-        problem = classify(error, stage=STAGE)
-        kind = "deferred" if problem.temporary or problem.code == "connection_dropped" else "failed"
-        return _Result(kind, problem, connection_broken=True)
-    payload = letter.raw_message.encode("ascii")
-    if payload.startswith(b".") or b"\n." in payload:  # a line starting with a dot: doubled, as RFC 5321 says
-        payload = _LEADING_DOT.sub(b"..", payload)
-    if not payload.endswith(b"\r\n"):
-        payload += b"\r\n"
-    if _server_hung_up(smtp):
-        # The server spoke or hung up after "354" (a drop during DATA): the dot never leaves, a retry is safe.
-        problem = Problem(code="connection_dropped", stage=STAGE, server_reply="connection closed during DATA")
-        return _Result("deferred", problem, connection_broken=True)
-    try:
-        # Body and final dot in one write, as smtplib.sendmail does. If the write fails, its end (the dot)
-        # did not leave, so the server cannot have taken the letter.
-        smtp.send(payload + b".\r\n")
-    except (OSError, smtplib.SMTPException) as error:
-        problem = classify(error, stage=STAGE)
-        return _Result("deferred", Problem(code="connection_dropped", stage=STAGE, server_reply=problem.server_reply),
-                       connection_broken=True)
-    try:
-        code, reply = smtp.getreply()
-    except (OSError, smtplib.SMTPException) as error:
-        problem = classify(error, stage=STAGE)
-        return _Result("uncertain", Problem(code=UNCERTAIN, stage=STAGE, server_reply=problem.server_reply),
-                       accepted=accepted, refused=refused, connection_broken=True)
-    if code in ACCEPTED:
-        return _Result("sent", accepted=accepted, refused=refused, reply=f"{code} {_text(reply)}")
-    problem = classify_reply(code, reply, stage=STAGE, command="DATA")
-    return _Result("deferred" if problem.temporary else "failed", problem, refused=refused,
-                   connection_broken=code == 421)
-
-
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-def _envelope(smtp: smtplib.SMTP, command: str, keyword: str, address: str,
-              meanwhile: Callable[[], None] | None = None):
-    """MAIL FROM:<address> or RCPT TO:<address>, and the server's answer, for an address stored checked;
-    ``meanwhile()`` runs while the server answers."""
-    smtp.putcmd(command, f"{keyword}:<{address}>")
-    if meanwhile is not None:
-        meanwhile()
-    return smtp.getreply()
-
-
-def _no_delay(smtp: smtplib.SMTP) -> None:
-    """Send each command at once, never held back by Nagle waiting for an ACK."""
-    try:
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
-
-
-def _server_hung_up(smtp: smtplib.SMTP) -> bool:
-    """Whether the server already spoke or hung up after "354" (a look without waiting: no pause per letter)."""
-    sock = smtp.sock
-    if sock is None:
-        return True
-    try:
-        if getattr(sock, "pending", None) and sock.pending():
-            return True
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _envelope_refused(smtp: smtplib.SMTP, problem: Problem) -> _Result:
-    broken = problem.smtp_code == 421
-    if not broken:
-        try:
-            smtp.rset()
-        except (OSError, smtplib.SMTPException):
-            broken = True
-    return _Result("deferred" if problem.temporary else "failed", problem, connection_broken=broken)
-
-
-def _first_temporary(refused: dict) -> Problem | None:
-    for _, _, problem in refused.values():
-        if problem.temporary:
-            return problem
-    return None
-
-
-def _text(reply) -> str:
-    return " ".join((reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)).split())
 
 
 def _queue_problem(code: str, reply: str = "") -> Problem:
@@ -728,7 +614,7 @@ class _Recorder:
         self.marks_found: list = []  # (letter id, token): other workers' marks behind an "uncertain" noted here
         self.since: float | None = None
 
-    def add(self, letter, result: _Result, now, token, *, mailbox=None, recipients=(), number=None,
+    def add(self, letter, result: Delivery, now, token, *, mailbox=None, recipients=(), number=None,
             outcome_label=None, marks_found=()):
         """Note one attempt's outcome: the letter's state, the history row and each recipient's answer.
 
