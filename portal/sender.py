@@ -248,14 +248,28 @@ def candidate_from_mailbox(mailbox, projects=None, access=None):
 
 def _load_candidates(where):
     """Candidates for the mailboxes matching ``where``, in two queries: the rows, then their links."""
-    from peewee import Value
-
-    from portal.models import Mailbox, MailboxAccess, MailboxProject
+    from portal.models import Mailbox
 
     rows = list(Mailbox.select().where(where))
     if not rows:
         return []
-    ids = Mailbox.select(Mailbox.id).where(where)
+    projects, access = _links(Mailbox.select(Mailbox.id).where(where))
+    return [candidate_from_mailbox(row, projects.get(row.id, ()), access.get(row.id, ())) for row in rows]
+
+
+def load_candidate(mailbox):
+    """The Candidate for one mailbox row, its projects and access list read in one query: what the New letter
+    check and the queue's send-time check hand to ``may_use``."""
+    projects, access = _links([mailbox.id])
+    return candidate_from_mailbox(mailbox, projects.get(mailbox.id, ()), access.get(mailbox.id, ()))
+
+
+def _links(ids):
+    """({mailbox id: [project id]}, {mailbox id: [(employee id, department)]}) for these mailboxes, in one query."""
+    from peewee import Value
+
+    from portal.models import MailboxAccess, MailboxProject
+
     # One query for both link tables: ("p", mailbox, project, NULL) and ("a", mailbox, employee, department).
     links = MailboxProject.select(
         Value("p").alias("kind"),
@@ -274,7 +288,7 @@ def _load_candidates(where):
             projects.setdefault(mailbox_id, []).append(ref)
         else:
             access.setdefault(mailbox_id, []).append((ref, department))
-    return [candidate_from_mailbox(row, projects.get(row.id, ()), access.get(row.id, ())) for row in rows]
+    return projects, access
 
 
 def _serves_in_sql(project):

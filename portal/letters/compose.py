@@ -14,9 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 
-from portal.db import database, writing
+from portal.db import writing
 from portal.forms import CONTROL_CHARACTERS
-from portal.letters.statements import insert_row, insert_rows
 from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 
@@ -275,19 +274,11 @@ def _clean_thread_ids(value):
     return " ".join(re.findall(r"<[^<>\s]+>", value or ""))
 
 
-# A mailbox's projects ("p", project) and access list ("a", employee, department) in one statement.
-_LINKS_SQL = ("SELECT 'p', project_id, NULL FROM mailbox_project WHERE mailbox_id = {param} "
-              "UNION ALL SELECT 'a', employee_id, department FROM mailbox_access WHERE mailbox_id = {param}")
-
-
 def _may_send_from(author, mailbox, project):
-    """The sender rule's may_use, with the mailbox's projects and access list read by one query."""
-    from portal.sender import candidate_from_mailbox, may_use
+    """The sender rule's may_use, on the mailbox's candidate as the one loader reads it."""
+    from portal.sender import load_candidate, may_use
 
-    rows = database.execute_sql(_LINKS_SQL.format(param=database.param), [mailbox.id, mailbox.id]).fetchall()
-    projects = [ref for kind, ref, _ in rows if kind == "p"]
-    access = [(ref, department) for kind, ref, department in rows if kind == "a"]
-    return may_use(author, candidate_from_mailbox(mailbox, projects=projects, access=access), project)
+    return may_use(author, load_candidate(mailbox), project)
 
 
 def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_reply_to="", references="",
@@ -361,11 +352,11 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
             state="queued", created_at=now, queued_at=now, next_attempt_at=now,
         )
         with writing():
-            letter_id = insert_row(Letter, fields)
-            insert_rows(LetterRecipient, [
+            letter_id = Letter.insert(**fields).execute()
+            LetterRecipient.insert_many([
                 {"letter": letter_id, "kind": r.kind, "name": r.name, "address": r.address}
                 for r in to_list + cc_list
-            ])
+            ]).execute()
             if save_contacts:
                 save_as_contacts(to_list + cc_list, author)
     except IntegrityError:

@@ -22,7 +22,6 @@ from typing import Any, Callable
 from peewee import fn
 
 from portal.db import database
-from portal.letters.statements import joined_values, update_row
 from portal.mail.connection import open_incoming
 from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify
@@ -194,7 +193,8 @@ def fetch_mailbox(mailbox: Mailbox, mail_config: MailConfig, *, settings: Any = 
         inbox.problem_stage = report.problem.stage
         inbox.server_reply = report.problem.server_reply
         inbox.failed_at = now
-    update_row(MailboxInbox, inbox.id, **{name: getattr(inbox, name) for name in _INBOX_STATE})
+    MailboxInbox.update(**{name: getattr(inbox, name) for name in _INBOX_STATE}).where(
+        MailboxInbox.id == inbox.id).execute()
     return report
 
 
@@ -241,7 +241,7 @@ def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> N
 
 def _seen_uids(mailbox_id: int) -> set:
     """The POP3 UIDLs already looked at in this mailbox."""
-    return set(joined_values(SeenMessage, "uid", "mailbox", mailbox_id))  # a UIDL holds no spaces
+    return {uid for (uid,) in SeenMessage.select(SeenMessage.uid).where(SeenMessage.mailbox == mailbox_id).tuples()}
 
 
 def _fetch_imap(client: imaplib.IMAP4, mailbox: Mailbox, inbox: MailboxInbox, report: FetchReport) -> None:

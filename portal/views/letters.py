@@ -12,7 +12,7 @@ from portal.db import whole_number
 from portal.htmx import render_htmx
 from portal.letters.cli import COMMANDS
 from portal.letters.compose import LetterError, create_letter
-from portal.letters.queue import cancel_letter, nobody_left, retry_letter
+from portal.letters.outcomes import cancel_letter, nobody_left, retry_letter
 from portal.letters.worker import wake_sender
 from portal.mail.problems import Problem
 from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mailbox, MailboxInbox, Project, Reply,

@@ -47,6 +47,14 @@ class _ScriptedSMTP(SMTP):
 
     async def smtp_MAIL(self, arg):
         self.event_handler.server.commands.append("MAIL")
+        every = self.event_handler.server.tarpits.get("MAIL")
+        if every:
+            # A tarpit: a reply that never ends, one byte at a time, each soon enough to beat any read timeout.
+            self.event_handler.server.stalled.set()
+            while not self.transport.is_closing():
+                self.transport.write(b"2")
+                await asyncio.sleep(every)
+            return
         if self.transaction_left_open:
             # What Postfix answered after its own 451 at the end of DATA when the client went on without RSET.
             await self.push("503 5.5.1 Error: nested MAIL command")
@@ -172,6 +180,7 @@ class SmtpServer:
     stalls: dict[str, float] = field(default_factory=dict)
     stalled: threading.Event = field(default_factory=threading.Event)
     turns: dict[str, list] = field(default_factory=dict)
+    tarpits: dict[str, float] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
     like_postfix: bool = False
     forget_after_refusal: bool = False
@@ -207,6 +216,11 @@ class SmtpServer:
         """Answer ``command`` (EHLO, MAIL, RCPT or DATA) with ``reply`` or a DROP_* action from now on."""
         self.script[command.upper()] = reply
 
+    def tarpit(self, command: str, every: float = 0.5) -> None:
+        """Answer ``command`` (MAIL) with a reply that never ends: one byte every ``every`` seconds, forever."""
+        self.stalled.clear()
+        self.tarpits[command.upper()] = every
+
     def answer_in_turn(self, command: str, replies: list) -> None:
         """Answer the next DATA commands with these replies in turn (None: as usual), then as scripted."""
         self.turns[command.upper()] = list(replies)
@@ -227,6 +241,7 @@ class SmtpServer:
         self.refusals.clear()
         self.stalls.clear()
         self.turns.clear()
+        self.tarpits.clear()
 
     def start(self) -> "SmtpServer":
         """Start listening on a free port of 127.0.0.1."""
