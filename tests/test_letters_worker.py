@@ -1,6 +1,7 @@
 """The huey wiring and the commands: a consumer sends what the page queued; one-pass commands for cron and tests."""
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -195,3 +196,30 @@ def test_while_one_mailbox_s_server_tarpits_another_mailbox_s_letter_leaves_at_o
     backed_off = Mailbox.get_by_id(sending_mailbox.id).stalled_until
     assert backed_off is not None and backed_off > utcnow() + datetime.timedelta(minutes=4)
     assert Mailbox.get_by_id(other.id).stalled_until is None
+
+
+def test_sigterm_lets_the_worker_finish_the_letter_in_progress_give_back_the_rest_and_exit(
+        sending_mailbox, write_letter, smtp_server, config, mail_config):
+    first, second = write_letter(sending_mailbox), write_letter(sending_mailbox, to="second@example.com")
+    smtp_server.stall("DATA", 2)  # the first letter's dot is taken; its "250" comes two seconds later
+    env = dict(os.environ, PORTAL_DATABASE_URL=config["PORTAL_DATABASE_URL"],
+               PORTAL_INSTANCE_PATH=config["INSTANCE_PATH"], PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1,localhost",
+               PORTAL_MAIL_CA_FILE=mail_config.ca_file, PORTAL_MAIL_TIMEOUT="10",
+               PORTAL_MAILBOX_LETTERS_PER_MINUTE="0")
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "portal"), "worker", "--workers", "1"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        make_huey({}, config["INSTANCE_PATH"]).portal_tasks.send_letters(sending_mailbox.id)
+        assert smtp_server.stalled.wait(30), "the worker never reached the first letter's DATA"
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=20)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    assert worker.returncode == 0, worker.stderr.read().decode()
+    first, second = Letter.get_by_id(first.id), Letter.get_by_id(second.id)
+    assert first.state == "sent" and first.phase == ""  # the transaction in progress was finished and recorded
+    assert (second.state, second.lease_token, second.attempts) == ("queued", None, 0)  # given back, untouched
+    assert len(smtp_server.messages) == 1
