@@ -192,6 +192,8 @@ def new():
             )
         except LetterError as error:
             target = getattr(form, error.field, None) if error.field else None
+            if target is not None and target.type == "HiddenField":  # a reply's thread ids: said above the form
+                target = None
             (target.errors if target is not None else form.form_errors).append(str(error.message))
         else:
             if letter.state == "queued" and letter.attempts == 0:
