@@ -240,7 +240,9 @@ SCHEMAS = {
         "address": {"type": "string"},
         "name": {"type": "string"},
         "kind": {"type": "string", "enum": ["to", "cc"]},
-        "status": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "accepted", "refused", "deferred", "bounced"],
+                   "description": "bounced: a delivery status notification came back for this recipient after "
+                                  "its server had accepted the letter; server_reply holds its status and words"},
         "smtp_code": {"type": ["integer", "null"]},
         "server_reply": {"type": "string"},
     }),
@@ -260,6 +262,7 @@ SCHEMAS = {
         "mailbox": nullable(_out({"id": {"type": "integer"}, "address": {"type": "string"}})),
         "from": {"type": "string"},
         "subject": {"type": "string"},
+        "bounced": {"type": "integer", "description": "how many recipients a bounce came back for"},
         "recipients": {"type": "array", "items": ref("Recipient")},
         "created_at": {"type": "string", "format": "date-time"},
         "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},

@@ -50,6 +50,7 @@ RECIPIENT_LABELS = {
     "accepted": _l("accepted"),
     "refused": _l("refused"),
     "deferred": _l("refused for now"),
+    "bounced": _l("bounced"),
 }
 _SEND_AGAIN = _l("The server may have accepted the letter. It is not sent again on its own, so nobody gets it "
                  "twice: ask the recipient whether it arrived, and if not, press Send again.")
