@@ -180,3 +180,25 @@ def test_any_subject_and_name_round_trips_within_the_limits():
             assert str(make_header(decode_header(unfolded))) == f"{name} <sales@example.com>"
         else:
             assert message["From"].addresses[0].display_name == name
+
+
+def test_a_shared_address_sent_through_someone_s_login_names_the_login_in_sender(
+        make_mailbox, employee, make_smtp_server, write_letter, run_queue, sending_mailbox, smtp_server):
+    import email
+
+    from tests.fixtures.letters import passed_test
+
+    through_anna = make_smtp_server(username="anna@example.com")
+    shared = passed_test(make_mailbox(employee, address="sales@example.com", smtp_host="localhost",
+                                      smtp_port=through_anna.port, smtp_security="starttls",
+                                      smtp_username="anna@example.com", password=through_anna.password))
+    write_letter(shared)
+    write_letter(sending_mailbox)  # its login is its own address: no Sender
+
+    run_queue()
+
+    [via_anna] = [email.message_from_bytes(m.content, policy=email.policy.default) for m in through_anna.messages]
+    assert via_anna["From"].addresses[0].addr_spec == "sales@example.com"
+    assert via_anna["Sender"] == "anna@example.com"
+    [own] = [email.message_from_bytes(m.content, policy=email.policy.default) for m in smtp_server.messages]
+    assert own["Sender"] is None

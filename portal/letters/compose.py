@@ -273,23 +273,37 @@ def _transfer_encoding(text):
     return "base64"
 
 
+def sending_login(mailbox):
+    """The login's own address when the mailbox sends as an address its login does not own (a shared sales@
+    through anna@'s login), else None: that address goes in the Sender: header (RFC 5322 3.6.2)."""
+    login = (mailbox.smtp_username or "").strip()
+    if "@" not in login or normalize_email(login) == normalize_email(mailbox.address):
+        return None
+    try:
+        return clean_address("mailbox", login)
+    except LetterError:
+        return None
+
+
 def build_message(*, from_address, from_name, to, cc, subject, body, message_id, date,
-                  reply_to=None, in_reply_to="", references=""):
+                  reply_to=None, in_reply_to="", references="", sender=None):
     """The letter's bytes as the worker sends them: plain text and its HTML rendering, multipart/alternative,
     ASCII with CRLF, written by ``email.message.EmailMessage`` with ``MESSAGE_POLICY``.
 
     Raises ValueError for header values with line breaks or control characters, and LetterError (naming
     the field) for a header no server would take: a line longer than RFC 5322's 998 characters.
     """
-    values = [from_address, from_name, subject, message_id, in_reply_to, references]
+    values = [from_address, from_name, subject, message_id, in_reply_to, references, sender or ""]
     values += [r.address for r in to + cc] + [r.name for r in to + cc]
     if any(CONTROL_CHARACTERS.search(value or "") for value in values):
         raise ValueError("header values may not contain line breaks or control characters")
-    sender = Recipient(from_address, from_name)
+    author, sender_address = Recipient(from_address, from_name), sender
     text = body.replace("\r\n", "\n")
     text = text if text.endswith("\n") else text + "\n"
     message = EmailMessage(policy=MESSAGE_POLICY)
-    message.set_raw("From", _mailbox_header(sender))
+    message.set_raw("From", _mailbox_header(author))
+    if sender_address:
+        message.set_raw("Sender", sender_address)
     if to:
         message.set_raw("To", _address_list(to))
     if cc:
@@ -297,7 +311,7 @@ def build_message(*, from_address, from_name, to, cc, subject, body, message_id,
     message.set_raw("Subject", _folded_text("Subject", subject))
     message["Date"] = format_datetime(date.replace(tzinfo=datetime.timezone.utc))
     message["Message-ID"] = message_id
-    message.set_raw("Reply-To", _mailbox_header(reply_to or sender))
+    message.set_raw("Reply-To", _mailbox_header(reply_to or author))
     if in_reply_to:
         message.set_raw("In-Reply-To", in_reply_to)
     if references:
@@ -395,7 +409,7 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
     try:
         raw = build_message(from_address=from_address, from_name=from_name, to=to_list, cc=cc_list,
                             subject=subject, body=body, message_id=message_id, date=now,
-                            in_reply_to=in_reply_to, references=references)
+                            in_reply_to=in_reply_to, references=references, sender=sending_login(mailbox))
     except LetterError:
         raise
     except (ValueError, TypeError) as error:  # the email package's own last line against bad headers
