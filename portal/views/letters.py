@@ -52,32 +52,6 @@ RECIPIENT_LABELS = {
     "deferred": _l("refused for now"),
     "bounced": _l("bounced"),
 }
-_SEND_AGAIN = _l("The server may have accepted the letter. It is not sent again on its own, so nobody gets it "
-                 "twice: ask the recipient whether it arrived, and if not, press Send again.")
-# Situations the queue names itself; the servers' problems come from the engine's catalogue.
-QUEUE_PROBLEMS = {
-    "delivery_uncertain": (_l("The connection dropped after the whole letter was sent"), _SEND_AGAIN),
-    "worker_lost": (_l("Sending stopped just as the letter was finished"), _SEND_AGAIN),
-    "all_refused": (_l("Every recipient refused the letter"),
-                    _l("Sending it again would change nothing. Check the addresses below and write a new letter "
-                       "to the right ones.")),
-    "mailbox_gone": (_l("The address this letter was to leave from was deleted"),
-                     _l("Write the letter again from another address.")),
-    "mailbox_paused": (_l("The address is paused"),
-                       _l("The letter waits until the address is resumed, for at most a day.")),
-    "mailbox_untested": (_l("The address's settings changed after its last passed test"),
-                         _l("The letter waits, for at most a day, until the address passes Test account with its "
-                            "current settings. Ask its owner (or an administrator) to run it.")),
-    "sender_not_allowed": (_l("You may no longer send from this address in this project"),
-                           _l("Its access list, projects or owner changed after the letter was written. Write the "
-                              "letter again: New letter offers the addresses you may use.")),
-    "settings_unreadable": (_l("The address's saved password cannot be read"),
-                            _l("Enter the password again on the address's page and run Test account.")),
-    "mailbox_limit": (_l("Waiting for this address's sending limit (letters per minute)"),
-                      _l("Providers block mailboxes that send too fast. The letter goes out on its own shortly.")),
-    "recipient_limit": (_l("Waiting: at most 50 letters to one recipient in 10 minutes"),
-                        _l("The letter goes out on its own when the limit allows.")),
-}
 
 
 def _lang():
@@ -86,10 +60,8 @@ def _lang():
 
 @bp.app_template_global()
 def letter_problem(code, problem=None):
-    """(title, advice) for a problem code, in the page's language."""
-    if code in QUEUE_PROBLEMS:
-        title, advice = QUEUE_PROBLEMS[code]
-        return str(title), str(advice)
+    """(title, advice) for a problem code, in the page's language: the servers' problems and the queue's own
+    situations alike come from the one catalogue (portal/mail/problems.toml), as in the API."""
     problem = problem or Problem(code=code, stage="", server_reply="")
     return problem.title(_lang()), problem.advice(_lang())
 
