@@ -202,3 +202,21 @@ def test_a_shared_address_sent_through_someone_s_login_names_the_login_in_sender
     assert via_anna["Sender"] == "anna@example.com"
     [own] = [email.message_from_bytes(m.content, policy=email.policy.default) for m in smtp_server.messages]
     assert own["Sender"] is None
+
+
+def test_queue_letter_lets_the_rule_pick_stores_the_letter_once_and_wakes_a_worker(sending_mailbox, employee,
+                                                                                   make_employee):
+    from portal.letters.compose import NobodyCanSend, queue_letter
+
+    woken = []
+    fields = dict(to="friend@example.com", subject="Hello", body="Hi.\n", submit_token="token-1", wake=woken.append)
+    letter = queue_letter(employee, None, **fields)
+    again = queue_letter(employee, None, **fields)  # a double submit
+
+    assert letter.mailbox.id == sending_mailbox.id and again.id == letter.id
+    assert {w.id for w in woken} == {letter.id}  # a replay still unsent may wake a worker again: harmless
+    woken.clear()
+    with pytest.raises(NobodyCanSend) as refused:
+        queue_letter(make_employee(name="New", email="new@example.com"), None, to="a@example.com", subject="S",
+                     body="B", wake=woken.append)
+    assert refused.value.decision.mailbox is None and woken == []

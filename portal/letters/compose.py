@@ -444,6 +444,35 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
     return letter
 
 
+class NobodyCanSend(LetterError):
+    """The sender rule found no address this person may send from in this project; ``decision`` says why."""
+
+    def __init__(self, decision):
+        super().__init__("mailbox", _l("Nobody can send this letter: no address is open to you in this project."))
+        self.decision = decision
+
+
+def queue_letter(author, project, mailbox=None, *, wake=None, **letter):
+    """Write a letter: the one use case the New letter page and the API both call.
+
+    Without ``mailbox`` the sender rule picks the address (NobodyCanSend when there is none); a given one
+    is checked again by the rule. The letter is stored in the queue (``create_letter`` takes the rest of
+    the fields), and ``wake(letter)`` asks a worker to send it now; a letter already stored under the
+    same submit token is returned as it is.
+    """
+    from portal.sender import resolve_sender
+
+    if mailbox is None:
+        decision = resolve_sender(author, project)
+        if decision.mailbox is None:
+            raise NobodyCanSend(decision)
+        mailbox = decision.mailbox
+    stored = create_letter(author, mailbox=mailbox, project=project, **letter)
+    if wake is not None and stored.state == "queued" and stored.attempts == 0:
+        wake(stored)
+    return stored
+
+
 def save_as_contacts(recipients, author):
     """Add the addresses that are not contacts yet; returns how many were added."""
     addresses = [r.address for r in recipients]

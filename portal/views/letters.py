@@ -1,5 +1,6 @@
 """Letters: New letter, the Outbox, a letter's page with its history and replies, retry and cancel."""
 import secrets
+from functools import partial
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_babel import get_locale
@@ -11,7 +12,7 @@ from peewee import JOIN
 from portal.db import whole_number
 from portal.htmx import render_htmx
 from portal.letters.cli import COMMANDS
-from portal.letters.compose import LetterError, create_letter
+from portal.letters.compose import LetterError, queue_letter
 from portal.letters.outcomes import cancel_letter, nobody_left, retry_letter
 from portal.letters.worker import wake_sender
 from portal.mail.problems import Problem
@@ -157,11 +158,14 @@ def new():
     if valid and not project_refused:
         mailbox = next((m for m in decision.choices if str(m.id) == form.mailbox.data), None)
         try:
-            letter = create_letter(
-                current_user._get_current_object(), mailbox=mailbox, project=project, to=form.to.data,
+            if mailbox is None:  # the page always names the address; the rule picks only for the API
+                raise LetterError("mailbox", _("Choose the address the letter leaves from."))
+            letter = queue_letter(
+                current_user._get_current_object(), project, mailbox, to=form.to.data,
                 cc=form.cc.data or "", subject=form.subject.data, body=form.body.data,
                 in_reply_to=form.in_reply_to.data or "", references=form.references.data or "",
                 submit_token=form.submit_token.data or None, save_contacts=form.save_contacts.data,
+                wake=partial(wake_sender, current_app._get_current_object()),
             )
         except LetterError as error:
             target = getattr(form, error.field, None) if error.field else None
@@ -169,8 +173,6 @@ def new():
                 target = None
             (target.errors if target is not None else form.form_errors).append(str(error.message))
         else:
-            if letter.state == "queued" and letter.attempts == 0:
-                wake_sender(current_app, letter)
             flash(_("The letter is in the queue."), "success")
             return redirect(url_for("letters.letter", letter_id=letter.id))
     return render_htmx("letters/new.html", form=form, decision=decision, lang=_lang(), oob=False)
