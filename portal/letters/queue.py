@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 from peewee import fn
 
 from portal.db import database
-from portal.letters.claims import REACHED_DATA, claim, claimed_recipients
+from portal.letters.claims import NO_MAILBOX, REACHED_DATA, claim, claimed_recipients
 from portal.letters.deliver import LEASE_LOST, Delivery, deliver, no_delay
 from portal.letters.limits import Limits
 from portal.letters.outcomes import (ALL_REFUSED, MAILBOX_GONE, MAILBOX_PAUSED, MAILBOX_STALLED, MAILBOX_UNTESTED,
@@ -174,8 +174,10 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        upcoming = (Letter.select(fn.MIN(Letter.next_attempt_at))
-                    .where(Letter.state.in_(("queued", "deferred"))).scalar())
+        waiting = Letter.state.in_(("queued", "deferred"))
+        if mailbox_id is not None and mailbox_id != NO_MAILBOX:
+            waiting &= Letter.mailbox == mailbox_id
+        upcoming = Letter.select(fn.MIN(Letter.next_attempt_at)).where(waiting).scalar()
     if upcoming is not None:
         report.wake_at(upcoming)
     return report

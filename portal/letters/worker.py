@@ -75,6 +75,10 @@ def _register(huey, config):
             log.info("letters of mailbox %s: %s", mailbox_id, dict(report.outcomes))
         if report.stopped == "deadline":
             send_letters(mailbox_id)  # more was due than one pass may take: the rest in a new pass
+        elif mailbox_id is not None and report.next_due is not None and not stopping.is_set():
+            # The mailbox's next letter (held by a limit, or a retry) gets a pass when it comes due, rather
+            # than at the next minute's sweep.
+            send_letters.schedule((mailbox_id,), eta=max(report.next_due, utcnow()))
         return dict(report.outcomes)
 
     @huey.periodic_task(crontab(minute="*"), name="portal.sweep_letters")
