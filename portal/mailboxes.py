@@ -17,7 +17,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import JOIN, fn
 
 from portal.db import database, whole_number
-from portal.forms import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS
 from portal.models import AuditEvent, Employee, Mailbox, MailboxAccess, MailboxProject, PortalSetting, Project, utcnow
 from portal.models.people import FIELD_MAX, normalize_email
 from portal.secret_box import SecretError, active_box

@@ -11,7 +11,7 @@ import copy
 PREFIX = "/api/v1"
 MAX_ID = 2**63 - 1  # the largest id either database stores; larger ones are simply not found
 BODY_LIMIT = 1024 * 1024  # bytes; larger bodies are refused with 413
-# One line, no control characters (no header injection): the same set portal.forms refuses.
+# One line, no control characters (no header injection): the same set portal.fields refuses.
 SINGLE_LINE = "^[^\\u0000-\\u001f\\u007f\\u0085\\u2028\\u2029]*$"
 NO_NUL = "^[^\\u0000]*$"
 TEXT_MAX = 255

@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 
 from portal.db import writing
-from portal.forms import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS
 from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 
