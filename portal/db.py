@@ -95,7 +95,6 @@ def init_app(app):
     database.initialize(open_database(database_url(app)))
     app.before_request(_connect)
     app.teardown_appcontext(_close)
-    app.cli.add_command(init_db_command)
 
 
 def _connect():

@@ -11,7 +11,6 @@ from peewee import JOIN
 
 from portal.db import whole_number
 from portal.htmx import render_htmx
-from portal.letters.cli import COMMANDS
 from portal.letters.compose import LetterError, queue_letter
 from portal.letters.outcomes import cancel_letter, nobody_left, retry_letter
 from portal.letters.worker import wake_sender
@@ -23,9 +22,7 @@ from portal.pagination import paginate
 from portal.security import local_target
 from portal.sender import resolve_sender
 
-bp = Blueprint("letters", __name__, cli_group=None)
-for _command in COMMANDS:
-    bp.cli.add_command(_command)
+bp = Blueprint("letters", __name__)
 
 STATE_LABELS = {
     "queued": _l("Queued"),
