@@ -146,9 +146,10 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
         recorder = Recorder(policy, rng, report)
         watchdog = None
         if run.deadline is not None:
-            # A server that trickles its reply a byte at a time defeats every per-read timeout: at the deadline
-            # the pass's sessions are cut, and the command waiting on one fails at once.
-            watchdog = threading.Timer(run.deadline - time.monotonic(), connections.cut)
+            # A server that trickles its reply a byte at a time defeats every per-read timeout. At the deadline
+            # the pass takes no more letters; one read timeout later a session still busy is cut (a healthy
+            # server has finished its letter by then), and the command waiting on it fails at once.
+            watchdog = threading.Timer(run.deadline - time.monotonic() + mail_config.timeout, connections.cut)
             watchdog.daemon = True
             watchdog.start()
         try:
