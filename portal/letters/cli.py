@@ -1,4 +1,6 @@
 """Commands: `portal worker` (a huey consumer), `portal send-letters` and `portal fetch-replies` (one pass each)."""
+import logging
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -14,6 +16,8 @@ from portal.mail.settings import MailConfig
 @with_appcontext
 def worker_command(workers):
     """Run the queue's consumer: sends letters, retries them, and fetches replies on schedule."""
+    if not logging.getLogger().handlers:  # what the worker and huey do goes to stderr (journald under systemd)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     huey = huey_for(current_app)
     consumer = make_consumer(huey, workers, flush_send_locks=True)
     click.echo(f"Worker started ({workers} threads, queue: {type(huey).__name__}).")

@@ -75,10 +75,12 @@ def _register(huey, config):
             log.info("letters of mailbox %s: %s", mailbox_id, dict(report.outcomes))
         if report.stopped == "deadline":
             send_letters(mailbox_id)  # more was due than one pass may take: the rest in a new pass
-        elif mailbox_id is not None and report.next_due is not None and not stopping.is_set():
-            # The mailbox's next letter (held by a limit, or a retry) gets a pass when it comes due, rather
-            # than at the next minute's sweep.
-            send_letters.schedule((mailbox_id,), eta=max(report.next_due, utcnow()))
+        elif (mailbox_id is not None and report.next_due is not None and not stopping.is_set()
+              and (report.outcomes["held"] or report.outcomes["deferred"])):
+            # The letters this pass held back (a limit) or deferred (a retry) get a pass when the first of them
+            # comes due, rather than at the next minute's sweep. Only the pass that put them back schedules it:
+            # passes that found nothing to do schedule nothing, so a burst of wake-ups does not multiply.
+            send_letters.schedule((mailbox_id,), eta=_whole_second_after(max(report.next_due, utcnow())))
         return dict(report.outcomes)
 
     @huey.periodic_task(crontab(minute="*"), name="portal.sweep_letters")
@@ -102,6 +104,12 @@ def _register(huey, config):
         return {report.address: len(report.replies) for report in reports}
 
     return PortalTasks(send_letters, sweep_letters, fetch_replies_task)
+
+
+def _whole_second_after(when):
+    """huey keeps an eta to the whole second, cut down: a pass scheduled for 12:00:07.9 ran at 12:00:07.0, found
+    its letter not yet due and left it to the minute's sweep. Rounded up, it runs once the letter is due."""
+    return when if not when.microsecond else when.replace(microsecond=0) + datetime.timedelta(seconds=1)
 
 
 def send_lock(mailbox_id):
