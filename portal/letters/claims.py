@@ -148,12 +148,3 @@ def claimed_recipients(token: str) -> dict:
         recipient = ClaimedRecipient(*row)
         found[recipient.letter].append(recipient)
     return found
-
-
-def marked(letter_ids) -> set:
-    """Which of these letters carry a "data" mark."""
-    ids = list(letter_ids)
-    if not ids:
-        return set()
-    return {letter_id for (letter_id,) in Letter.select(Letter.id).where(
-        Letter.id.in_(ids) & (Letter.phase == REACHED_DATA)).tuples()}

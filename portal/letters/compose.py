@@ -6,7 +6,6 @@ import html
 import re
 import secrets
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses
 from functools import lru_cache
@@ -51,11 +50,6 @@ class Recipient:
         if any(char in self.name for char in ',;"<>'):  # quoted, so the list still reads (and parses) as one entry
             return '"' + self.name.replace("\\", "\\\\").replace('"', '\\"') + f'" <{address}>'
         return f"{self.name} <{address}>"
-
-    def header(self):
-        """The address as a header shows it (the name encoded by the message policy)."""
-        local, _, domain = self.address.rpartition("@")
-        return Address(display_name=self.name, username=local, domain=domain)
 
 
 def refuse_control_characters(field, value):

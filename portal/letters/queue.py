@@ -39,7 +39,6 @@ from portal.mail.settings import MailConfig
 from portal.models import Letter, Mailbox, utcnow
 
 SIGN_IN_FAILURES_PAUSE = 3  # refused sign-ins in a row after which the mailbox pauses itself
-STALLED = ("timeout", "connection_dropped")  # problems that, after the pass's deadline, mean the server stalled
 
 
 @dataclass(frozen=True)
