@@ -66,4 +66,4 @@ class Limits:
         if accepted:
             self.mailbox_sends.append(now)
             for address in accepted:
-                self.recipient_sends[address].append(now)
+                self.recipient_sends.setdefault(address, []).append(now)
