@@ -67,12 +67,22 @@ asyncio.run(serve())
 """
 
 
-def free_port():
+def free_ports(count):
+    """``count`` different ports nothing listens on right now (each probe held until all are chosen)."""
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def free_port():
+    return free_ports(1)[0]
 
 
 @contextmanager
@@ -195,7 +205,7 @@ def bench_many_mailboxes(folder, database_url, queue_url, employee):
     from portal.letters.worker import make_huey
     from portal.models import Letter
 
-    ports = [free_port() for _ in range(MAILBOXES)]
+    ports = free_ports(MAILBOXES)
     mailboxes = [make_mailbox(employee, port) for port in ports]
     huey = make_huey({"PORTAL_QUEUE_URL": queue_url}, str(Path(folder) / "instance"))
     ids = []
