@@ -8,7 +8,8 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from portal.api.cli import create_token_command
-from portal.db import database
+from portal.db import database, init_db_command
+from portal.letters.cli import COMMANDS as LETTER_COMMANDS
 from portal.mail.cli import check_account_command, presets_command
 from portal.mail.cli import discover_command
 from portal.models import Employee
@@ -35,6 +36,9 @@ def register_commands(app):
     app.cli.add_command(check_account_command)
     app.cli.add_command(presets_command)
     app.cli.add_command(discover_command)
+    app.cli.add_command(init_db_command)
+    for command in LETTER_COMMANDS:
+        app.cli.add_command(command)
 
 
 def _fail(message):

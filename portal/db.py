@@ -1,14 +1,10 @@
 """The database: one proxy bound in the app factory, a connection per request, and `init-db`."""
-import random
-import sqlite3
-import time
 from pathlib import Path
 
 import click
-import peewee
 from flask import current_app
 from flask.cli import with_appcontext
-from peewee import DatabaseProxy, OperationalError, SqliteDatabase
+from peewee import DatabaseProxy, SqliteDatabase
 from playhouse.db_url import connect, parse
 
 database = DatabaseProxy()
@@ -25,6 +21,8 @@ def whole_number(value):
     return number
 
 
+# SQLite's own locking: a writer waits up to busy_timeout ms for another's lock, and writers take the lock at the
+# start of their transaction (BEGIN IMMEDIATE, see ``writing``), so none fails half-way for having read first.
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
@@ -33,94 +31,6 @@ SQLITE_PRAGMAS = {
     "wal_autocheckpoint": 10000,
     "journal_size_limit": 64 * 1024 * 1024,
 }
-
-
-class PortalSqliteDatabase(SqliteDatabase):
-    """SQLite that waits for another connection's lock in steps of a tenth of a millisecond.
-
-    Only one connection writes at a time. SQLite's own busy handler sleeps a whole millisecond
-    and more before it looks again, for a lock that a letter's commit holds a fraction of that:
-    with the New letter page storing letters while the worker marks each one it sends, a quarter
-    of the worker's marks slept, half a second per thousand letters. So SQLite's handler is off
-    (busy_timeout 0) and a statement refused with SQLITE_BUSY is run again here, every tenth of
-    a millisecond for the first 2 ms, then less and less often (up to every 2 ms, so that a long
-    writer does not keep its waiters spinning), for as long as busy_timeout asked (``lock_timeout``).
-    SQLITE_BUSY_SNAPSHOT (a transaction that read before another one wrote) is raised at once:
-    waiting cannot help it, as SQLite's handler would not either.
-    """
-
-    WAIT_STEP = 0.0001  # the wait while the lock has been held less than WAIT_MAX; then half as long again each
-    # time, up to WAIT_MAX
-    WAIT_MAX = 0.002
-    _WAITS = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY)
-
-    def __init__(self, database, *args, pragmas=(), **kwargs):
-        pragmas = dict(pragmas)
-        self.lock_timeout = int(pragmas.get("busy_timeout", 5000)) / 1000
-        super().__init__(database, *args, pragmas={**pragmas, "busy_timeout": 0}, **kwargs)
-
-    def _held_elsewhere(self, error):
-        """Whether this error is SQLite's "another connection holds the lock" (worth waiting for)."""
-        refused = error.__context__ if error.__context__ is not None else (error.args or [None])[0]
-        return getattr(refused, "sqlite_errorcode", None) in self._WAITS
-
-    def waiting_for_locks(self, run, *, refused_at=None):
-        """``run()``, run again while another connection holds the lock it needs (see the class); ``refused_at``
-        is when a first try of it was refused, if one was."""
-        started, step = refused_at, self.WAIT_STEP
-        while True:
-            if started is not None:
-                time.sleep(step * random.uniform(0.5, 1.5))
-                if time.monotonic() - started >= self.WAIT_MAX:  # a short hold (a commit): small steps
-                    step = min(step * 1.5, self.WAIT_MAX)
-            try:
-                return run()
-            except OperationalError as error:
-                if not self._held_elsewhere(error):
-                    raise
-                now = time.monotonic()
-                started = started or now
-                if now - started >= self.lock_timeout:
-                    raise
-
-    def running_first(self, run):
-        """``run()`` straight away, as nearly always nobody else is writing; only if another connection holds the
-        lock does it go round ``waiting_for_locks``."""
-        try:
-            return run()
-        except OperationalError as error:
-            if not self._held_elsewhere(error):
-                raise
-            refused_at = time.monotonic()
-        return self.waiting_for_locks(run, refused_at=refused_at)
-
-    def _execute_cursor(self, sql, params, **cursor_options):
-        execute = super()._execute_cursor
-        return self.running_first(lambda: execute(sql, params, **cursor_options))
-
-    def execute_direct(self, sql, params):
-        """One statement straight on the driver's connection, skipping peewee's per-statement work (a third of
-        a short statement's cost), waiting for locks like every other statement: for a worker's per-letter
-        statements."""
-        connection = self.connection()
-
-        def run():
-            with peewee.__exception_wrapper__:  # peewee's own error classes, as execute_sql raises
-                return connection.execute(sql, params)
-
-        return self.running_first(run)
-
-    def executemany(self, sql, rows):
-        """One prepared statement for many rows, waiting for locks as every other statement does."""
-        def run():
-            with peewee.__exception_wrapper__:
-                return self.cursor().executemany(sql, rows)
-
-        return self.running_first(run)
-
-    def begin(self, lock_type=None):
-        """BEGIN, through the waiting above (IMMEDIATE takes the write lock, and may have to wait for it)."""
-        self.execute_sql(f"BEGIN {lock_type}" if lock_type else "BEGIN")
 
 
 def writing():
@@ -132,21 +42,6 @@ def writing():
     if isinstance(database.obj, SqliteDatabase):
         return database.atomic("IMMEDIATE")
     return database.atomic()
-
-
-def execute_many(sql, rows):
-    """``cursor.executemany`` on the bound database, waiting for SQLite's locks like any other statement."""
-    if isinstance(database.obj, PortalSqliteDatabase):
-        return database.obj.executemany(sql, rows)
-    return database.cursor().executemany(sql, rows)
-
-
-def execute_direct(sql, params):
-    """One statement on the bound database, straight on the driver where it is the portal's SQLite (see
-    ``PortalSqliteDatabase.execute_direct``), else through peewee."""
-    if isinstance(database.obj, PortalSqliteDatabase):
-        return database.obj.execute_direct(sql, params)
-    return database.execute_sql(sql, params)
 
 
 class StatementCounter:
@@ -184,7 +79,7 @@ def open_database(url):
             Path(path).touch(mode=0o600)  # before SQLite makes it: its -wal and -shm files take its mode
         if url.split(":", 1)[0] != "sqlite":  # sqliteext://, sqlite+pool://: playhouse's own classes
             return connect(url, pragmas=SQLITE_PRAGMAS)
-        return PortalSqliteDatabase(**parse(url), pragmas=SQLITE_PRAGMAS)
+        return SqliteDatabase(**parse(url), pragmas=SQLITE_PRAGMAS)
     return connect(url)
 
 
@@ -201,7 +96,6 @@ def init_app(app):
     database.initialize(open_database(database_url(app)))
     app.before_request(_connect)
     app.teardown_appcontext(_close)
-    app.cli.add_command(init_db_command)
 
 
 def _connect():

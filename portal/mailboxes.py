@@ -17,7 +17,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import JOIN, fn
 
 from portal.db import database, whole_number
-from portal.forms import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS
 from portal.models import AuditEvent, Employee, Mailbox, MailboxAccess, MailboxProject, PortalSetting, Project, utcnow
 from portal.models.people import FIELD_MAX, normalize_email
 from portal.secret_box import SecretError, active_box
@@ -666,7 +666,10 @@ def set_active(mailbox, active, *, actor, ip=""):
         return mailbox
     mailbox.active = bool(active)
     mailbox.updated_by = actor.id
-    mailbox.save(only=[Mailbox.active, Mailbox.updated_by, Mailbox.updated_at])
+    # A person resuming it starts the count of refused sign-ins (see portal.letters.queue) from nought.
+    mailbox.sign_in_failures, mailbox.paused_problem, mailbox.paused_reply = 0, "", ""
+    mailbox.save(only=[Mailbox.active, Mailbox.updated_by, Mailbox.updated_at, Mailbox.sign_in_failures,
+                       Mailbox.paused_problem, Mailbox.paused_reply])
     record("resumed" if active else "paused", actor=actor, mailbox=mailbox, ip=ip, fields=["active"])
     return mailbox
 

@@ -5,7 +5,7 @@ from flask_babel import lazy_gettext as _l
 
 from portal.csv_import import IMPORT_MAX_BYTES, IMPORT_MAX_ROWS, ImportReport, ImportRow, read_table, write_in_batches
 from portal.db import database
-from portal.forms import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS
 from portal.models import Employee, normalize_email
 from portal.models.people import FIELD_MAX, ROLES
 from portal.pagination import paginate

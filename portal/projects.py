@@ -1,7 +1,7 @@
 """Projects an external address can be tied to: naming rules shared by the pages and the command line."""
 from flask_babel import lazy_gettext as _l
 
-from portal.forms import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS
 from portal.models import Project
 from portal.models.people import FIELD_MAX
 

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+from babel.support import Translations
 
 # Rank of a mailbox within its level for one project: lower wins.
 DEFAULT, TIED, EVERY = 0, 1, 2
@@ -248,14 +252,28 @@ def candidate_from_mailbox(mailbox, projects=None, access=None):
 
 def _load_candidates(where):
     """Candidates for the mailboxes matching ``where``, in two queries: the rows, then their links."""
-    from peewee import Value
-
-    from portal.models import Mailbox, MailboxAccess, MailboxProject
+    from portal.models import Mailbox
 
     rows = list(Mailbox.select().where(where))
     if not rows:
         return []
-    ids = Mailbox.select(Mailbox.id).where(where)
+    projects, access = _links(Mailbox.select(Mailbox.id).where(where))
+    return [candidate_from_mailbox(row, projects.get(row.id, ()), access.get(row.id, ())) for row in rows]
+
+
+def load_candidate(mailbox):
+    """The Candidate for one mailbox row, its projects and access list read in one query: what the New letter
+    check and the queue's send-time check hand to ``may_use``."""
+    projects, access = _links([mailbox.id])
+    return candidate_from_mailbox(mailbox, projects.get(mailbox.id, ()), access.get(mailbox.id, ()))
+
+
+def _links(ids):
+    """({mailbox id: [project id]}, {mailbox id: [(employee id, department)]}) for these mailboxes, in one query."""
+    from peewee import Value
+
+    from portal.models import MailboxAccess, MailboxProject
+
     # One query for both link tables: ("p", mailbox, project, NULL) and ("a", mailbox, employee, department).
     links = MailboxProject.select(
         Value("p").alias("kind"),
@@ -274,7 +292,7 @@ def _load_candidates(where):
             projects.setdefault(mailbox_id, []).append(ref)
         else:
             access.setdefault(mailbox_id, []).append((ref, department))
-    return [candidate_from_mailbox(row, projects.get(row.id, ()), access.get(row.id, ())) for row in rows]
+    return projects, access
 
 
 def _serves_in_sql(project):
@@ -365,146 +383,80 @@ def table_from_candidates(employees, projects, candidates) -> SenderTable:
 
 # ---------------------------------------------------------------- explanations
 
+def N_(text):
+    """Marks a text for Babel's extraction; it is translated where it is used (``_text``)."""
+    return text
+
+
+# The rule's words, in English; Babel's catalogues hold the other languages.
 _TEXTS = {
-    "summary.employee.default": {"en": "own address, Default", "ru": "свой адрес, по умолчанию"},
-    "summary.employee.tied": {"en": "own address for this project", "ru": "свой адрес для проекта"},
-    "summary.employee.every": {"en": "own address for every project", "ru": "свой адрес для всех проектов"},
-    "summary.company.default": {"en": "company address, Default", "ru": "адрес компании, по умолчанию"},
-    "summary.company.tied": {"en": "company address for this project", "ru": "адрес компании для проекта"},
-    "summary.company.every": {"en": "company address for every project", "ru": "адрес компании для всех проектов"},
-    "summary.nobody": {"en": "nobody can send", "ru": "отправить не с чего"},
-    "project": {"en": "project “{name}”", "ru": "проект «{name}»"},
-    "no_project": {"en": "letters outside any project", "ru": "письма вне проектов"},
-    "chosen.employee.default": {
-        "en": "{address} is {employee}’s own address and is marked Default for {project}.",
-        "ru": "{address} — собственный адрес сотрудника {employee}, он отмечен «По умолчанию» для: {project}.",
-    },
-    "chosen.employee.tied": {
-        "en": (
-            "{address} is {employee}’s own address tied to {project}; none of their addresses is marked Default for it."
-        ),
-        "ru": (
-            "{address} — собственный адрес сотрудника {employee}, привязанный к: {project}; ни один из его адресов не "
-            "отмечен для него «По умолчанию»."
-        ),
-    },
-    "chosen.employee.every": {
-        "en": (
-            "{address} is {employee}’s own address serving every project; none of their addresses is Default for "
-            "{project} or tied to it."
-        ),
-        "ru": (
-            "{address} — собственный адрес сотрудника {employee} для всех проектов; ни один из его адресов не отмечен "
-            "«По умолчанию» и не привязан к: {project}."
-        ),
-    },
-    "chosen.company.default": {
-        "en": (
-            "{employee} has no own address for {project}, so the company address {address} is used: it is marked "
-            "Default for it and {employee} may use it ({access})."
-        ),
-        "ru": (
-            "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании "
-            "{address}: он отмечен «По умолчанию», и сотрудник может им пользоваться ({access})."
-        ),
-    },
-    "chosen.company.tied": {
-        "en": (
-            "{employee} has no own address for {project}, so the company address {address} tied to it is used "
-            "({access}); no company address is marked Default for it."
-        ),
-        "ru": (
-            "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется привязанный к нему "
-            "адрес компании {address} ({access}); ни один адрес компании не отмечен для него «По умолчанию»."
-        ),
-    },
-    "chosen.company.every": {
-        "en": (
-            "{employee} has no own address for {project}, so the company address {address} serving every project is "
-            "used ({access})."
-        ),
-        "ru": (
-            "У сотрудника {employee} нет собственного адреса для: {project}, поэтому используется адрес компании "
-            "{address} для всех проектов ({access})."
-        ),
-    },
-    "rule": {
-        "en": "Employee-level addresses always beat company ones.",
-        "ru": "Адреса уровня сотрудника всегда важнее адресов компании.",
-    },
-    "access.everyone": {"en": "open to everyone", "ru": "доступен всем"},
-    "access.employee": {"en": "shared with them by name", "ru": "открыт ему лично"},
-    "access.department": {"en": "shared with the {department} department", "ru": "открыт отделу «{department}»"},
-    "conflict": {
-        "en": (
-            "Conflict: {others} match{s} just as well; the oldest address was taken. Mark one of them as Default for "
-            "{project} to settle it."
-        ),
-        "ru": (
-            "Конфликт: {others} подходит так же; выбран самый старый адрес. Отметьте один из них «По умолчанию» для: "
-            "{project}, чтобы это решить."
-        ),
-    },
-    "also": {
-        "en": "For a single letter {employee} may also pick: {others}.",
-        "ru": "Для отдельного письма сотрудник может выбрать также: {others}.",
-    },
-    "nobody": {
-        "en": (
-            "Nobody can send letters from {employee} in {project}: no own address and no company address they may use "
-            "serves it. Nothing is sent from a system address instead."
-        ),
-        "ru": (
-            "Письма сотрудника {employee} в рамках: {project} отправить не с чего: ни его собственный адрес, ни "
-            "доступный ему адрес компании для этого не настроен. Системный адрес вместо них не используется."
-        ),
-    },
-    "found.paused": {
-        "en": "{count} suitable address(es) are paused: {addresses}.",
-        "ru": "Приостановлены подходящие адреса ({count}): {addresses}.",
-    },
-    "found.untested": {
-        "en": "{count} suitable address(es) have not passed the account test: {addresses}.",
-        "ru": "Не прошли проверку учётной записи подходящие адреса ({count}): {addresses}.",
-    },
-    "found.closed": {
-        "en": "{count} company address(es) serve it but are not shared with {employee}: {addresses}.",
-        "ru": "Адреса компании ({count}) для этого есть, но сотруднику {employee} они не открыты: {addresses}.",
-    },
-    "found.elsewhere": {
-        "en": "{employee}’s own address(es) serve other projects only: {addresses}.",
-        "ru": "Собственные адреса сотрудника {employee} настроены только для других проектов: {addresses}.",
-    },
-    "fix.employee": {
-        "en": (
-            "The employee can add their own address under My addresses (or an admin can add it on the employee card), "
-            "choosing {project} or every project, and run Test account."
-        ),
-        "ru": (
-            "Сотрудник может добавить свой адрес в разделе «Мои адреса» (или администратор — в карточке сотрудника), "
-            "выбрав {project} или все проекты, и пройти проверку учётной записи."
-        ),
-    },
-    "fix.admin": {
-        "en": (
-            "An admin can add a company address for {project} under Outgoing messages, or share an existing one with "
-            "{employee} or their department."
-        ),
-        "ru": (
-            "Администратор может добавить адрес компании для: {project} в разделе «Исходящие сообщения» или открыть "
-            "существующий адрес сотруднику {employee} или его отделу."
-        ),
-    },
-    "fix.resume": {
-        "en": "Resuming a paused address, or testing an untested one again, also helps.",
-        "ru": "Также поможет возобновить приостановленный адрес или заново проверить непроверенный.",
-    },
+    "summary.employee.default": N_("own address, Default"),
+    "summary.employee.tied": N_("own address for this project"),
+    "summary.employee.every": N_("own address for every project"),
+    "summary.company.default": N_("company address, Default"),
+    "summary.company.tied": N_("company address for this project"),
+    "summary.company.every": N_("company address for every project"),
+    "summary.nobody": N_("nobody can send"),
+    "project": N_("project “{name}”"),
+    "no_project": N_("letters outside any project"),
+    "chosen.employee.default": N_("{address} is {employee}’s own address and is marked Default for {project}."),
+    "chosen.employee.tied": N_(
+        "{address} is {employee}’s own address tied to {project}; none of their addresses is marked Default "
+        "for it."
+    ),
+    "chosen.employee.every": N_(
+        "{address} is {employee}’s own address serving every project; none of their addresses is Default for "
+        "{project} or tied to it."
+    ),
+    "chosen.company.default": N_(
+        "{employee} has no own address for {project}, so the company address {address} is used: it is marked "
+        "Default for it and {employee} may use it ({access})."
+    ),
+    "chosen.company.tied": N_(
+        "{employee} has no own address for {project}, so the company address {address} tied to it is used "
+        "({access}); no company address is marked Default for it."
+    ),
+    "chosen.company.every": N_(
+        "{employee} has no own address for {project}, so the company address {address} serving every project "
+        "is used ({access})."
+    ),
+    "rule": N_("Employee-level addresses always beat company ones."),
+    "access.everyone": N_("open to everyone"),
+    "access.employee": N_("shared with them by name"),
+    "access.department": N_("shared with the {department} department"),
+    "conflict": N_(
+        "Conflict: {others} match{s} just as well; the oldest address was taken. Mark one of them as Default "
+        "for {project} to settle it."
+    ),
+    "also": N_("For a single letter {employee} may also pick: {others}."),
+    "nobody": N_(
+        "Nobody can send letters from {employee} in {project}: no own address and no company address they may "
+        "use serves it. Nothing is sent from a system address instead."
+    ),
+    "found.paused": N_("{count} suitable address(es) are paused: {addresses}."),
+    "found.untested": N_("{count} suitable address(es) have not passed the account test: {addresses}."),
+    "found.closed": N_("{count} company address(es) serve it but are not shared with {employee}: {addresses}."),
+    "found.elsewhere": N_("{employee}’s own address(es) serve other projects only: {addresses}."),
+    "fix.employee": N_(
+        "The employee can add their own address under My addresses (or an admin can add it on the employee "
+        "card), choosing {project} or every project, and run Test account."
+    ),
+    "fix.admin": N_(
+        "An admin can add a company address for {project} under Outgoing messages, or share an existing one "
+        "with {employee} or their department."
+    ),
+    "fix.resume": N_("Resuming a paused address, or testing an untested one again, also helps."),
 }
 
 
+@lru_cache(maxsize=None)
+def _translations(lang):
+    """The portal's Babel catalogue for a language, read without Flask (the rule runs in the API and the CLI too)."""
+    return Translations.load(str(Path(__file__).parent / "translations"), [lang])
+
+
 def _text(lang, key, **values):
-    texts = _TEXTS[key]
-    return (texts.get(lang) or texts["en"]).format(**values)
+    return _translations(lang).gettext(_TEXTS[key]).format(**values)
 
 
 def _project_words(project, lang):

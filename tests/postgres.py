@@ -1,4 +1,5 @@
 """A throwaway PostgreSQL cluster for the database tests, when PORTAL_TEST_POSTGRES=1."""
+import contextlib
 import os
 import shutil
 import socket
@@ -61,14 +62,9 @@ class Cluster:
         connection.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster():
-    """Start a private cluster on a free loopback port for the whole run; skip (fail in CI) without it."""
-    if not (PG_BIN / "initdb").exists():
-        message = f"PostgreSQL is not installed at {PG_BIN} (set PORTAL_PG_BIN)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+@contextlib.contextmanager
+def running_cluster():
+    """A private cluster on a free loopback port, stopped and removed afterwards (the benchmarks use it too)."""
     folder = Path(tempfile.mkdtemp(prefix="portal-pg-"))
     data = folder / "data"
     if os.geteuid() == 0:
@@ -84,3 +80,15 @@ def postgres_cluster():
     finally:
         _as_postgres(PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """Start a private cluster on a free loopback port for the whole run; skip (fail in CI) without it."""
+    if not (PG_BIN / "initdb").exists():
+        message = f"PostgreSQL is not installed at {PG_BIN} (set PORTAL_PG_BIN)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with running_cluster() as cluster:
+        yield cluster

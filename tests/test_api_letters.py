@@ -141,3 +141,18 @@ def test_someone_elses_letter_is_404_and_an_admin_sees_it(api_as, api_admin, oth
     assert other.get(f"/letters/{letter.id}").get_json() == other.get("/letters/999999").get_json()
     assert other.get(f"/letters/{letter.id}").status_code == 404
     assert api_admin.get(f"/letters/{letter.id}").get_json()["id"] == letter.id
+
+
+def test_the_queue_s_own_problems_are_explained_in_the_api_as_on_the_page(api_employee, sending_mailbox,
+                                                                          write_letter, run_queue):
+    # A paused mailbox holds its letters; the API used to call that "an unexpected answer".
+    letter = write_letter(sending_mailbox)
+    sending_mailbox.active = False  # paused after the letter was written
+    sending_mailbox.save()
+    run_queue()
+
+    shown = api_employee.get(f"/letters/{letter.id}").get_json()
+    [held] = [a for a in shown["attempts"] if a["problem"]]
+    assert held["problem"]["code"] == "mailbox_paused"
+    assert held["problem"]["title"] == "The address is paused"
+    assert "unexpected" not in held["problem"]["title"]

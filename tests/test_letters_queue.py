@@ -2,14 +2,14 @@
 import datetime
 import email
 import random
-import threading
-import time
 from email import policy as email_policy
 
 import pytest
 
-from portal.letters.marks import data_marks
-from portal.letters.queue import QueuePolicy, cancel_letter, claim_due_letters, retry_letter
+from portal.letters.claims import claim
+from portal.letters.claims import claim_due_letters
+from portal.letters.outcomes import cancel_letter, retry_letter
+from portal.letters.queue import QueuePolicy
 from portal.mail.problems import Problem
 from portal.mail.settings import MailConfig
 from portal.models import Letter, LetterAttempt, LetterRecipient, utcnow
@@ -200,9 +200,8 @@ def test_a_killed_worker_s_letter_is_sent_exactly_once_after_its_lease(sending_m
 def test_a_worker_lost_after_the_final_dot_leaves_the_letter_uncertain(sending_mailbox, write_letter, run_queue,
                                                                        smtp_server):
     letter = write_letter(sending_mailbox)
-    token, _ = claim_due_letters(QueuePolicy(lease=60), now=utcnow())
-    with data_marks() as marks:  # what a worker writes before the final dot
-        assert marks.mark(letter.id, token)
+    lease, _ = claim(60, 200, now=utcnow())
+    assert lease.mark(letter.id)  # what a worker writes before the final dot
     Letter.update(attempts=1).where(Letter.id == letter.id).execute()
 
     run_queue.later(seconds=61)
@@ -243,37 +242,6 @@ def test_a_sent_letter_is_recorded_whatever_the_server_says_to_the_next_one(next
     assert [a.outcome for a in fresh(first).history] == ["sent"]
     assert fresh(second).state == ("deferred" if next_mail.startswith("4") else "failed")
     assert report.outcomes["sent"] == 1
-
-
-def test_a_letter_written_while_the_pass_lingers_leaves_over_the_same_connection(sending_mailbox, write_letter,
-                                                                                 run_queue, smtp_server):
-    first = write_letter(sending_mailbox, to="first@example.com")
-    run_queue.policy = QueuePolicy(mailbox_per_minute=0, linger=2.0)
-    reports = []
-    worker = threading.Thread(target=lambda: reports.append(run_queue()))
-    worker.start()
-    deadline = time.monotonic() + 10
-    while not smtp_server.messages:
-        assert time.monotonic() < deadline, "the first letter never arrived"
-        time.sleep(0.01)
-    second = write_letter(sending_mailbox, to="second@example.com")  # after the first went out: nothing was due
-    worker.join(timeout=20)
-
-    assert not worker.is_alive()
-    [report] = reports
-    assert report.outcomes["sent"] == 2 and report.connections == 1 and len(smtp_server.logins) == 1
-    assert [fresh(letter).state for letter in (first, second)] == ["sent", "sent"]
-
-
-def test_a_lingering_pass_gives_way_when_other_work_is_queued(sending_mailbox, write_letter, run_queue,
-                                                              smtp_server):
-    write_letter(sending_mailbox)
-    run_queue.policy = QueuePolicy(mailbox_per_minute=0, linger=60.0)
-    asked = []
-    worker = threading.Thread(target=lambda: run_queue(others_waiting=lambda: asked.append(1) or True))
-    worker.start()
-    worker.join(timeout=15)  # lingering the whole minute would keep it alive
-    assert not worker.is_alive() and asked and len(smtp_server.messages) == 1
 
 
 def test_the_mailbox_limit_defers_without_spending_attempts(sending_mailbox, write_letter, run_queue, smtp_server):

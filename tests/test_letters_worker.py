@@ -1,17 +1,17 @@
 """The huey wiring and the commands: a consumer sends what the page queued; one-pass commands for cron and tests."""
 import datetime
 import os
+import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from huey import RedisHuey, SqliteHuey
 
-from portal.letters.marks import data_marks
 from portal.letters.worker import huey_for, make_consumer, make_huey
-from portal.models import Letter, utcnow
+from portal.models import Letter, Mailbox, utcnow
+from tests.fixtures.letters import passed_test
 
 LEASE = 60  # seconds, PORTAL_LETTER_LEASE of the worker process
 
@@ -46,26 +46,27 @@ def test_sqlite_storage_in_the_instance_folder_by_default_and_redis_by_url(tmp_p
     assert all(name in names for name in ("portal.send_letters", "portal.sweep_letters", "portal.fetch_replies"))
 
 
-def test_a_consumer_sends_the_letter_the_page_queued_at_once_on_its_doorbell(
+def test_an_idle_consumer_sends_the_letter_the_page_queued_within_a_second(
         app, as_employee, sending_mailbox, smtp_server, mail_config, config):
     app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", PORTAL_MAIL_CA_FILE=mail_config.ca_file,
                       PORTAL_MAIL_TIMEOUT=3)
     app.extensions.pop("portal.huey", None)
     huey = huey_for(app)
-    # Polling alone would look at the queue once a minute: only the page's ring can start it sooner.
-    consumer = make_consumer(huey, workers=1, periodic=False, initial_delay=60, max_delay=60)
+    consumer = make_consumer(huey, workers=1, periodic=False)
     consumer.start()
     try:
-        time.sleep(0.2)  # the worker has looked once and is asleep
+        time.sleep(3)  # idle long enough for the polling to back off as far as it goes
         from tests.test_letters_views import _form
 
         as_employee.post("/letters/new", data=_form(as_employee))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Letter.get().state != "sent":
-            time.sleep(0.05)
+        queued = time.monotonic()
+        while time.monotonic() - queued < 10 and Letter.get().state != "sent":
+            time.sleep(0.02)
+        took = time.monotonic() - queued
     finally:
         consumer.stop(graceful=True)
     assert Letter.get().state == "sent" and len(smtp_server.messages) == 1
+    assert took < 1.5  # the SQLite queue's polling looks at least every half second; then one SMTP round
 
 
 def test_send_letters_and_fetch_replies_commands(app, runner, sending_mailbox, write_letter, smtp_server, mail_config):
@@ -108,8 +109,7 @@ def test_a_worker_killed_after_the_final_dot_leaves_the_letter_uncertain_and_it_
     during = kill_when_stalled(start_send_letters(config, mail_config), smtp_server)
 
     assert during.state == "sending"
-    with data_marks() as marks:  # written before the dot, seen by another process
-        assert marks.reached_data([letter.id]) == {letter.id}
+    assert during.phase == "data"  # the mark, written before the dot, seen by another process
     smtp_server.clear_script()
     run_queue.later(seconds=LEASE + 1)
     run_queue()
@@ -132,7 +132,7 @@ def test_a_letter_queued_through_redis_is_sent_by_a_consumer(app, as_employee, s
 
     for subject in ("First", "Second"):
         as_employee.post("/letters/new", data=_form(as_employee, subject=subject))
-    assert huey.pending_count() == 1  # two letters in a burst wake one send pass, not two
+    assert huey.pending_count() == 2  # a send pass per letter; one runs at a time per mailbox
 
     consumer = huey.create_consumer(workers=2, worker_type="thread", periodic=False)
     consumer.start()
@@ -146,63 +146,80 @@ def test_a_letter_queued_through_redis_is_sent_by_a_consumer(app, as_employee, s
     assert huey.pending_count() == 0
 
 
-def test_a_wake_up_during_a_mailbox_s_pass_makes_that_pass_look_again_instead_of_a_second_pass_beside_it():
-    from portal.letters.worker import MailboxPasses
+def test_a_pass_that_finds_its_mailbox_s_lock_taken_looks_again_a_moment_later(
+        app, sending_mailbox, write_letter, smtp_server, mail_config):
+    app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", PORTAL_MAIL_CA_FILE=mail_config.ca_file)
+    app.extensions.pop("portal.huey", None)
+    huey = huey_for(app)
+    send_letters = huey.portal_tasks.send_letters
+    write_letter(sending_mailbox)
 
-    passes, inside, release = MailboxPasses(), threading.Event(), threading.Event()
-    runs, at_once, busy = [], [], threading.Lock()
-
-    def send_pass(name):
-        def run():
-            if not busy.acquire(blocking=False):
-                at_once.append(name)  # two passes of one mailbox at the same time
-                return
-            try:
-                runs.append(name)
-                inside.set()
-                release.wait(5)
-            finally:
-                busy.release()
-            return name
-        return run
-
-    first = threading.Thread(target=lambda: passes.run(7, send_pass("first")))
-    first.start()
-    assert inside.wait(5)
-    assert passes.run(7, send_pass("woken")) is None  # returns at once: the running pass will look again
-    assert passes.run(8, lambda: "other mailbox") == "other mailbox"  # another mailbox is not held up
-    release.set()
-    first.join(5)
-
-    assert runs == ["first", "first"] and at_once == []  # looked once more, never two at once
-    assert passes.run(7, send_pass("later")) == "later"  # and the mailbox is free again
+    with huey.lock_task(f"portal.send.{sending_mailbox.id}"):  # another worker's pass for this mailbox
+        assert send_letters.call_local(sending_mailbox.id) is None
+        assert smtp_server.messages == [] and huey.pending_count() == 1  # enqueued again, due a second from now
+    assert send_letters.call_local(sending_mailbox.id) == {"sent": 1}
+    assert len(smtp_server.messages) == 1
 
 
-def test_a_pass_that_fails_with_a_wake_up_waiting_lets_the_next_letter_wake_a_new_pass():
-    from portal.letters.worker import MailboxPasses
-
-    passes, inside, release, lost = MailboxPasses(), threading.Event(), threading.Event(), []
-
-    def failing_pass():
-        inside.set()
-        release.wait(5)
-        raise OSError("database gone")
-
-    errors = []
-    first = threading.Thread(target=lambda: errors.append(_raised(passes.run, 3, failing_pass,
-                                                                  on_lost_wakeup=lambda: lost.append(3))))
-    first.start()
-    assert inside.wait(5)
-    assert passes.run(3, lambda: "second") is None  # a wake-up for the running pass
-    release.set()
-    first.join(5)
-    assert errors == [OSError] and lost == [3]  # the flag is taken down: the next letter queues a new pass
-    assert passes.run(3, lambda: "free again") == "free again"
-
-
-def _raised(function, *args, **kwargs):
+def test_while_one_mailbox_s_server_tarpits_another_mailbox_s_letter_leaves_at_once(
+        app, sending_mailbox, make_mailbox, employee, write_letter, make_smtp_server, smtp_server, mail_config):
+    # The sweep finds letters of two mailboxes due; one server answers MAIL a byte at a time, forever (each byte
+    # beats the read timeout). The other mailbox's letter must not wait behind it, and the tarpit must cost its
+    # mailbox no more than the pass's own deadline, then a back-off of its own.
+    app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", PORTAL_MAIL_CA_FILE=mail_config.ca_file,
+                      PORTAL_MAIL_TIMEOUT=3, PORTAL_LETTER_PASS_DEADLINE=4, PORTAL_MAILBOX_LETTERS_PER_MINUTE=0)
+    app.extensions.pop("portal.huey", None)
+    huey = huey_for(app)
+    other_server = make_smtp_server()
+    other = passed_test(make_mailbox(employee, address=other_server.username, smtp_host="localhost",
+                                     smtp_port=other_server.port, smtp_security="starttls",
+                                     smtp_username=other_server.username, password=other_server.password))
+    smtp_server.tarpit("MAIL", every=0.5)
+    stuck, free = write_letter(sending_mailbox), write_letter(other)
+    consumer = make_consumer(huey, workers=2, periodic=False)
+    consumer.start()
     try:
-        function(*args, **kwargs)
-    except Exception as error:
-        return type(error)
-    return None
+        huey.portal_tasks.sweep_letters()
+        swept = time.monotonic()
+        while time.monotonic() - swept < 30 and (Letter.get_by_id(free.id).state != "sent"
+                                                 or Letter.get_by_id(stuck.id).state == "sending"):
+            time.sleep(0.05)
+        stuck_ended = time.monotonic() - swept
+    finally:
+        consumer.stop(graceful=True)
+
+    assert Letter.get_by_id(free.id).sent_at - Letter.get_by_id(free.id).queued_at < datetime.timedelta(seconds=3)
+    assert smtp_server.stalled.is_set()
+    assert stuck_ended < 10  # the pass's deadline (4 s), not the tarpit's forever
+    stuck = Letter.get_by_id(stuck.id)
+    assert stuck.state == "deferred" and smtp_server.messages == []
+    backed_off = Mailbox.get_by_id(sending_mailbox.id).stalled_until
+    assert backed_off is not None and backed_off > utcnow() + datetime.timedelta(minutes=4)
+    assert Mailbox.get_by_id(other.id).stalled_until is None
+
+
+def test_sigterm_lets_the_worker_finish_the_letter_in_progress_give_back_the_rest_and_exit(
+        sending_mailbox, write_letter, smtp_server, config, mail_config):
+    first, second = write_letter(sending_mailbox), write_letter(sending_mailbox, to="second@example.com")
+    smtp_server.stall("DATA", 2)  # the first letter's dot is taken; its "250" comes two seconds later
+    env = dict(os.environ, PORTAL_DATABASE_URL=config["PORTAL_DATABASE_URL"],
+               PORTAL_INSTANCE_PATH=config["INSTANCE_PATH"], PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*",
+               PORTAL_MAIL_CA_FILE=mail_config.ca_file, PORTAL_MAIL_TIMEOUT="10",
+               PORTAL_MAILBOX_LETTERS_PER_MINUTE="0")
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "portal"), "worker", "--workers", "1"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        make_huey({}, config["INSTANCE_PATH"]).portal_tasks.send_letters(sending_mailbox.id)
+        assert smtp_server.stalled.wait(30), "the worker never reached the first letter's DATA"
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=20)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    assert worker.returncode == 0, worker.stderr.read().decode()
+    first, second = Letter.get_by_id(first.id), Letter.get_by_id(second.id)
+    assert first.state == "sent" and first.phase == ""  # the transaction in progress was finished and recorded
+    assert (second.state, second.lease_token, second.attempts) == ("queued", None, 0)  # given back, untouched
+    assert len(smtp_server.messages) == 1

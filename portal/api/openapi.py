@@ -11,7 +11,7 @@ import copy
 PREFIX = "/api/v1"
 MAX_ID = 2**63 - 1  # the largest id either database stores; larger ones are simply not found
 BODY_LIMIT = 1024 * 1024  # bytes; larger bodies are refused with 413
-# One line, no control characters (no header injection): the same set portal.forms refuses.
+# One line, no control characters (no header injection): the same set portal.fields refuses.
 SINGLE_LINE = "^[^\\u0000-\\u001f\\u007f\\u0085\\u2028\\u2029]*$"
 NO_NUL = "^[^\\u0000]*$"
 TEXT_MAX = 255
@@ -240,7 +240,9 @@ SCHEMAS = {
         "address": {"type": "string"},
         "name": {"type": "string"},
         "kind": {"type": "string", "enum": ["to", "cc"]},
-        "status": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "accepted", "refused", "deferred", "bounced"],
+                   "description": "bounced: a delivery status notification came back for this recipient after "
+                                  "its server had accepted the letter; server_reply holds its status and words"},
         "smtp_code": {"type": ["integer", "null"]},
         "server_reply": {"type": "string"},
     }),
@@ -260,6 +262,7 @@ SCHEMAS = {
         "mailbox": nullable(_out({"id": {"type": "integer"}, "address": {"type": "string"}})),
         "from": {"type": "string"},
         "subject": {"type": "string"},
+        "bounced": {"type": "integer", "description": "how many recipients a bounce came back for"},
         "recipients": {"type": "array", "items": ref("Recipient")},
         "created_at": {"type": "string", "format": "date-time"},
         "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},

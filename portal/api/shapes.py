@@ -245,6 +245,7 @@ def letter_json(letter, lang):
         "mailbox": {"id": letter.mailbox_id, "address": letter.from_address} if letter.mailbox_id else None,
         "from": letter.from_address,
         "subject": letter.subject,
+        "bounced": letter.bounced,
         "recipients": [{"address": r.address, "name": r.name, "kind": r.kind, "status": r.status,
                         "smtp_code": r.smtp_code, "server_reply": r.server_reply or ""} for r in recipients],
         "created_at": timestamp(letter.created_at),

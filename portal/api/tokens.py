@@ -11,7 +11,7 @@ import secrets
 
 from flask_babel import lazy_gettext as _l
 
-from portal.forms import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS
 from portal.models import ApiToken, Employee, utcnow
 from portal.models.api import TOKEN_NAME_MAX
 

@@ -1,6 +1,7 @@
 """The JSON API under /api/v1: bearer tokens, JSON errors, and thin views over the same core the pages use."""
 import hashlib
 import json
+from functools import partial
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_babel import force_locale
@@ -13,7 +14,7 @@ from portal.api.openapi import BODY_LIMIT, MAX_ID, PREFIX, QUERIES, document
 from portal.api.tokens import authenticate
 from portal.api.validation import Invalid, validate
 from portal.extensions import bearer_refusals_wait, count_bearer_refusal, csrf, limiter, spend_account_test
-from portal.letters.compose import LetterError, create_letter, parse_recipients
+from portal.letters.compose import LetterError, NobodyCanSend, parse_recipients, queue_letter
 from portal.letters.worker import wake_sender
 from portal.mail.settings import MailConfig
 from portal.models import Employee, Letter, Mailbox, Project, normalize_email
@@ -482,24 +483,20 @@ def send_letter():
     cc = _recipients(body.get("cc", []), "cc", errors)
     if errors:
         raise Invalid(errors)
+    mailbox = None  # the sender rule picks
     if "mailbox_id" in body:
         mailbox = Mailbox.get_or_none(Mailbox.id == body["mailbox_id"])
         if mailbox is None or not may_use(author, mailbox, project):
             raise not_found()
-    else:
-        decision = resolve_sender(author, project)
-        if decision.mailbox is None:
-            raise ApiError(422, "nobody_can_send", "Nobody can send this letter: see explanation.", {},
-                           explanation=decision.explanation(lang()))
-        mailbox = decision.mailbox
     try:
-        letter = create_letter(author, mailbox=mailbox, project=project, to=to, cc=cc, subject=body["subject"],
-                               body=body["body"], submit_token=submit_token)
+        letter = queue_letter(author, project, mailbox, to=to, cc=cc, subject=body["subject"], body=body["body"],
+                              submit_token=submit_token, wake=partial(wake_sender, current_app._get_current_object()))
+    except NobodyCanSend as refusal:
+        raise ApiError(422, "nobody_can_send", "Nobody can send this letter: see explanation.", {},
+                       explanation=refusal.decision.explanation(lang())) from None
     except LetterError as error:
         field = {"mailbox": "mailbox_id", "": "body"}.get(error.field, error.field)
         raise Invalid({field: english(error.message)}) from None
-    if letter.state == "queued" and letter.attempts == 0:
-        wake_sender(current_app, letter)
     return _accepted(letter)
 
 

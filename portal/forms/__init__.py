@@ -1,15 +1,10 @@
 """Flask-WTF forms, one module per area; shared validators live here."""
-import re
-
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectChoice
 from wtforms.validators import Length, ValidationError
 
+from portal.fields import CONTROL_CHARACTERS
 from portal.models.people import FIELD_MAX
-
-# Line breaks, NUL and other control characters, and Unicode line/paragraph separators:
-# none may reach a header or a single-line field.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 
 
 def single_line(form, field):

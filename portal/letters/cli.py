@@ -1,5 +1,5 @@
 """Commands: `portal worker` (a huey consumer), `portal send-letters` and `portal fetch-replies` (one pass each)."""
-import dataclasses
+import logging
 
 import click
 from flask import current_app
@@ -7,7 +7,7 @@ from flask.cli import with_appcontext
 
 from portal.letters.queue import QueuePolicy, process_due_letters
 from portal.letters.replies import fetch_replies
-from portal.letters.worker import huey_for, make_consumer
+from portal.letters.worker import huey_for, make_consumer, run_consumer
 from portal.mail.settings import MailConfig
 
 
@@ -16,18 +16,21 @@ from portal.mail.settings import MailConfig
 @with_appcontext
 def worker_command(workers):
     """Run the queue's consumer: sends letters, retries them, and fetches replies on schedule."""
+    if not logging.getLogger().handlers:  # what the worker and huey do goes to stderr (journald under systemd)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     huey = huey_for(current_app)
-    consumer = make_consumer(huey, workers)
+    consumer = make_consumer(huey, workers, flush_send_locks=True)
     click.echo(f"Worker started ({workers} threads, queue: {type(huey).__name__}).")
-    consumer.run()
+    run_consumer(consumer)
+    click.echo("Worker stopped.")
 
 
 @click.command("send-letters")
 @with_appcontext
 def send_letters_command():
     """Send every letter that is due now, once, and say what happened."""
-    policy = dataclasses.replace(QueuePolicy.from_mapping(current_app.config), linger=0)  # once: no waiting for more
-    report = process_due_letters(MailConfig.from_mapping(current_app.config), policy)
+    config = current_app.config
+    report = process_due_letters(MailConfig.from_mapping(config), QueuePolicy.from_mapping(config))
     outcomes = ", ".join(f"{state}: {count}" for state, count in sorted(report.outcomes.items()))
     click.echo(f"Letters: {outcomes or 'none due'}.")
 

@@ -1,12 +1,12 @@
 """Writing a letter: checked addresses and headers, a safe HTML part, and a stored queue row."""
 import base64
 import datetime
+import email.policy
 import html
 import re
 import secrets
 from dataclasses import dataclass
-from email.header import Header
-from email.headerregistry import Address
+from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses
 from functools import lru_cache
 
@@ -14,9 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
 
-from portal.db import database, writing
-from portal.forms import CONTROL_CHARACTERS
-from portal.letters.statements import insert_row, insert_rows
+from portal.db import writing
+from portal.fields import CONTROL_CHARACTERS
 from portal.models import Contact, Letter, LetterRecipient, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 
@@ -51,11 +50,6 @@ class Recipient:
         if any(char in self.name for char in ',;"<>'):  # quoted, so the list still reads (and parses) as one entry
             return '"' + self.name.replace("\\", "\\\\").replace('"', '\\"') + f'" <{address}>'
         return f"{self.name} <{address}>"
-
-    def header(self):
-        """The address as a header shows it (the name encoded by the message policy)."""
-        local, _, domain = self.address.rpartition("@")
-        return Address(display_name=self.name, username=local, domain=domain)
 
 
 def refuse_control_characters(field, value):
@@ -206,67 +200,138 @@ def new_message_id(domain):
     return f"<{secrets.token_hex(16)}@{domain or 'portal.invalid'}>"
 
 
-def _encoded(text):
-    """A header word as-is when ASCII, else RFC 2047 encoded (UTF-8, base64), folded into short lines."""
-    if text.isascii():
-        return text
-    return Header(text, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+# What the letter is written with: EmailMessage and the SMTP policy build the MIME structure and the bodies.
+# The headers a person writes (subject, names) and the thread ids are written here and stored raw, because
+# Python's folding, checked on the bytes it sends, drops the space where it splits a subject between two
+# encoded words, writes encoded words of 76 and 77 characters (RFC 2047 allows 75), and turns a Message-ID
+# longer than a line into encoded words, which breaks threading. ``check_header_lines`` checks the result.
+MESSAGE_POLICY = email.policy.SMTP.clone(refold_source="none")
+LINE = 78  # RFC 5322's recommended line length
+LINE_MAX = 998  # RFC 5322: no line of a message may be longer, whatever a header holds
+ENCODED_WORD_MAX = 75  # RFC 2047
+_WORD_BYTES = 42  # UTF-8 bytes per encoded word: "=?utf-8?b?" + 56 base64 + "?=" is 68, so "Subject: " fits
+_ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_HEADER_FIELDS = {"subject": "subject", "to": "to", "cc": "cc", "in-reply-to": "in_reply_to",
+                  "references": "in_reply_to", "from": "mailbox", "reply-to": "mailbox"}
+
+
+def encoded_words(text):
+    """The text as RFC 2047 encoded words (UTF-8, base64), each of whole characters and 68 characters at most;
+    a reader joins adjacent words without the folding space between them, so every space is inside a word."""
+    chunks, chunk = [], b""
+    for char in text:
+        data = char.encode("utf-8")
+        if chunk and len(chunk) + len(data) > _WORD_BYTES:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += data
+    if chunk:
+        chunks.append(chunk)
+    return ["=?utf-8?b?" + base64.b64encode(part).decode("ascii") + "?=" for part in chunks]
+
+
+def _folded_text(name, text):
+    """A header of free text (a subject): plain ASCII folded at its spaces (unfolding gives it back exactly),
+    anything else as encoded words."""
+    if not text.isascii() or "=?" in text:
+        return "\r\n ".join(encoded_words(text))
+    lines, line, room = [], None, LINE - len(name) - 2
+    for word in text.split(" "):
+        if line is None:
+            line = word
+        elif line and len(line) + 1 + len(word) > room:
+            lines.append(line)  # the space before the word becomes the fold's
+            line, room = word, LINE - 1
+        else:
+            line += " " + word
+    return "\r\n ".join(lines + [line or ""])
 
 
 def _mailbox_header(recipient):
-    return formataddr((recipient.name, recipient.address), charset="utf-8") if recipient.name else recipient.address
+    """One address as a header writes it: a non-ASCII name as encoded words, one per line, then <address>."""
+    if not recipient.name:
+        return recipient.address
+    if recipient.name.isascii() and "=?" not in recipient.name:
+        return formataddr((recipient.name, recipient.address))
+    return "\r\n ".join(encoded_words(recipient.name) + [f"<{recipient.address}>"])
 
 
-def _text_part(content_type, text):
-    """A 7-bit MIME part: ASCII as is (short lines), anything else base64."""
-    data = text.replace("\r\n", "\n").replace("\n", "\r\n")
-    if data.isascii() and all(len(line) <= 900 for line in data.split("\r\n")):
-        # The line break before the next boundary belongs to the boundary (RFC 2046), so the text's own last
-        # one is kept and another added: the reader gets the text back with its final line break.
-        encoding, payload = "7bit", data if data.endswith("\r\n") else data + "\r\n"
-    else:
-        encoding = "base64"
-        payload = base64.encodebytes(data.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
-    return (f"Content-Type: {content_type}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
-            + payload + "\r\n")
+def _address_list(recipients):
+    return ",\r\n ".join(_mailbox_header(r) for r in recipients)
+
+
+def _transfer_encoding(text):
+    """7bit for ASCII text with short lines (readable as is); base64 for anything else."""
+    if text.isascii() and all(len(line) <= 900 for line in text.splitlines()):
+        return "7bit"
+    return "base64"
+
+
+def sending_login(mailbox):
+    """The login's own address when the mailbox sends as an address its login does not own (a shared sales@
+    through anna@'s login), else None: that address goes in the Sender: header (RFC 5322 3.6.2)."""
+    login = (mailbox.smtp_username or "").strip()
+    if "@" not in login or normalize_email(login) == normalize_email(mailbox.address):
+        return None
+    try:
+        return clean_address("mailbox", login)
+    except LetterError:
+        return None
 
 
 def build_message(*, from_address, from_name, to, cc, subject, body, message_id, date,
-                  reply_to=None, in_reply_to="", references=""):
-    """The letter's bytes: plain text and its HTML rendering, multipart/alternative, ASCII with CRLF.
+                  reply_to=None, in_reply_to="", references="", sender=None):
+    """The letter's bytes as the worker sends them: plain text and its HTML rendering, multipart/alternative,
+    ASCII with CRLF, written by ``email.message.EmailMessage`` with ``MESSAGE_POLICY``.
 
-    Written directly rather than through email.message (ten times slower); every value was checked
-    for line breaks and control characters before, and non-ASCII words are RFC 2047 encoded.
+    Raises ValueError for header values with line breaks or control characters, and LetterError (naming
+    the field) for a header no server would take: a line longer than RFC 5322's 998 characters.
     """
-    values = [from_address, from_name, subject, message_id, in_reply_to, references]
+    values = [from_address, from_name, subject, message_id, in_reply_to, references, sender or ""]
     values += [r.address for r in to + cc] + [r.name for r in to + cc]
     if any(CONTROL_CHARACTERS.search(value or "") for value in values):
         raise ValueError("header values may not contain line breaks or control characters")
-    sender = Recipient(from_address, from_name)
-    boundary = "=_portal_" + secrets.token_hex(12)
+    author, sender_address = Recipient(from_address, from_name), sender
     text = body.replace("\r\n", "\n")
     text = text if text.endswith("\n") else text + "\n"
-    headers = [f"From: {_mailbox_header(sender)}"]
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message.set_raw("From", _mailbox_header(author))
+    if sender_address:
+        message.set_raw("Sender", sender_address)
     if to:
-        headers.append("To: " + ",\r\n ".join(_mailbox_header(r) for r in to))
+        message.set_raw("To", _address_list(to))
     if cc:
-        headers.append("Cc: " + ",\r\n ".join(_mailbox_header(r) for r in cc))
-    headers += [
-        f"Subject: {_encoded(subject)}",
-        "Date: " + format_datetime(date.replace(tzinfo=datetime.timezone.utc)),
-        f"Message-ID: {message_id}",
-        f"Reply-To: {_mailbox_header(reply_to or sender)}",
-    ]
+        message.set_raw("Cc", _address_list(cc))
+    message.set_raw("Subject", _folded_text("Subject", subject))
+    message["Date"] = format_datetime(date.replace(tzinfo=datetime.timezone.utc))
+    message["Message-ID"] = message_id
+    message.set_raw("Reply-To", _mailbox_header(reply_to or author))
     if in_reply_to:
-        headers.append(f"In-Reply-To: {in_reply_to}")
+        message.set_raw("In-Reply-To", in_reply_to)
     if references:
-        headers.append("References: " + "\r\n ".join(references.split()))
-    headers += ["MIME-Version: 1.0", f"Content-Type: multipart/alternative; boundary=\"{boundary}\""]
-    message = ("\r\n".join(headers) + "\r\n\r\n"
-               + f"--{boundary}\r\n" + _text_part("text/plain", text)
-               + f"--{boundary}\r\n" + _text_part("text/html", html_from_text(text))
-               + f"--{boundary}--\r\n")
-    return message.encode("ascii")
+        message.set_raw("References", "\r\n ".join(references.split()))
+    message.set_content(text, cte=_transfer_encoding(text))
+    rendered = html_from_text(text)
+    message.add_alternative(rendered, subtype="html", cte=_transfer_encoding(rendered))
+    raw = message.as_bytes()
+    check_header_lines(raw)
+    return raw
+
+
+def check_header_lines(raw):
+    """Refuse a letter whose header a server would refuse (a line over 998 characters: "500 Line too long"),
+    naming the field behind it; and fail loudly on an encoded word over 75 characters (the writer's fault)."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    name = ""
+    for line in head.split(b"\r\n"):
+        if line[:1] not in (b" ", b"\t"):
+            name = line.split(b":", 1)[0].decode("ascii").lower()
+        if len(line) > LINE_MAX:
+            raise LetterError(_HEADER_FIELDS.get(name, ""), _l(
+                "Too long to send: a line of a letter's header may hold at most %(max)d characters.", max=LINE_MAX))
+        longest = max((len(word) for word in _ENCODED_WORD.findall(line)), default=0)
+        if longest > ENCODED_WORD_MAX:
+            raise ValueError(f"the {name} header has an encoded word of {longest} characters")
 
 
 def _clean_thread_ids(value):
@@ -275,19 +340,11 @@ def _clean_thread_ids(value):
     return " ".join(re.findall(r"<[^<>\s]+>", value or ""))
 
 
-# A mailbox's projects ("p", project) and access list ("a", employee, department) in one statement.
-_LINKS_SQL = ("SELECT 'p', project_id, NULL FROM mailbox_project WHERE mailbox_id = {param} "
-              "UNION ALL SELECT 'a', employee_id, department FROM mailbox_access WHERE mailbox_id = {param}")
-
-
 def _may_send_from(author, mailbox, project):
-    """The sender rule's may_use, with the mailbox's projects and access list read by one query."""
-    from portal.sender import candidate_from_mailbox, may_use
+    """The sender rule's may_use, on the mailbox's candidate as the one loader reads it."""
+    from portal.sender import load_candidate, may_use
 
-    rows = database.execute_sql(_LINKS_SQL.format(param=database.param), [mailbox.id, mailbox.id]).fetchall()
-    projects = [ref for kind, ref, _ in rows if kind == "p"]
-    access = [(ref, department) for kind, ref, department in rows if kind == "a"]
-    return may_use(author, candidate_from_mailbox(mailbox, projects=projects, access=access), project)
+    return may_use(author, load_candidate(mailbox), project)
 
 
 def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_reply_to="", references="",
@@ -346,7 +403,9 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
     try:
         raw = build_message(from_address=from_address, from_name=from_name, to=to_list, cc=cc_list,
                             subject=subject, body=body, message_id=message_id, date=now,
-                            in_reply_to=in_reply_to, references=references)
+                            in_reply_to=in_reply_to, references=references, sender=sending_login(mailbox))
+    except LetterError:
+        raise
     except (ValueError, TypeError) as error:  # the email package's own last line against bad headers
         # Not pinned on a field: whatever slipped past the checks above is not the subject's fault.
         raise LetterError("", _l("The letter could not be built: %(error)s", error=str(error))) from None
@@ -361,11 +420,11 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
             state="queued", created_at=now, queued_at=now, next_attempt_at=now,
         )
         with writing():
-            letter_id = insert_row(Letter, fields)
-            insert_rows(LetterRecipient, [
+            letter_id = Letter.insert(**fields).execute()
+            LetterRecipient.insert_many([
                 {"letter": letter_id, "kind": r.kind, "name": r.name, "address": r.address}
                 for r in to_list + cc_list
-            ])
+            ]).execute()
             if save_contacts:
                 save_as_contacts(to_list + cc_list, author)
     except IntegrityError:
@@ -377,6 +436,35 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
     letter = Letter(id=letter_id, **{k: v for k, v in fields.items() if k not in ("author", "project", "mailbox")})
     letter.author, letter.project, letter.mailbox = author, project, mailbox
     return letter
+
+
+class NobodyCanSend(LetterError):
+    """The sender rule found no address this person may send from in this project; ``decision`` says why."""
+
+    def __init__(self, decision):
+        super().__init__("mailbox", _l("Nobody can send this letter: no address is open to you in this project."))
+        self.decision = decision
+
+
+def queue_letter(author, project, mailbox=None, *, wake=None, **letter):
+    """Write a letter: the one use case the New letter page and the API both call.
+
+    Without ``mailbox`` the sender rule picks the address (NobodyCanSend when there is none); a given one
+    is checked again by the rule. The letter is stored in the queue (``create_letter`` takes the rest of
+    the fields), and ``wake(letter)`` asks a worker to send it now; a letter already stored under the
+    same submit token is returned as it is.
+    """
+    from portal.sender import resolve_sender
+
+    if mailbox is None:
+        decision = resolve_sender(author, project)
+        if decision.mailbox is None:
+            raise NobodyCanSend(decision)
+        mailbox = decision.mailbox
+    stored = create_letter(author, mailbox=mailbox, project=project, **letter)
+    if wake is not None and stored.state == "queued" and stored.attempts == 0:
+        wake(stored)
+    return stored
 
 
 def save_as_contacts(recipients, author):

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from peewee import fn
 
 from portal.db import database
-from portal.letters.statements import joined_values, update_row
+from portal.letters.bounces import looks_like_bounce, read_bounce, record_bounce
 from portal.mail.connection import open_incoming
 from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify
@@ -30,7 +30,7 @@ from portal.mail.settings import MailConfig
 from portal.models import Letter, Mailbox, MailboxInbox, Reply, SeenMessage, utcnow
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-_HEADER_FIELDS = "MESSAGE-ID IN-REPLY-TO REFERENCES"
+_HEADER_FIELDS = "MESSAGE-ID IN-REPLY-TO REFERENCES CONTENT-TYPE FROM SUBJECT"
 IMAP_CHUNK = 500
 BODY_MAX = 200_000
 
@@ -44,6 +44,7 @@ class FetchReport:
     new_messages: int = 0
     bodies_downloaded: int = 0
     replies: list = field(default_factory=list)  # Reply ids stored
+    bounces: list = field(default_factory=list)  # ids of the letters bounces came back for
     problem: Problem | None = None
 
     @property
@@ -194,7 +195,8 @@ def fetch_mailbox(mailbox: Mailbox, mail_config: MailConfig, *, settings: Any = 
         inbox.problem_stage = report.problem.stage
         inbox.server_reply = report.problem.server_reply
         inbox.failed_at = now
-    update_row(MailboxInbox, inbox.id, **{name: getattr(inbox, name) for name in _INBOX_STATE})
+    MailboxInbox.update(**{name: getattr(inbox, name) for name in _INBOX_STATE}).where(
+        MailboxInbox.id == inbox.id).execute()
     return report
 
 
@@ -223,16 +225,21 @@ def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> N
     report.new_messages = len(new)
     if not new:
         return
-    headers = {}
+    headers, bounces = {}, []
     for number, uid in new:
         _, top, _ = client.top(number, 0)  # headers only: no body is downloaded to decide
-        headers[number] = thread_ids(BytesHeaderParser(policy=email_policy.default).parsebytes(b"\r\n".join(top)))
-    for number, letter_id in match_letters(headers, mailbox.id).items():
+        parsed = BytesHeaderParser(policy=email_policy.default).parsebytes(b"\r\n".join(top))
+        if looks_like_bounce(parsed):
+            bounces.append(number)
+        else:
+            headers[number] = thread_ids(parsed)
+
+    def download(number):
         _, body, _ = client.retr(number)
         report.bodies_downloaded += 1
-        reply = store_reply(letter_id, mailbox, b"\r\n".join(body) + b"\r\n")
-        if reply is not None:
-            report.replies.append(reply.id)
+        return b"\r\n".join(body) + b"\r\n"
+
+    _take(report, mailbox, headers, bounces, download)
     rows = [{"mailbox": mailbox.id, "uid": uid[:128]} for _, uid in new]
     with database.atomic():
         for start in range(0, len(rows), 400):
@@ -241,7 +248,7 @@ def _fetch_pop3(client: poplib.POP3, mailbox: Mailbox, report: FetchReport) -> N
 
 def _seen_uids(mailbox_id: int) -> set:
     """The POP3 UIDLs already looked at in this mailbox."""
-    return set(joined_values(SeenMessage, "uid", "mailbox", mailbox_id))  # a UIDL holds no spaces
+    return {uid for (uid,) in SeenMessage.select(SeenMessage.uid).where(SeenMessage.mailbox == mailbox_id).tuples()}
 
 
 def _fetch_imap(client: imaplib.IMAP4, mailbox: Mailbox, inbox: MailboxInbox, report: FetchReport) -> None:
@@ -260,7 +267,7 @@ def _fetch_imap(client: imaplib.IMAP4, mailbox: Mailbox, inbox: MailboxInbox, re
     report.new_messages = len(uids)
     if not uids:
         return
-    headers = {}
+    headers, bounces = {}, []
     for start in range(0, len(uids), IMAP_CHUNK):
         chunk = ",".join(str(u) for u in uids[start:start + IMAP_CHUNK])
         typ, data = client.uid("FETCH", chunk, f"(UID BODY.PEEK[HEADER.FIELDS ({_HEADER_FIELDS})])")
@@ -271,17 +278,36 @@ def _fetch_imap(client: imaplib.IMAP4, mailbox: Mailbox, inbox: MailboxInbox, re
                 found = re.search(rb"UID (\d+)", item[0])
                 if found:
                     parsed = BytesHeaderParser(policy=email_policy.default).parsebytes(item[1])
-                    headers[int(found.group(1))] = thread_ids(parsed)
-    for uid, letter_id in match_letters(headers, mailbox.id).items():
+                    if looks_like_bounce(parsed):
+                        bounces.append(int(found.group(1)))
+                    else:
+                        headers[int(found.group(1))] = thread_ids(parsed)
+
+    def download(uid):
         typ, data = client.uid("FETCH", str(uid), "(BODY.PEEK[])")
         raw = next((item[1] for item in data if isinstance(item, tuple)), None)
         if typ != "OK" or raw is None:
-            continue
+            return None
         report.bodies_downloaded += 1
-        reply = store_reply(letter_id, mailbox, raw)
+        return raw
+
+    _take(report, mailbox, headers, bounces, download)
+    inbox.last_uid = uids[-1]
+
+
+def _take(report: FetchReport, mailbox: Mailbox, headers: dict, bounces: list, download) -> None:
+    """Download and store the replies to our letters among ``headers``, and read every bounce."""
+    for key, letter_id in match_letters(headers, mailbox.id).items():
+        raw = download(key)
+        reply = store_reply(letter_id, mailbox, raw) if raw is not None else None
         if reply is not None:
             report.replies.append(reply.id)
-    inbox.last_uid = uids[-1]
+    for key in bounces:
+        raw = download(key)
+        bounce = read_bounce(raw) if raw is not None else None
+        letter_id = record_bounce(bounce, mailbox.id) if bounce is not None else None
+        if letter_id is not None:
+            report.bounces.append(letter_id)
 
 
 def _decode(data) -> str:

@@ -2,25 +2,38 @@
 
 SQLite storage in the instance folder by default (nothing else to run), Redis when
 PORTAL_QUEUE_URL is redis://… (several workers on several machines). The database, not huey,
-holds the letters: a lost huey message only delays a letter until the next sweep.
+holds the letters: a lost huey message only delays a letter until the next minute's sweep.
+
+One wake-up: a page or API call that queues a letter enqueues a send pass for its mailbox. One pass
+per mailbox runs at a time (huey's ``lock_task``); a pass that finds the lock taken enqueues itself
+again a moment later, so a letter stored while another pass ends is not left to the sweep. Passes
+for different mailboxes run side by side in the consumer's worker threads, so a mailbox whose
+server stalls holds up only its own letters. The sweep enqueues one pass per mailbox with letters due.
 """
 import datetime
 import logging
 import os
+import signal
 import threading
-import time
-from types import SimpleNamespace
 
 from huey import RedisHuey, SqliteHuey, crontab
-from huey.consumer import Consumer, Worker
+from huey.consumer import Consumer
+from huey.exceptions import TaskLockedException
 
-from portal.letters.doorbell import Doorbell, ring
-from portal.letters.queue import QueuePolicy, process_due_letters
+from portal.letters.claims import NO_MAILBOX
+from portal.letters.queue import QueuePolicy, due_mailboxes, process_due_letters
 from portal.letters.replies import fetch_replies
 from portal.mail.settings import MailConfig
+from portal.models import utcnow
 
 log = logging.getLogger("portal.letters")
 EXTENSION = "portal.huey"
+RELOCK_DELAY = 1.0  # seconds before a pass that found its mailbox's lock taken looks again
+POLL_MAX = 0.5  # seconds an idle consumer on the SQLite queue sleeps at most between looks
+
+# Set by the worker's SIGTERM/SIGINT: every running pass finishes the SMTP transaction in progress, gives its other
+# letters back and ends.
+stopping = threading.Event()
 
 
 def make_huey(config, instance_path):
@@ -38,39 +51,51 @@ def make_huey(config, instance_path):
     return huey
 
 
+class PortalTasks:
+    """The tasks registered on one huey."""
+
+    def __init__(self, send_letters, sweep_letters, fetch_replies):
+        self.send_letters, self.sweep_letters, self.fetch_replies = send_letters, sweep_letters, fetch_replies
+
+
 def _register(huey, config):
     def mail_config():
         return MailConfig.from_mapping(config)
 
-    def policy():
-        return QueuePolicy.from_mapping(config)
-
-    passes = MailboxPasses()
-
-    def send_pass(mailbox_id):
-        if mailbox_id is not None:
-            # Taken down before the first claim: a letter stored from now on either is claimed by this
-            # pass or raises the flag again and queues the next one. No wake-up is lost.
-            huey.delete(_wake_key(mailbox_id))
-        # A lingering pass gives way as soon as anything else is queued for the worker's threads.
-        report = process_due_letters(mail_config(), policy(), mailbox_id=mailbox_id,
-                                     others_waiting=lambda: huey.pending_count() > 0)
-        if report.total:
-            log.info("letters: %s", dict(report.outcomes))
-        return dict(report.outcomes)
+    policy = QueuePolicy.from_mapping(config)
 
     @huey.task(name="portal.send_letters")
     def send_letters(mailbox_id=None):
-        """Send what is due (one mailbox's letters, or all)."""
-        if mailbox_id is None:
-            return send_pass(None)
-        return passes.run(mailbox_id, lambda: send_pass(mailbox_id),
-                          on_lost_wakeup=lambda: huey.delete(_wake_key(mailbox_id)))
+        """One send pass for a mailbox's due letters (or everyone's), one pass per mailbox at a time."""
+        try:
+            with huey.lock_task(send_lock(mailbox_id)):
+                report = process_due_letters(mail_config(), policy, mailbox_id=mailbox_id, stop=stopping)
+        except TaskLockedException:
+            send_letters.schedule((mailbox_id,), delay=RELOCK_DELAY)
+            return None
+        if report.total:
+            log.info("letters of mailbox %s: %s", mailbox_id, dict(report.outcomes))
+        if report.stopped == "deadline":
+            send_letters(mailbox_id)  # more was due than one pass may take: the rest in a new pass
+        elif (mailbox_id is not None and report.next_due is not None and not stopping.is_set()
+              and (report.outcomes["held"] or report.outcomes["deferred"])):
+            # The letters this pass held back (a limit) or deferred (a retry) get a pass when the first of them
+            # comes due, rather than at the next minute's sweep. Only the pass that put them back schedules it:
+            # passes that found nothing to do schedule nothing, so a burst of wake-ups does not multiply.
+            send_letters.schedule((mailbox_id,), eta=_whole_second_after(max(report.next_due, utcnow())))
+        return dict(report.outcomes)
 
     @huey.periodic_task(crontab(minute="*"), name="portal.sweep_letters")
     def sweep_letters():
-        """Every minute: retries that came due, letters held by a limit, and leases a dead worker left."""
-        return send_letters.call_local()
+        """Every minute: retries that came due, letters held by a limit, and leases a dead worker left; one pass
+        per mailbox, so that they run side by side."""
+        from portal.db import database
+
+        with database.connection_context():
+            mailboxes = due_mailboxes(utcnow())
+        for mailbox_id in mailboxes:
+            send_letters(NO_MAILBOX if mailbox_id is None else mailbox_id)
+        return len(mailboxes)
 
     minutes = max(1, int(config.get("PORTAL_REPLY_FETCH_MINUTES") or 2))
 
@@ -80,83 +105,59 @@ def _register(huey, config):
         reports = fetch_replies(mail_config())
         return {report.address: len(report.replies) for report in reports}
 
-    return SimpleNamespace(send_letters=send_letters, sweep_letters=sweep_letters,
-                           fetch_replies=fetch_replies_task)
+    return PortalTasks(send_letters, sweep_letters, fetch_replies_task)
 
 
-class MailboxPasses:
-    """One send pass per mailbox at a time in this worker: a wake-up for a mailbox whose pass is running
-    asks that pass to look once more before it ends, instead of opening a second connection beside it.
-
-    A worker thread that took the wake-up is free again at once; the running pass picks up what the
-    wake-up was for. Across worker processes the claims still keep every letter to one sender.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._running: set = set()
-        self._again: set = set()
-
-    def run(self, mailbox_id, send_pass, on_lost_wakeup=None):
-        """``send_pass()`` for this mailbox, repeated while wake-ups came in during it; None if one was running.
-
-        If the pass fails with a wake-up waiting for it, ``on_lost_wakeup()`` is called (the worker takes its
-        flag down, so that the next letter wakes a new pass instead of waiting for the minute sweep).
-        """
-        with self._lock:
-            if mailbox_id in self._running:
-                self._again.add(mailbox_id)
-                return None
-            self._running.add(mailbox_id)
-        try:
-            while True:
-                outcome = send_pass()
-                with self._lock:  # decided and let go under one lock: a wake-up is either seen here or runs anew
-                    if mailbox_id not in self._again:
-                        self._running.discard(mailbox_id)
-                        return outcome
-                    self._again.discard(mailbox_id)
-        except BaseException:
-            with self._lock:
-                self._running.discard(mailbox_id)
-                lost = mailbox_id in self._again
-                self._again.discard(mailbox_id)
-            if lost and on_lost_wakeup is not None:
-                on_lost_wakeup()
-            raise
+def _whole_second_after(when):
+    """huey keeps an eta to the whole second, cut down: a pass scheduled for 12:00:07.9 ran at 12:00:07.0, found
+    its letter not yet due and left it to the minute's sweep. Rounded up, it runs once the letter is due."""
+    return when if not when.microsecond else when.replace(microsecond=0) + datetime.timedelta(seconds=1)
 
 
-def make_consumer(huey, workers=2, *, periodic=True, initial_delay=0.05, backoff=1.15, max_delay=2.0):
-    """huey's consumer (worker threads, the periodic sweeps) that sleeps on the queue's doorbell when it has one.
+def send_lock(mailbox_id):
+    """The name of the huey lock a mailbox's send pass holds."""
+    return f"portal.send.{'all' if mailbox_id is None else mailbox_id}"
 
-    Rung by ``wake``, an idle worker starts on a letter at once however long it has been asleep;
-    without a doorbell (another worker holds it, not Linux) it polls, at most ``max_delay`` apart.
-    """
-    doorbell = None if huey.storage.blocking else Doorbell.bind(huey.storage.filename)
-    if doorbell is None and not huey.storage.blocking:
-        log.warning("no doorbell for %s (another worker holds it, or not Linux): polling the queue every %.1f s "
-                    "at most", huey.storage.filename, max_delay)
 
-    class BellWorker(Worker):
-        def sleep(self):
-            if doorbell is None:
-                return super().sleep()
-            self.delay = min(self.delay, self.max_delay)
-            self.delay = self.default_delay if doorbell.wait(self.delay) else self.delay * self.backoff
+def send_locks():
+    """Every send pass's lock name. A worker killed outright (SIGKILL) leaves its lock behind (huey's storages
+    keep no expiry here), so a worker flushes them when it starts, as huey's own ``flush_locks`` does. With
+    workers on several machines, one that starts may free a lock another holds: for a moment two passes of a
+    mailbox may run side by side, and the leases still keep every letter to one of them."""
+    from portal.db import database
+    from portal.models import Mailbox
 
-    class BellConsumer(Consumer):
-        worker_class = BellWorker
+    with database.connection_context():
+        ids = [mailbox_id for (mailbox_id,) in Mailbox.select(Mailbox.id).tuples()]
+    return [send_lock(mailbox_id) for mailbox_id in [None, NO_MAILBOX, *ids]]
 
-        def stop(self, graceful=False):
-            if doorbell is not None:
-                self.stop_flag.set()
-                ring(huey.storage.filename)  # the threads asleep on the bell see the stop flag now
-            return super().stop(graceful)
 
-    consumer = BellConsumer(huey, workers=workers, worker_type="thread", periodic=periodic, initial_delay=initial_delay,
-                            backoff=backoff, max_delay=max_delay)
-    consumer.doorbell = doorbell
-    return consumer
+def make_consumer(huey, workers=2, *, periodic=True, initial_delay=0.05, backoff=1.15, max_delay=POLL_MAX,
+                  flush_send_locks=False):
+    """huey's consumer with worker threads and the periodic sweeps; on the SQLite queue it polls at most
+    ``max_delay`` apart, so an idle worker starts on a letter within a second (Redis blocks instead).
+    ``flush_send_locks``: take down the locks a killed worker left (``portal worker`` does, at start)."""
+    extra = ",".join(send_locks()) if flush_send_locks else None
+    return Consumer(huey, workers=workers, worker_type="thread", periodic=periodic, initial_delay=initial_delay,
+                    backoff=backoff, max_delay=max_delay, extra_locks=extra)
+
+
+def run_consumer(consumer, *, health_check_seconds=10.0):
+    """Run the consumer until SIGTERM or SIGINT; then every pass finishes the SMTP transaction it is in, gives back
+    its other letters, and the workers are waited for before returning."""
+    stopping.clear()
+    consumer.start()
+
+    def stop(signum, frame):
+        log.info("received %s: finishing the letters in progress", signal.Signals(signum).name)
+        stopping.set()
+
+    # Installed after huey's own (consumer.start sets them): both signals stop gracefully, and the passes hear it.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    while not stopping.wait(health_check_seconds):
+        consumer.check_worker_health()
+    consumer.stop(graceful=True)
 
 
 def huey_for(app):
@@ -167,50 +168,10 @@ def huey_for(app):
     return huey
 
 
-def _wake_key(mailbox_id):
-    return f"portal.wake.{mailbox_id}"
-
-
-WAKE_STALE = 60.0  # seconds after which a raised flag no longer stops a wake-up (its task was lost)
-
-
-def wake(huey, mailbox_id):
-    """Queue a send pass for the mailbox unless one is already waiting: a burst of letters wakes one pass, not one each.
-
-    The flag is a key in huey's own storage (SQLite or Redis) holding when it was raised, set only
-    if absent and taken down when the pass starts. A flag older than WAKE_STALE (a crash between
-    raising it and queueing the task, a task lost with its Redis) is raised again.
-    """
-    if mailbox_id is None:
-        return _queue_pass(huey, None)
-    key, now = _wake_key(mailbox_id), time.time()
-    raised = huey.get(key, peek=True)  # a read first: in a burst the flag is nearly always up already
-    if isinstance(raised, (int, float)) and now - raised < WAKE_STALE:
-        return None
-    if raised is None:
-        if not huey.put_if_empty(key, now):
-            return None  # raised by someone else just now
-    else:
-        huey.put(key, now)
-    try:
-        return _queue_pass(huey, mailbox_id)
-    except Exception:
-        huey.delete(key)
-        raise
-
-
-def _queue_pass(huey, mailbox_id):
-    """Queue a send pass and ring the doorbell of a worker sleeping on the SQLite queue."""
-    task = huey.portal_tasks.send_letters(mailbox_id)
-    if not huey.storage.blocking:
-        ring(huey.storage.filename)
-    return task
-
-
 def wake_sender(app, letter):
     """Ask a worker to send this letter's mailbox's due letters now; the minute sweep covers a failure here."""
     try:
-        wake(huey_for(app), letter.mailbox_id)
+        huey_for(app).portal_tasks.send_letters(letter.mailbox_id)
     except Exception:  # the queue storage is down: the letter is safe in the database all the same
         log.exception("could not wake the sending worker for letter %s", letter.id)
 

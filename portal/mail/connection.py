@@ -390,8 +390,21 @@ def _smtp_starttls(smtp: GuardedSMTP, context: ssl.SSLContext) -> ssl.SSLSocket:
     return smtp.sock
 
 
+# The mechanisms tried, in order of preference; only the first the server offers is used.
+SMTP_AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+
+
 def _smtp_login(smtp: GuardedSMTP, server: ServerSettings) -> str:
-    code, reply = smtp.login(server.username, server.password)
+    """Sign in with one mechanism, once: smtplib's login() tries the next one after a refusal, and a changed
+    password then costs two failures at the provider's fail2ban instead of one."""
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    offered = smtp.esmtp_features["auth"].upper().split()
+    mechanism = next((m for m in SMTP_AUTH_MECHANISMS if m in offered), None)
+    if mechanism is None:
+        raise smtplib.SMTPException("No suitable authentication method found.")
+    smtp.user, smtp.password = server.username, server.password
+    code, reply = smtp.auth(mechanism, getattr(smtp, "auth_" + mechanism.lower()))
     return f"{code} {reply.decode('utf-8', 'replace')}"
 
 

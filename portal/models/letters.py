@@ -96,6 +96,7 @@ class Letter(BaseModel):
     waiting_for = CharField(max_length=32, default="")  # "mailbox_limit" | "recipient_limit" while held back
     failure_seen = BooleanField(default=False)
     reply_count = IntegerField(default=0)
+    bounced = IntegerField(default=0)  # recipients a bounce came back for (portal.letters.bounces)
 
     @property
     def pending(self):
@@ -147,7 +148,7 @@ class LetterRecipient(BaseModel):
     kind = CharField(max_length=4, default="to")
     name = CharField(max_length=FIELD_MAX, default="")
     address = CharField(max_length=FIELD_MAX)
-    status = CharField(max_length=16, default="pending")  # pending | accepted | refused | deferred
+    status = CharField(max_length=16, default="pending")  # pending | accepted | refused | deferred | bounced
     smtp_code = IntegerField(null=True)
     server_reply = TextField(default="")
     problem_code = CharField(max_length=64, default="")

@@ -41,6 +41,10 @@ class Mailbox(BaseModel):
     is_default = BooleanField(default=False)
     access_everyone = BooleanField(default=True)
     active = BooleanField(default=True)
+    sign_in_failures = IntegerField(default=0)  # refused in a row by the provider; the queue pauses at three
+    paused_problem = CharField(max_length=64, default="")  # the problem code when the queue paused the mailbox
+    paused_reply = TextField(default="")  # the provider's words then
+    stalled_until = DateTimeField(null=True)  # its server stalled a send pass: its letters wait until then
     last_passed_test_at = DateTimeField(null=True)
     tested_settings_digest = CharField(max_length=64, default="")
     secret_context = CharField(max_length=64, default=new_context)

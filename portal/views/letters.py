@@ -1,5 +1,6 @@
 """Letters: New letter, the Outbox, a letter's page with its history and replies, retry and cancel."""
 import secrets
+from functools import partial
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_babel import get_locale
@@ -10,9 +11,8 @@ from peewee import JOIN
 
 from portal.db import whole_number
 from portal.htmx import render_htmx
-from portal.letters.cli import COMMANDS
-from portal.letters.compose import LetterError, create_letter
-from portal.letters.queue import cancel_letter, nobody_left, retry_letter
+from portal.letters.compose import LetterError, queue_letter
+from portal.letters.outcomes import cancel_letter, nobody_left, retry_letter
 from portal.letters.worker import wake_sender
 from portal.mail.problems import Problem
 from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mailbox, MailboxInbox, Project, Reply,
@@ -22,9 +22,7 @@ from portal.pagination import paginate
 from portal.security import local_target
 from portal.sender import resolve_sender
 
-bp = Blueprint("letters", __name__, cli_group=None)
-for _command in COMMANDS:
-    bp.cli.add_command(_command)
+bp = Blueprint("letters", __name__)
 
 STATE_LABELS = {
     "queued": _l("Queued"),
@@ -50,32 +48,7 @@ RECIPIENT_LABELS = {
     "accepted": _l("accepted"),
     "refused": _l("refused"),
     "deferred": _l("refused for now"),
-}
-_SEND_AGAIN = _l("The server may have accepted the letter. It is not sent again on its own, so nobody gets it "
-                 "twice: ask the recipient whether it arrived, and if not, press Send again.")
-# Situations the queue names itself; the servers' problems come from the engine's catalogue.
-QUEUE_PROBLEMS = {
-    "delivery_uncertain": (_l("The connection dropped after the whole letter was sent"), _SEND_AGAIN),
-    "worker_lost": (_l("Sending stopped just as the letter was finished"), _SEND_AGAIN),
-    "all_refused": (_l("Every recipient refused the letter"),
-                    _l("Sending it again would change nothing. Check the addresses below and write a new letter "
-                       "to the right ones.")),
-    "mailbox_gone": (_l("The address this letter was to leave from was deleted"),
-                     _l("Write the letter again from another address.")),
-    "mailbox_paused": (_l("The address is paused"),
-                       _l("The letter waits until the address is resumed, for at most a day.")),
-    "mailbox_untested": (_l("The address's settings changed after its last passed test"),
-                         _l("The letter waits, for at most a day, until the address passes Test account with its "
-                            "current settings. Ask its owner (or an administrator) to run it.")),
-    "sender_not_allowed": (_l("You may no longer send from this address in this project"),
-                           _l("Its access list, projects or owner changed after the letter was written. Write the "
-                              "letter again: New letter offers the addresses you may use.")),
-    "settings_unreadable": (_l("The address's saved password cannot be read"),
-                            _l("Enter the password again on the address's page and run Test account.")),
-    "mailbox_limit": (_l("Waiting for this address's sending limit (letters per minute)"),
-                      _l("Providers block mailboxes that send too fast. The letter goes out on its own shortly.")),
-    "recipient_limit": (_l("Waiting: at most 50 letters to one recipient in 10 minutes"),
-                        _l("The letter goes out on its own when the limit allows.")),
+    "bounced": _l("bounced"),
 }
 
 
@@ -85,10 +58,8 @@ def _lang():
 
 @bp.app_template_global()
 def letter_problem(code, problem=None):
-    """(title, advice) for a problem code, in the page's language."""
-    if code in QUEUE_PROBLEMS:
-        title, advice = QUEUE_PROBLEMS[code]
-        return str(title), str(advice)
+    """(title, advice) for a problem code, in the page's language: the servers' problems and the queue's own
+    situations alike come from the one catalogue (portal/mail/problems.toml), as in the API."""
     problem = problem or Problem(code=code, stage="", server_reply="")
     return problem.title(_lang()), problem.advice(_lang())
 
@@ -184,18 +155,21 @@ def new():
     if valid and not project_refused:
         mailbox = next((m for m in decision.choices if str(m.id) == form.mailbox.data), None)
         try:
-            letter = create_letter(
-                current_user._get_current_object(), mailbox=mailbox, project=project, to=form.to.data,
+            if mailbox is None:  # the page always names the address; the rule picks only for the API
+                raise LetterError("mailbox", _("Choose the address the letter leaves from."))
+            letter = queue_letter(
+                current_user._get_current_object(), project, mailbox, to=form.to.data,
                 cc=form.cc.data or "", subject=form.subject.data, body=form.body.data,
                 in_reply_to=form.in_reply_to.data or "", references=form.references.data or "",
                 submit_token=form.submit_token.data or None, save_contacts=form.save_contacts.data,
+                wake=partial(wake_sender, current_app._get_current_object()),
             )
         except LetterError as error:
             target = getattr(form, error.field, None) if error.field else None
+            if target is not None and target.type == "HiddenField":  # a reply's thread ids: said above the form
+                target = None
             (target.errors if target is not None else form.form_errors).append(str(error.message))
         else:
-            if letter.state == "queued" and letter.attempts == 0:
-                wake_sender(current_app, letter)
             flash(_("The letter is in the queue."), "success")
             return redirect(url_for("letters.letter", letter_id=letter.id))
     return render_htmx("letters/new.html", form=form, decision=decision, lang=_lang(), oob=False)

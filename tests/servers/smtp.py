@@ -68,7 +68,37 @@ class ReceivedMessage:
 
 
 class _ScriptedSMTP(SMTP):
+    """aiosmtpd's session, with the scripted server's faults and, on request, Postfix's strictness."""
+
+    transaction_left_open = False  # like_postfix: a letter refused at the end of DATA until RSET
+
+    async def smtp_MAIL(self, arg):
+        self.event_handler.server.commands.append("MAIL")
+        every = self.event_handler.server.tarpits.get("MAIL")
+        if every:
+            # A tarpit: a reply that never ends, one byte at a time, each soon enough to beat any read timeout.
+            self.event_handler.server.stalled.set()
+            while not self.transport.is_closing():
+                self.transport.write(b"2")
+                await asyncio.sleep(every)
+            return
+        if self.transaction_left_open:
+            # What Postfix answered after its own 451 at the end of DATA when the client went on without RSET.
+            await self.push("503 5.5.1 Error: nested MAIL command")
+            return
+        return await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg):
+        self.event_handler.server.commands.append("RCPT")
+        return await super().smtp_RCPT(arg)
+
+    async def smtp_RSET(self, arg):
+        self.event_handler.server.commands.append("RSET")
+        self.transaction_left_open = False
+        return await super().smtp_RSET(arg)
+
     async def smtp_DATA(self, arg):
+        self.event_handler.server.commands.append("DATA")
         if self.event_handler.script.get("DATA") == DROP_DURING_DATA and self.envelope.rcpt_tos:
             sock = self.transport.get_extra_info("socket")
             cork = getattr(socket, "TCP_CORK", None)
@@ -117,13 +147,21 @@ class _Handler:
         await self._stall("RCPT")
         reply = self.server.refusals.get(address.lower()) or self.script.get("RCPT")
         if reply:
+            if self.server.forget_after_refusal:
+                # The server drops the transaction with the refusal: the next RCPT or DATA gets aiosmtpd's own
+                # "503 Error: need MAIL command" / "need RCPT command".
+                envelope.mail_from = None
+                envelope.rcpt_tos.clear()
             return reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        action = self.script.get("DATA")
+        turns = self.server.turns.get("DATA")
+        action = turns.pop(0) if turns else self.script.get("DATA")
+        if action and action[0] in "45" and self.server.like_postfix:
+            server.transaction_left_open = True
         if action == DROP_AFTER_DATA:
             server.transport.close()
             return "250 never heard"
@@ -149,8 +187,11 @@ class SmtpServer:
     (implicit TLS) or "none" (plain text, AUTH allowed without TLS). Script a
     failure with ``fail("MAIL", "421 4.7.0 Try again later")`` or
     ``fail("DATA", DROP_AFTER_DATA)``, refuse one recipient with ``refuse(address)``, hold a reply
-    back with ``stall("RCPT", 30)`` (``stalled`` is set once a command waits); ``clear_script()``
-    undoes all of it.
+    back with ``stall("RCPT", 30)`` (``stalled`` is set once a command waits), answer each DATA in turn with
+    ``answer_in_turn("DATA", [None, "451 4.3.0 Try again"])``; ``clear_script()`` undoes all of it.
+    ``commands`` lists the MAIL, RCPT, DATA and RSET commands received. ``like_postfix``: after a 4xx or 5xx at
+    the end of DATA the next MAIL is answered "503 nested MAIL command" until the client sends RSET, as Postfix
+    did. ``forget_after_refusal``: a refused RCPT also ends the transaction (the next RCPT gets a 503).
     """
 
     certificate: ServerCertificate
@@ -165,6 +206,11 @@ class SmtpServer:
     refusals: dict[str, str] = field(default_factory=dict)
     stalls: dict[str, float] = field(default_factory=dict)
     stalled: threading.Event = field(default_factory=threading.Event)
+    turns: dict[str, list] = field(default_factory=dict)
+    tarpits: dict[str, float] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    like_postfix: bool = False
+    forget_after_refusal: bool = False
     _controller: Controller | None = field(default=None, repr=False)
 
     @property
@@ -197,6 +243,15 @@ class SmtpServer:
         """Answer ``command`` (EHLO, MAIL, RCPT or DATA) with ``reply`` or a DROP_* action from now on."""
         self.script[command.upper()] = reply
 
+    def tarpit(self, command: str, every: float = 0.5) -> None:
+        """Answer ``command`` (MAIL) with a reply that never ends: one byte every ``every`` seconds, forever."""
+        self.stalled.clear()
+        self.tarpits[command.upper()] = every
+
+    def answer_in_turn(self, command: str, replies: list) -> None:
+        """Answer the next DATA commands with these replies in turn (None: as usual), then as scripted."""
+        self.turns[command.upper()] = list(replies)
+
     def refuse(self, address: str, reply: str = "550 5.1.1 Recipient address rejected: User unknown") -> None:
         """Answer RCPT for this one address with ``reply``; the other recipients are still accepted."""
         self.refusals[address.lower()] = reply
@@ -212,6 +267,8 @@ class SmtpServer:
         self.script.clear()
         self.refusals.clear()
         self.stalls.clear()
+        self.turns.clear()
+        self.tarpits.clear()
 
     def start(self) -> "SmtpServer":
         """Start listening on a free port of 127.0.0.1."""
