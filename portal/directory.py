@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
 import ldap3
+from huey import crontab
 from ldap3.core import exceptions as ldap_errors
 
 from portal.db import database
@@ -409,3 +410,33 @@ def store_settings(box, values, context):
     if not password:
         context = stored.get("context", context)
     PortalSetting.write(SETTING_KEY, {"values": values, "context": context, "bind_password": ciphertext})
+
+
+def configured_settings(config, box):
+    """The settings in force: PORTAL_LDAP_* from the configuration, overridden by the page's."""
+    return DirectorySettings.from_mapping(config, stored_settings(box))
+
+
+def scheduled_sync(config, box):
+    """The periodic sync: only once an admin has run a first real sync (after the preview), else nothing."""
+    settings = configured_settings(config, box)
+    if not settings.configured or not DirectorySync.select().where(
+            (DirectorySync.dry_run == False) & (DirectorySync.ok == True)).exists():  # noqa: E712
+        return None
+    return sync_directory(settings)
+
+
+def register_directory_sync(huey, config, box):
+    """The hourly sync as a huey periodic task (PORTAL_LDAP_SYNC_MINUTES changes the interval), one at a time."""
+    minutes = max(1, int(config.get("PORTAL_LDAP_SYNC_MINUTES") or 60))
+    schedule = crontab(minute="0") if minutes == 60 else crontab(minute=f"*/{minutes}")
+
+    @huey.periodic_task(schedule, name="portal.sync_directory")
+    @huey.lock_task("portal.sync_directory")
+    def sync_directory_task():
+        """Every hour: employees follow the directory."""
+        with database.connection_context():
+            record = scheduled_sync(config, box())
+        return None if record is None else {"ok": record.ok, "problem": record.problem}
+
+    return sync_directory_task

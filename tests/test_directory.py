@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 
 from portal.directory import DirectoryError, DirectoryPerson, DirectorySettings, read_people, sync_directory
+from portal.letters.worker import make_huey
 from portal.models import DirectoryLink, DirectorySync, Employee
 from tests.servers.ldap import SIZE_LIMIT, person_dn, person_email
 
@@ -157,3 +158,46 @@ def test_a_person_read_without_a_group_keeps_the_role(app, make_employee):
     sync_directory(settings, people=[person])
     assert Employee.by_email("a@example.com").role == "admin"
     assert dataclasses.replace(person, disabled=True).disabled
+
+
+def directory_config(config, directory):
+    access = directory.access()
+    config.update(PORTAL_LDAP_URL=access.url, PORTAL_LDAP_CA_FILE=access.ca_file, PORTAL_LDAP_BIND_DN=access.bind_dn,
+                  PORTAL_LDAP_BIND_PASSWORD=access.bind_password, PORTAL_LDAP_BASE_DN=access.base_dn,
+                  PORTAL_LDAP_ADMIN_GROUP_DN=access.admin_group_dn)
+    return config
+
+
+@pytest.fixture
+def directory_app(config, ldap_directory, request):
+    """The app with PORTAL_LDAP_* pointing at the test directory."""
+    directory_config(config, ldap_directory)
+    return request.getfixturevalue("app")
+
+
+def test_the_command_previews_then_syncs(directory_app, ldap_directory):
+    runner = directory_app.test_cli_runner()
+    preview = runner.invoke(args=["sync-directory", "--dry-run"])
+    assert preview.exit_code == 0, preview.output
+    assert "Would: create 1000, update 0, deactivate 0, skip 0" in preview.output
+    assert Employee.select().count() == 0
+    result = runner.invoke(args=["sync-directory"])
+    assert "Did: create 1000" in result.output and "1000 rows written" in result.output
+    assert Employee.select().count() == 1000
+
+
+def test_the_command_fails_with_the_reason(directory_app, ldap_directory):
+    directory_app.config["PORTAL_LDAP_BIND_PASSWORD"] = "wrong"
+    result = directory_app.test_cli_runner().invoke(args=["sync-directory"])
+    assert result.exit_code == 1
+    assert "refused the bind DN or password" in result.output
+    assert "wrong" not in result.output
+
+
+def test_the_hourly_task_waits_for_a_first_real_sync(directory_app, ldap_directory, tmp_path):
+    task = make_huey(directory_app.config, str(tmp_path / "queue")).portal_tasks.sync_directory
+    assert task.call_local() is None and Employee.select().count() == 0  # the admin previews first
+    sync_directory(settings_for(ldap_directory))
+    ldap_directory.disable(40)
+    assert task.call_local() == {"ok": True, "problem": ""}
+    assert not employee(40).active

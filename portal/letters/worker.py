@@ -14,10 +14,12 @@ from types import SimpleNamespace
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer, Worker
 
+from portal.directory import register_directory_sync
 from portal.letters.doorbell import Doorbell, ring
 from portal.letters.queue import QueuePolicy, process_due_letters
 from portal.letters.replies import fetch_replies
 from portal.mail.settings import MailConfig
+from portal.secret_box import active_box
 
 log = logging.getLogger("portal.letters")
 EXTENSION = "portal.huey"
@@ -78,8 +80,9 @@ def _register(huey, config):
         reports = fetch_replies(mail_config())
         return {report.address: len(report.replies) for report in reports}
 
+    sync_directory = register_directory_sync(huey, config, active_box)
     return SimpleNamespace(send_letters=send_letters, sweep_letters=sweep_letters,
-                           fetch_replies=fetch_replies_task)
+                           fetch_replies=fetch_replies_task, sync_directory=sync_directory)
 
 
 class MailboxPasses:
