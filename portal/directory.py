@@ -323,6 +323,12 @@ def plan_sync(people, employees, links, *, roles_from_group):
         if not gone:
             plan.links[employee_id] = (None, manager_dn, True)
     report.hand_kept = len(employees) - len(set(linked_ids) | set(plan.links))
+    # The directory answers in no particular order; the admin reads the report sorted.
+    report.created.sort(key=lambda entry: (entry["name"].casefold(), entry["email"]))
+    for entries in (report.updated, report.deactivated):
+        entries.sort(key=lambda entry: entry["email"])
+    report.linked.sort()
+    report.skipped.sort(key=lambda entry: entry["dn"].lower())
     return plan
 
 
@@ -420,8 +426,7 @@ def configured_settings(config, box):
 def scheduled_sync(config, box):
     """The periodic sync: only once an admin has run a first real sync (after the preview), else nothing."""
     settings = configured_settings(config, box)
-    if not settings.configured or not DirectorySync.select().where(
-            (DirectorySync.dry_run == False) & (DirectorySync.ok == True)).exists():  # noqa: E712
+    if not settings.configured or not DirectorySync.first_sync_done():
         return None
     return sync_directory(settings)
 

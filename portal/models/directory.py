@@ -43,3 +43,8 @@ class DirectorySync(BaseModel):
         if dry_run is not None:
             query = query.where(cls.dry_run == dry_run)
         return query.first()
+
+    @classmethod
+    def first_sync_done(cls):
+        """True once a real sync has succeeded: the hourly schedule waits for it."""
+        return cls.select().where((cls.dry_run == False) & (cls.ok == True)).exists()  # noqa: E712
