@@ -217,7 +217,8 @@ olcAccess: to * by dn.exact="{SERVICE_DN}" read by * none
         terminate_by_pid_file(self.pidfile)
         self.pidfile.unlink(missing_ok=True)
 
-    def _admin(self) -> ldap3.Connection:
+    def admin_connection(self) -> ldap3.Connection:
+        """A connection bound as the root DN over StartTLS (limits do not apply to it)."""
         tls = ldap3.Tls(ca_certs_file=self.certificate.ca_file)
         connection = ldap3.Connection(ldap3.Server(HOST, port=self.port, tls=tls), ROOT_DN, self.root_password,
                                       raise_exceptions=True)
@@ -228,7 +229,7 @@ olcAccess: to * by dn.exact="{SERVICE_DN}" read by * none
 
     def modify(self, number: int, **attributes: str | int) -> None:
         """Replace attributes of one person (``departmentNumber="Legal"``, ``userAccountControl=DISABLED``)."""
-        with self._admin() as connection:
+        with self.admin_connection() as connection:
             connection.modify(person_dn(number), {name: [(MODIFY_REPLACE, [value])]
                                                   for name, value in attributes.items()})
 
@@ -241,12 +242,12 @@ olcAccess: to * by dn.exact="{SERVICE_DN}" read by * none
 
     def remove(self, number: int) -> None:
         """Delete a person from the directory."""
-        with self._admin() as connection:
+        with self.admin_connection() as connection:
             connection.delete(person_dn(number))
 
     def leave_admins(self, number: int) -> None:
         """Take a person out of the admins group."""
-        with self._admin() as connection:
+        with self.admin_connection() as connection:
             connection.modify(ADMINS, {"member": [(MODIFY_DELETE, [person_dn(number)])]})
 
     def add(self, number: int, **fields) -> None:
@@ -256,5 +257,5 @@ olcAccess: to * by dn.exact="{SERVICE_DN}" read by * none
             name, _, value = line.partition(": ")
             entry.setdefault(name, []).append(value)
         classes = entry.pop("objectClass")
-        with self._admin() as connection:
+        with self.admin_connection() as connection:
             connection.add(person_dn(number), classes, entry)
