@@ -53,6 +53,7 @@ debian-test-packages:
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -x $(PG_BIN)/initdb ] || missing="$$missing postgresql-15"; \
 	[ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null 2>&1 || missing="$$missing slapd ldap-utils"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing from Debian:$$missing"; \
