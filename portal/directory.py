@@ -37,8 +37,55 @@ ENVIRONMENT = {  # DirectorySettings field: the configuration key that sets it
 }
 
 
+# Every message a sync can leave for the admin, by code: English here (the command line, logs), and the same
+# text is the msgid the page translates (added to the catalogues by hand, as no gettext call names them).
+MESSAGES = {
+    "bad_url": "The directory address %(url)s is not an ldap:// or ldaps:// URL.",
+    "not_configured": "The directory is not configured: set its address and base DN.",
+    "bind_refused": "The directory refused the bind DN or password; nothing was changed.",
+    "certificate": "The directory's certificate could not be verified (%(detail)s); set the CA file it is signed by.",
+    "unreachable": "Cannot reach the directory at %(url)s (%(detail)s).",
+    "refused": "The directory refused the connection: %(detail)s",
+    "no_admin_group": "The admin group %(dn)s does not exist in the directory.",
+    "no_base": "The base DN %(dn)s does not exist in the directory.",
+    "bad_filter": "The search filter or an attribute name is not valid: %(detail)s",
+    "search_failed": "The directory search failed: %(detail)s",
+    "found_nobody": "The search found nobody although the directory kept employees before; nothing was changed "
+                    "(check the base DN and the filter).",
+    "no_email": "no e-mail",
+    "bad_email": "e-mail %(email)s is not an address",
+    "name_too_long": "name longer than %(limit)d characters",
+    "email_too_long": "e-mail longer than %(limit)d characters",
+    "title_too_long": "title longer than %(limit)d characters",
+    "department_too_long": "department longer than %(limit)d characters",
+    "dn_too_long": "DN longer than %(limit)d characters",
+    "no_name": "no name",
+    "duplicate": "e-mail %(email)s is on %(count)d directory entries",
+    "taken_by_entry": "e-mail %(email)s belongs to another directory entry's employee",
+    "taken": "e-mail %(email)s belongs to another employee",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of MESSAGES with its values; str() is the English text."""
+
+    code: str
+    params: dict = field(default_factory=dict)
+
+    def __str__(self):
+        return MESSAGES[self.code] % self.params
+
+    def as_dict(self):
+        return {"code": self.code, "params": self.params, "text": str(self)}
+
+
 class DirectoryError(Exception):
     """The directory cannot be read as configured; the message says why, for the admin."""
+
+    def __init__(self, code, **params):
+        self.message = Message(code, params)
+        super().__init__(str(self.message))
 
 
 @dataclass(frozen=True)
@@ -114,7 +161,7 @@ def _disabled(attributes):
 def _server(settings):
     parts = urlsplit(settings.url)
     if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
-        raise DirectoryError(f"The directory address {settings.url!r} is not an ldap:// or ldaps:// URL.")
+        raise DirectoryError("bad_url", url=settings.url)
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file or None)
     secure = parts.scheme == "ldaps"
     return ldap3.Server(parts.hostname, port=parts.port or (636 if secure else 389), use_ssl=secure, tls=tls,
@@ -132,7 +179,7 @@ def _close(connection):
 def connect(settings):
     """A bound ldap3 connection over TLS; DirectoryError explaining what went wrong otherwise."""
     if not settings.configured:
-        raise DirectoryError("The directory is not configured: set its address and base DN.")
+        raise DirectoryError("not_configured")
     server, secure = _server(settings)
     connection = ldap3.Connection(server, settings.bind_dn or None, settings.bind_password or None,
                                   receive_timeout=settings.timeout, raise_exceptions=True)
@@ -143,21 +190,19 @@ def connect(settings):
         connection.bind()
     except ldap_errors.LDAPInvalidCredentialsResult:
         _close(connection)
-        raise DirectoryError("The directory refused the bind DN or password; nothing was changed.") from None
+        raise DirectoryError("bind_refused") from None
     except (ldap_errors.LDAPStartTLSError, ssl.SSLError, ldap_errors.LDAPSSLConfigurationError) as error:
         _close(connection)
-        raise DirectoryError(f"The directory's certificate could not be verified ({error}); "
-                             "set the CA file it is signed by.") from None
+        raise DirectoryError("certificate", detail=str(error)) from None
     except ldap_errors.LDAPSocketOpenError as error:
         message = str(error)
         _close(connection)
         if "certificate" in message.lower() or "ssl" in message.lower():
-            raise DirectoryError(f"The directory's certificate could not be verified ({message}); "
-                                 "set the CA file it is signed by.") from None
-        raise DirectoryError(f"Cannot reach the directory at {settings.url} ({message}).") from None
+            raise DirectoryError("certificate", detail=message) from None
+        raise DirectoryError("unreachable", url=settings.url, detail=message) from None
     except ldap_errors.LDAPException as error:
         _close(connection)
-        raise DirectoryError(f"The directory refused the connection: {error}") from None
+        raise DirectoryError("refused", detail=str(error)) from None
     return connection
 
 
@@ -168,7 +213,7 @@ def _admin_members(connection, settings):
         connection.search(settings.admin_group_dn, "(objectClass=*)", search_scope=ldap3.BASE,
                           attributes=["member", "uniqueMember"])
     except ldap_errors.LDAPNoSuchObjectResult:
-        raise DirectoryError(f"The admin group {settings.admin_group_dn} does not exist in the directory.") from None
+        raise DirectoryError("no_admin_group", dn=settings.admin_group_dn) from None
     members = set()
     for entry in connection.response or ():
         for name in ("member", "uniqueMember"):
@@ -200,11 +245,11 @@ def read_people(settings):
                 admin=admins is not None and dn.lower() in admins))
         return people, admins is not None
     except ldap_errors.LDAPNoSuchObjectResult:
-        raise DirectoryError(f"The base DN {settings.base_dn} does not exist in the directory.") from None
+        raise DirectoryError("no_base", dn=settings.base_dn) from None
     except (ldap_errors.LDAPInvalidFilterError, ldap_errors.LDAPAttributeError) as error:
-        raise DirectoryError(f"The search filter or an attribute name is not valid: {error}") from None
+        raise DirectoryError("bad_filter", detail=str(error)) from None
     except ldap_errors.LDAPException as error:
-        raise DirectoryError(f"The directory search failed: {error}") from None
+        raise DirectoryError("search_failed", detail=str(error)) from None
     finally:
         _close(connection)
 
@@ -245,17 +290,17 @@ _FIELDS = ("name", "email", "position", "department", "role", "active")
 
 def _problem(person):
     if not person.email:
-        return "no e-mail"
+        return Message("no_email")
     if "@" not in person.email.strip("@"):
-        return f"e-mail {person.email!r} is not an address"
-    for label, value in (("name", person.name), ("e-mail", person.email), ("title", person.title),
-                         ("department", person.department)):
+        return Message("bad_email", {"email": person.email})
+    for name, value in (("name", person.name), ("email", person.email), ("title", person.title),
+                        ("department", person.department)):
         if len(value) > FIELD_MAX:
-            return f"{label} longer than {FIELD_MAX} characters"
+            return Message(f"{name}_too_long", {"limit": FIELD_MAX})
     if len(person.dn) > DN_MAX or len(person.manager_dn) > DN_MAX:
-        return f"DN longer than {DN_MAX} characters"
+        return Message("dn_too_long", {"limit": DN_MAX})
     if not person.name:
-        return "no name"
+        return Message("no_name")
     return None
 
 
@@ -274,18 +319,19 @@ def plan_sync(people, employees, links, *, roles_from_group):
         problem = _problem(person)
         email = normalize_email(person.email)
         if problem is None and emails[email] > 1:
-            problem = f"e-mail {email} is on {emails[email]} directory entries"
+            problem = Message("duplicate", {"email": email, "count": emails[email]})
         dn = person.dn.lower()
         employee_id = links.get(dn, (None,))[0]
         if problem is None and employee_id is None:
             owner = by_email.get(email)
             if owner is not None and linked_ids.get(owner) in seen:
-                problem = f"e-mail {email} belongs to another directory entry's employee"
+                problem = Message("taken_by_entry", {"email": email})
             employee_id = owner
         if problem is None and employee_id is not None and by_email.get(email, employee_id) != employee_id:
-            problem = f"e-mail {email} belongs to another employee"
+            problem = Message("taken", {"email": email})
         if problem:
-            report.skipped.append({"dn": person.dn, "reason": problem})
+            report.skipped.append({"dn": person.dn, "reason": str(problem), "code": problem.code,
+                                   "params": problem.params})
             continue
         wanted = {"name": person.name, "email": email, "position": person.title, "department": person.department,
                   "active": not person.disabled}
@@ -384,8 +430,7 @@ def sync_directory(settings, *, dry_run=False, people=None):
         with database.atomic():
             employees, links = _current_rows()
             if not people and links:
-                raise DirectoryError("The search found nobody although the directory kept employees before; "
-                                     "nothing was changed (check the base DN and the filter).")
+                raise DirectoryError("found_nobody")
             plan = plan_sync(people, employees, links, roles_from_group=roles_from_group)
             if not dry_run:
                 plan.report.rows_written = _apply(plan, employees)
@@ -393,6 +438,7 @@ def sync_directory(settings, *, dry_run=False, people=None):
         record.report = json.dumps(plan.report.as_dict())
     except DirectoryError as error:
         record.problem = str(error)
+        record.report = json.dumps({"problem": error.message.as_dict()})
     record.finished_at = utcnow()
     record.save()
     return record

@@ -68,3 +68,14 @@ def test_a_wrong_password_is_explained_on_the_page(client, as_admin, ldap_direct
     answer = client.post("/admin/directory/preview", headers={"HX-Request": "true"})
     assert answer.status_code == 200
     assert "The directory refused the bind DN or password; nothing was changed." in answer.get_data(as_text=True)
+
+
+def test_a_russian_admin_reads_the_problems_in_russian(client, auth, make_employee, ldap_directory):
+    auth.login(make_employee(role="admin", language="ru"))
+    client.post("/admin/directory", data=settings_form(ldap_directory, bind_password="wrong"))
+    refused = client.post("/admin/directory/preview", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Каталог не принял DN или пароль для подключения; ничего не изменено." in refused
+    client.post("/admin/directory", data=settings_form(ldap_directory))
+    ldap_directory.add(1001, mail="")
+    preview = client.post("/admin/directory/preview", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "uid=person1001,ou=people,dc=example,dc=com</code>: нет e-mail" in preview

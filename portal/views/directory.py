@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, flash, redirect, url_for
 from flask_babel import gettext as _
 
 from portal.access import admin_required
-from portal.directory import configured_settings, store_settings, sync_directory
+from portal.directory import MESSAGES, configured_settings, store_settings, sync_directory
 from portal.forms.directory import DirectoryForm
 from portal.htmx import render_htmx
 from portal.models import DirectorySync
@@ -18,7 +18,8 @@ SHOWN = 20  # report lines shown per list; the counts are always whole
 def _page(form, **context):
     settings = configured_settings(current_app.config, active_box())
     return render_htmx("directory/index.html", form=form, settings=settings, latest=DirectorySync.latest(),
-                       first_sync_done=DirectorySync.first_sync_done(), shown=SHOWN, **context)
+                       first_sync_done=DirectorySync.first_sync_done(), shown=SHOWN, messages=MESSAGES,
+                       **context)
 
 
 def _form():
