@@ -315,6 +315,7 @@ def plan_sync(people, employees, links, *, roles_from_group):
     by_email = {row["email"]: employee_id for employee_id, row in employees.items()}
     linked_ids = {employee_id: dn for dn, (employee_id, _, _) in links.items()}
     seen = {person.dn.lower() for person in people}
+    matched = set()  # employees an entry of this read stands for (a renamed or moved entry keeps its person)
     for person in people:
         problem = _problem(person)
         email = normalize_email(person.email)
@@ -343,6 +344,7 @@ def plan_sync(people, employees, links, *, roles_from_group):
             plan.new_links.append((email, person.dn, person.manager_dn))
             report.created.append({"email": email, "name": person.name, "department": person.department})
             continue
+        matched.add(employee_id)
         current = employees[employee_id]
         changes = {name: value for name, value in wanted.items() if current[name] != value}
         link = links.get(dn)
@@ -361,7 +363,7 @@ def plan_sync(people, employees, links, *, roles_from_group):
         else:
             report.unchanged += 1
     for dn, (employee_id, manager_dn, gone) in links.items():
-        if dn in seen:
+        if dn in seen or employee_id in matched:
             continue
         if employees[employee_id]["active"]:
             plan.update[employee_id] = {"active": False}

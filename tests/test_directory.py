@@ -6,7 +6,7 @@ import pytest
 from portal.directory import DirectoryError, DirectoryPerson, DirectorySettings, read_people, sync_directory
 from portal.letters.worker import make_huey
 from portal.models import DirectoryLink, DirectorySync, Employee
-from tests.servers.ldap import SIZE_LIMIT, person_dn, person_email
+from tests.servers.ldap import PEOPLE, SIZE_LIMIT, person_dn, person_email
 
 
 def settings_for(directory, **overrides):
@@ -83,6 +83,15 @@ def test_a_removed_person_is_deactivated_never_deleted(synced):
     assert person is not None and not person.active
     assert DirectoryLink.get(DirectoryLink.employee == person).gone
     assert sync_directory(settings_for(synced)).details["rows_written"] == 0
+
+
+def test_a_renamed_entry_keeps_its_employee_active(synced):
+    synced.rename(50, "renamed0050")
+    report = sync_directory(settings_for(synced)).details
+    assert report["deactivated"] == [] and report["created"] == []
+    person = employee(50)
+    assert person.active
+    assert DirectoryLink.get(DirectoryLink.employee == person).dn == f"uid=renamed0050,{PEOPLE}"
 
 
 def test_leaving_the_admin_group_takes_the_admin_role(synced):

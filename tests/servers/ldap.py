@@ -245,6 +245,11 @@ olcAccess: to * by dn.exact="{SERVICE_DN}" read by * none
         with self.admin_connection() as connection:
             connection.delete(person_dn(number))
 
+    def rename(self, number: int, new_uid: str) -> None:
+        """Give a person a new DN (as when an account is renamed or moved to another OU)."""
+        with self.admin_connection() as connection:
+            connection.modify_dn(person_dn(number), f"uid={new_uid}")
+
     def leave_admins(self, number: int) -> None:
         """Take a person out of the admins group."""
         with self.admin_connection() as connection:
