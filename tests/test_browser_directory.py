@@ -40,3 +40,7 @@ def test_preview_then_sync_in_the_browser(live_server, signed_in_page, make_empl
     page.screenshot(path=str(SHOTS / f"synced-{language}-{width}.png"), full_page=True)
     page.screenshot(path=str(SHOTS / f"synced-{language}-{width}-top.png"))
     screenshot(page, f"directory-{language}-{width}")
+    kept = Employee.by_email("person0004@example.com")
+    page.goto(f"{live_server}/admin/employees/{kept.id}")
+    assert "uid=person0004" in page.inner_text("main")
+    page.screenshot(path=str(SHOTS / f"card-{language}-{width}.png"), full_page=True)

@@ -79,3 +79,12 @@ def test_a_russian_admin_reads_the_problems_in_russian(client, auth, make_employ
     ldap_directory.add(1001, mail="")
     preview = client.post("/admin/directory/preview", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "uid=person1001,ou=people,dc=example,dc=com</code>: нет e-mail" in preview
+
+
+def test_the_employee_card_says_where_the_details_come_from(client, as_admin, admin, ldap_directory):
+    client.post("/admin/directory", data=settings_form(ldap_directory))
+    client.post("/admin/directory/sync")
+    kept = Employee.by_email(person_email(4))
+    card = client.get(f"/admin/employees/{kept.id}").get_data(as_text=True)
+    assert "The directory <code>uid=person0004,ou=people,dc=example,dc=com</code>" in card
+    assert "Kept by hand" in client.get(f"/admin/employees/{admin.id}").get_data(as_text=True)

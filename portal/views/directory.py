@@ -8,7 +8,7 @@ from portal.access import admin_required
 from portal.directory import MESSAGES, configured_settings, store_settings, sync_directory
 from portal.forms.directory import DirectoryForm
 from portal.htmx import render_htmx
-from portal.models import DirectorySync
+from portal.models import DirectoryLink, DirectorySync
 from portal.secret_box import active_box
 
 bp = Blueprint("directory", __name__, url_prefix="/admin/directory")
@@ -61,3 +61,9 @@ def sync():
     """Sync now (the hourly schedule starts after the first one)."""
     sync_directory(configured_settings(current_app.config, active_box()))
     return _page(_form())
+
+
+@bp.app_template_global()
+def directory_link_of(employee):
+    """The directory entry an employee is kept by, or None when kept by hand (the employee card shows which)."""
+    return DirectoryLink.get_or_none(DirectoryLink.employee == employee.id)
