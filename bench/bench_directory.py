@@ -4,6 +4,7 @@ Target (issue 17): a sync of 10,000 directory entries with 1% changes takes at m
 the LDAP search alone (both measured here, against the same private OpenLDAP), and writes only the
 changed rows. Needs Debian's slapd (the tests' fixture starts it). Run: .venv/bin/python bench/bench_directory.py
 """
+import dataclasses
 import secrets
 import statistics
 import sys
@@ -42,10 +43,7 @@ def main():
     root = Path(tempfile.mkdtemp(prefix="bench-directory-"))
     directory = OpenLdap(root / "ldap", make_certificate(root / "certs"), people=PEOPLE).start()
     try:
-        access = directory.access()
-        settings = DirectorySettings(url=access.url, ca_file=access.ca_file, bind_dn=access.bind_dn,
-                                     bind_password=access.bind_password, base_dn=access.base_dn,
-                                     admin_group_dn=access.admin_group_dn)
+        settings = DirectorySettings(**dataclasses.asdict(directory.access()))
         app = create_app({"SECRET_KEY": secrets.token_hex(16), "PORTAL_DATABASE_URL": f"sqlite:///{root / 'db'}",
                           "INSTANCE_PATH": str(root / "instance")})
         with app.app_context():

@@ -1,4 +1,5 @@
 """Account management → Directory in Chromium: preview through htmx, then sync, in English and Russian."""
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,10 +13,7 @@ SHOTS = Path(os.environ.get("PORTAL_SHOTS", "/tmp/shots-directory"))
 
 
 def configure(directory):
-    access = directory.access()
-    store_settings(active_box(), {"url": access.url, "ca_file": access.ca_file, "bind_dn": access.bind_dn,
-                                  "bind_password": access.bind_password, "base_dn": access.base_dn,
-                                  "admin_group_dn": access.admin_group_dn}, "browser-test")
+    store_settings(active_box(), dataclasses.asdict(directory.access()), "browser-test")
 
 
 @pytest.mark.browser

@@ -3,18 +3,16 @@ import dataclasses
 
 import pytest
 
-from portal.directory import DirectoryError, DirectoryPerson, DirectorySettings, read_people, sync_directory
+from portal.directory import (ENVIRONMENT, DirectoryError, DirectoryPerson, DirectorySettings, read_people,
+                              sync_directory)
 from portal.letters.worker import make_huey
 from portal.models import DirectoryLink, DirectorySync, Employee
 from tests.servers.ldap import PEOPLE, SIZE_LIMIT, person_dn, person_email
 
 
 def settings_for(directory, **overrides):
-    access = directory.access()
-    values = dict(url=access.url, ca_file=access.ca_file, bind_dn=access.bind_dn,
-                  bind_password=access.bind_password, base_dn=access.base_dn, admin_group_dn=access.admin_group_dn)
-    values.update(overrides)
-    return DirectorySettings(**values)
+    """Settings reaching the test directory (its access fields are named as DirectorySettings names them)."""
+    return DirectorySettings(**dict(dataclasses.asdict(directory.access()), **overrides))
 
 
 def employee(number):
@@ -170,10 +168,7 @@ def test_a_person_read_without_a_group_keeps_the_role(app, make_employee):
 
 
 def directory_config(config, directory):
-    access = directory.access()
-    config.update(PORTAL_LDAP_URL=access.url, PORTAL_LDAP_CA_FILE=access.ca_file, PORTAL_LDAP_BIND_DN=access.bind_dn,
-                  PORTAL_LDAP_BIND_PASSWORD=access.bind_password, PORTAL_LDAP_BASE_DN=access.base_dn,
-                  PORTAL_LDAP_ADMIN_GROUP_DN=access.admin_group_dn)
+    config.update({ENVIRONMENT[name]: value for name, value in dataclasses.asdict(directory.access()).items()})
     return config
 
 

@@ -85,7 +85,7 @@ def person_ldif(number: int, *, department: str | None = None, mail: str | None 
 
 @dataclass(frozen=True)
 class DirectoryAccess:
-    """What the portal needs to reach this directory."""
+    """What the portal needs to reach this directory (named as portal.directory.DirectorySettings names it)."""
 
     url: str
     ca_file: str
