@@ -52,10 +52,13 @@ debian-test-packages:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -x $(PG_BIN)/initdb ] || missing="$$missing postgresql-15"; \
+	[ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null 2>&1 || missing="$$missing slapd ldap-utils"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing from Debian:$$missing"; \
 	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "Not root, so not installing:$$missing (tests that need them will skip)"; \

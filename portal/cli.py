@@ -9,12 +9,14 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from portal.api.cli import create_token_command
 from portal.db import database, init_db_command
+from portal.directory import configured_settings, sync_directory
 from portal.letters.cli import COMMANDS as LETTER_COMMANDS
 from portal.mail.cli import check_account_command, presets_command
 from portal.mail.cli import discover_command
 from portal.models import Employee
 from portal.people import EmployeeError, create_employee, import_employees
 from portal.projects import ProjectError, create_project
+from portal.secret_box import active_box
 
 
 def _create_app():
@@ -39,6 +41,7 @@ def register_commands(app):
     app.cli.add_command(init_db_command)
     for command in LETTER_COMMANDS:
         app.cli.add_command(command)
+    app.cli.add_command(sync_directory_command)
 
 
 def _fail(message):
@@ -119,3 +122,21 @@ def ensure_admin_command():
     click.echo(f"Created the first admin: {email}")
     if generated:
         click.echo(f"Password (shown once): {password}")
+
+
+@click.command("sync-directory")
+@click.option("--dry-run", is_flag=True, help="Only report what a sync would change (the page's preview).")
+@with_appcontext
+def sync_directory_command(dry_run):
+    """Bring employees in line with the LDAP / Active Directory directory."""
+    with database.connection_context():
+        record = sync_directory(configured_settings(current_app.config, active_box()), dry_run=dry_run)
+    if not record.ok:
+        _fail(f"Error: {record.problem}")
+    report = record.details
+    for entry in report["skipped"]:
+        click.echo(f"skipped {entry['dn']}: {entry['reason']}")
+    click.echo(f"{'Would' if dry_run else 'Did'}: create {len(report['created'])}, update {len(report['updated'])}, "
+               f"deactivate {len(report['deactivated'])}, skip {len(report['skipped'])}; "
+               f"{report['unchanged']} unchanged, {report['hand_kept']} kept by hand, "
+               f"{report['rows_written']} rows written.")

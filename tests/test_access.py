@@ -159,6 +159,11 @@ ROUTES = [
     Route("api_tokens.create_any", "POST", ADMIN),
     Route("api_tokens.employee", "GET", ADMIN, _employee_id),
     Route("api_tokens.create_for", "POST", ADMIN, _employee_id),
+    # Directory sync (issue 17)
+    Route("directory.index", "GET", ADMIN),
+    Route("directory.save", "POST", ADMIN),
+    Route("directory.preview", "POST", ADMIN),
+    Route("directory.sync", "POST", ADMIN),
     # The JSON API (issue 6): tokens, not sessions; permissions per object in tests/test_api_*.py
     Route("api.openapi", "GET", ANYONE),
     Route("api.me", "GET", API),

@@ -20,11 +20,13 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from huey.exceptions import TaskLockedException
 
+from portal.directory import register_directory_sync
 from portal.letters.claims import NO_MAILBOX
 from portal.letters.queue import QueuePolicy, due_mailboxes, process_due_letters
 from portal.letters.replies import fetch_replies
 from portal.mail.settings import MailConfig
 from portal.models import utcnow
+from portal.secret_box import active_box
 
 log = logging.getLogger("portal.letters")
 EXTENSION = "portal.huey"
@@ -54,8 +56,9 @@ def make_huey(config, instance_path):
 class PortalTasks:
     """The tasks registered on one huey."""
 
-    def __init__(self, send_letters, sweep_letters, fetch_replies):
+    def __init__(self, send_letters, sweep_letters, fetch_replies, sync_directory):
         self.send_letters, self.sweep_letters, self.fetch_replies = send_letters, sweep_letters, fetch_replies
+        self.sync_directory = sync_directory
 
 
 def _register(huey, config):
@@ -105,7 +108,8 @@ def _register(huey, config):
         reports = fetch_replies(mail_config())
         return {report.address: len(report.replies) for report in reports}
 
-    return PortalTasks(send_letters, sweep_letters, fetch_replies_task)
+    sync_directory = register_directory_sync(huey, config, active_box)
+    return PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
 
 
 def _whole_second_after(when):

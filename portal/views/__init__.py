@@ -14,3 +14,7 @@ def register_blueprints(app):
         app.register_blueprint(module.bp)
     from portal.views import discovery  # Find settings on the mailbox form
     app.register_blueprint(discovery.bp)
+    from portal.views import directory  # Account management → Directory
+    app.register_blueprint(directory.bp)
+    from portal.views import trusted_header  # sign-in vouched for by the reverse proxy
+    app.register_blueprint(trusted_header.bp)

@@ -32,6 +32,9 @@ Fixtures and what they yield:
   taking XOAUTH2/OAUTHBEARER tokens of ``oauth_provider`` on IMAP(S) and POP3(S). ``oauth_smtp_server``: an
   aiosmtpd taking the same tokens (``make_oauth_smtp_server(provider, security)`` for others). Skipped when
   node/npm are missing, failed when CI=true (see tests/servers/oauth.py).
+- ``ldap_directory``: a private OpenLDAP (slapd) for one test, StartTLS with the test CA, 1,000 people in
+  departments and an admins group (``access()``, ``modify``, ``disable``, ``enable``, ``remove``, ``add``; see
+  tests/servers/ldap.py). Skipped when slapd is missing, failed when CI=true.
 - ``mail_config``: a MailConfig that lets the engine reach 127.0.0.1/localhost, trusts the test CA and
   times out after 3 s.
 
@@ -53,6 +56,8 @@ import pytest
 from .certificates import ServerCertificate, make_certificate
 from .dns import TinyDNS
 from .dovecot import DOVECOT, Dovecot
+from .ldap import OpenLdap
+from .ldap import missing_reason as ldap_missing
 from .oauth import OAuthDovecot, OAuthProvider, OAuthSmtpServer
 from .oauth import missing_reason as oauth_missing
 from .real_provider import RealProvider
@@ -200,6 +205,22 @@ def redis_server(mail_servers_root: Path) -> Iterator[RedisServer]:
             pytest.fail(reason)
         pytest.skip(reason)
     server = RedisServer(mail_servers_root / f"redis-{secrets.token_hex(4)}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ldap_directory(mail_servers_root: Path, server_certificate: ServerCertificate) -> Iterator[OpenLdap]:
+    """A private OpenLDAP on 127.0.0.1 with 1,000 people, fresh for this test (tests change its entries)."""
+    reason = ldap_missing()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = OpenLdap(mail_servers_root / f"ldap-{secrets.token_hex(4)}", server_certificate)
     try:
         server.start()
         yield server
