@@ -18,6 +18,10 @@ from .stages import Stage, StageLog, stage_label
 
 __all__ = ["check_account", "CheckResult", "Stage", "stage_label", "test_letter"]
 
+# The envelope stage's outside recipient: any domain the server does not deliver to itself. Only RCPT is
+# offered (then RSET), so nothing reaches it; a well-known domain, so a server that checks the domain finds it.
+OUTSIDE_RECIPIENT = "postmaster@gmail.com"
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -89,8 +93,7 @@ def _check_outgoing(settings: MailboxSettings, config: MailConfig, log: StageLog
     try:
         with open_smtp(settings, config, stages=log, deadline=log.deadline) as smtp:
             with log.step("smtp.envelope") as step:
-                step.server_reply = step.detail = offer_envelope(smtp, settings.address)
-                smtp.rset()
+                step.server_reply = step.detail = prove_relaying(smtp, settings.address)
             if send_test_letter:
                 with log.step("smtp.test_letter") as step:
                     offer_envelope(smtp, settings.address)
@@ -130,6 +133,20 @@ def offer_envelope(smtp: smtplib.SMTP, address: str) -> str:
     if code not in (250, 251):
         raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
     return f"{code} {reply.decode('utf-8', 'replace')}"
+
+
+def prove_relaying(smtp: smtplib.SMTP, address: str) -> str:
+    """Offer MAIL FROM the mailbox with RCPT TO itself and to an outside address, then RSET; nothing is sent.
+
+    A server that takes a letter for its own mailbox may still refuse to pass one on (an MX port, a port
+    without sign-in): only the outside recipient shows that the mailbox's letters will leave.
+    """
+    own = offer_envelope(smtp, address)
+    code, reply = smtp.rcpt(OUTSIDE_RECIPIENT)
+    if code not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({OUTSIDE_RECIPIENT: (code, reply)})
+    smtp.rset()
+    return f"{own}; {code} {reply.decode('utf-8', 'replace')}"
 
 
 def test_letter(settings: MailboxSettings) -> EmailMessage:
