@@ -117,3 +117,41 @@ def test_swapped_ssl_and_starttls_is_found_well_under_the_timeout(provider, smtp
 
     assert result.problem.code == "security_mode_mismatch"
     assert time.monotonic() - started < 5
+
+
+# ---------------------------------------------------------------- one-click fixes, applied and tested again
+
+
+@pytest.mark.parametrize("overrides, fix, at_fault", [
+    (dict(smtp="submissions", security="starttls"), "use_ssl", "smtp.security"),
+    (dict(smtp="submission", security="ssl"), "use_starttls", "smtp.security"),
+    (dict(smtp="submission", security="none"), "use_starttls", "smtp.security"),
+])
+def test_a_fixable_cause_offers_a_fix_that_makes_the_test_pass(provider, overrides, fix, at_fault):
+    from portal.mail.remedies import apply_fix
+
+    settings = _mailbox(provider, **overrides)
+    failed = check_account(settings, provider.mail_config())
+    assert (failed.problem.fix, failed.problem.at_fault) == (fix, at_fault)
+
+    fixed = check_account(apply_fix(settings, failed.problem.changes), provider.mail_config())
+
+    assert fixed.ok, fixed.to_dict()
+
+
+@pytest.mark.parametrize("incoming", ["pop3", "imaps"])
+def test_a_login_without_the_domain_is_fixed_by_signing_in_with_the_whole_address(provider, incoming):
+    from portal.mail.remedies import apply_fix
+
+    settings = _mailbox(provider, smtp="submissions", incoming=incoming)
+    local_part = settings.address.partition("@")[0]
+    settings = dataclasses.replace(_incoming(settings, username=local_part),
+                                   smtp=dataclasses.replace(settings.smtp, username=local_part))
+    failed = check_account(settings, provider.mail_config())
+    assert (failed.problem.fix, failed.problem.at_fault) == ("whole_address_login", "smtp.username")
+    # Both sides used the short login: one click fixes both.
+    assert failed.problem.changes == {"smtp.username": settings.address, "incoming.username": settings.address}
+
+    fixed = check_account(apply_fix(settings, failed.problem.changes), provider.mail_config())
+
+    assert fixed.ok, fixed.to_dict()

@@ -13,6 +13,7 @@ from .deadline import Deadline
 from .errors import MailError
 from .presets import provider_for
 from .problems import Problem
+from .remedies import with_remedy
 from .settings import MailboxSettings, MailConfig
 from .stages import Stage, StageLog, stage_label
 
@@ -85,6 +86,8 @@ def _check_both_sides(settings: MailboxSettings, config: MailConfig, send_test_l
     if crashed:
         raise crashed[0]
     problem = found["outgoing"] or found.get("incoming")
+    if problem is not None:
+        problem = with_remedy(problem, settings)
     return CheckResult(ok=problem is None, stages=outgoing.stages + incoming.stages, problem=problem)
 
 

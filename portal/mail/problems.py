@@ -101,6 +101,9 @@ class Problem:
     server_reply: str
     provider: str | None = None
     smtp_code: int | None = None
+    at_fault: str = ""  # the setting to look at, "smtp.port" or "incoming.security" (see remedies.py)
+    fix: str = ""  # a fix the form offers as a button (remedies.FIX_LABELS), with the settings it changes
+    changes: dict[str, str] = field(default_factory=dict)
 
     @property
     def entry(self) -> CatalogueEntry:
