@@ -75,6 +75,20 @@ def _fingerprint_filter(value):
     return format_fingerprint(value)
 
 
+@bp.app_template_global("fix_label")
+def _fix_label(code, lang):
+    """The words of a one-click fix's button."""
+    from portal.mail.remedies import fix_label
+
+    return fix_label(code, lang)
+
+
+@bp.app_template_global("form_field_of")
+def _form_field_of(setting):
+    """The mailbox form's field for a setting named as in remedies.py ("smtp.port" is smtp_port)."""
+    return "address" if setting == "smtp.address" else setting.replace(".", "_")
+
+
 def _fragment(template, **context):
     """A fragment that only exists for htmx (form helpers): never a whole page."""
     return render_template(template, **context), {"Vary": "HX-Request"}
