@@ -82,3 +82,51 @@ def test_a_short_login_is_fixed_with_the_whole_address(provider_reachable, live_
 
     expect(page.locator("#test-result .result-line .badge-ok")).to_be_visible(timeout=30000)
     assert page.locator("#smtp_username").input_value() == address
+
+
+@pytest.mark.parametrize("language,width", [("en", 1280), ("ru", 1280), ("en", 390)])
+def test_the_test_letter_round_trip_reports_its_delivery_time(
+        provider_reachable, live_server, signed_in_page, make_employee, screenshot, language, width):
+    provider = provider_reachable
+    address = f"u{secrets.token_hex(4)}@{PROVIDER_DOMAIN}"
+    password = provider.add_user(address)
+    page = signed_in_page(make_employee(language=language))
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/mailboxes/new")
+    _fill(page, provider, address, password, port="submissions", security="ssl")
+    page.select_option("#incoming_protocol", "imap")
+    page.fill("#incoming_host", provider.incoming_host)
+    page.fill("#incoming_port", str(provider.ports["imaps"]))
+    page.select_option("#incoming_security", "ssl")
+    page.fill("#incoming_username", address)
+    page.fill("#incoming_password", password)
+    page.check("#send_test_letter")
+
+    page.click("#test-account")
+    result = _finished(page)
+
+    expect(result.locator(".result-line .badge-ok")).to_be_visible()
+    arrived = result.locator("p.round-trip")
+    expect(arrived).to_contain_text("Тестовое письмо пришло через" if language == "ru"
+                                    else "The test letter arrived")
+    expect(result.locator(".stage", has_text="IMAP: тестовое письмо пришло" if language == "ru"
+                          else "IMAP: test letter arrived")).to_be_visible()
+    arrived.scroll_into_view_if_needed()
+    screenshot(page, f"round-trip-{language}-{width}", full_page=False)
+    assert len(provider.letters(address)) == 1
+
+
+def test_without_an_incoming_server_the_page_says_what_the_round_trip_would_prove(
+        provider_reachable, live_server, signed_in_page, make_employee):
+    provider = provider_reachable
+    address = f"u{secrets.token_hex(4)}@{PROVIDER_DOMAIN}"
+    password = provider.add_user(address)
+    page = signed_in_page(make_employee(language="en"))
+    page.goto(live_server + "/mailboxes/new")
+    _fill(page, provider, address, password, port="submissions", security="ssl")
+    page.check("#send_test_letter")
+
+    page.click("#test-account")
+
+    expect(_finished(page).locator("p.round-trip")).to_contain_text(
+        "With an incoming server filled in, the test would also wait for it to arrive")

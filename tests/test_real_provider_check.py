@@ -155,3 +155,50 @@ def test_a_login_without_the_domain_is_fixed_by_signing_in_with_the_whole_addres
     fixed = check_account(apply_fix(settings, failed.problem.changes), provider.mail_config())
 
     assert fixed.ok, fixed.to_dict()
+
+
+# ---------------------------------------------------------------- ownership proof: the test letter's round trip
+
+
+@pytest.mark.parametrize("incoming", ["pop3s", "imaps"])
+def test_the_test_letter_makes_a_round_trip_and_reports_its_delivery_time(provider, incoming):
+    settings = _mailbox(provider, smtp="submissions", incoming=incoming)
+    heard = []
+
+    result = check_account(settings, provider.mail_config(), send_test_letter=True, on_stage=heard.append)
+
+    assert result.ok, result.to_dict()
+    protocol = incoming.rstrip("s")
+    [trip] = [stage for stage in result.stages if stage.name == f"{protocol}.round_trip"]
+    assert trip.side == "incoming" and "s after sending" in trip.detail
+    assert trip.label("ru") == ("POP3" if protocol == "pop3" else "IMAP") + ": тестовое письмо пришло"
+    [letter] = provider.letters(settings.address)
+    code = letter["X-Portal-Check"]
+    assert code and code in letter["Subject"] and code in trip.detail
+    # The progress line heard of the letter being sent before the round trip finished.
+    names = [stage.name for stage in heard]
+    assert names.index("smtp.test_letter") < names.index(f"{protocol}.round_trip")
+
+
+def test_a_letter_that_never_reaches_the_inbox_fails_the_round_trip(provider):
+    """Incoming settings of another mailbox: the letter is delivered, but not where the test looks."""
+    settings = _mailbox(provider, smtp="submissions", incoming="imaps")
+    other = _mailbox(provider, smtp="submissions", incoming="imaps")
+    settings = dataclasses.replace(settings, incoming=other.incoming)
+
+    result = check_account(settings, provider.mail_config(), send_test_letter=True, round_trip_seconds=3)
+
+    assert (result.problem.code, result.problem.stage) == ("test_letter_not_arrived", "imap.round_trip")
+    assert result.problem.server_reply == ""
+    assert len(provider.wait_for_letters(settings.address)) == 1
+
+
+def test_without_incoming_settings_the_letter_is_only_handed_over(provider):
+    settings = _mailbox(provider, smtp="submissions")
+
+    result = check_account(settings, provider.mail_config(), send_test_letter=True)
+
+    assert result.ok
+    assert [stage.name for stage in result.stages][-1] == "smtp.test_letter"
+    [letter] = provider.wait_for_letters(settings.address)
+    assert letter["X-Portal-Check"] is None

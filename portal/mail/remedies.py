@@ -12,7 +12,7 @@ from .settings import MailboxSettings, ServerSettings
 
 # The setting each stage leans on, when the problem itself does not say better.
 _STAGE_SETTING = {"resolve": "host", "connect": "port", "greeting": "port", "tls": "security", "login": "password",
-                  "mailbox": "username", "envelope": "address", "test_letter": "address", "round_trip": "address"}
+                  "mailbox": "username", "envelope": "address", "test_letter": "address", "round_trip": ""}
 _PROBLEM_SETTING = {
     "security_mode_mismatch": "security", "choose_starttls": "security", "encryption_required": "security",
     "plaintext_auth_refused": "security", "starttls_not_offered": "security", "auth_not_offered": "port",

@@ -35,6 +35,8 @@ STAGE_LABELS: dict[str, dict[str, str]] = {
     "imap.greeting": {"en": "IMAP: server greeting", "ru": "IMAP: приветствие сервера"},
     "imap.login": {"en": "IMAP: sign in", "ru": "IMAP: вход"},
     "imap.mailbox": {"en": "IMAP: open the inbox", "ru": "IMAP: открытие входящих"},
+    "pop3.round_trip": {"en": "POP3: test letter arrived", "ru": "POP3: тестовое письмо пришло"},
+    "imap.round_trip": {"en": "IMAP: test letter arrived", "ru": "IMAP: тестовое письмо пришло"},
 }
 
 

@@ -24,6 +24,7 @@ from portal.forms.mailboxes import (
 from portal.htmx import is_htmx, render_htmx, request_is_partial
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
+from portal.mail.check import ROUND_TRIP_SECONDS
 
 # cli_group=None: `portal rotate-secrets` sits beside the other top-level commands.
 bp = Blueprint("mailboxes", __name__, cli_group=None)
@@ -423,7 +424,9 @@ def test(mailbox_id):
 @login_required
 def test_progress(run_id):
     """Where a running Test account is: the stages finished so far, then the result and the save proof."""
-    run = account_tests.progress(run_id, current_user, _mail_config().deadline)
+    # A run with a test letter may also wait for its round trip (and the reads of the polls) past the deadline.
+    config = _mail_config()
+    run = account_tests.progress(run_id, current_user, config.deadline + ROUND_TRIP_SECONDS + config.timeout)
     if run is None:
         abort(404)
     status = _("The test was interrupted. Run it again.") if run.interrupted else ""
