@@ -27,6 +27,16 @@ def _fill(page, provider, address, password, *, port, security, login=None):
     page.fill("#smtp_password", password)
 
 
+def _new_mailbox_form(provider, live_server, signed_in_page, make_employee, language="en", width=1280):
+    """A new user at the provider, and the new-mailbox form open for an employee in ``language``."""
+    address = f"u{secrets.token_hex(4)}@{PROVIDER_DOMAIN}"
+    password = provider.add_user(address)
+    page = signed_in_page(make_employee(language=language))
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/mailboxes/new")
+    return page, address, password
+
+
 def _finished(page):
     page.wait_for_selector("#test-result .result-line :is(.badge-ok, .badge-fail)", timeout=30000)
     return page.locator("#test-result")
@@ -36,11 +46,7 @@ def _finished(page):
 def test_swapped_ssl_and_starttls_is_marked_at_the_field_and_fixed_in_one_click(
         provider_reachable, live_server, signed_in_page, make_employee, screenshot, language, width):
     provider = provider_reachable
-    address = f"u{secrets.token_hex(4)}@{PROVIDER_DOMAIN}"
-    password = provider.add_user(address)
-    page = signed_in_page(make_employee(language=language))
-    page.set_viewport_size({"width": width, "height": 900})
-    page.goto(live_server + "/mailboxes/new")
+    page, address, password = _new_mailbox_form(provider, live_server, signed_in_page, make_employee, language, width)
     _fill(page, provider, address, password, port="submissions", security="starttls")
 
     page.click("#test-account")
@@ -71,10 +77,7 @@ def test_swapped_ssl_and_starttls_is_marked_at_the_field_and_fixed_in_one_click(
 def test_a_short_login_is_fixed_with_the_whole_address(provider_reachable, live_server, signed_in_page,
                                                        make_employee):
     provider = provider_reachable
-    address = f"u{secrets.token_hex(4)}@{PROVIDER_DOMAIN}"
-    password = provider.add_user(address)
-    page = signed_in_page(make_employee(language="en"))
-    page.goto(live_server + "/mailboxes/new")
+    page, address, password = _new_mailbox_form(provider, live_server, signed_in_page, make_employee)
     _fill(page, provider, address, password, port="submissions", security="ssl", login=address.partition("@")[0])
 
     page.click("#test-account")
@@ -88,11 +91,7 @@ def test_a_short_login_is_fixed_with_the_whole_address(provider_reachable, live_
 def test_the_test_letter_round_trip_reports_its_delivery_time(
         provider_reachable, live_server, signed_in_page, make_employee, screenshot, language, width):
     provider = provider_reachable
-    address = f"u{secrets.token_hex(4)}@{PROVIDER_DOMAIN}"
-    password = provider.add_user(address)
-    page = signed_in_page(make_employee(language=language))
-    page.set_viewport_size({"width": width, "height": 900})
-    page.goto(live_server + "/mailboxes/new")
+    page, address, password = _new_mailbox_form(provider, live_server, signed_in_page, make_employee, language, width)
     _fill(page, provider, address, password, port="submissions", security="ssl")
     page.select_option("#incoming_protocol", "imap")
     page.fill("#incoming_host", provider.incoming_host)
@@ -119,10 +118,7 @@ def test_the_test_letter_round_trip_reports_its_delivery_time(
 def test_without_an_incoming_server_the_page_says_what_the_round_trip_would_prove(
         provider_reachable, live_server, signed_in_page, make_employee):
     provider = provider_reachable
-    address = f"u{secrets.token_hex(4)}@{PROVIDER_DOMAIN}"
-    password = provider.add_user(address)
-    page = signed_in_page(make_employee(language="en"))
-    page.goto(live_server + "/mailboxes/new")
+    page, address, password = _new_mailbox_form(provider, live_server, signed_in_page, make_employee)
     _fill(page, provider, address, password, port="submissions", security="ssl")
     page.check("#send_test_letter")
 
