@@ -393,3 +393,26 @@ def _any_mailbox(host="127.0.0.1", port=2525, security="starttls"):
 
     return MailboxSettings("sender@example.com", "Sender",
                            ServerSettings(host, port, security, "sender@example.com", "s3cret"))
+
+
+def _resolves(host):
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 465)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_presets_name_that_does_not_resolve_is_the_portals_dns_not_a_typo(mail_config):
+    """Offline, smtp.gmail.com does not resolve: the page blames the portal's machine, while a typed name is a typo."""
+    if _resolves("smtp.gmail.com"):
+        pytest.skip("this machine resolves public names; the offline intranet case cannot be shown here")
+    preset = check_account(_any_mailbox(host="smtp.gmail.com", port=465, security="ssl"), mail_config)
+    typed = check_account(_any_mailbox(host="smtp.no-such-provider.invalid", port=465, security="ssl"), mail_config)
+
+    assert (preset.problem.code, preset.problem.stage) == ("host_not_resolved_here", "smtp.resolve")
+    assert "not a typo" in preset.problem.advice("en") and "не опечатка" in preset.problem.advice("ru")
+    assert (typed.problem.code, typed.problem.stage) == ("host_not_found", "smtp.resolve")
+    assert preset.problem.server_reply == typed.problem.server_reply == ""  # never "The server replied:"

@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 from portal.mail.deadline import DeadlineExceeded
-from portal.mail.errors import GuardRefused, NoMailServer
+from portal.mail.errors import GuardRefused, HostNotFound, NoMailServer, PresetHostNotFound
 from portal.mail.problems import Problem, catalogue, catalogue_entry, classify, classify_reply
 
 REQUIRED_CODES = {
@@ -82,7 +82,12 @@ def test_errors_map_to_their_problem(error, stage, code):
     problem = classify(error, stage=stage)
     assert problem.code == code
     assert problem.stage == stage
-    assert problem.server_reply  # the server's (or library's) own words are always kept
+    if isinstance(error, (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, poplib.error_proto,
+                          imaplib.IMAP4.error)) and not isinstance(error, imaplib.IMAP4.abort):
+        assert problem.server_reply  # the server's own words are kept
+    else:
+        # A local finding (no name, refused, timed out, TLS) is the portal's, never "The server replied:".
+        assert problem.server_reply == ""
 
 
 def test_unknown_errors_keep_the_server_text_prominent():
@@ -121,3 +126,70 @@ def test_the_engines_own_findings_have_their_entries(error, code):
     problem = classify(error, stage="smtp.greeting")
     assert problem.code == code and problem.temporary
     assert "OpenSSH" not in problem.title("en") + problem.advice("en")
+
+
+# Replies as Postfix 3.7, Exim 4 and Exchange Online word them, at the command that draws them.
+@pytest.mark.parametrize("command, code, text, expected", [
+    # Postfix
+    ("MAIL", 553, "5.7.1 <anna@mail.example>: Sender address rejected: not owned by auth user bob@mail.example",
+     "sender_not_owned"),
+    ("MAIL", 553, "5.7.1 <anna@mail.example>: Sender address rejected: not owned by user bob@mail.example",
+     "sender_not_owned"),
+    ("MAIL", 530, "5.7.0 Must issue a STARTTLS command first", "encryption_required"),
+    ("MAIL", 553, "5.7.1 <anna@mail.example>: Sender address rejected: not logged in", "sender_not_owned"),
+    ("RCPT", 554, "5.7.1 <x@client.example>: Relay access denied", "relay_denied"),
+    ("RCPT", 550, "5.1.1 <nobody@mail.example>: Recipient address rejected: User unknown in virtual mailbox table",
+     "recipient_unknown"),
+    ("RCPT", 450, "4.2.0 <x@mail.example>: Recipient address rejected: Mailbox busy, try again later",
+     "temporary_refusal"),
+    ("DATA", 554, "5.7.1 Message content rejected", "message_rejected"),
+    ("DATA", 552, "5.3.4 Message size exceeds fixed limit", "message_too_large"),
+    ("AUTH", 535, "5.7.8 Error: authentication failed: authentication failure", "auth_failed"),
+    # Exim
+    ("MAIL", 550, "Submission must be authenticated", "auth_required"),
+    ("RCPT", 550, "relay not permitted", "relay_denied"),
+    ("RCPT", 550, "Unrouteable address", "unknown"),
+    ("MAIL", 530, "Authentication required", "auth_required"),
+    ("AUTH", 535, "Incorrect authentication data", "auth_failed"),
+    ("MAIL", 550, "Sender verify failed: sender not authorised for this login", "sender_not_owned"),
+    # Exchange Online
+    ("MAIL", 530, "5.7.57 Client not authenticated to send mail during MAIL FROM", "auth_required"),
+    ("AUTH", 535, "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
+     "smtp_auth_disabled"),
+    ("AUTH", 535, "5.7.139 Authentication unsuccessful, the user credentials were incorrect.", "auth_failed"),
+    ("DATA", 554, "5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to "
+     "process message due to a permanent exception", "sender_not_owned"),
+    ("AUTH", 535, "5.7.3 Authentication unsuccessful", "auth_failed"),
+    ("RCPT", 550, "5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "relay_denied"),
+    ("RCPT", 550, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+     "recipient_unknown"),
+    ("DATA", 451, "4.7.500 Server busy. Please try again later", "temporary_refusal"),
+])
+def test_real_server_replies_are_explained_by_their_most_specific_entry(command, code, text, expected):
+    """The specific words win over a code many refusals share: "not owned by auth user" is not "wants a sign-in"."""
+    assert classify_reply(code, text, stage="smtp.envelope", command=command).code == expected
+
+
+@pytest.mark.parametrize("error, stage", [
+    (poplib.error_proto(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."),
+     "pop3.login"),
+    (imaplib.IMAP4.error(b"[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) "
+                         b"connections."), "imap.login"),
+])
+def test_dovecots_plaintext_refusal_says_turn_encryption_on_not_wrong_password(error, stage):
+    problem = classify(error, stage=stage)
+    assert problem.code == "encryption_required"
+    assert "993" in problem.advice("en") and "995" in problem.advice("ru")
+
+
+@pytest.mark.parametrize("error, code", [
+    (HostNotFound("[Errno -2] Name or service not known"), "host_not_found"),
+    (PresetHostNotFound("[Errno -3] Temporary failure in name resolution"), "host_not_resolved_here"),
+    (GuardRefused(), "connection_blocked"),
+    (TimeoutError("timed out"), "timeout"),
+])
+def test_local_findings_are_the_portals_words_not_a_server_reply(error, code):
+    problem = classify(error, stage="smtp.resolve")
+    assert problem.code == code
+    assert problem.server_reply == ""
+    assert "Errno" not in problem.title("ru") + problem.advice("ru")

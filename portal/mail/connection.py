@@ -13,6 +13,7 @@ import logging
 import os
 import poplib
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -23,8 +24,9 @@ from typing import Any, Callable, Iterator
 
 from . import guard
 from .deadline import Deadline
-from .errors import CertificatePinMismatch, MailError, NoMailServer, PlaintextAuthRefused, SecurityModeMismatch
-from .presets import provider_for
+from .errors import (CertificatePinMismatch, HostNotFound, LoginDisabled, MailError, NoMailServer, PlaintextAuthRefused,
+                     PresetHostNotFound, SecurityModeMismatch, StartTLSOffered)
+from .presets import PRESETS, provider_for
 from .problems import symptom_of
 from .settings import MailboxSettings, MailConfig, ServerSettings, format_fingerprint
 from .stages import StageLog
@@ -127,6 +129,7 @@ class _Protocol:
     login: Callable[[Any, ServerSettings], str]
     quit: Callable[[Any], Any]
     abort: Callable[[Any], Any]
+    offers_starttls: Callable[[Any], bool] = lambda client: False
 
 
 @contextmanager
@@ -140,8 +143,8 @@ def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, lo
             if not server.username:
                 step.detail = "no login configured: signing in skipped"
             else:
-                if server.security == "none" and not server.allow_plaintext_auth:
-                    raise PlaintextAuthRefused("the connection is not encrypted, so the password was not sent")
+                if server.security == "none":
+                    _never_in_clear(protocol, client, server)
                 step.server_reply = step.detail = protocol.login(client, server)
         yield client
     except BaseException:
@@ -154,11 +157,33 @@ def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, lo
             protocol.abort(client)
 
 
+def _never_in_clear(protocol: _Protocol, client: Any, server: ServerSettings) -> None:
+    """Refuse to send a password over an unencrypted session unless nothing better exists and it is allowed."""
+    if protocol.offers_starttls(client):
+        raise StartTLSOffered("the server offers STARTTLS on this port; the password was not sent unencrypted")
+    if not server.allow_plaintext_auth:
+        raise PlaintextAuthRefused("the connection is not encrypted, so the password was not sent")
+    if protocol.name == "imap" and "LOGINDISABLED" in client.capabilities:
+        raise LoginDisabled("the server advertises LOGINDISABLED: it takes no password unencrypted")
+
+
 def _resolve(protocol: _Protocol, server: ServerSettings, config: MailConfig, log: StageLog) -> guard.Destination:
     with log.step(f"{protocol.name}.resolve") as step:
-        destination = guard.resolve_destination(server.host, server.port, config, deadline=log.deadline)
+        try:
+            destination = guard.resolve_destination(server.host, server.port, config, deadline=log.deadline)
+        except HostNotFound as exc:
+            if server.host.lower() in _preset_hosts():
+                raise PresetHostNotFound(str(exc)) from exc
+            raise
         step.detail = ", ".join(destination.addresses)
     return destination
+
+
+@lru_cache(maxsize=1)
+def _preset_hosts() -> frozenset[str]:
+    """Every server name a preset publishes: one of these not resolving is the portal's DNS, not a typo."""
+    return frozenset(server.host.lower() for preset in PRESETS
+                     for server in (preset.smtp, preset.pop3, preset.imap) if server is not None)
 
 
 def _start(protocol: _Protocol, destination: guard.Destination, server: ServerSettings, config: MailConfig,
@@ -196,14 +221,27 @@ def _start(protocol: _Protocol, destination: guard.Destination, server: ServerSe
 
 def _greet(protocol: _Protocol, destination: guard.Destination, sock: socket.socket, server: ServerSettings,
            config: MailConfig, deadline: Deadline | None) -> Any:
+    probed = server.security != "ssl" and config.timeout > PLAIN_PROBE_SECONDS and not _readable(
+        sock, PLAIN_PROBE_SECONDS)
+    if probed and protocol.greeting.match(_first_line(destination, config, deadline, over_tls=True)):
+        # Silent for 2 s in plain text, greeting at once over TLS: the port expects SSL. Said now, not after
+        # the whole timeout; a server that is only slow still gets its time below.
+        raise SecurityModeMismatch(f"no greeting in plain text within {PLAIN_PROBE_SECONDS:g} s, but the server "
+                                   "greets over TLS: this port expects SSL")
     try:
         return protocol.greet(sock, server, config)
     except Exception as exc:
-        if (server.security != "ssl" and symptom_of(exc).kind == "timeout"
+        if (server.security != "ssl" and not probed and symptom_of(exc).kind == "timeout"
                 and protocol.greeting.match(_first_line(destination, config, deadline, over_tls=True))):
             raise SecurityModeMismatch("no greeting in plain text, but the server greets over TLS: "
                                        "this port expects SSL") from exc
         raise
+
+
+def _readable(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server has said something (or hung up) within ``seconds``, without reading it."""
+    readable, _, _ = select.select([sock], [], [], seconds)
+    return bool(readable)
 
 
 def _before_greeting(destination: guard.Destination, action: Callable[[], Any]) -> Any:
@@ -413,7 +451,7 @@ def _smtp_abort(smtp: GuardedSMTP) -> None:
 
 
 _SMTP_PROTOCOL = _Protocol("smtp", re.compile(rb"[245]\d\d[ -]"), _smtp_greet, _smtp_starttls, _smtp_login,
-                           smtplib.SMTP.quit, _smtp_abort)
+                           smtplib.SMTP.quit, _smtp_abort, lambda smtp: smtp.has_extn("starttls"))
 
 
 class _OverGuardedSocket:
@@ -462,6 +500,13 @@ def _pop3_abort(pop: GuardedPOP3) -> None:
     pop.close()
 
 
+def _pop3_offers_stls(pop: GuardedPOP3) -> bool:
+    try:
+        return "STLS" in pop.capa()
+    except poplib.error_proto:  # a server without CAPA (RFC 2449) offers no STLS either
+        return False
+
+
 # --- IMAP -------------------------------------------------------------------------------------
 
 
@@ -500,9 +545,9 @@ def _imap_abort(imap: GuardedIMAP4) -> None:
 
 _INCOMING_PROTOCOLS = {
     "pop3": _Protocol("pop3", _POP3_GREETING, _pop3_greet, _pop3_starttls, _pop3_login, poplib.POP3.quit,
-                      _pop3_abort),
+                      _pop3_abort, _pop3_offers_stls),
     "imap": _Protocol("imap", _IMAP_GREETING, _imap_greet, _imap_starttls, _imap_login, imaplib.IMAP4.logout,
-                      _imap_abort),
+                      _imap_abort, lambda imap: "STARTTLS" in imap.capabilities),
 }
 
 

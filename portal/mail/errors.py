@@ -55,3 +55,21 @@ class NoMailServer(OSError):
     def __init__(self, detail: str = "") -> None:
         super().__init__("no mail server answered on this port")
         self.detail = detail
+
+
+class PresetHostNotFound(HostNotFound):
+    """A provider's published server name does not resolve: the portal's machine cannot look names up."""
+
+    kind = "preset_host_not_found"
+
+
+class StartTLSOffered(OSError):
+    """The session was left unencrypted on a port where the server offers STARTTLS; no password was sent."""
+
+    kind = "starttls_offered"
+
+
+class LoginDisabled(OSError):
+    """The server said it takes no password in clear (IMAP LOGINDISABLED); none was sent."""
+
+    kind = "login_disabled"

@@ -33,8 +33,8 @@ class Match:
 
     def fits(self, symptom: "Symptom", stage: str, provider: str | None) -> bool:
         """Whether the symptom seen at ``stage`` fits this alternative."""
-        if self.kinds and symptom.kind not in self.kinds:
-            return False
+        if (self.kinds or symptom.kind) and symptom.kind not in self.kinds:
+            return False  # the portal's own findings fit only by kind: their text is not the server's
         if self.stages and not any(fnmatch.fnmatchcase(stage, s) for s in self.stages):
             return False
         if self.commands and symptom.command not in self.commands:
@@ -49,6 +49,16 @@ class Match:
         if self.providers and provider not in self.providers:
             return False
         return True
+
+    @property
+    def specificity(self) -> tuple[bool, int]:
+        """How narrow this alternative is: the server's own words first, then the number of conditions named.
+
+        "553 5.7.1 ... not owned by auth user" after MAIL must be told by its words, not by a code that
+        many different refusals share.
+        """
+        return bool(self.patterns), sum(1 for value in (self.kinds, self.stages, self.commands, self.smtp_codes,
+                                                        self.enhanced, self.patterns, self.providers) if value)
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,9 @@ class Problem:
     server_reply: str
     provider: str | None = None
     smtp_code: int | None = None
+    at_fault: str = ""  # the setting to look at, "smtp.port" or "incoming.security" (see remedies.py)
+    fix: str = ""  # a fix the form offers as a button (remedies.FIX_LABELS), with the settings it changes
+    changes: dict[str, str] = field(default_factory=dict)
 
     @property
     def entry(self) -> CatalogueEntry:
@@ -163,13 +176,17 @@ def classify_reply(smtp_code: int, text: str | bytes, *, stage: str, command: st
 
 
 def _diagnose(symptom: Symptom, stage: str, provider: str | None) -> Problem:
-    for entry in catalogue():
-        if any(m.fits(symptom, stage, provider) for m in entry.matches):
-            code = entry.code
-            break
+    code = UNKNOWN
+    best = (False, 0)
+    for entry in catalogue():  # the most specific fitting alternative wins; on a tie, the earlier entry
+        for match in entry.matches:
+            if match.specificity > best and match.fits(symptom, stage, provider):
+                code, best = entry.code, match.specificity
+    if symptom.kind:
+        # The portal's own finding (no name, no route, a timeout, a refused TLS), not words of a server.
+        reply = ""
     else:
-        code = UNKNOWN
-    reply = symptom.text
+        reply = symptom.text
     if symptom.smtp_code and not reply.startswith(str(symptom.smtp_code)):
         reply = f"{symptom.smtp_code} {reply}".strip()
     return Problem(code=code, stage=stage, server_reply=reply, provider=provider, smtp_code=symptom.smtp_code)

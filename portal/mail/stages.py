@@ -19,8 +19,8 @@ STAGE_LABELS: dict[str, dict[str, str]] = {
     "smtp.tls": {"en": "Outgoing: encryption (TLS)", "ru": "Исходящая: шифрование (TLS)"},
     "smtp.greeting": {"en": "Outgoing: server greeting", "ru": "Исходящая: приветствие сервера"},
     "smtp.login": {"en": "Outgoing: sign in", "ru": "Исходящая: вход"},
-    "smtp.envelope": {"en": "Outgoing: sender and recipient accepted",
-                      "ru": "Исходящая: отправитель и получатель приняты"},
+    "smtp.envelope": {"en": "Outgoing: sender accepted, letters to others relayed",
+                      "ru": "Исходящая: отправитель принят, письма другим пересылаются"},
     "smtp.test_letter": {"en": "Outgoing: test letter", "ru": "Исходящая: тестовое письмо"},
     "smtp.send": {"en": "Sending the letter", "ru": "Отправка письма"},
     "pop3.resolve": {"en": "POP3: find the server", "ru": "POP3: поиск сервера"},
@@ -35,6 +35,8 @@ STAGE_LABELS: dict[str, dict[str, str]] = {
     "imap.greeting": {"en": "IMAP: server greeting", "ru": "IMAP: приветствие сервера"},
     "imap.login": {"en": "IMAP: sign in", "ru": "IMAP: вход"},
     "imap.mailbox": {"en": "IMAP: open the inbox", "ru": "IMAP: открытие входящих"},
+    "pop3.round_trip": {"en": "POP3: test letter arrived", "ru": "POP3: тестовое письмо пришло"},
+    "imap.round_trip": {"en": "IMAP: test letter arrived", "ru": "IMAP: тестовое письмо пришло"},
 }
 
 

@@ -24,6 +24,7 @@ from portal.forms.mailboxes import (
 from portal.htmx import is_htmx, render_htmx, request_is_partial
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
+from portal.mail.check import ROUND_TRIP_SECONDS
 
 # cli_group=None: `portal rotate-secrets` sits beside the other top-level commands.
 bp = Blueprint("mailboxes", __name__, cli_group=None)
@@ -77,6 +78,20 @@ def _fingerprint_filter(value):
     from portal.mail.settings import format_fingerprint
 
     return format_fingerprint(value)
+
+
+@bp.app_template_global("fix_label")
+def _fix_label(code, lang):
+    """The words of a one-click fix's button."""
+    from portal.mail.remedies import fix_label
+
+    return fix_label(code, lang)
+
+
+@bp.app_template_global("form_field_of")
+def _form_field_of(setting):
+    """The mailbox form's field for a setting named as in remedies.py ("smtp.port" is smtp_port)."""
+    return "address" if setting == "smtp.address" else setting.replace(".", "_")
 
 
 def _fragment(template, **context):
@@ -413,7 +428,9 @@ def test(mailbox_id):
 @login_required
 def test_progress(run_id):
     """Where a running Test account is: the stages finished so far, then the result and the save proof."""
-    run = account_tests.progress(run_id, current_user, _mail_config().deadline)
+    # A run with a test letter may also wait for its round trip (and the reads of the polls) past the deadline.
+    config = _mail_config()
+    run = account_tests.progress(run_id, current_user, config.deadline + ROUND_TRIP_SECONDS + config.timeout)
     if run is None:
         abort(404)
     status = _("The test was interrupted. Run it again.") if run.interrupted else ""

@@ -150,3 +150,57 @@ document.addEventListener("click", function (event) {
   else { document.execCommand("copy"); }
   button.textContent = button.getAttribute("data-copied") || button.textContent;
 });
+
+// ---- Test account (issue 13): the field at fault, and fixes in one click ----
+// A failed test names the field it points at: that field gets the message beside it and aria-invalid,
+// and the page scrolls to it. A fix button changes the fields it names and runs the test again.
+(function () {
+  function clearMarks() {
+    document.querySelectorAll(".field-fault").forEach(function (note) {
+      var field = document.getElementById(note.getAttribute("data-for"));
+      if (field) {
+        field.removeAttribute("aria-invalid");
+        var described = (field.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+          return id && id !== note.id;
+        });
+        if (described.length) { field.setAttribute("aria-describedby", described.join(" ")); } else { field.removeAttribute("aria-describedby"); }
+      }
+      note.remove();
+    });
+  }
+  function markFault() {
+    var problem = document.querySelector("#test-result [data-at-fault]");
+    if (!problem || problem.hasAttribute("data-marked")) { return; }
+    problem.setAttribute("data-marked", "");
+    clearMarks();
+    var name = problem.getAttribute("data-at-fault");
+    var field = document.getElementById(name);
+    if (!field) { return; }
+    var note = document.createElement("small");
+    note.className = "error field-fault";
+    note.id = "fault-" + name;
+    note.setAttribute("data-for", name);
+    note.textContent = problem.getAttribute("data-at-fault-message");
+    field.insertAdjacentElement("afterend", note);
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", ((field.getAttribute("aria-describedby") || "") + " " + note.id).trim());
+    field.scrollIntoView({block: "center"});
+    field.focus({preventScroll: true});
+  }
+  document.addEventListener("htmx:afterSettle", markFault);
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.elt && event.detail.elt.id === "test-account") { clearMarks(); }
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-fix]");
+    if (!button) { return; }
+    var form = button.closest("form");
+    var changes = JSON.parse(button.getAttribute("data-fix"));
+    Object.keys(changes).forEach(function (name) {
+      var field = form && form.elements[name];
+      if (field) { field.value = changes[name]; }
+    });
+    var test = document.getElementById("test-account");
+    if (test) { test.click(); }
+  });
+})();

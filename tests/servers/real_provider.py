@@ -242,7 +242,8 @@ class RealProvider:
         """A MailConfig that lets the portal reach this provider and trusts its certificate."""
         from portal.mail.settings import MailConfig
 
-        return MailConfig(timeout=timeout, allowed_hosts=(self.host, self.incoming_host), ca_file=self.ca_file)
+        return MailConfig(timeout=timeout, allowed_hosts=(f"{self.host}:*", f"{self.incoming_host}:*"),
+                          ca_file=self.ca_file)
 
     def mailbox_settings(self, address: str, password: str, *, smtp: str = "submission",
                          incoming: str | None = "imaps", login: str | None = None, **smtp_overrides):
