@@ -715,7 +715,7 @@ def audit_events(*, address="", employee_id=None):
 
 
 def rotate_secrets(box=None):
-    """Re-encrypt every stored secret with the newest key (and refresh the settings digests); returns the count.
+    """Re-encrypt every stored secret with the newest key (and re-key still-valid settings digests); returns the count.
 
     All or nothing: a secret no configured key opens raises SecretError naming its mailbox, and no row changes.
     """
@@ -729,7 +729,11 @@ def rotate_secrets(box=None):
                 except SecretError as error:
                     raise SecretError(f"mailbox {mailbox.id} ({mailbox.address}), {name}: {error}") from None
             if mailbox.tested:
-                mailbox.tested_settings_digest = box.digest(canonical_settings(mailbox.to_settings(box)))
+                canonical = canonical_settings(mailbox.to_settings(box))
+                # Only a digest that still matches today's settings moves to the newest key: settings
+                # changed since their last test stay untested.
+                if box.matches(mailbox.tested_settings_digest, canonical):
+                    mailbox.tested_settings_digest = box.digest(canonical)
             Mailbox.update(
                 smtp_password=mailbox.smtp_password,
                 incoming_password=mailbox.incoming_password,
