@@ -9,6 +9,7 @@ from werkzeug.routing import IntegerConverter
 
 from portal import config as portal_config
 from portal import db
+from portal import secret_box
 from portal.extensions import babel, csrf, limiter, login_manager
 from portal.htmx import htmx
 from portal.i18n import LANGUAGE_NAMES, select_locale
@@ -50,6 +51,9 @@ def create_app(config=None):
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
         )
 
+    # Mailbox secrets are decrypted with this app's own configured keys, by pages, API, queue and commands alike.
+    app.extensions["portal_secret_box"] = secret_box.install(
+        secret_box.SecretBox.from_config(app.config, app.instance_path))
     app.url_map.converters["int"] = BoundedIntegerConverter  # before any route is added
     db.init_app(app)
     htmx.init_app(app)

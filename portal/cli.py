@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from portal.api.cli import create_token_command
+from portal import mailboxes
 from portal.db import database, init_db_command
 from portal.directory import configured_settings, sync_directory
 from portal.letters.cli import COMMANDS as LETTER_COMMANDS
@@ -16,7 +17,7 @@ from portal.mail.cli import discover_command
 from portal.models import Employee
 from portal.people import EmployeeError, create_employee, import_employees
 from portal.projects import ProjectError, create_project
-from portal.secret_box import active_box
+from portal.secret_box import SecretError, active_box
 
 
 def _create_app():
@@ -33,7 +34,7 @@ def main():
 def register_commands(app):
     """Attach the portal's commands to the app (and so to `flask` and `portal`)."""
     for command in (create_user_command, create_project_command, import_employees_command, ensure_admin_command,
-                    create_token_command):
+                    create_token_command, rotate_secrets_command):
         app.cli.add_command(command)
     app.cli.add_command(check_account_command)
     app.cli.add_command(presets_command)
@@ -47,6 +48,19 @@ def register_commands(app):
 def _fail(message):
     click.echo(message, err=True)
     sys.exit(1)
+
+
+@click.command("rotate-secrets")
+@with_appcontext
+def rotate_secrets_command():
+    """Re-encrypt every stored mailbox secret with the newest key of PORTAL_SECRET_KEYS."""
+    try:
+        with database.connection_context():
+            count = mailboxes.rotate_secrets(current_app.extensions["portal_secret_box"])
+    except SecretError as error:  # a wrong or missing key: one line, and nothing was changed
+        raise click.ClickException(f"{error}. Nothing was changed: list the key it was made with in "
+                                   "PORTAL_SECRET_KEYS after the new one, and run rotate-secrets again.") from None
+    click.echo(f"Re-encrypted the secrets of {count} mailbox(es) with the newest key.")
 
 
 @click.command("create-user")

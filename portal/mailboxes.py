@@ -18,6 +18,7 @@ from peewee import JOIN, fn
 
 from portal.db import database, whole_number
 from portal.fields import CONTROL_CHARACTERS
+from portal.mail.settings import MAILBOX_FIELDS
 from portal.models import AuditEvent, Employee, Mailbox, MailboxAccess, MailboxProject, PortalSetting, Project, utcnow
 from portal.models.people import FIELD_MAX, normalize_email
 from portal.secret_box import SecretError, active_box
@@ -29,15 +30,10 @@ SECURITY_MODES = ("ssl", "starttls", "none")
 INCOMING_PROTOCOLS = ("pop3", "imap")
 EMPLOYEES_MAY_ADD = "employees_may_add_mailboxes"
 
-# Changing any of these needs a new passed test before saving; the rest (display name,
+# Changing any server field needs a new passed test before saving; the rest (display name,
 # projects, Default, access, receive replies) keeps the last one.
-SERVER_FIELDS = (
-    "address", "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password",
-    "smtp_trusted_fingerprint", "allow_plaintext_auth", "incoming_protocol", "incoming_host",
-    "incoming_port", "incoming_security", "incoming_username", "incoming_password",
-    "incoming_trusted_fingerprint",
-)
-SECRET_FIELDS = ("smtp_password", "incoming_password")
+SERVER_FIELDS = tuple(f.name for f in MAILBOX_FIELDS if f.server)
+SECRET_FIELDS = tuple(f.name for f in MAILBOX_FIELDS if f.secret)
 PLAIN_FIELDS = ("display_name", "receive_replies", "is_default", "access_everyone")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
 
@@ -715,7 +711,7 @@ def audit_events(*, address="", employee_id=None):
 
 
 def rotate_secrets(box=None):
-    """Re-encrypt every stored secret with the newest key (and refresh the settings digests); returns the count.
+    """Re-encrypt every stored secret with the newest key (and re-key still-valid settings digests); returns the count.
 
     All or nothing: a secret no configured key opens raises SecretError naming its mailbox, and no row changes.
     """
@@ -729,7 +725,11 @@ def rotate_secrets(box=None):
                 except SecretError as error:
                     raise SecretError(f"mailbox {mailbox.id} ({mailbox.address}), {name}: {error}") from None
             if mailbox.tested:
-                mailbox.tested_settings_digest = box.digest(canonical_settings(mailbox.to_settings(box)))
+                canonical = canonical_settings(mailbox.to_settings(box))
+                # Only a digest that still matches today's settings moves to the newest key: settings
+                # changed since their last test stay untested.
+                if box.matches(mailbox.tested_settings_digest, canonical):
+                    mailbox.tested_settings_digest = box.digest(canonical)
             Mailbox.update(
                 smtp_password=mailbox.smtp_password,
                 incoming_password=mailbox.incoming_password,

@@ -59,7 +59,7 @@ class SecretBox:
         if not keys:
             raise ValueError("a secret box needs at least one key")
         self._fernet = MultiFernet([Fernet(fernet_key(key)) for key in keys])
-        self._digest_key = hashlib.sha256(b"portal-settings-digest" + fernet_key(keys[0])).digest()
+        self._digest_keys = [hashlib.sha256(b"portal-settings-digest" + fernet_key(key)).digest() for key in keys]
 
     @classmethod
     def from_config(cls, config, instance_path):
@@ -96,9 +96,23 @@ class SecretBox:
     def digest(self, data):
         """A keyed SHA-256 of some text: tells settings apart without letting anyone guess a password from it.
 
-        It follows the newest key, so `rotate-secrets` recomputes the digests it stores.
+        It is keyed by the newest key; `matches` also accepts digests made with the older keys.
         """
-        return hmac.new(self._digest_key, data.encode(), hashlib.sha256).hexdigest()
+        return _keyed_digest(self._digest_keys[0], data)
+
+    def matches(self, stored, data):
+        """Whether a stored digest was made from this text with any configured key (newest or older).
+
+        A new first key in PORTAL_SECRET_KEYS therefore leaves every stored digest valid until
+        `rotate-secrets` rewrites it with the newest key.
+        """
+        if not stored:
+            return False
+        return any(hmac.compare_digest(stored, _keyed_digest(key, data)) for key in self._digest_keys)
+
+
+def _keyed_digest(key, data):
+    return hmac.new(key, data.encode(), hashlib.sha256).hexdigest()
 
 
 _active = None

@@ -510,3 +510,26 @@ def test_a_letter_whose_author_lost_the_mailbox_fails_with_the_reason_and_is_not
     assert smtp_server.messages == [] and Letter.needing_attention(employee) == 1
     assert "You may no longer send from this address in this project" in as_employee.get("/outbox").get_data(
         as_text=True)
+
+
+def test_a_new_first_secret_key_keeps_a_tested_mailbox_sending_before_and_after_rotation(
+        sending_mailbox, write_letter, run_queue, smtp_server, app, runner):
+    from portal.secret_box import SecretBox, configured_keys, install
+
+    old_keys = configured_keys(app.config.get("PORTAL_SECRET_KEYS"), app.instance_path)
+    # The deploy step: a new first key, the old one kept for reading, rotate-secrets not run yet.
+    app.extensions["portal_secret_box"] = install(SecretBox(["a-brand-new-key", *old_keys]))
+    first = write_letter(sending_mailbox)
+
+    run_queue()
+
+    assert fresh(first).state == "sent" and fresh(first).waiting_for in ("", None)
+
+    assert runner.invoke(args=["rotate-secrets"]).exit_code == 0
+    # The old key gone for good: the re-keyed digest and secrets still stand on the new key alone.
+    app.extensions["portal_secret_box"] = install(SecretBox(["a-brand-new-key"]))
+    second = write_letter(sending_mailbox)
+    run_queue.later(minutes=2)
+    run_queue()
+
+    assert fresh(second).state == "sent" and len(smtp_server.messages) == 2

@@ -66,3 +66,37 @@ def test_config_from_typed_values():
 def test_bad_config_is_refused_with_the_key_named(mapping):
     with pytest.raises(ValueError):
         MailConfig.from_mapping(mapping)
+
+
+def test_the_form_the_api_and_the_openapi_document_list_exactly_the_mailbox_fields(app):
+    from portal.api import openapi, shapes
+    from portal.forms.mailboxes import MailboxForm
+    from portal.mail.settings import MAILBOX_FIELDS, mailbox_fields
+    from portal.models import Mailbox
+
+    names = [f.name for f in MAILBOX_FIELDS]
+    with app.test_request_context():
+        form = MailboxForm()
+        assert list(form.values()) == names
+        # Every other field of the form is about the page, not a setting of the mailbox.
+        assert {field.name for field in form} - set(names) == {
+            "csrf_token", "scope", "owner_id", "proof", "provider", "send_test_letter"}
+
+    assert set(shapes.SERVICE_FIELDS) == set(names) | {"scope", "owner"}
+    assert {shapes.SERVICE_FIELDS[name] for name in names} == {f.api_path for f in MAILBOX_FIELDS}
+    schemas = openapi.SCHEMAS
+    stored = Mailbox(incoming_protocol="imap")
+    for side, answer in (("smtp", "SmtpServer"), ("incoming", "IncomingServer")):
+        written = [f.api_name for f in mailbox_fields(side)]
+        shown = [f"{name}_set" if f.secret else name for f, name in zip(mailbox_fields(side), written)]
+        assert list(shapes.server_json(stored, side)) == shown
+        assert list(schemas[answer]["properties"]) == shown
+        for body in ("MailboxCreate", "MailboxPatch", "MailboxTest"):
+            schema = schemas[body]["properties"][side]
+            schema = schema["anyOf"][0] if "anyOf" in schema else schema
+            assert list(schema["properties"]) == written, (body, side)
+    top = {f.api_name for f in mailbox_fields("mailbox")}
+    assert set(schemas["MailboxCreate"]["properties"]) == top | {"smtp", "incoming", "access", "scope", "owner"}
+    assert set(schemas["MailboxCreate"]["properties"]["access"]["properties"]) == {
+        f.api_name for f in mailbox_fields("access")}
+    assert set(schemas["Mailbox"]["properties"]) >= top | {"smtp", "incoming", "access"}

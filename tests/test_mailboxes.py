@@ -281,6 +281,26 @@ def test_rotation_keeps_every_row_readable(app, make_mailbox, runner):
         assert fresh.tested
 
 
+def test_rotation_leaves_a_mailbox_changed_after_its_test_untested(app, make_mailbox, runner):
+    from portal.letters.queue import tested_for
+    from tests.fixtures.letters import passed_test
+
+    kept = passed_test(make_mailbox(password="tested-password"))
+    changed = passed_test(make_mailbox(password="tested-password"))
+    changed.set_secret("smtp_password", "typed-but-never-tested")
+    changed.save()
+    app.extensions["portal_secret_box"] = install(SecretBox(["brand-new-key", *_keys_of(app)]))
+    assert tested_for(Mailbox.get_by_id(kept.id), Mailbox.get_by_id(kept.id).to_settings())
+
+    assert runner.invoke(args=["rotate-secrets"]).exit_code == 0
+
+    only_new = install(SecretBox(["brand-new-key"]))
+    app.extensions["portal_secret_box"] = only_new
+    kept, changed = Mailbox.get_by_id(kept.id), Mailbox.get_by_id(changed.id)
+    assert tested_for(kept, kept.to_settings(only_new))
+    assert not tested_for(changed, changed.to_settings(only_new))
+
+
 def _keys_of(app):
     from portal.secret_box import configured_keys
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 
+from portal.mail.settings import mailbox_fields
+
 PREFIX = "/api/v1"
 MAX_ID = 2**63 - 1  # the largest id either database stores; larger ones are simply not found
 BODY_LIMIT = 1024 * 1024  # bytes; larger bodies are refused with 413
@@ -51,39 +53,44 @@ def _id(description="An id."):
     return {"type": "integer", "minimum": 1, "maximum": MAX_ID, "description": description}
 
 
+# How each server field of portal.mail.settings.MAILBOX_FIELDS is written in a request body, by API name.
+_SERVER_IN = {
+    "protocol": {"type": "string", "enum": INCOMING_PROTOCOLS},
+    "host": line(description="Server name or IP address."),
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "security": {"type": "string", "enum": SECURITY_MODES, "description": "Implicit TLS, STARTTLS or none."},
+    "username": line(),
+    "password": {"type": "string", "maxLength": SECRET_MAX, "pattern": SINGLE_LINE, "writeOnly": True,
+                 "description": "Accepted on writes, never returned. Left out on PATCH: the stored one is kept "
+                                "(unless the host changes)."},
+    "trusted_fingerprint": nullable(line(description="SHA-256 of a certificate to trust, 64 hex digits.")),
+    "allow_plaintext_auth": {
+        "type": "boolean", "description": "Allow a password over an unencrypted connection (both servers)."},
+}
+# ... and how an answer shows it (a secret as "<name>_set": whether one is stored).
+_SERVER_OUT = {
+    "protocol": {"type": "string", "enum": INCOMING_PROTOCOLS},
+    "host": {"type": "string"},
+    "port": {"type": "integer"},
+    "security": {"type": "string", "enum": SECURITY_MODES},
+    "username": {"type": "string"},
+    "password_set": {"type": "boolean"},
+    "trusted_fingerprint": {"type": ["string", "null"]},
+    "allow_plaintext_auth": {"type": "boolean"},
+}
+
+
 def _server_in(*, incoming, partial):
-    properties = {
-        "host": line(description="Server name or IP address."),
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "security": {"type": "string", "enum": SECURITY_MODES, "description": "Implicit TLS, STARTTLS or none."},
-        "username": line(),
-        "password": {"type": "string", "maxLength": SECRET_MAX, "pattern": SINGLE_LINE, "writeOnly": True,
-                     "description": "Accepted on writes, never returned. Left out on PATCH: the stored one is kept "
-                                    "(unless the host changes)."},
-        "trusted_fingerprint": nullable(line(description="SHA-256 of a certificate to trust, 64 hex digits.")),
-    }
-    if incoming:
-        properties = {"protocol": {"type": "string", "enum": INCOMING_PROTOCOLS}, **properties}
-    else:
-        properties["allow_plaintext_auth"] = {
-            "type": "boolean", "description": "Allow a password over an unencrypted connection (both servers)."}
+    fields = mailbox_fields("incoming" if incoming else "smtp")
+    properties = {f.api_name: _SERVER_IN[f.api_name] for f in fields}
     required = () if partial else (("protocol", "host", "port") if incoming else ("host", "port"))
     return obj(properties, required)
 
 
 def _server_out(*, incoming):
-    properties = {
-        "host": {"type": "string"},
-        "port": {"type": "integer"},
-        "security": {"type": "string", "enum": SECURITY_MODES},
-        "username": {"type": "string"},
-        "password_set": {"type": "boolean"},
-        "trusted_fingerprint": {"type": ["string", "null"]},
-    }
-    if incoming:
-        properties = {"protocol": {"type": "string", "enum": INCOMING_PROTOCOLS}, **properties}
-    else:
-        properties["allow_plaintext_auth"] = {"type": "boolean"}
+    fields = mailbox_fields("incoming" if incoming else "smtp")
+    names = [f"{f.api_name}_set" if f.secret else f.api_name for f in fields]
+    properties = {name: _SERVER_OUT[name] for name in names}
     schema = obj(properties, list(properties))
     schema.pop("additionalProperties")
     return schema

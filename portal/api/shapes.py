@@ -8,41 +8,14 @@ from __future__ import annotations
 from peewee import fn
 
 from portal import mailboxes as service
+from portal.mail.settings import MAILBOX_FIELDS, mailbox_fields
 from portal.models import Employee, LetterAttempt, LetterRecipient, Project, Reply, normalize_email
 
 # The mailbox service's field names, as the API names them in error messages.
-SERVICE_FIELDS = {
-    "address": "address",
-    "display_name": "display_name",
-    "smtp_host": "smtp.host",
-    "smtp_port": "smtp.port",
-    "smtp_security": "smtp.security",
-    "smtp_username": "smtp.username",
-    "smtp_password": "smtp.password",
-    "smtp_trusted_fingerprint": "smtp.trusted_fingerprint",
-    "allow_plaintext_auth": "smtp.allow_plaintext_auth",
-    "incoming_protocol": "incoming.protocol",
-    "incoming_host": "incoming.host",
-    "incoming_port": "incoming.port",
-    "incoming_security": "incoming.security",
-    "incoming_username": "incoming.username",
-    "incoming_password": "incoming.password",
-    "incoming_trusted_fingerprint": "incoming.trusted_fingerprint",
-    "receive_replies": "receive_replies",
-    "is_default": "default",
-    "projects": "projects",
-    "access_everyone": "access.everyone",
-    "access_employees": "access.employees",
-    "access_departments": "access.departments",
-    "scope": "scope",
-    "owner": "owner",
-}
-_SMTP = {"host": "smtp_host", "port": "smtp_port", "security": "smtp_security", "username": "smtp_username",
-         "password": "smtp_password", "trusted_fingerprint": "smtp_trusted_fingerprint",
-         "allow_plaintext_auth": "allow_plaintext_auth"}
-_INCOMING = {"protocol": "incoming_protocol", "host": "incoming_host", "port": "incoming_port",
-             "security": "incoming_security", "username": "incoming_username", "password": "incoming_password",
-             "trusted_fingerprint": "incoming_trusted_fingerprint"}
+SERVICE_FIELDS = {**{f.name: f.api_path for f in MAILBOX_FIELDS}, "scope": "scope", "owner": "owner"}
+_SMTP = {f.api_name: f.name for f in mailbox_fields("smtp")}
+_INCOMING = {f.api_name: f.name for f in mailbox_fields("incoming")}
+_ID_LISTS = ("projects", "access_employees", "access_departments")  # rows of their own, not columns
 
 
 class ValuesInvalid(ValueError):
@@ -100,25 +73,9 @@ def _mailbox_json(mailbox, actor, projects, access, owner_email):
     }
     if not manageable:
         return found
-    found["smtp"] = {
-        "host": mailbox.smtp_host,
-        "port": mailbox.smtp_port,
-        "security": mailbox.smtp_security,
-        "username": mailbox.smtp_username,
-        "password_set": mailbox.has_smtp_password,
-        "trusted_fingerprint": mailbox.smtp_trusted_fingerprint,
-        "allow_plaintext_auth": mailbox.allow_plaintext_auth,
-    }
+    found["smtp"] = server_json(mailbox, "smtp")
     if mailbox.incoming_protocol:
-        found["incoming"] = {
-            "protocol": mailbox.incoming_protocol,
-            "host": mailbox.incoming_host,
-            "port": mailbox.incoming_port,
-            "security": mailbox.incoming_security,
-            "username": mailbox.incoming_username,
-            "password_set": mailbox.has_incoming_password,
-            "trusted_fingerprint": mailbox.incoming_trusted_fingerprint,
-        }
+        found["incoming"] = server_json(mailbox, "incoming")
     if mailbox.scope == "company":
         employees, departments = access
         found["access"] = {"everyone": mailbox.access_everyone, "employees": [e.email for e in employees],
@@ -126,14 +83,22 @@ def _mailbox_json(mailbox, actor, projects, access, owner_email):
     return found
 
 
+def server_json(mailbox, side):
+    """One server of a mailbox ("smtp" or "incoming") with the table's fields; a secret only as whether it is set."""
+    found = {}
+    for f in mailbox_fields(side):
+        if f.secret:
+            found[f"{f.api_name}_set"] = bool(getattr(mailbox, f.name))
+        else:
+            found[f.api_name] = getattr(mailbox, f.name)
+    return found
+
+
 # ---------------------------------------------------------------- mailboxes in
 
 def stored_values(mailbox):
     """A stored mailbox as the service's values, passwords left blank (blank keeps the stored one)."""
-    values = {name: getattr(mailbox, name) for name in (
-        "address", "display_name", "smtp_host", "smtp_port", "smtp_security", "smtp_username",
-        "smtp_trusted_fingerprint", "allow_plaintext_auth", "incoming_host", "incoming_port", "incoming_security",
-        "incoming_username", "incoming_trusted_fingerprint", "receive_replies", "is_default", "access_everyone")}
+    values = {f.name: getattr(mailbox, f.name) for f in MAILBOX_FIELDS if not f.secret and f.name not in _ID_LISTS}
     values["incoming_protocol"] = mailbox.incoming_protocol or ""
     values["smtp_password"] = values["incoming_password"] = ""
     values["projects"] = mailbox.project_ids()

@@ -12,6 +12,7 @@ from wtforms import (
 )
 
 from portal.forms import choices, strip
+from portal.mail.settings import MAILBOX_FIELDS
 
 SECURITY_CHOICES = (
     ("ssl", _l("SSL/TLS from the start")),
@@ -27,12 +28,7 @@ PROBLEM_CHOICES = (
 )
 
 # The values the service takes, by field name (passwords included; they are never rendered back).
-VALUE_FIELDS = (
-    "address", "display_name", "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password",
-    "smtp_trusted_fingerprint", "allow_plaintext_auth", "incoming_protocol", "incoming_host", "incoming_port",
-    "incoming_security", "incoming_username", "incoming_password", "incoming_trusted_fingerprint",
-    "receive_replies", "is_default", "projects", "access_everyone", "access_employees", "access_departments",
-)
+VALUE_FIELDS = tuple(f.name for f in MAILBOX_FIELDS)
 
 
 class MailboxForm(FlaskForm):

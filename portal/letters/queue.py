@@ -220,7 +220,7 @@ class _Connection:
             if self.mailbox is not None:
                 if not self.mailbox.active:
                     self.waits_for = MAILBOX_PAUSED
-                elif not _tested_for(self.mailbox, settings):
+                elif not tested_for(self.mailbox, settings):
                     self.waits_for = MAILBOX_UNTESTED
         return self.mailbox, self.settings
 
@@ -427,11 +427,11 @@ def _sign_in_refused(mailbox, problem: Problem, now) -> None:
                               detail=f"{failures} refused sign-ins in a row: {problem.server_reply}"[:500])
 
 
-def _tested_for(mailbox, settings) -> bool:
+def tested_for(mailbox, settings) -> bool:
     """Whether the mailbox passed its account test with exactly these settings (the digest Test account stored)."""
     from portal.mailboxes import canonical_settings
     from portal.secret_box import active_box
 
     if not mailbox.tested or settings is None:
         return False
-    return mailbox.tested_settings_digest == active_box().digest(canonical_settings(settings))
+    return active_box().matches(mailbox.tested_settings_digest, canonical_settings(settings))

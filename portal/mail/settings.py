@@ -81,6 +81,60 @@ class MailboxSettings:
 
 
 @dataclass(frozen=True)
+class MailboxField:
+    """One field of a mailbox as the service, the form and the API know it.
+
+    ``side`` is where the API puts it: "mailbox" (top level), "smtp", "incoming" or "access";
+    ``api_name`` is its name there. ``server``: changing it needs a new passed test.
+    ``secret``: stored encrypted, never shown (the API answers ``password_set`` instead).
+    """
+
+    name: str
+    side: str
+    api_name: str
+    server: bool = False
+    secret: bool = False
+
+    @property
+    def api_path(self) -> str:
+        """How API error messages name it: ``smtp.host``, ``access.everyone``, ``address``."""
+        return self.api_name if self.side == "mailbox" else f"{self.side}.{self.api_name}"
+
+
+# Every field of a mailbox, in form order. A new server setting is one new line here (and its column,
+# its form field and its API schema, which the tests check against this table).
+MAILBOX_FIELDS = (
+    MailboxField("address", "mailbox", "address", server=True),
+    MailboxField("display_name", "mailbox", "display_name"),
+    MailboxField("smtp_host", "smtp", "host", server=True),
+    MailboxField("smtp_port", "smtp", "port", server=True),
+    MailboxField("smtp_security", "smtp", "security", server=True),
+    MailboxField("smtp_username", "smtp", "username", server=True),
+    MailboxField("smtp_password", "smtp", "password", server=True, secret=True),
+    MailboxField("smtp_trusted_fingerprint", "smtp", "trusted_fingerprint", server=True),
+    MailboxField("allow_plaintext_auth", "smtp", "allow_plaintext_auth", server=True),
+    MailboxField("incoming_protocol", "incoming", "protocol", server=True),
+    MailboxField("incoming_host", "incoming", "host", server=True),
+    MailboxField("incoming_port", "incoming", "port", server=True),
+    MailboxField("incoming_security", "incoming", "security", server=True),
+    MailboxField("incoming_username", "incoming", "username", server=True),
+    MailboxField("incoming_password", "incoming", "password", server=True, secret=True),
+    MailboxField("incoming_trusted_fingerprint", "incoming", "trusted_fingerprint", server=True),
+    MailboxField("receive_replies", "mailbox", "receive_replies"),
+    MailboxField("is_default", "mailbox", "default"),
+    MailboxField("projects", "mailbox", "projects"),
+    MailboxField("access_everyone", "access", "everyone"),
+    MailboxField("access_employees", "access", "employees"),
+    MailboxField("access_departments", "access", "departments"),
+)
+
+
+def mailbox_fields(side: str | None = None) -> tuple[MailboxField, ...]:
+    """The table's fields, or those the API puts on one side."""
+    return tuple(f for f in MAILBOX_FIELDS if side is None or f.side == side)
+
+
+@dataclass(frozen=True)
 class AllowedHost:
     """One PORTAL_MAIL_ALLOWED_HOSTS entry: a host name, an IP or a CIDR range, with an optional port.
 

@@ -8,7 +8,6 @@ from peewee import fn
 
 from portal import account_tests
 from portal import mailboxes as service
-from portal import secret_box
 from portal.db import whole_number
 from portal.extensions import spend_account_test
 from portal.pagination import paginate
@@ -26,8 +25,7 @@ from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
 from portal.mail.check import ROUND_TRIP_SECONDS
 
-# cli_group=None: `portal rotate-secrets` sits beside the other top-level commands.
-bp = Blueprint("mailboxes", __name__, cli_group=None)
+bp = Blueprint("mailboxes", __name__)
 
 # Fields the provider picker and the address field may fill in (never a password).
 SERVER_SLOTS = ("smtp_host", "smtp_port", "smtp_security", "smtp_username",
@@ -41,35 +39,11 @@ FIELD_SLOTS = ("provider", "address", "display_name", "smtp_host", "smtp_port", 
 
 
 @bp.record_once
-def _install_secret_box(state):
-    """Every app that serves these pages decrypts mailbox secrets with its own configured keys."""
-    app = state.app
-    box = secret_box.SecretBox.from_config(app.config, app.instance_path)
-    app.extensions["portal_secret_box"] = secret_box.install(box)
-
-
-@bp.record_once
 def _install_test_pool(state):
     """Every app that serves these pages runs account tests on a pool of its own, sized at first use."""
     app = state.app
     app.extensions["portal_account_tests"] = account_tests.TestPool(
         lambda: app.config["PORTAL_ACCOUNT_TESTS_AT_ONCE"], around=app.app_context)
-
-
-@bp.cli.command("rotate-secrets")
-def rotate_secrets_command():
-    """Re-encrypt every stored mailbox secret with the newest key of PORTAL_SECRET_KEYS."""
-    import click
-
-    from portal.db import database
-
-    try:
-        with database.connection_context():
-            count = service.rotate_secrets(current_app.extensions["portal_secret_box"])
-    except secret_box.SecretError as error:  # a wrong or missing key: one line, and nothing was changed
-        raise click.ClickException(f"{error}. Nothing was changed: list the key it was made with in "
-                                   "PORTAL_SECRET_KEYS after the new one, and run rotate-secrets again.") from None
-    click.echo(f"Re-encrypted the secrets of {count} mailbox(es) with the newest key.")
 
 
 @bp.app_template_filter("fingerprint")
