@@ -8,11 +8,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from portal import config as portal_config
-from portal import db
+from portal import db, logs
 from portal.extensions import babel, csrf, limiter, login_manager
 from portal.htmx import htmx
 from portal.i18n import LANGUAGE_NAMES, select_locale
-from portal.security import add_security_headers, configure_cookies
+from portal.security import PrefixSessionInterface, add_security_headers, configure_cookies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,7 @@ def create_app(config=None):
         app.config["SECRET_KEY"] = portal_config.instance_secret(app.instance_path, "secret_key")
 
     configure_cookies(app)
+    app.session_interface = PrefixSessionInterface()
     app.config["MAX_CONTENT_LENGTH"] = app.config["PORTAL_MAX_REQUEST_BYTES"]
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "portal" / "translations"))
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["PORTAL_RATELIMIT_STORAGE"])
@@ -50,6 +51,7 @@ def create_app(config=None):
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
         )
 
+    logs.init_app(app)
     app.url_map.converters["int"] = BoundedIntegerConverter  # before any route is added
     db.init_app(app)
     htmx.init_app(app)
