@@ -43,6 +43,10 @@ def create_app(config=None):
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "portal" / "translations"))
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["PORTAL_RATELIMIT_STORAGE"])
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Redis down for a few seconds must not turn a stored letter or a sign-in into a 500: Flask-Limiter
+    # counts in memory meanwhile (and logs "falling back to in-memory storage"), and swallows what is left.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
     proxies = int(app.config.get("PORTAL_PROXY_COUNT") or 0)
