@@ -5,6 +5,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from portal.health import Heartbeat
 from portal.letters.queue import QueuePolicy, process_due_letters
 from portal.letters.replies import fetch_replies
 from portal.letters.worker import huey_for, make_consumer
@@ -19,7 +20,11 @@ def worker_command(workers):
     huey = huey_for(current_app)
     consumer = make_consumer(huey, workers)
     click.echo(f"Worker started ({workers} threads, queue: {type(huey).__name__}).")
-    consumer.run()
+    heartbeat = Heartbeat().start()  # /readyz and the admins' banner see this worker while it runs
+    try:
+        consumer.run()
+    finally:
+        heartbeat.stop()
 
 
 @click.command("send-letters")

@@ -14,3 +14,5 @@ def register_blueprints(app):
         app.register_blueprint(module.bp)
     from portal.views import discovery  # Find settings on the mailbox form
     app.register_blueprint(discovery.bp)
+    from portal.views import health  # /healthz, /readyz and the admins' worker banner
+    app.register_blueprint(health.bp)
