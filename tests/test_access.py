@@ -171,6 +171,7 @@ ROUTES = [
     # Health for the proxy and the monitoring (issue 14): status words only, tests/test_health.py
     Route("health.healthz", "GET", ANYONE),
     Route("health.readyz", "GET", ANYONE, lambda get: _worker_alive()),
+    Route("health.metrics", "GET", ANYONE),  # by address or bearer token, not by session: tests/test_metrics.py
     Route("api.me", "GET", API),
     Route("api.resolve", "GET", API),
     Route("api.list_mailboxes", "GET", API),

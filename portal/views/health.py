@@ -1,11 +1,14 @@
-"""/healthz and /readyz for the proxy and the monitoring, and the admins' "no worker is running" banner."""
+"""/healthz, /readyz and /metrics for the proxy and the monitoring, and the admins' "no worker is running" banner."""
+import time
+
 import peewee
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 from flask_login import current_user
 
 from portal.extensions import csrf
 from portal.health import letters_wait_for_a_worker, readiness
 from portal.letters.worker import huey_for
+from portal.metrics import CONTENT_TYPE, allowed_networks, exposition, may_read, observe_request
 
 bp = Blueprint("health", __name__)
 PLAIN = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
@@ -24,6 +27,30 @@ def readyz():
     """Database, migrations, queue and a worker's heartbeat, each one status word; 503 unless all are ok."""
     report = readiness(_queue_answers, current_app.config["PORTAL_WORKER_SILENCE"])
     return report.text(), 200 if report.ready else 503, PLAIN
+
+
+@bp.route("/metrics")
+@csrf.exempt
+def metrics():
+    """Prometheus text format, for PORTAL_METRICS_ALLOW addresses or the PORTAL_METRICS_TOKEN bearer only."""
+    config = current_app.config
+    if not may_read(request.remote_addr, request.headers.get("Authorization"),
+                    allowed_networks(config["PORTAL_METRICS_ALLOW"]), config.get("PORTAL_METRICS_TOKEN")):
+        return "not allowed\n", 403, PLAIN
+    return exposition(), 200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
+
+
+@bp.before_app_request
+def start_clock():
+    g.metrics_started = time.perf_counter()
+
+
+@bp.after_app_request
+def count_request(response):
+    if "metrics_started" in g:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        observe_request(route, request.method, response.status_code, g.metrics_started)
+    return response
 
 
 def _queue_answers():
