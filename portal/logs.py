@@ -105,7 +105,8 @@ def configure_logging(log_format="text", level="INFO", stream=None):
 
 def init_app(app):
     """Configure logging from the app's settings and give every request an id."""
-    if app.config.get("PORTAL_LOG_CONFIGURE", True):
+    # Tests leave logging to pytest (its capture), and configure it themselves where it is under test.
+    if app.config.get("PORTAL_LOG_CONFIGURE", True) and not app.testing:
         configure_logging(app.config["PORTAL_LOG_FORMAT"], app.config["PORTAL_LOG_LEVEL"])
         # Flask's own handler would write each record a second time, without the request id.
         from flask.logging import default_handler
