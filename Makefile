@@ -9,7 +9,7 @@ PORT ?= 5000
 # Plain-http development server: cookies cannot be Secure there.
 RUN_ENV := PORTAL_INSECURE_COOKIES=1
 
-.PHONY: run test test-postgres lint bench messages install install-test debian-test-packages oauth-test-provider worker clean
+.PHONY: run test test-postgres test-deploy lint bench messages install install-test debian-test-packages oauth-test-provider worker clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,10 @@ lint: install-test
 # The database tests again, against a throwaway PostgreSQL cluster the harness starts.
 test-postgres: install-test debian-test-packages
 	PORTAL_PG_BIN=$(PG_BIN) PORTAL_TEST_POSTGRES=1 $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+
+# The deployment deploy/ describes, end to end: nginx (TLS, /mail/), gunicorn, PostgreSQL, Redis, two workers.
+test-deploy: install-test debian-test-packages
+	PORTAL_PG_BIN=$(PG_BIN) $(PY) -m pytest -p no:randomly tests/test_deploy_e2e.py $(PYTEST_ARGS)
 
 bench: install-test
 	$(PY) bench/run.py

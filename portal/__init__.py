@@ -8,12 +8,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from portal import config as portal_config
-from portal import db
+from portal import db, logs
 from portal import secret_box
 from portal.extensions import babel, csrf, limiter, login_manager
 from portal.htmx import htmx
 from portal.i18n import LANGUAGE_NAMES, select_locale
-from portal.security import add_security_headers, configure_cookies
+from portal.security import PrefixSessionInterface, add_security_headers, configure_cookies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,10 +39,15 @@ def create_app(config=None):
         app.config["SECRET_KEY"] = portal_config.instance_secret(app.instance_path, "secret_key")
 
     configure_cookies(app)
+    app.session_interface = PrefixSessionInterface()
     app.config["MAX_CONTENT_LENGTH"] = app.config["PORTAL_MAX_REQUEST_BYTES"]
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "portal" / "translations"))
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["PORTAL_RATELIMIT_STORAGE"])
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Redis down for a few seconds must not turn a stored letter or a sign-in into a 500: Flask-Limiter
+    # counts in memory meanwhile (and logs "falling back to in-memory storage"), and swallows what is left.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
     proxies = int(app.config.get("PORTAL_PROXY_COUNT") or 0)
@@ -51,6 +56,7 @@ def create_app(config=None):
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
         )
 
+    logs.init_app(app)
     # Mailbox secrets are decrypted with this app's own configured keys, by pages, API, queue and commands alike.
     app.extensions["portal_secret_box"] = secret_box.install(
         secret_box.SecretBox.from_config(app.config, app.instance_path))

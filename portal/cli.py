@@ -43,6 +43,7 @@ def register_commands(app):
     for command in LETTER_COMMANDS:
         app.cli.add_command(command)
     app.cli.add_command(sync_directory_command)
+    app.cli.add_command(backup_command)
 
 
 def _fail(message):
@@ -118,6 +119,28 @@ def import_employees_command(path):
     if not report.ok:
         _fail("Nothing was imported: fix the refused rows and run the import again.")
     click.echo(f"Created {report.count('created')}, updated {report.count('updated')}.")
+
+
+@click.command("backup")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@with_appcontext
+def backup_command(dest):
+    """Copy the database (SQLite) and the instance keys into the new folder DEST (mode 0600)."""
+    from portal.backup import BackupError, backup
+    from portal.db import database_url
+
+    try:
+        report = backup(database_url(current_app), current_app.instance_path, dest)
+    except BackupError as error:
+        _fail(f"Error: {error}")
+    for path in report.written:
+        click.echo(f"Wrote {path}")
+    if report.pg_dump:
+        click.echo("The database is PostgreSQL: dump it with")
+        click.echo(f"  {report.pg_dump}")
+    if current_app.config.get("PORTAL_SECRET_KEYS"):
+        click.echo("PORTAL_SECRET_KEYS is set in the environment: keep a copy of it too, or no stored mailbox "
+                   "password can be read after a restore.")
 
 
 @click.command("ensure-admin")

@@ -43,6 +43,12 @@ DEFAULTS = {
     "PORTAL_RECIPIENT_LETTERS_LIMIT": 50,
     "PORTAL_RECIPIENT_LIMIT_WINDOW": 600,
     "PORTAL_REPLY_FETCH_MINUTES": 2,
+    "PORTAL_LOG_FORMAT": "text",  # "json": one JSON object a line, for log collectors
+    "PORTAL_LOG_LEVEL": "INFO",
+    "PORTAL_LOG_CONFIGURE": True,  # False: leave logging as the embedding program set it
+    "PORTAL_METRICS_ALLOW": "127.0.0.1,::1",  # addresses or CIDR ranges that may read /metrics
+    "PORTAL_METRICS_TOKEN": None,  # a bearer token that may read /metrics from anywhere
+    "PORTAL_WORKER_SILENCE": 120,  # seconds without a worker heartbeat before the portal says none runs
     "SECRET_KEY": None,
 }
 

@@ -7,6 +7,8 @@ from flask.cli import with_appcontext
 from peewee import DatabaseProxy, SqliteDatabase
 from playhouse.db_url import connect, parse
 
+from portal.logs import masked_url
+
 database = DatabaseProxy()
 
 # The largest id either database stores; a larger number names nothing (and would overflow SQLite).
@@ -122,4 +124,4 @@ def init_db_command():
     applied = upgrade()
     if applied:
         click.echo("Applied migrations: " + ", ".join(applied))
-    click.echo("Database is up to date: " + database_url(current_app))
+    click.echo("Database is up to date: " + masked_url(database_url(current_app)))

@@ -1,9 +1,15 @@
 """Error pages: plain, translated, and without internals."""
+import logging
+from urllib.parse import urlsplit
+
 from flask import request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from portal.htmx import render_htmx, request_is_partial
+
+log = logging.getLogger("portal.errors")
+REFERRER_MISMATCH = "The referrer does not match the host."  # Flask-WTF's reason, with HTTPS only
 
 # An htmx request's error goes to the notice in base.html, not into the request's own target (htmx
 # swaps no error answer there; static/js/portal.js swaps this one and shows the notice). Nothing of
@@ -27,6 +33,15 @@ def init_app(app):
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
+        # Logged every time: a proxy that rewrites Host refuses every form, and the log must say why.
+        log.warning("refused a form: %s (%s %s, Host %s, Referer %s)", error.description, request.method,
+                    request.path, request.host, request.referrer or "-")
+        if error.description == REFERRER_MISMATCH:
+            return page(400, _("The address does not match"),
+                        _("The page was opened as %(referrer)s but the portal sees itself as %(host)s. "
+                          "Tell the administrator: the proxy in front must pass the Host header as the "
+                          "browser sent it.", referrer=urlsplit(request.referrer or "").netloc or "-",
+                          host=request.host))
         return page(400, _("The form has expired"), _("Reload the page and try again."))
 
     @app.errorhandler(400)

@@ -3,6 +3,7 @@ import datetime
 from urllib.parse import urlsplit
 
 from flask import request
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -33,6 +34,17 @@ def configure_cookies(app):
         REMEMBER_COOKIE_SECURE=secure,
         REMEMBER_COOKIE_DURATION=datetime.timedelta(days=app.config["PORTAL_REMEMBER_DAYS"]),
     )
+
+
+class PrefixSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session whose cookie path is the prefix the portal is served under.
+
+    Behind nginx at /mail/ (X-Forwarded-Prefix through ProxyFix) the session cookie is sent to
+    /mail/ only, not to every other application on the host. SESSION_COOKIE_PATH, when set, wins.
+    """
+
+    def get_cookie_path(self, app):
+        return app.config.get("SESSION_COOKIE_PATH") or request.script_root or "/"
 
 
 def add_security_headers(response):

@@ -40,6 +40,13 @@ def _letter_id(get):
     return {"letter_id": letter.id}
 
 
+def _worker_alive():
+    from portal.health import beat
+
+    beat("access-test:1")
+    return {}
+
+
 def _contact_id(get):
     from portal.models import Contact
 
@@ -166,6 +173,10 @@ ROUTES = [
     Route("directory.sync", "POST", ADMIN),
     # The JSON API (issue 6): tokens, not sessions; permissions per object in tests/test_api_*.py
     Route("api.openapi", "GET", ANYONE),
+    # Health for the proxy and the monitoring (issue 14): status words only, tests/test_health.py
+    Route("health.healthz", "GET", ANYONE),
+    Route("health.readyz", "GET", ANYONE, lambda get: _worker_alive()),
+    Route("health.metrics", "GET", ANYONE),  # by address or bearer token, not by session: tests/test_metrics.py
     Route("api.me", "GET", API),
     Route("api.resolve", "GET", API),
     Route("api.list_mailboxes", "GET", API),

@@ -18,6 +18,7 @@ from portal.letters.compose import LetterError, NobodyCanSend, parse_recipients,
 from portal.letters.worker import wake_sender
 from portal.mail.settings import MailConfig
 from portal.models import Employee, Letter, Mailbox, Project, normalize_email
+from portal.outages import CONNECTION_LOST, read_back
 from portal.sender import may_use, resolve_sender
 
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -497,7 +498,15 @@ def send_letter():
     except LetterError as error:
         field = {"mailbox": "mailbox_id", "": "body"}.get(error.field, error.field)
         raise Invalid({field: english(error.message)}) from None
-    return _accepted(letter)
+    except CONNECTION_LOST:
+        # The commit may have reached the database before the connection broke: the key tells.
+        stored = read_back(lambda: Letter.get_or_none((Letter.submit_token == submit_token)
+                                                      & (Letter.author == author.id))) if submit_token else None
+        if stored is None:
+            raise
+        letter = stored
+        wake_sender(current_app._get_current_object(), letter)
+    return read_back(lambda: _accepted(letter))  # stored: a database blip now must not answer 500
 
 
 @bp.route("/letters/<int:letter_id>")

@@ -5,6 +5,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from portal.health import Heartbeat
 from portal.letters.queue import QueuePolicy, process_due_letters
 from portal.letters.replies import fetch_replies
 from portal.letters.worker import huey_for, make_consumer, run_consumer
@@ -21,7 +22,11 @@ def worker_command(workers):
     huey = huey_for(current_app)
     consumer = make_consumer(huey, workers, flush_send_locks=True)
     click.echo(f"Worker started ({workers} threads, queue: {type(huey).__name__}).")
-    run_consumer(consumer)
+    heartbeat = Heartbeat().start()  # /readyz and the admins' banner see this worker while it runs
+    try:
+        run_consumer(consumer)
+    finally:
+        heartbeat.stop()
     click.echo("Worker stopped.")
 
 

@@ -18,3 +18,5 @@ def register_blueprints(app):
     app.register_blueprint(directory.bp)
     from portal.views import trusted_header  # sign-in vouched for by the reverse proxy
     app.register_blueprint(trusted_header.bp)
+    from portal.views import health  # /healthz, /readyz and the admins' worker banner
+    app.register_blueprint(health.bp)

@@ -34,7 +34,9 @@ def sign_in():
                 session["language"] = language
             open_session(employee, days=current_app.config["PORTAL_REMEMBER_DAYS"])
             login_user(employee, remember=form.remember.data)
-            return redirect(local_target(target) or url_for("home.index"))
+            # `next` is a path inside the portal; behind a prefix (nginx's /mail/) it is put back in front.
+            target = local_target(target)
+            return redirect(request.script_root + target if target else url_for("home.index"))
         form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
     language_form = LanguageForm(language=str(get_locale()))
     return render_htmx("auth/sign_in.html", form=form, language_form=language_form)

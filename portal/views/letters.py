@@ -203,11 +203,12 @@ def _outbox_filters():
     return filters
 
 
-def _outbox_query(filters):
-    query = (Letter.visible_to(current_user)
-             .select(Letter, Project, Employee)
-             .join(Project, JOIN.LEFT_OUTER, on=(Letter.project == Project.id)).switch(Letter)
-             .join(Employee, on=(Letter.author == Employee.id)))
+def _outbox_query(filters, *, for_count=False):
+    query = Letter.visible_to(current_user)
+    if not for_count:  # counting needs neither the project nor the author: no join over every letter
+        query = (query.select(Letter, Project, Employee)
+                 .join(Project, JOIN.LEFT_OUTER, on=(Letter.project == Project.id)).switch(Letter)
+                 .join(Employee, on=(Letter.author == Employee.id)))
     if filters["state"]:
         query = query.where(Letter.state == filters["state"])
     if filters["project"]:
@@ -234,7 +235,8 @@ def outbox():
     """Letters with their state, attempts, next attempt and failures; refreshes itself while any is in flight."""
     filters = _outbox_filters()
     size = current_app.config["PORTAL_PAGE_SIZE"]
-    listing = paginate(_outbox_query(filters), request.args.get("page", 1, type=whole_number), size)
+    listing = paginate(_outbox_query(filters), request.args.get("page", 1, type=whole_number), size,
+                       total=_outbox_query(filters, for_count=True).order_by().count())
     rows = listing.rows
     pending = any(letter.state in PENDING_STATES for letter in rows)
     options = {}

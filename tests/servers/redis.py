@@ -30,14 +30,24 @@ class RedisServer:
         self.root.mkdir(parents=True, exist_ok=True)
         for attempt in range(5):
             self.port = free_port()
-            subprocess.run([REDIS_SERVER, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no",
-                            "--daemonize", "yes", "--pidfile", str(self.pidfile), "--dir", str(self.root),
-                            "--logfile", str(self.root / "redis.log")], check=True, timeout=10,
-                           stdout=subprocess.DEVNULL)
+            self._launch()
             if self._answers(deadline=time.monotonic() + 5):
                 return self
             self.stop()  # another process took the port between free_port() and bind
         raise RuntimeError(f"redis-server did not start; see {self.root / 'redis.log'}")
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop the server, stay down ``down_for`` seconds, and start it again on the same port (empty)."""
+        self.stop()
+        time.sleep(down_for)
+        self._launch()
+        if not self._answers(deadline=time.monotonic() + 5):
+            raise RuntimeError(f"redis-server did not restart on port {self.port}")
+
+    def _launch(self) -> None:
+        subprocess.run([REDIS_SERVER, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no",
+                        "--daemonize", "yes", "--pidfile", str(self.pidfile), "--dir", str(self.root),
+                        "--logfile", str(self.root / "redis.log")], check=True, timeout=10, stdout=subprocess.DEVNULL)
 
     def _answers(self, deadline: float) -> bool:
         while time.monotonic() < deadline:

@@ -1,0 +1,125 @@
+"""One logging configuration for the web and the worker: who logged what, for which request, and no passwords.
+
+Every line carries a timestamp, the level, the logger and the request id (``-`` outside a
+request); PORTAL_LOG_FORMAT=json writes one JSON object a line for log collectors. The
+request id is the caller's X-Request-ID when it is a plain token (nginx's $request_id), else
+a new one, and every answer says it in X-Request-ID.
+"""
+import json
+import logging
+import re
+import sys
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import g, has_request_context, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_HANDLER_NAME = "portal"
+
+
+def masked_url(url):
+    """The URL with the password of its user part replaced by ``***``: what may be printed or logged."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address goes back into brackets
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def current_request_id():
+    """The id of the request being answered, or ``-`` outside a request."""
+    if has_request_context():
+        return g.get("request_id", "-")
+    return "-"
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts ``request_id`` on every record, so each format can name it."""
+
+    def filter(self, record):
+        record.request_id = current_request_id()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, request id, message, and the traceback if any."""
+
+    def format(self, record):
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (pytest swaps it for each test)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure_logging(log_format="text", level="INFO", stream=None):
+    """Send the portal's, Flask's and huey's records to one handler on the root logger, once per process.
+
+    Called again (a second app in one process, the tests), it replaces its own handler rather than
+    adding a second one, and leaves handlers others installed alone.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
+    handler.set_name(_HANDLER_NAME)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if str(log_format).lower() == "json" else logging.Formatter(TEXT_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(str(level).upper())
+    return handler
+
+
+def init_app(app):
+    """Configure logging from the app's settings and give every request an id."""
+    # Tests leave logging to pytest (its capture), and configure it themselves where it is under test.
+    if app.config.get("PORTAL_LOG_CONFIGURE", True) and not app.testing:
+        configure_logging(app.config["PORTAL_LOG_FORMAT"], app.config["PORTAL_LOG_LEVEL"])
+        # Flask's own handler would write each record a second time, without the request id.
+        from flask.logging import default_handler
+
+        app.logger.removeHandler(default_handler)
+
+    @app.before_request
+    def take_request_id():
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = offered if _PLAIN_ID.fullmatch(offered) else uuid.uuid4().hex
+
+    @app.after_request
+    def say_request_id(response):
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
+        return response
