@@ -141,6 +141,14 @@ def test_a_failing_test_explains_itself_keeps_the_form_and_save_stays_refused(
     assert Mailbox.select().count() == 0
 
 
+@pytest.mark.console_errors(  # provoked on purpose
+    "status of 429",
+    "Response Status Error Code 429",
+    "status of 502",
+    "Response Status Error Code 502",
+    "htmx:sendError",
+    "htmx:afterRequest",
+    "net::ERR_FAILED")
 def test_a_refused_or_unanswered_test_says_so_and_the_form_stays(
         account_tests_limited, live_server, signed_in_page, employee, smtp_server, screenshot):
     page = signed_in_page(employee)
@@ -178,6 +186,7 @@ def test_a_refused_or_unanswered_test_says_so_and_the_form_stays(
     screenshot(page, "problem-proxy-phone", full_page=False)
 
 
+@pytest.mark.console_errors("status of 404", "Response Status Error Code 404")  # provoked on purpose
 def test_a_failed_search_says_so_and_leaves_the_list_and_the_address_bar_alone(
         live_server, signed_in_page, admin, employee, screenshot):
     page = signed_in_page(admin)
@@ -212,6 +221,7 @@ def test_who_sends_from_what_shows_the_employees_address_winning(
     screenshot(page, "senders-explained")
 
 
+@pytest.mark.console_errors("htmx:sendError", "htmx:afterRequest", "net::ERR_FAILED")  # an aborted test
 def test_look_at_every_page_in_both_languages_and_on_a_phone(
         live_server, page, sign_in, admin, make_employee, make_project, make_mailbox, smtp_server, screenshot):
     """Not an assertion-heavy test: it leaves screenshots of every page and state to look at."""

@@ -3,9 +3,12 @@ htmx.config.allowEval = false;
 htmx.config.allowScriptTags = false;
 htmx.config.includeIndicatorStyles = false;
 htmx.config.historyCacheSize = 0;
+// Settling a "style" attribute writes one with setAttribute, which style-src 'self' blocks (a console error).
+htmx.config.attributesToSettle = ["class", "width", "height"];
 
 // After an htmx swap, move focus to the first field with an error so keyboard users land on it.
 document.addEventListener("htmx:afterSwap", function (event) {
+  if (!event.detail.target) { return; }  // an out-of-band swap has no target
   var invalid = event.detail.target.querySelector("[aria-invalid='true']");
   if (invalid) { invalid.focus(); }
 });
@@ -113,7 +116,7 @@ document.addEventListener("submit", function (event) {
 });
 // Who sends from what: a cell's explanation opens in the dialog; Close (or Escape) shuts it.
 document.addEventListener("htmx:afterSwap", function (event) {
-  if (event.detail.target.id === "sender-detail") {
+  if (event.detail.target && event.detail.target.id === "sender-detail") {
     var dialog = document.getElementById("sender-dialog");
     if (dialog && !dialog.open) { dialog.showModal(); }
   }
@@ -150,3 +153,34 @@ document.addEventListener("click", function (event) {
   else { document.execCommand("copy"); }
   button.textContent = button.getAttribute("data-copied") || button.textContent;
 });
+
+// A dropdown in the navigation closes with Escape and hands focus back to its summary; a click
+// outside it closes it too.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") { return; }
+  document.querySelectorAll("details.dropdown[open]").forEach(function (menu) {
+    menu.open = false;
+    var summary = menu.querySelector("summary");
+    if (summary && menu.contains(document.activeElement)) { summary.focus(); }
+  });
+});
+document.addEventListener("click", function (event) {
+  document.querySelectorAll("details.dropdown[open]").forEach(function (menu) {
+    if (!menu.contains(event.target)) { menu.open = false; }
+  });
+});
+
+// On a phone the navigation folds behind one Menu button (markup in templates/base.html); without
+// this script the links simply stay open.
+(function () {
+  var header = document.querySelector(".site-header");
+  var button = header && header.querySelector("[data-menu-toggle]");
+  if (!button) { return; }
+  header.classList.add("menu-folds");
+  button.hidden = false;
+  button.addEventListener("click", function () {
+    var open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    header.classList.toggle("menu-open", open);
+  });
+})();
