@@ -22,6 +22,7 @@ from portal.forms.mailboxes import (
     SendersFilterForm,
 )
 from portal.htmx import is_htmx, render_htmx, request_is_partial
+from portal.mail.problems import catalogue, catalogue_entry
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
 
@@ -82,6 +83,11 @@ def _fingerprint_filter(value):
 def _fragment(template, **context):
     """A fragment that only exists for htmx (form helpers): never a whole page."""
     return render_template(template, **context), {"Vary": "HX-Request"}
+
+
+# How portal/mailboxes.py records a Default that moved to another address, and the problem codes it records.
+REPLACED_BY = "replaced by "
+PROBLEM_CODES = frozenset(entry.code for entry in catalogue())
 
 
 def _lang():
@@ -632,4 +638,13 @@ def audit():
     people = ({e.id: e for e in Employee.select().where(Employee.id.in_([i for i in people_ids if i]))}
               if people_ids else {})
     return render_htmx("mailboxes/audit.html", filters=filters, events=events, people=people, page=page,
-                       pages=pages, total=total)
+                       pages=pages, total=total, detail_words=_audit_detail_words)
+
+
+def _audit_detail_words(detail):
+    """An audit event's stored detail in the reader's words: a problem's title, or the Default's new home."""
+    if detail.startswith(REPLACED_BY):
+        return _("Default moved to %(address)s", address=detail[len(REPLACED_BY):])
+    if detail in PROBLEM_CODES:
+        return catalogue_entry(detail).title.get(_lang()) or detail
+    return detail
