@@ -131,8 +131,13 @@ def change_password(employee, current, new, *, keep=None):
     """Set a new password after checking the current one; every other session of the employee ends."""
     if not employee.check_password(current or ""):
         raise EmployeeError("current_password", _l("The current password is wrong."))
+    set_password(employee, new, keep=keep, field="new_password")
+
+
+def set_password(employee, new, *, keep=None, field="password"):
+    """Set a password without the current one (the command line, an invitation link); sessions but `keep` end."""
     if len(new or "") < PASSWORD_MIN:
-        raise EmployeeError("new_password", _l("At least %(min)d characters.", min=PASSWORD_MIN))
+        raise EmployeeError(field, _l("At least %(min)d characters.", min=PASSWORD_MIN))
     with database.atomic():
         employee.set_password(new)
         employee.save()
