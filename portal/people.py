@@ -84,7 +84,10 @@ def _list_order(sort, descending):
 
 def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
     """A page of employees whose name, e-mail or department contains the text; two queries at any size."""
-    query, total = Employee.search_counted(text, *[getattr(Employee, column) for column in LIST_COLUMNS])
+    columns = [getattr(Employee, column) for column in LIST_COLUMNS]
+    # Whether they can sign in yet (the list offers an invitation otherwise), not the hash itself.
+    columns.append((Employee.password_hash != "").alias("has_password"))
+    query, total = Employee.search_counted(text, *columns)
     return paginate(query.order_by(*_list_order(sort, descending)), page, size, total=total)
 
 

@@ -14,3 +14,5 @@ def register_blueprints(app):
         app.register_blueprint(module.bp)
     from portal.views import discovery  # Find settings on the mailbox form
     app.register_blueprint(discovery.bp)
+    from portal.views import invitations  # the page an invitation link opens
+    app.register_blueprint(invitations.bp)
