@@ -35,7 +35,7 @@ def _pages(data):
         "/admin/projects", f"/admin/projects/{brand.id}/rename", "/admin/mail/outgoing", "/admin/mail/employees",
         f"/admin/mail/employees/{worker.id}", "/admin/mail/senders", "/admin/mail/audit",
         "/mailboxes/new?scope=company", f"/mailboxes/{company.id}/edit", "/admin/api-tokens", "/profile/api-tokens",
-        "/contacts",
+        "/contacts", "/replies",
     ]
 
 

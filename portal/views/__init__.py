@@ -16,3 +16,5 @@ def register_blueprints(app):
     app.register_blueprint(discovery.bp)
     from portal.views import invitations  # the page an invitation link opens
     app.register_blueprint(invitations.bp)
+    from portal.views import replies  # every reply to one's letters, and the unread badge
+    app.register_blueprint(replies.bp)
