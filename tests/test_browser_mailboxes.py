@@ -293,3 +293,17 @@ def test_look_at_every_page_in_both_languages_and_on_a_phone(
     page.click("button:has-text('Протестировать')")
     expect(page.locator("#request-problem")).to_contain_text("Портал не ответил.")
     screenshot(page, "ru-form-no-answer", full_page=False)
+
+
+def test_test_account_by_keyboard_moves_focus_to_the_outcome_and_announces_it(
+        live_server, signed_in_page, admin, smtp_server):
+    page = signed_in_page(admin)
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", "not-the-password")
+    page.locator("button:has-text('Test account')").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#test-result .result-line :is(.badge-ok, .badge-fail)", timeout=20000)
+    expect(page.locator("#test-result .result-line")).to_be_focused()
+    expect(page.locator("#announcer")).to_contain_text("Failed")

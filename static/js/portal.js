@@ -184,3 +184,18 @@ document.addEventListener("click", function (event) {
     header.classList.toggle("menu-open", open);
   });
 })();
+
+// Test account: when the outcome arrives and focus was lost (the button disables itself while the
+// request runs, dropping focus to <body>), move focus to the outcome line, and announce it through
+// the page's persistent live region (a region swapped in whole is not reliably announced).
+document.addEventListener("htmx:afterSettle", function () {
+  var box = document.getElementById("test-result");
+  var line = box && !box.classList.contains("running") && box.querySelector(".result-line");
+  if (!line || !line.querySelector(".badge-ok, .badge-fail") || line.hasAttribute("data-announced")) { return; }
+  line.setAttribute("data-announced", "");
+  line.tabIndex = -1;
+  var active = document.activeElement;
+  if (!active || active === document.body || !document.contains(active) || active.disabled) { line.focus(); }
+  var announcer = document.getElementById("announcer");
+  if (announcer) { announcer.textContent = line.textContent.replace(/\s+/g, " ").trim(); }
+});
