@@ -537,3 +537,16 @@ def test_choosing_other_server_clears_the_previous_presets_servers(as_employee):
         "trigger": "provider", "provider": "other", "address": "erik@gmail.com",
         "smtp_host": "relay.firma.example.com", "smtp_port": "587", "smtp_security": "starttls"})
     assert 'id="slot-smtp_host"' not in typed.get_data(as_text=True)  # not a preset's: left alone
+
+
+def test_a_personal_address_form_speaks_to_its_owner(as_employee, employee):
+    text = page_text(as_employee.get("/mailboxes/new"))
+    assert "Your own address" in text
+    assert "Letters you write in these projects leave from this address" in text
+    assert "Chosen automatically for the letters you write in these projects" in text
+    assert "everyone who may use it" not in text
+
+
+def test_a_company_address_form_still_speaks_of_everyone(as_admin):
+    text = page_text(as_admin.get("/mailboxes/new?scope=company"))
+    assert "for everyone who may use it" in text and "Letters you write" not in text
