@@ -307,3 +307,20 @@ def test_test_account_by_keyboard_moves_focus_to_the_outcome_and_announces_it(
     page.wait_for_selector("#test-result .result-line :is(.badge-ok, .badge-fail)", timeout=20000)
     expect(page.locator("#test-result .result-line")).to_be_focused()
     expect(page.locator("#announcer")).to_contain_text("Failed")
+
+
+def test_changing_a_server_field_after_a_test_clears_its_outcome(live_server, signed_in_page, admin, smtp_server):
+    page = signed_in_page(admin)
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", smtp_server.password)
+    run_test(page)
+    expect(page.locator("#test-result .result-line .badge-ok")).to_be_visible()
+    assert page.locator("#test-result input[name=proof]").count() == 1
+    page.fill("#smtp_port", "2626")  # the tested settings are no longer the form's
+    expect(page.locator("#test-result .result-line")).to_have_count(0)
+    expect(page.locator("#test-result")).to_contain_text("The server settings changed since the test")
+    assert page.locator("#test-result input[name=proof]").count() == 0
+    page.fill("#display_name", "Sales")  # not a server field: nothing more happens
+    expect(page.locator("#test-result .settings-changed")).to_have_count(1)

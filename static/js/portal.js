@@ -199,3 +199,24 @@ document.addEventListener("htmx:afterSettle", function () {
   var announcer = document.getElementById("announcer");
   if (announcer) { announcer.textContent = line.textContent.replace(/\s+/g, " ").trim(); }
 });
+
+// The mailbox form: a finished test speaks only for the settings it tested. Changing any server
+// field clears its outcome (and the proof it carried) and says the settings changed since.
+(function () {
+  var SERVER_FIELDS = ["address", "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password",
+    "smtp_trusted_fingerprint", "allow_plaintext_auth", "incoming_protocol", "incoming_host", "incoming_port",
+    "incoming_security", "incoming_username", "incoming_password", "incoming_trusted_fingerprint"];
+  function stale(event) {
+    var form = event.target.form;
+    if (!form || form.id !== "mailbox-form" || SERVER_FIELDS.indexOf(event.target.name) < 0) { return; }
+    var box = document.getElementById("test-result");
+    if (!box || box.classList.contains("running") || !box.querySelector(".result-line .badge-ok, .result-line .badge-fail")) { return; }
+    box.replaceChildren();
+    var note = document.createElement("p");
+    note.className = "notice settings-changed";
+    note.textContent = form.getAttribute("data-settings-changed");
+    box.appendChild(note);
+  }
+  document.addEventListener("input", stale);
+  document.addEventListener("change", stale);
+})();
