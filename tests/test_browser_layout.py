@@ -135,3 +135,15 @@ def test_phone_navigation_folds_behind_a_menu_button(live_server, page, sign_in,
     page.set_viewport_size(LAPTOP)
     expect(toggle).to_be_hidden()
     expect(page.locator(".nav-links a", has_text="My addresses")).to_be_visible()
+
+
+@pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_save_stays_in_view_on_the_long_mailbox_form(live_server, page, sign_in, admin, size):
+    page.set_viewport_size(size)
+    sign_in(page, admin)
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    assert page.evaluate("document.documentElement.scrollHeight") > size["height"]  # the form is longer
+    for scrolled in (0, 600):
+        page.evaluate(f"window.scrollTo(0, {scrolled})")
+        save = page.locator(".form-actions button[type=submit]").bounding_box()
+        assert 0 <= save["y"] and save["y"] + save["height"] <= size["height"], (scrolled, save)
