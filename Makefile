@@ -15,19 +15,22 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# pip's build warnings (setuptools) would bury the admin's one-time password: kept in a log,
+# shown only when the install fails.
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml
-	$(PIP) install --quiet -e .
+	@echo "Installing the portal into $(VENV) (details: $(VENV)/install.log)"
+	@$(PIP) install --quiet -e . > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install --quiet -e '.[test]'
+	@$(PIP) install --quiet -e '.[test]' >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
 
 install: $(VENV)/.installed translations
 install-test: $(VENV)/.installed-test translations
 
 translations: $(VENV)/.installed
-	$(PY) -m babel.messages.frontend compile -d portal/translations
+	@out=$$($(PY) -m babel.messages.frontend compile -d portal/translations 2>&1) || { echo "$$out"; exit 1; }
 
 # The web server in front, the letters worker beside it; stopping one stops both.
 run: install

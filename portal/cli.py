@@ -1,4 +1,5 @@
 """The `portal` command: Flask's own commands over create_app, plus the portal's."""
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from portal.letters.cli import COMMANDS as LETTER_COMMANDS
 from portal.mail.cli import check_account_command, presets_command
 from portal.mail.cli import discover_command
 from portal.models import Employee
-from portal.people import EmployeeError, create_employee, import_employees
+from portal.people import EmployeeError, create_employee, import_employees, set_password
 from portal.projects import ProjectError, create_project
 from portal.secret_box import SecretError, active_box
 
@@ -34,7 +35,7 @@ def main():
 def register_commands(app):
     """Attach the portal's commands to the app (and so to `flask` and `portal`)."""
     for command in (create_user_command, create_project_command, import_employees_command, ensure_admin_command,
-                    create_token_command, rotate_secrets_command):
+                    create_token_command, rotate_secrets_command, set_password_command):
         app.cli.add_command(command)
     app.cli.add_command(check_account_command)
     app.cli.add_command(presets_command)
@@ -149,6 +150,7 @@ def ensure_admin_command():
     """Create the first admin when there are no employees yet."""
     with database.connection_context():
         if Employee.select().exists():
+            _say_where_the_admins_are()
             return
         email = current_app.config["PORTAL_ADMIN_EMAIL"]
         password = current_app.config.get("PORTAL_ADMIN_PASSWORD")
@@ -177,3 +179,39 @@ def sync_directory_command(dry_run):
                f"deactivate {len(report['deactivated'])}, skip {len(report['skipped'])}; "
                f"{report['unchanged']} unchanged, {report['hand_kept']} kept by hand, "
                f"{report['rows_written']} rows written.")
+
+
+def _say_where_the_admins_are():
+    """Every start repeats who can sign in as admin and how to get back in without the password."""
+    admins = [e.email for e in Employee.select(Employee.email).where(
+        (Employee.role == "admin") & Employee.active).order_by(Employee.email).limit(5)]
+    if admins:
+        click.echo(f"Admins: {', '.join(admins)}. A lost password: portal set-password --email <e-mail>")
+    else:
+        click.echo("No active admin. Make one: portal create-user --admin --email <e-mail> --name <name>")
+
+
+@click.command("set-password")
+@click.option("--email", required=True, help="The employee's e-mail (their sign-in name).")
+@click.option("--password-env", metavar="VAR",
+              help="Read the new password from this environment variable (for scripts); asked for when left out.")
+@with_appcontext
+def set_password_command(email, password_env):
+    """Give an employee a new password (a lost one, say); every session they have ends."""
+    if password_env:
+        password = os.environ.get(password_env, "")
+        if not password:
+            _fail(f"Error: the environment variable {password_env} is not set or empty.")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with database.connection_context():
+        employee = Employee.by_email(email)
+        if employee is None:
+            _fail(f"Error: no employee has the e-mail {email}.")
+        try:
+            set_password(employee, password)
+        except EmployeeError as error:
+            _fail(f"Error: {error.message}")
+    click.echo(f"New password set for {employee.email}; their sessions have ended.")
+    if not employee.active:
+        click.echo("They are deactivated: they can sign in once an admin reactivates them.")

@@ -84,7 +84,10 @@ def _list_order(sort, descending):
 
 def list_employees(text="", *, sort="name", descending=False, page=1, size=25):
     """A page of employees whose name, e-mail or department contains the text; two queries at any size."""
-    query, total = Employee.search_counted(text, *[getattr(Employee, column) for column in LIST_COLUMNS])
+    columns = [getattr(Employee, column) for column in LIST_COLUMNS]
+    # Whether they can sign in yet (the list offers an invitation otherwise), not the hash itself.
+    columns.append((Employee.password_hash != "").alias("has_password"))
+    query, total = Employee.search_counted(text, *columns)
     return paginate(query.order_by(*_list_order(sort, descending)), page, size, total=total)
 
 
@@ -131,8 +134,13 @@ def change_password(employee, current, new, *, keep=None):
     """Set a new password after checking the current one; every other session of the employee ends."""
     if not employee.check_password(current or ""):
         raise EmployeeError("current_password", _l("The current password is wrong."))
+    set_password(employee, new, keep=keep, field="new_password")
+
+
+def set_password(employee, new, *, keep=None, field="password"):
+    """Set a password without the current one (the command line, an invitation link); sessions but `keep` end."""
     if len(new or "") < PASSWORD_MIN:
-        raise EmployeeError("new_password", _l("At least %(min)d characters.", min=PASSWORD_MIN))
+        raise EmployeeError(field, _l("At least %(min)d characters.", min=PASSWORD_MIN))
     with database.atomic():
         employee.set_password(new)
         employee.save()

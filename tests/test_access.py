@@ -47,6 +47,19 @@ def _worker_alive():
     return {}
 
 
+def _reply_id(get):
+    from portal.models import Reply
+
+    letter_id = _letter_id(get)["letter_id"]
+    return {"reply_id": Reply.create(letter=letter_id, message_id=f"<reply-{letter_id}@example.com>").id}
+
+
+def _invitation(get):
+    from portal.invitations import invitation_token
+
+    return {"token": invitation_token(_person("employee", "access-invited@example.com"), get("app").secret_key)}
+
+
 def _contact_id(get):
     from portal.models import Contact
 
@@ -127,6 +140,12 @@ ROUTES = [
     Route("letters.letter", "GET", SIGNED_IN, _letter_id),
     Route("letters.retry", "POST", SIGNED_IN, _letter_id),
     Route("letters.cancel", "POST", SIGNED_IN, _letter_id),
+    Route("replies.index", "GET", SIGNED_IN),
+    Route("replies.open_reply", "GET", SIGNED_IN, _reply_id),
+    Route("invitations.accept", "GET", ANYONE, _invitation),
+    Route("invitations.accept", "POST", ANYONE, _invitation),
+    Route("employees.invitation", "POST", ADMIN, _employee_id),
+    Route("employees.invitations", "POST", ADMIN),
     Route("contacts.index", "GET", SIGNED_IN),
     Route("contacts.pick", "GET", SIGNED_IN),
     Route("contacts.new", "GET", SIGNED_IN),

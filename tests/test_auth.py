@@ -236,3 +236,9 @@ def test_a_remember_cookie_of_an_ended_session_is_deleted_at_its_first_use(app, 
     assert client.get("/").status_code == 302
     assert client.get_cookie("remember_token") is None
     assert client.get("/sign-in").status_code == 200
+
+
+def test_sign_in_language_select_has_no_inline_handler(client):
+    """An inline handler (even onchange="None") is blocked by the CSP and logs a console error."""
+    html = client.get("/sign-in").get_data(as_text=True)
+    assert "onchange" not in html

@@ -83,6 +83,12 @@ def test_outbox_screenshots(live_server, signed_in_page, employee, sending_mailb
     screenshot(page, "new-letter-ru-phone")
 
 
+@pytest.mark.console_errors(  # provoked on purpose
+    "status of 502",
+    "Response Status Error Code 502",
+    "htmx:sendError",
+    "htmx:afterRequest",
+    "net::ERR_FAILED")
 def test_the_polling_outbox_reports_an_outage_once_and_a_closed_notice_stays_closed(
         live_server, signed_in_page, employee, sending_mailbox, write_letter, screenshot):
     write_letter(sending_mailbox, subject="Waiting for the worker")  # queued: the outbox asks again every 2 s

@@ -141,6 +141,14 @@ def test_a_failing_test_explains_itself_keeps_the_form_and_save_stays_refused(
     assert Mailbox.select().count() == 0
 
 
+@pytest.mark.console_errors(  # provoked on purpose
+    "status of 429",
+    "Response Status Error Code 429",
+    "status of 502",
+    "Response Status Error Code 502",
+    "htmx:sendError",
+    "htmx:afterRequest",
+    "net::ERR_FAILED")
 def test_a_refused_or_unanswered_test_says_so_and_the_form_stays(
         account_tests_limited, live_server, signed_in_page, employee, smtp_server, screenshot):
     page = signed_in_page(employee)
@@ -178,6 +186,7 @@ def test_a_refused_or_unanswered_test_says_so_and_the_form_stays(
     screenshot(page, "problem-proxy-phone", full_page=False)
 
 
+@pytest.mark.console_errors("status of 404", "Response Status Error Code 404")  # provoked on purpose
 def test_a_failed_search_says_so_and_leaves_the_list_and_the_address_bar_alone(
         live_server, signed_in_page, admin, employee, screenshot):
     page = signed_in_page(admin)
@@ -212,6 +221,7 @@ def test_who_sends_from_what_shows_the_employees_address_winning(
     screenshot(page, "senders-explained")
 
 
+@pytest.mark.console_errors("htmx:sendError", "htmx:afterRequest", "net::ERR_FAILED")  # an aborted test
 def test_look_at_every_page_in_both_languages_and_on_a_phone(
         live_server, page, sign_in, admin, make_employee, make_project, make_mailbox, smtp_server, screenshot):
     """Not an assertion-heavy test: it leaves screenshots of every page and state to look at."""
@@ -283,3 +293,34 @@ def test_look_at_every_page_in_both_languages_and_on_a_phone(
     page.click("button:has-text('Протестировать')")
     expect(page.locator("#request-problem")).to_contain_text("Портал не ответил.")
     screenshot(page, "ru-form-no-answer", full_page=False)
+
+
+def test_test_account_by_keyboard_moves_focus_to_the_outcome_and_announces_it(
+        live_server, signed_in_page, admin, smtp_server):
+    page = signed_in_page(admin)
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", "not-the-password")
+    page.locator("button:has-text('Test account')").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#test-result .result-line :is(.badge-ok, .badge-fail)", timeout=20000)
+    expect(page.locator("#test-result .result-line")).to_be_focused()
+    expect(page.locator("#announcer")).to_contain_text("Failed")
+
+
+def test_changing_a_server_field_after_a_test_clears_its_outcome(live_server, signed_in_page, admin, smtp_server):
+    page = signed_in_page(admin)
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    page.fill("#address", smtp_server.username)
+    fill_local_server(page, smtp_server)
+    page.fill("#smtp_password", smtp_server.password)
+    run_test(page)
+    expect(page.locator("#test-result .result-line .badge-ok")).to_be_visible()
+    assert page.locator("#test-result input[name=proof]").count() == 1
+    page.fill("#smtp_port", "2626")  # the tested settings are no longer the form's
+    expect(page.locator("#test-result .result-line")).to_have_count(0)
+    expect(page.locator("#test-result")).to_contain_text("The server settings changed since the test")
+    assert page.locator("#test-result input[name=proof]").count() == 0
+    page.fill("#display_name", "Sales")  # not a server field: nothing more happens
+    expect(page.locator("#test-result .settings-changed")).to_have_count(1)

@@ -116,6 +116,7 @@ def test_projects_in_place(live_server, signed_in_page, admin, make_project, scr
     screenshot(page, "projects")
 
 
+@pytest.mark.console_errors("status of 413")  # provoked on purpose
 @pytest.mark.parametrize("language", ["en", "ru"])
 def test_a_too_large_import_is_said_beside_the_file_field(live_server, signed_in_page, make_employee, tmp_path,
                                                           screenshot, language):

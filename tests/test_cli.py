@@ -72,8 +72,9 @@ def test_ensure_admin_creates_first_admin_once(runner, config):
     result = runner.invoke(args=["ensure-admin"])
     assert result.exit_code == 0 and "admin@example.com" in result.output and "Password (shown once)" in result.output
     assert Employee.by_email("admin@example.com").is_admin
-    again = runner.invoke(args=["ensure-admin"])
-    assert again.output == "" and Employee.select().count() == 1
+    again = runner.invoke(args=["ensure-admin"])  # every later start says where the admin is
+    assert "Password" not in again.output and Employee.select().count() == 1
+    assert "Admins: admin@example.com" in again.output and "portal set-password --email" in again.output
 
 
 def test_ensure_admin_uses_configured_email_and_password(app, runner):
@@ -98,3 +99,30 @@ def test_rotate_secrets_with_a_wrong_key_says_so_in_one_line(app, config, make_m
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"mailbox {mailbox.id} ({mailbox.address})" in lines[0] and "Nothing was changed" in lines[0]
     assert Mailbox.select(Mailbox.smtp_password).where(Mailbox.id == mailbox.id).scalar() == stored
+
+
+def test_set_password_from_an_environment_variable_ends_sessions(runner, as_admin, admin, monkeypatch):
+    assert as_admin.get("/").status_code == 200  # signed in in a browser
+    monkeypatch.setenv("NEW_ADMIN_PASSWORD", "a brand new password")
+    result = runner.invoke(args=["set-password", "--email", "ADMIN@example.com",
+                                 "--password-env", "NEW_ADMIN_PASSWORD"])
+    assert result.exit_code == 0, result.output
+    assert "a brand new password" not in result.output
+    assert Employee.by_email("admin@example.com").check_password("a brand new password")
+    assert "/sign-in" in as_admin.get("/").headers["Location"]  # that session ended
+
+
+def test_set_password_prompts_twice_and_refuses_a_short_one(runner, admin):
+    short = runner.invoke(args=["set-password", "--email", "admin@example.com"], input="short\nshort\n")
+    assert short.exit_code == 1 and "At least 10 characters" in short.output
+    prompted = runner.invoke(args=["set-password", "--email", "admin@example.com"],
+                             input="typed at the prompt\ntyped at the prompt\n")
+    assert prompted.exit_code == 0 and Employee.by_email("admin@example.com").check_password("typed at the prompt")
+
+
+def test_set_password_for_an_unknown_e_mail_or_empty_variable_fails_clearly(runner, admin, monkeypatch):
+    unknown = runner.invoke(args=["set-password", "--email", "nobody@example.com", "--password-env", "HOME"])
+    assert unknown.exit_code == 1 and "no employee has the e-mail nobody@example.com" in unknown.output
+    monkeypatch.delenv("UNSET_PASSWORD_VAR", raising=False)
+    empty = runner.invoke(args=["set-password", "--email", "admin@example.com", "--password-env", "UNSET_PASSWORD_VAR"])
+    assert empty.exit_code == 1 and "UNSET_PASSWORD_VAR is not set or empty" in empty.output

@@ -557,3 +557,44 @@ def test_choosing_other_server_clears_the_previous_presets_servers(as_employee):
         "trigger": "provider", "provider": "other", "address": "erik@gmail.com",
         "smtp_host": "relay.firma.example.com", "smtp_port": "587", "smtp_security": "starttls"})
     assert 'id="slot-smtp_host"' not in typed.get_data(as_text=True)  # not a preset's: left alone
+
+
+def test_a_personal_address_form_speaks_to_its_owner(as_employee, employee):
+    text = page_text(as_employee.get("/mailboxes/new"))
+    assert "Your own address" in text
+    assert "Letters you write in these projects leave from this address" in text
+    assert "Chosen automatically for the letters you write in these projects" in text
+    assert "everyone who may use it" not in text
+
+
+def test_a_company_address_form_still_speaks_of_everyone(as_admin):
+    text = page_text(as_admin.get("/mailboxes/new?scope=company"))
+    assert "for everyone who may use it" in text and "Letters you write" not in text
+
+
+def _submit_token(client, url):
+    return re.search(r'id="submit_token" name="submit_token" type="hidden" value="([^"]+)"',
+                     client.get(url).get_data(as_text=True)).group(1)
+
+
+def test_a_double_click_on_save_makes_one_mailbox(as_admin, smtp_server):
+    values = form_for(smtp_server, scope="company", is_default="y")
+    values["submit_token"] = _submit_token(as_admin, "/mailboxes/new?scope=company")
+    proof = proof_in(run_test(as_admin, "/mailboxes/test", values))
+    first = htmx(as_admin, "/mailboxes/new", {**values, "proof": proof})
+    second = htmx(as_admin, "/mailboxes/new", {**values, "proof": proof})  # the second click
+    assert first.status_code == second.status_code == 204
+    assert first.headers["HX-Redirect"] == second.headers["HX-Redirect"]
+    assert Mailbox.select().count() == 1 and Mailbox.get().is_default
+
+
+def test_an_address_at_the_same_level_is_refused_beside_the_field_with_a_link(as_admin, smtp_server, make_mailbox):
+    existing = make_mailbox(address=smtp_server.username)  # a company mailbox with this address
+    values = form_for(smtp_server, scope="company")
+    values["submit_token"] = _submit_token(as_admin, "/mailboxes/new?scope=company")
+    proof = proof_in(run_test(as_admin, "/mailboxes/test", values))
+    answer = htmx(as_admin, "/mailboxes/new", {**values, "proof": proof})
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and Mailbox.select().count() == 1
+    assert "This address exists already at this level" in page_text(answer)
+    assert f'href="/mailboxes/{existing.id}/edit"' in html

@@ -37,6 +37,7 @@ class MailboxForm(FlaskForm):
     scope = HiddenField()
     owner_id = HiddenField()
     proof = HiddenField()
+    submit_token = HiddenField()  # one Add form, one mailbox: a double-click or a replay finds the first
     provider = SelectField(_l("Mail service"), validate_choice=False,
                            description=_l("Fills in the server settings for you."))
     address = EmailField(_l("E-mail address"), filters=[strip])

@@ -204,6 +204,7 @@ class Reply(BaseModel):
     attachments_json = TextField(default="[]")
     references = TextField(default="")
     fetched_at = DateTimeField(default=utcnow)
+    read_at = DateTimeField(null=True, index=True)  # m0055: when the letter's author first opened it
 
     class Meta:
         indexes = ((("letter", "message_id"), True),)

@@ -52,6 +52,7 @@ class Mailbox(BaseModel):
     updated_by = ForeignKeyField(Employee, null=True, backref="+", on_delete="SET NULL")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    submit_token = CharField(max_length=64, null=True)  # the Add form's token; unique where set (m0056)
 
     @property
     def is_company(self):
@@ -126,6 +127,10 @@ class Mailbox(BaseModel):
 
     def __str__(self):
         return self.address
+
+
+Mailbox.add_index(Mailbox.index(Mailbox.submit_token, name="mailbox_submit", unique=True,
+                                where=Mailbox.submit_token.is_null(False)))
 
 
 class MailboxProject(BaseModel):

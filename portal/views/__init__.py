@@ -20,3 +20,7 @@ def register_blueprints(app):
     app.register_blueprint(trusted_header.bp)
     from portal.views import health  # /healthz, /readyz and the admins' worker banner
     app.register_blueprint(health.bp)
+    from portal.views import invitations  # the page an invitation link opens
+    app.register_blueprint(invitations.bp)
+    from portal.views import replies  # every reply to one's letters, and the unread badge
+    app.register_blueprint(replies.bp)

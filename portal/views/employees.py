@@ -9,6 +9,7 @@ from portal.access import admin_required
 from portal.forms.employees import ConfirmForm, EmployeeForm, ImportForm, NewEmployeeForm
 from portal.forms.uploads import import_limits
 from portal.htmx import render_htmx, request_is_partial
+from portal.invitations import VALID_DAYS, cannot_sign_in, invitation_token
 from portal.models import Employee
 from portal.people import (EmployeeError, create_employee, import_employees, list_employees, set_employee_active,
                            update_employee)
@@ -96,6 +97,35 @@ def profile_tab(employee_id):
         "employees/card.html", partial="employees/partial/profile_tab.html", employee=employee, tab="profile",
         **_sessions_of(employee)
     )
+
+
+def _invitation_link(employee):
+    return url_for("invitations.accept", token=invitation_token(employee, current_app.secret_key), _external=True)
+
+
+@bp.route("/<int:employee_id>/invitation", methods=["POST"])
+@admin_required
+def invitation(employee_id):
+    """A set-password link for one employee, shown to copy (the portal has no system mailbox to send it)."""
+    employee = _employee_or_404(employee_id)
+    if not employee.active:
+        abort(404)
+    return render_htmx("employees/card.html", partial="employees/partial/invitation.html", employee=employee,
+                       link=_invitation_link(employee), valid_days=VALID_DAYS, tab="profile",
+                       **_sessions_of(employee))
+
+
+@bp.route("/invitations", methods=["POST"])
+@admin_required
+def invitations():
+    """Set-password links for the employees ticked in the list, or for everyone who cannot sign in yet."""
+    try:
+        ids = [whole_number(raw) for raw in request.form.getlist("employee")]
+    except ValueError:
+        abort(400)
+    query = Employee.select().where(Employee.id.in_(ids)) if ids else None
+    people = [(person, _invitation_link(person)) for person in cannot_sign_in(query)]
+    return render_htmx("employees/invitations.html", people=people, valid_days=VALID_DAYS)
 
 
 def _sessions_of(employee):

@@ -1,9 +1,12 @@
 """External addresses: Outgoing messages, employees' and my addresses, the add/edit form, Who sends from what, audit."""
 
+import secrets
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from peewee import fn
 
 from portal import account_tests
@@ -21,6 +24,7 @@ from portal.forms.mailboxes import (
     SendersFilterForm,
 )
 from portal.htmx import is_htmx, render_htmx, request_is_partial
+from portal.mail.problems import catalogue, catalogue_entry
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
 from portal.mail.check import ROUND_TRIP_SECONDS
@@ -71,6 +75,11 @@ def _form_field_of(setting):
 def _fragment(template, **context):
     """A fragment that only exists for htmx (form helpers): never a whole page."""
     return render_template(template, **context), {"Vary": "HX-Request"}
+
+
+# How portal/mailboxes.py records a Default that moved to another address, and the problem codes it records.
+REPLACED_BY = "replaced by "
+PROBLEM_CODES = frozenset(entry.code for entry in catalogue())
 
 
 def _lang():
@@ -309,7 +318,30 @@ def _new_form(mailbox, scope, owner):
             form.access_everyone.data = True
             form.smtp_security.data = "ssl"
             form.provider.data = "other"
+            form.submit_token.data = secrets.token_urlsafe(24)
     return form
+
+
+def _same_address(form, mailbox, scope, owner):
+    """Another mailbox with this address at the same level: the owner's own, or the company's."""
+    address = (form.address.data or "").strip().lower()
+    if not address:
+        return None
+    query = Mailbox.select().where(fn.LOWER(Mailbox.address) == address)
+    if scope == "company":
+        query = query.where(Mailbox.scope == "company")
+    else:
+        query = query.where((Mailbox.scope == "employee") & (Mailbox.owner == (owner.id if owner else None)))
+    if mailbox is not None:
+        query = query.where(Mailbox.id != mailbox.id)
+    return query.first()
+
+
+def _after_save(mailbox):
+    target = _back_url(mailbox)
+    if is_htmx():
+        return "", 204, {"HX-Redirect": target}
+    return redirect(target)
 
 
 @bp.route("/mailboxes/new", methods=["GET", "POST"])
@@ -334,6 +366,22 @@ def _form_view(mailbox, scope, owner):
         context = _form_context(form, mailbox, scope, owner)
         return render_htmx("mailboxes/form.html", partial="mailboxes/partial/form_answer.html",
                            status=_("The form has expired. Reload the page and try again."), **context)
+    token = form.submit_token.data if mailbox is None else None
+    earlier = Mailbox.get_or_none(Mailbox.submit_token == token) if token else None
+    if request.method == "POST" and earlier is not None:
+        return _after_save(earlier)  # a double-click or a replay: the first submission's answer, no second box
+    same = _same_address(form, mailbox, scope, owner) if request.method == "POST" else None
+    if same is not None:
+        # Markup's % escapes the values: the address is someone's input.
+        form.address.errors.append(Markup(_(
+            'This address exists already at this level: <a href="%(url)s">open %(address)s</a>.'))
+            % {"url": url_for("mailboxes.edit", mailbox_id=same.id), "address": same.address})
+        context = _form_context(form, mailbox, scope, owner, proof=form.proof.data or "")
+        status = _("Nothing was saved: fix the marked fields.")
+        if request_is_partial():
+            return render_htmx("mailboxes/form.html", partial="mailboxes/partial/form_answer.html",
+                               status=status, **context)
+        return render_htmx("mailboxes/form.html", status=status, **context)
     if request.method == "POST":
         try:
             saved = service.save_mailbox(
@@ -349,13 +397,12 @@ def _form_view(mailbox, scope, owner):
         except service.NotAllowed as error:
             status = str(error.message)
         else:
+            if token:
+                Mailbox.update(submit_token=token).where(Mailbox.id == saved.mailbox.id).execute()
             flash(_("Saved %(address)s.", address=saved.mailbox.address), "success")
             for other in saved.replaced_defaults:
                 flash(_("%(address)s is no longer Default for these projects.", address=other.address), "info")
-            target = _back_url(saved.mailbox)
-            if is_htmx():
-                return "", 204, {"HX-Redirect": target}
-            return redirect(target)
+            return _after_save(saved.mailbox)
         context = _form_context(form, mailbox, scope, owner, proof=form.proof.data or "")
         if request_is_partial():
             return render_htmx("mailboxes/form.html", partial="mailboxes/partial/form_answer.html",
@@ -623,4 +670,13 @@ def audit():
     people = ({e.id: e for e in Employee.select().where(Employee.id.in_([i for i in people_ids if i]))}
               if people_ids else {})
     return render_htmx("mailboxes/audit.html", filters=filters, events=events, people=people, page=page,
-                       pages=pages, total=total)
+                       pages=pages, total=total, detail_words=_audit_detail_words)
+
+
+def _audit_detail_words(detail):
+    """An audit event's stored detail in the reader's words: a problem's title, or the Default's new home."""
+    if detail.startswith(REPLACED_BY):
+        return _("Default moved to %(address)s", address=detail[len(REPLACED_BY):])
+    if detail in PROBLEM_CODES:
+        return catalogue_entry(detail).title.get(_lang()) or detail
+    return detail

@@ -3,9 +3,12 @@ htmx.config.allowEval = false;
 htmx.config.allowScriptTags = false;
 htmx.config.includeIndicatorStyles = false;
 htmx.config.historyCacheSize = 0;
+// Settling a "style" attribute writes one with setAttribute, which style-src 'self' blocks (a console error).
+htmx.config.attributesToSettle = ["class", "width", "height"];
 
 // After an htmx swap, move focus to the first field with an error so keyboard users land on it.
 document.addEventListener("htmx:afterSwap", function (event) {
+  if (!event.detail.target) { return; }  // an out-of-band swap has no target
   var invalid = event.detail.target.querySelector("[aria-invalid='true']");
   if (invalid) { invalid.focus(); }
 });
@@ -113,7 +116,7 @@ document.addEventListener("submit", function (event) {
 });
 // Who sends from what: a cell's explanation opens in the dialog; Close (or Escape) shuts it.
 document.addEventListener("htmx:afterSwap", function (event) {
-  if (event.detail.target.id === "sender-detail") {
+  if (event.detail.target && event.detail.target.id === "sender-detail") {
     var dialog = document.getElementById("sender-dialog");
     if (dialog && !dialog.open) { dialog.showModal(); }
   }
@@ -203,4 +206,71 @@ document.addEventListener("click", function (event) {
     var test = document.getElementById("test-account");
     if (test) { test.click(); }
   });
+})();
+
+// A dropdown in the navigation closes with Escape and hands focus back to its summary; a click
+// outside it closes it too.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") { return; }
+  document.querySelectorAll("details.dropdown[open]").forEach(function (menu) {
+    menu.open = false;
+    var summary = menu.querySelector("summary");
+    if (summary && menu.contains(document.activeElement)) { summary.focus(); }
+  });
+});
+document.addEventListener("click", function (event) {
+  document.querySelectorAll("details.dropdown[open]").forEach(function (menu) {
+    if (!menu.contains(event.target)) { menu.open = false; }
+  });
+});
+
+// On a phone the navigation folds behind one Menu button (markup in templates/base.html); without
+// this script the links simply stay open.
+(function () {
+  var header = document.querySelector(".site-header");
+  var button = header && header.querySelector("[data-menu-toggle]");
+  if (!button) { return; }
+  header.classList.add("menu-folds");
+  button.hidden = false;
+  button.addEventListener("click", function () {
+    var open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    header.classList.toggle("menu-open", open);
+  });
+})();
+
+// Test account: when the outcome arrives and focus was lost (the button disables itself while the
+// request runs, dropping focus to <body>), move focus to the outcome line, and announce it through
+// the page's persistent live region (a region swapped in whole is not reliably announced).
+document.addEventListener("htmx:afterSettle", function () {
+  var box = document.getElementById("test-result");
+  var line = box && !box.classList.contains("running") && box.querySelector(".result-line");
+  if (!line || !line.querySelector(".badge-ok, .badge-fail") || line.hasAttribute("data-announced")) { return; }
+  line.setAttribute("data-announced", "");
+  line.tabIndex = -1;
+  var active = document.activeElement;
+  if (!active || active === document.body || !document.contains(active) || active.disabled) { line.focus(); }
+  var announcer = document.getElementById("announcer");
+  if (announcer) { announcer.textContent = line.textContent.replace(/\s+/g, " ").trim(); }
+});
+
+// The mailbox form: a finished test speaks only for the settings it tested. Changing any server
+// field clears its outcome (and the proof it carried) and says the settings changed since.
+(function () {
+  var SERVER_FIELDS = ["address", "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password",
+    "smtp_trusted_fingerprint", "allow_plaintext_auth", "incoming_protocol", "incoming_host", "incoming_port",
+    "incoming_security", "incoming_username", "incoming_password", "incoming_trusted_fingerprint"];
+  function stale(event) {
+    var form = event.target.form;
+    if (!form || form.id !== "mailbox-form" || SERVER_FIELDS.indexOf(event.target.name) < 0) { return; }
+    var box = document.getElementById("test-result");
+    if (!box || box.classList.contains("running") || !box.querySelector(".result-line .badge-ok, .result-line .badge-fail")) { return; }
+    box.replaceChildren();
+    var note = document.createElement("p");
+    note.className = "notice settings-changed";
+    note.textContent = form.getAttribute("data-settings-changed");
+    box.appendChild(note);
+  }
+  document.addEventListener("input", stale);
+  document.addEventListener("change", stale);
 })();

@@ -1,0 +1,71 @@
+"""The Replies page: newest first, unread marked and counted in the navigation, filters, read on opening."""
+import datetime
+import re
+
+import pytest
+
+from portal.models import Reply
+from tests.conftest import page_text
+
+
+@pytest.fixture
+def replies(employee, make_mailbox, make_project, write_letter):
+    """Two letters of Erik's in two projects from two addresses, each with one reply (the later one newer)."""
+    alpha, beta = make_project("Alpha"), make_project("Beta")
+    first = make_mailbox(employee, address="erik.alpha@example.com", projects=[alpha])
+    second = make_mailbox(employee, address="erik.beta@example.com", projects=[beta])
+    old_letter = write_letter(first, subject="Offer for Alpha", project=alpha)
+    new_letter = write_letter(second, subject="Invoice for Beta", project=beta)
+    start = datetime.datetime(2024, 1, 2, 10, 0)
+    older = Reply.create(letter=old_letter, mailbox=first, message_id="<a@example.com>", sender="ann@client.example",
+                         subject="Re: Offer for Alpha", fetched_at=start)
+    newer = Reply.create(letter=new_letter, mailbox=second, message_id="<b@example.com>", sender="bob@client.example",
+                         subject="Re: Invoice for Beta", fetched_at=start + datetime.timedelta(hours=1))
+    return {"older": older, "newer": newer, "alpha": alpha, "second": second, "letter": old_letter}
+
+
+def _badge(html):
+    found = re.search(r'Replies <span class="badge nav-badge badge-new"[^>]*><span aria-hidden="true">(\d+)', html)
+    return int(found.group(1)) if found else 0
+
+
+def test_replies_newest_first_with_unread_marked_and_counted(as_employee, replies):
+    html = as_employee.get("/replies").get_data(as_text=True)
+    text = page_text(as_employee.get("/replies"))
+    assert text.index("Re: Invoice for Beta") < text.index("Re: Offer for Alpha")
+    assert html.count('class="unread"') == 2 and _badge(html) == 2
+
+
+def test_opening_a_reply_marks_it_read_and_shows_it_in_its_letter(as_employee, replies):
+    older = replies["older"]
+    opened = as_employee.get(f"/replies/{older.id}")
+    assert opened.status_code == 302
+    assert opened.headers["Location"].endswith(f"/letters/{replies['letter'].id}#reply-{older.id}")
+    assert Reply.get_by_id(older.id).read_at is not None
+    html = as_employee.get("/replies").get_data(as_text=True)
+    assert html.count('class="unread"') == 1 and _badge(html) == 1
+
+
+def test_filter_by_project_and_by_mailbox(as_employee, replies):
+    by_project = page_text(as_employee.get(f"/replies?project={replies['alpha'].id}"))
+    assert "Re: Offer for Alpha" in by_project and "Re: Invoice for Beta" not in by_project
+    by_mailbox = page_text(as_employee.get(f"/replies?mailbox={replies['second'].id}"))
+    assert "Re: Invoice for Beta" in by_mailbox and "Re: Offer for Alpha" not in by_mailbox
+    assert "No reply matches" in page_text(as_employee.get("/replies?project=999999"))
+
+
+def test_others_cannot_open_a_reply_and_an_admin_reading_marks_nothing(client, auth, admin, other_employee, replies):
+    auth.login(other_employee)
+    assert client.get(f"/replies/{replies['older'].id}").status_code == 404
+    assert "Re: Offer for Alpha" not in page_text(client.get("/replies"))
+    auth.logout()
+    auth.login(admin)
+    assert client.get(f"/replies/{replies['older'].id}").status_code == 302
+    assert Reply.get_by_id(replies["older"].id).read_at is None  # still new for Erik
+
+
+def test_the_replies_page_in_russian(as_employee, employee, replies):
+    employee.language = "ru"
+    employee.save()
+    text = page_text(as_employee.get("/replies"))
+    assert "Ответы на ваши письма" in text and "новый" in text
