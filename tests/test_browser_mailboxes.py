@@ -305,8 +305,17 @@ def test_test_account_by_keyboard_moves_focus_to_the_outcome_and_announces_it(
     page.locator("button:has-text('Test account')").focus()
     page.keyboard.press("Enter")
     page.wait_for_selector("#test-result .result-line :is(.badge-ok, .badge-fail)", timeout=20000)
-    expect(page.locator("#test-result .result-line")).to_be_focused()
+    # A failure that names a field: that field takes focus, with the message beside it; the outcome is announced.
+    expect(page.locator("#smtp_password")).to_be_focused()
+    expect(page.locator("#smtp_password")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#announcer")).to_contain_text("Failed")
+    page.fill("#smtp_password", smtp_server.password)
+    page.locator("button:has-text('Test account')").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#test-result .result-line .badge-ok", timeout=20000)
+    # A pass names no field: focus moves to the outcome line instead of falling to <body>.
+    expect(page.locator("#test-result .result-line")).to_be_focused()
+    expect(page.locator("#announcer")).to_contain_text("Passed")
 
 
 def test_changing_a_server_field_after_a_test_clears_its_outcome(live_server, signed_in_page, admin, smtp_server):

@@ -80,7 +80,8 @@ def test_the_form_the_api_and_the_openapi_document_list_exactly_the_mailbox_fiel
         assert list(form.values()) == names
         # Every other field of the form is about the page, not a setting of the mailbox.
         assert {field.name for field in form} - set(names) == {
-            "csrf_token", "scope", "owner_id", "proof", "provider", "send_test_letter"}
+            "csrf_token", "scope", "owner_id", "proof", "provider", "send_test_letter",
+            "submit_token"}
 
     assert set(shapes.SERVICE_FIELDS) == set(names) | {"scope", "owner"}
     assert {shapes.SERVICE_FIELDS[name] for name in names} == {f.api_path for f in MAILBOX_FIELDS}

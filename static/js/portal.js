@@ -241,7 +241,8 @@ document.addEventListener("click", function (event) {
 
 // Test account: when the outcome arrives and focus was lost (the button disables itself while the
 // request runs, dropping focus to <body>), move focus to the outcome line, and announce it through
-// the page's persistent live region (a region swapped in whole is not reliably announced).
+// the page's persistent live region (a region swapped in whole is not reliably announced). A failure
+// that names a field at fault has already given that field focus (above), with the message beside it.
 document.addEventListener("htmx:afterSettle", function () {
   var box = document.getElementById("test-result");
   var line = box && !box.classList.contains("running") && box.querySelector(".result-line");
