@@ -2,6 +2,7 @@
 import stat
 
 import pytest
+from peewee import SqliteDatabase
 
 from portal import create_app
 from portal.db import database
@@ -19,6 +20,8 @@ def generated_keys(config):
 
 def test_a_backup_restores_into_a_new_instance_with_every_secret_readable(
         generated_keys, app, runner, config, tmp_path, employee, make_mailbox):
+    if not isinstance(database.obj, SqliteDatabase):
+        pytest.skip("an online copy of the SQLite database; on PostgreSQL the backup prints pg_dump (tested below)")
     mailbox = make_mailbox(employee)
     dest = tmp_path / "backup-1"
     result = runner.invoke(args=["backup", str(dest)])
