@@ -23,6 +23,7 @@ import requests
 from tests.postgres import PG_BIN, _as_postgres
 from tests.servers.certificates import make_certificate
 from tests.servers.nginx_site import NGINX, NginxServer
+from tests.servers.processes import stop_process
 from tests.servers.redis import REDIS_SERVER, RedisServer
 from tests.servers.smtp import SmtpServer, free_port
 
@@ -145,13 +146,7 @@ class Deployment:
             worker.wait()
         if self.nginx is not None:
             self.nginx.stop()
-        if self.web is not None and self.web.poll() is None:
-            self.web.terminate()
-            try:
-                self.web.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.web.kill()
-                self.web.wait()
+        stop_process(self.web, timeout=20)
         self.redis.stop()
         self.sink.stop()
 

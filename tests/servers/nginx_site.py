@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .certificates import make_certificate
+from .processes import stop_process
 from .smtp import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -96,10 +97,4 @@ http {{
         raise RuntimeError("nginx did not listen within 10 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

@@ -34,6 +34,7 @@ from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
 from .certificates import ServerCertificate
 from .dovecot import MAIL_UID, Dovecot
+from .processes import stop_process
 from .smtp import HOST, ReceivedMessage, free_port, start_on_free_port, tls_options
 
 PROVIDER_DIR = Path(__file__).parents[1] / "oauth_provider"
@@ -138,14 +139,8 @@ class OAuthProvider:
 
     def stop(self) -> None:
         """Stop the server (every token it issued is forgotten: its store is in memory)."""
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        stop_process(self._process)
+        self._process = None
 
     def log(self) -> str:
         """What the server printed."""
