@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import JOIN, fn
 
+from portal import events
 from portal.db import database, whole_number
 from portal.fields import CONTROL_CHARACTERS
 from portal.mail.settings import MAILBOX_FIELDS
@@ -667,6 +668,10 @@ def set_active(mailbox, active, *, actor, ip=""):
     mailbox.save(only=[Mailbox.active, Mailbox.updated_by, Mailbox.updated_at, Mailbox.sign_in_failures,
                        Mailbox.paused_problem, Mailbox.paused_reply])
     record("resumed" if active else "paused", actor=actor, mailbox=mailbox, ip=ip, fields=["active"])
+    if active:
+        events.mailbox_recovered.send(mailbox)
+    else:
+        events.mailbox_paused.send(mailbox, problem="", by=actor)
     return mailbox
 
 

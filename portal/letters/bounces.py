@@ -12,6 +12,7 @@ from email.parser import BytesParser, Parser
 
 from peewee import fn
 
+from portal import events
 from portal.db import writing
 from portal.models import Letter, LetterRecipient
 
@@ -147,4 +148,5 @@ def record_bounce(bounce: Bounce, mailbox_id: int) -> int | None:
         Letter.update(bounced=LetterRecipient.select(fn.COUNT(LetterRecipient.id)).where(
             (LetterRecipient.letter == letter.id) & (LetterRecipient.status == BOUNCED))).where(
             Letter.id == letter.id).execute()
+    events.letter_bounced.send(letter, recipients=[recipient.address for recipient in named])
     return letter.id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from portal import events
 from portal.db import writing
 from portal.letters.deliver import STAGE, Delivery
 from portal.mail.problems import Problem
@@ -92,6 +93,10 @@ class Recorder:
                          else (LetterRecipient.letter == letter.id) & (LetterRecipient.address == address))
                 LetterRecipient.update(**answer).where(which).execute()
         self.report.add(letter.id, state)
+        if state == "sent":
+            events.letter_sent.send(letter)
+        elif state == "failed":
+            events.letter_failed.send(letter, problem=fields.get("problem_code", ""))
         return state
 
 
@@ -109,6 +114,7 @@ def hold(letter, token, reason, until, now, policy, report):
             LetterAttempt.create(letter=letter.id, started_at=now, finished_at=now, outcome="failed",
                                  stage=GAVE_UP, problem_code=reason)
         report.add(letter.id, "failed")
+        events.letter_failed.send(letter, problem=reason)
         return
     with writing():
         if not Letter.update(state="deferred", waiting_for=reason, next_attempt_at=until, lease_token=None,

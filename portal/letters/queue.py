@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 
 from peewee import fn
 
+from portal import events
 from portal.db import database
 from portal.letters.claims import NO_MAILBOX, REACHED_DATA, claim, claimed_recipients
 from portal.letters.deliver import LEASE_LOST, Delivery, deliver, no_delay
@@ -425,6 +426,8 @@ def _sign_in_refused(mailbox, problem: Problem, now) -> None:
             AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=None, owner=mailbox.owner_id,
                               action="paused", changed_fields='["active"]', at=now,
                               detail=f"{failures} refused sign-ins in a row: {problem.server_reply}"[:500])
+    if paused:
+        events.mailbox_paused.send(mailbox, problem=problem.code, by=None)
 
 
 def tested_for(mailbox, settings) -> bool:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from peewee import fn
 
+from portal import events
 from portal.db import database
 from portal.letters.bounces import looks_like_bounce, read_bounce, record_bounce
 from portal.mail.connection import open_incoming
@@ -99,6 +100,7 @@ def store_reply(letter_id: int, mailbox: Mailbox, raw: bytes) -> Reply | None:
         )
         Letter.update(reply_count=Reply.select(fn.COUNT(Reply.id)).where(Reply.letter == letter_id)).where(
             Letter.id == letter_id).execute()
+    events.reply_received.send(reply)
     return reply
 
 
