@@ -4,6 +4,7 @@ import secrets
 import pytest
 from playwright.sync_api import expect
 
+from tests.fixtures.browser import open_mailbox_servers
 from tests.servers.real_provider import PROVIDER_DOMAIN
 
 pytestmark = [pytest.mark.browser]
@@ -20,6 +21,7 @@ def provider_reachable(config, real_provider):
 
 def _fill(page, provider, address, password, *, port, security, login=None):
     page.fill("#address", address)
+    open_mailbox_servers(page)
     page.fill("#smtp_host", provider.host)
     page.fill("#smtp_port", str(provider.ports[port]))
     page.select_option("#smtp_security", security)

@@ -25,6 +25,7 @@ from portal.forms.mailboxes import (
 )
 from portal.htmx import is_htmx, render_htmx, request_is_partial
 from portal.mail.problems import catalogue, catalogue_entry
+from portal.mail.settings import MAILBOX_FIELDS
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
 from portal.mail.check import ROUND_TRIP_SECONDS
@@ -40,6 +41,10 @@ FIELD_SLOTS = ("provider", "address", "display_name", "smtp_host", "smtp_port", 
                "receive_replies", "smtp_trusted_fingerprint", "incoming_trusted_fingerprint",
                "allow_plaintext_auth", "projects", "is_default", "access_everyone", "access_employees",
                "access_departments")
+# The fields in the form's Servers section: an error in any of them opens it.
+SERVERS_SECTION = ("provider",) + SERVER_SLOTS + ("incoming_protocol", "incoming_password", "receive_replies",
+                                                  "smtp_trusted_fingerprint", "incoming_trusted_fingerprint",
+                                                  "allow_plaintext_auth")
 
 
 @bp.record_once
@@ -293,6 +298,8 @@ def _form_context(form, mailbox, scope, owner, *, outcome=None, proof="", run=No
         "save_url": url_for("mailboxes.edit", mailbox_id=mailbox.id) if mailbox else url_for("mailboxes.new"),
         "test_url": url_for("mailboxes.test", mailbox_id=mailbox.id) if mailbox else url_for("mailboxes.test"),
         "may_add": mailbox is not None or current_user.is_admin or _employees_may_add(),
+        "server_fields": [f.name for f in MAILBOX_FIELDS if f.server],
+        "servers_open": any(form[name].errors for name in SERVERS_SECTION),
     }
 
 
@@ -455,7 +462,7 @@ def test_progress(run_id):
     if run is None:
         abort(404)
     status = _("The test was interrupted. Run it again.") if run.interrupted else ""
-    return _fragment("mailboxes/partial/test_result.html", run=run, lang=_lang(), test_status=status,
+    return _fragment("mailboxes/partial/test_progress.html", run=run, lang=_lang(), test_status=status,
                      outcome=run if run.finished and not run.interrupted else None, proof=run.proof)
 
 

@@ -187,6 +187,9 @@ document.addEventListener("click", function (event) {
     field.insertAdjacentElement("afterend", note);
     field.setAttribute("aria-invalid", "true");
     field.setAttribute("aria-describedby", ((field.getAttribute("aria-describedby") || "") + " " + note.id).trim());
+    for (var section = field.closest("details"); section; section = section.parentElement.closest("details")) {
+      section.open = true;  // a field in a closed section cannot be seen or focused
+    }
     field.scrollIntoView({block: "center"});
     field.focus({preventScroll: true});
   }
@@ -256,14 +259,14 @@ document.addEventListener("htmx:afterSettle", function () {
 });
 
 // The mailbox form: a finished test speaks only for the settings it tested. Changing any server
-// field clears its outcome (and the proof it carried) and says the settings changed since.
+// field (the form's data-server-fields, rendered from MAILBOX_FIELDS) clears its outcome, the proof it
+// carried and the line beside the buttons, and says the settings changed since.
 (function () {
-  var SERVER_FIELDS = ["address", "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password",
-    "smtp_trusted_fingerprint", "allow_plaintext_auth", "incoming_protocol", "incoming_host", "incoming_port",
-    "incoming_security", "incoming_username", "incoming_password", "incoming_trusted_fingerprint"];
   function stale(event) {
     var form = event.target.form;
-    if (!form || form.id !== "mailbox-form" || SERVER_FIELDS.indexOf(event.target.name) < 0) { return; }
+    if (!form || form.id !== "mailbox-form") { return; }
+    var serverFields = (form.getAttribute("data-server-fields") || "").split(" ");
+    if (serverFields.indexOf(event.target.name) < 0) { return; }
     var box = document.getElementById("test-result");
     if (!box || box.classList.contains("running") || !box.querySelector(".result-line .badge-ok, .result-line .badge-fail")) { return; }
     box.replaceChildren();
@@ -271,7 +274,53 @@ document.addEventListener("htmx:afterSettle", function () {
     note.className = "notice settings-changed";
     note.textContent = form.getAttribute("data-settings-changed");
     box.appendChild(note);
+    var summary = document.querySelector("#test-summary .summary-line");
+    if (summary) { summary.textContent = note.textContent; }
   }
   document.addEventListener("input", stale);
   document.addEventListener("change", stale);
+})();
+
+// The mailbox form's Servers section: its summary names the servers in the fields (filled in by hand,
+// by a preset or by Find settings); it opens by itself when a field in it is marked, and once when
+// the address is typed and no outgoing server could be filled in from it.
+(function () {
+  function section() { return document.getElementById("mailbox-servers"); }
+  function value(id) {
+    var field = document.getElementById(id);
+    return field ? field.value.trim() : "";
+  }
+  function summarize() {
+    var servers = section();
+    var line = servers && servers.querySelector(".servers-summary");
+    if (!line) { return; }
+    if (!value("smtp_host")) { line.textContent = line.getAttribute("data-empty"); return; }
+    var text = value("smtp_host") + (value("smtp_port") ? ":" + value("smtp_port") : "");
+    var protocol = value("incoming_protocol");
+    if (protocol && value("incoming_host")) {
+      text += " · " + protocol.toUpperCase() + " " + value("incoming_host") + (value("incoming_port") ? ":" + value("incoming_port") : "");
+    } else {
+      text += " · " + line.getAttribute("data-none");
+    }
+    line.textContent = text;
+  }
+  function openWhenNeeded() {
+    var servers = section();
+    if (!servers) { return; }
+    summarize();
+    if (servers.open) { return; }
+    if (servers.querySelector("[aria-invalid='true']")) { servers.open = true; return; }
+    if (!servers.hasAttribute("data-opened") && value("address").indexOf("@") > 0 && !value("smtp_host")) {
+      servers.setAttribute("data-opened", "");
+      servers.open = true;
+    }
+  }
+  document.addEventListener("DOMContentLoaded", summarize);
+  document.addEventListener("htmx:afterSettle", openWhenNeeded);
+  document.addEventListener("input", function (event) {
+    if (event.target.closest && event.target.closest("#mailbox-servers")) { summarize(); }
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.closest && event.target.closest("#mailbox-servers")) { summarize(); }
+  });
 })();

@@ -1,0 +1,122 @@
+"""The mailbox form in Chromium: address and password first, the servers folded until they are needed, and a
+bar at the foot of the window with Test account, Save and the test's outcome."""
+import socket
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.fixtures.browser import assert_no_sideways_scroll
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("mail_reaches_localhost")]
+
+
+def _closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _fold_servers(page):
+    section = page.locator("#mailbox-servers")
+    if section.get_attribute("open") is not None:
+        section.locator("> summary").click()
+    expect(section).not_to_have_attribute("open", "")
+
+
+@pytest.mark.parametrize("language,width,height", [
+    ("en", 1366, 1400), ("ru", 1366, 1400), ("en", 390, 2300), ("ru", 390, 2400)])
+def test_the_form_starts_with_address_and_password_and_fits(
+        live_server, signed_in_page, make_employee, screenshot, language, width, height):
+    page = signed_in_page(make_employee(language=language))
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/mailboxes/new")
+
+    expect(page.locator("#address")).to_be_visible()
+    expect(page.locator("#smtp_password")).to_be_visible()
+    expect(page.locator("#smtp_host")).to_be_hidden()
+    for button in ("#test-account", "#save-mailbox"):  # in the bar at the foot of the window
+        box = page.locator(button).bounding_box()
+        assert 0 <= box["y"] and box["y"] + box["height"] <= 900, button
+    tall = page.evaluate("document.documentElement.scrollHeight")
+    assert tall <= height, f"the form is {tall} px tall"  # it was 1874 px on a laptop and 3135 on a phone
+    assert_no_sideways_scroll(page)
+    screenshot(page, f"form-{language}-{width}")
+
+    page.locator("#mailbox-servers > summary").click()
+    expect(page.locator("#smtp_host")).to_be_visible()
+    expect(page.locator("#incoming_host")).to_be_hidden()  # only once an incoming server is chosen
+    page.select_option("#incoming_protocol", "imap")
+    expect(page.locator("#incoming_host")).to_be_visible()
+    expect(page.locator("#receive_replies")).to_be_visible()
+    assert_no_sideways_scroll(page)
+    screenshot(page, f"form-servers-{language}-{width}")
+
+
+def test_an_address_with_no_known_servers_opens_the_servers(live_server, signed_in_page, employee):
+    page = signed_in_page(employee)
+    page.goto(live_server + "/mailboxes/new")
+    page.fill("#address", "olga@unknown-firm.example.com")
+    page.locator("#address").blur()
+
+    expect(page.locator("#mailbox-servers")).to_have_attribute("open", "")
+    expect(page.locator("#smtp_host")).to_be_visible()
+
+
+def test_a_known_provider_fills_the_servers_and_names_them_in_the_folded_summary(
+        live_server, signed_in_page, employee):
+    page = signed_in_page(employee)
+    page.goto(live_server + "/mailboxes/new")
+    page.fill("#address", "erik@yandex.ru")
+    page.locator("#address").blur()
+
+    expect(page.locator("#mailbox-servers .servers-summary")).to_contain_text("smtp.yandex.ru:465")
+    expect(page.locator("#mailbox-servers")).not_to_have_attribute("open", "")
+
+
+@pytest.mark.parametrize("language,width", [("en", 1366), ("ru", 1366), ("en", 390)])
+def test_a_server_field_the_test_blames_is_opened_marked_and_named_in_the_bar(
+        live_server, signed_in_page, make_employee, smtp_server, screenshot, language, width):
+    page = signed_in_page(make_employee(language=language))
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/mailboxes/new")
+    page.fill("#address", smtp_server.username)
+    page.fill("#smtp_password", smtp_server.password)
+    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
+    page.fill("#smtp_host", "127.0.0.1")
+    page.fill("#smtp_port", str(_closed_port()))
+    page.select_option("#smtp_security", "starttls")
+    page.fill("#smtp_username", smtp_server.username)
+    _fold_servers(page)
+    bar = page.locator(".form-actions")
+    before = bar.bounding_box()
+
+    page.click("#test-account")
+
+    expect(page.locator("#test-summary .badge-fail")).to_be_visible(timeout=20000)
+    expect(page.locator("#mailbox-servers")).to_have_attribute("open", "")
+    port = page.locator("#smtp_port")
+    expect(port).to_have_attribute("aria-invalid", "true")
+    expect(port).to_be_focused()
+    expect(page.locator("#test-summary .summary-problem")).to_have_text(
+        page.locator("#test-result .problem h3").inner_text())
+    after = bar.bounding_box()
+    assert abs(after["height"] - before["height"]) < 1, "the bar changed its height"  # nothing jumps
+    assert after["y"] + after["height"] <= 900
+    screenshot(page, f"blamed-{language}-{width}", full_page=False)
+
+
+def test_a_value_refused_on_save_opens_the_servers(live_server, signed_in_page, employee):
+    page = signed_in_page(employee)
+    page.goto(live_server + "/mailboxes/new")
+    page.fill("#address", "olga@example.com")
+    page.fill("#smtp_password", "secret")
+    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
+    page.fill("#smtp_host", "127.0.0.1")
+    page.fill("#smtp_port", "99999")
+    _fold_servers(page)
+
+    page.click("#save-mailbox")
+
+    expect(page.locator("#smtp_port")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#mailbox-servers")).to_have_attribute("open", "")
+    expect(page.locator("#smtp_port")).to_be_visible()
