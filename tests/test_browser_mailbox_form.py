@@ -120,3 +120,71 @@ def test_a_value_refused_on_save_opens_the_servers(live_server, signed_in_page, 
     expect(page.locator("#smtp_port")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#mailbox-servers")).to_have_attribute("open", "")
     expect(page.locator("#smtp_port")).to_be_visible()
+
+
+@pytest.mark.parametrize("language,width", [("en", 1366), ("ru", 1366), ("en", 390), ("ru", 390)])
+def test_projects_employees_and_departments_are_picked_as_chips_by_keyboard(
+        live_server, signed_in_page, make_employee, make_project, smtp_server, screenshot, language, width):
+    from portal.models import Mailbox, Project
+
+    for name in ("Alpha", "Beta", "Gamma"):
+        make_project(name)
+    olga = make_employee(name="Olga Orlova", department="Support")
+    page = signed_in_page(make_employee(role="admin", language=language))
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/mailboxes/new?scope=company")
+    russian = language == "ru"
+
+    expect(page.locator("select#projects")).to_be_hidden()  # no Ctrl-click list
+    projects = page.get_by_role("combobox", name="Проекты" if russian else "Projects")
+    expect(projects).to_be_visible()
+    expect(page.locator("#projects-count")).to_have_text("Выбрано: 0" if russian else "0 selected")
+
+    projects.click()
+    projects.type("gam")
+    expect(page.locator("#projects-options [role=option]")).to_have_text(["Gamma"])
+    page.keyboard.press("Enter")
+    chips = page.locator("#slot-projects .chip")
+    expect(chips).to_have_text(["Gamma×"])
+    expect(page.locator("#projects-count")).to_have_text("Выбрано: 1" if russian else "1 selected")
+    page.keyboard.press("ArrowDown")  # Alpha, Beta left: the arrow moves to Beta
+    page.keyboard.press("Enter")
+    expect(chips).to_have_text(["Beta×", "Gamma×"])  # in the list's order
+    screenshot(page, f"chips-{language}-{width}", full_page=False)
+    page.keyboard.press("Backspace")  # the empty field: the last chip goes
+    expect(chips).to_have_text(["Beta×"])
+    page.get_by_role("button", name="Убрать «Beta»" if russian else "Remove Beta").click()
+    expect(chips).to_have_count(0)
+    expect(projects).to_be_focused()
+    projects.type("gamma")
+    page.keyboard.press("Enter")
+    assert page.url.endswith("/mailboxes/new?scope=company")  # Enter added; it never submitted the form
+    assert page.eval_on_selector("#projects", "s => Array.from(s.selectedOptions, o => o.text)") == ["Gamma"]
+
+    page.get_by_role("switch", name="Доступен всем" if russian else "Everyone may use it").uncheck()
+    employees = page.locator("#access_employees-filter")
+    employees.type("olga")
+    page.keyboard.press("Enter")
+    page.locator("#access_departments-filter").type("supp")
+    page.keyboard.press("Enter")
+    expect(page.locator("#slot-access_departments .chip")).to_have_text(["Support×"])
+    assert_no_sideways_scroll(page)
+
+    page.fill("#address", smtp_server.username)
+    page.fill("#smtp_password", smtp_server.password)
+    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
+    page.fill("#smtp_host", "localhost")
+    page.fill("#smtp_port", str(smtp_server.port))
+    page.select_option("#smtp_security", smtp_server.security)
+    page.fill("#smtp_username", smtp_server.username)
+    page.click("#test-account")
+    expect(page.locator("#test-summary .badge-ok")).to_be_visible(timeout=20000)
+    expect(chips).to_have_text(["Gamma×"])  # the answer re-drew the field: still a picker, same choice
+    expect(page.locator("#slot-projects .chips-picker")).to_have_count(1)
+    page.click("#save-mailbox")
+    page.wait_for_url("**/admin/mail/outgoing")
+
+    saved = Mailbox.get()
+    assert saved.project_ids() == [Project.get(Project.name == "Gamma").id]
+    assert sorted((r.employee_id or 0, r.department or "") for r in saved.access_rules) == [
+        (0, "Support"), (olga.id, "")]

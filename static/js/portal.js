@@ -324,3 +324,135 @@ document.addEventListener("htmx:afterSettle", function () {
     if (event.target.closest && event.target.closest("#mailbox-servers")) { summarize(); }
   });
 })();
+
+// A <select multiple data-chips> becomes a searchable picker: the chosen items as chips (each with a
+// labelled remove button), a field that filters the rest as you type, arrows and Enter to add, Backspace
+// in the empty field to remove the last chip, and "N selected" in the page's language. The select stays
+// in the form (hidden) and is what is posted; without this script it is the plain list.
+(function () {
+  function words(select, name, values) {
+    var text = select.getAttribute("data-chips-" + name) || "";
+    Object.keys(values || {}).forEach(function (key) { text = text.replace("{" + key + "}", values[key]); });
+    return text;
+  }
+  function element(tag, className, attributes) {
+    var made = document.createElement(tag);
+    if (className) { made.className = className; }
+    Object.keys(attributes || {}).forEach(function (name) { made.setAttribute(name, attributes[name]); });
+    return made;
+  }
+  function enhance(select) {
+    if (select.hasAttribute("data-chips-ready")) { return; }
+    select.setAttribute("data-chips-ready", "");
+    var id = select.id;
+    var picker = element("div", "chips-picker");
+    var box = element("div", "chips-box");
+    var chips = element("ul", "chips");
+    var filter = element("input", "chips-filter", {
+      type: "text", id: id + "-filter", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false",
+      "aria-controls": id + "-options", autocomplete: "off", spellcheck: "false", placeholder: words(select, "filter")});
+    var list = element("ul", "chips-options", {id: id + "-options", role: "listbox"});
+    var count = element("small", "chips-count", {id: id + "-count", "aria-live": "polite"});
+    var label = document.querySelector("label[for='" + id + "']");
+    if (label) {
+      label.htmlFor = filter.id;
+      chips.setAttribute("aria-label", label.textContent.trim());
+      list.setAttribute("aria-label", label.textContent.trim());
+    }
+    filter.setAttribute("aria-describedby", ((select.getAttribute("aria-describedby") || "") + " " + count.id).trim());
+    if (select.getAttribute("aria-invalid") === "true") {
+      filter.setAttribute("aria-invalid", "true");
+      select.removeAttribute("aria-invalid");  // the field people reach is the filter
+    }
+    list.hidden = true;
+    box.append(chips, filter, list);
+    picker.append(box, count);
+    select.insertAdjacentElement("afterend", picker);
+    select.hidden = true;
+    select.tabIndex = -1;
+    var active = 0;
+
+    function options() { return Array.prototype.slice.call(select.options); }
+    function matching() {
+      var typed = filter.value.trim().toLowerCase();
+      return options().filter(function (option) {
+        return !option.selected && option.text.toLowerCase().indexOf(typed) >= 0;
+      });
+    }
+    function renderChips() {
+      chips.replaceChildren();
+      options().filter(function (option) { return option.selected; }).forEach(function (option) {
+        var chip = element("li", "chip");
+        var name = element("span", "chip-name", {title: option.text});
+        name.textContent = option.text;
+        var remove = element("button", "chip-remove", {type: "button", "aria-label": words(select, "remove", {name: option.text})});
+        remove.textContent = "×";
+        remove.addEventListener("click", function () { choose(option, false); filter.focus(); });
+        chip.append(name, remove);
+        chips.appendChild(chip);
+      });
+      count.textContent = words(select, "count", {count: select.selectedOptions.length});
+    }
+    function renderList() {
+      var found = matching();
+      active = Math.max(0, Math.min(active, found.length - 1));
+      list.replaceChildren();
+      found.forEach(function (option, index) {
+        var item = element("li", "", {role: "option", id: id + "-option-" + option.index,
+          "aria-selected": index === active ? "true" : "false"});
+        item.textContent = option.text;
+        item.addEventListener("mousedown", function (event) { event.preventDefault(); choose(option, true); });
+        list.appendChild(item);
+      });
+      if (!found.length) {
+        var none = element("li", "chips-none", {role: "presentation"});
+        none.textContent = words(select, "none");
+        list.appendChild(none);
+        filter.removeAttribute("aria-activedescendant");
+      } else {
+        filter.setAttribute("aria-activedescendant", id + "-option-" + found[active].index);
+        var current = list.children[active];
+        if (current && current.scrollIntoView) { current.scrollIntoView({block: "nearest"}); }
+      }
+    }
+    function open(show) {
+      list.hidden = !show;
+      filter.setAttribute("aria-expanded", String(show));
+      if (show) { renderList(); } else { filter.removeAttribute("aria-activedescendant"); }
+    }
+    function choose(option, selected) {
+      option.selected = selected;
+      if (selected) { filter.value = ""; }
+      renderChips();
+      if (!list.hidden) { renderList(); }
+      select.dispatchEvent(new Event("change", {bubbles: true}));  // htmx and the form listen on the select
+    }
+    filter.addEventListener("input", function () { active = 0; open(true); });
+    filter.addEventListener("focus", function () { open(true); });
+    filter.addEventListener("blur", function () { open(false); });
+    filter.addEventListener("keydown", function (event) {
+      var found = matching();
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        if (list.hidden) { open(true); return; }
+        if (found.length) { active = (active + (event.key === "ArrowDown" ? 1 : -1) + found.length) % found.length; }
+        renderList();
+      } else if (event.key === "Enter") {
+        event.preventDefault();  // Enter adds; it never submits the form from here
+        if (!list.hidden && found[active]) { choose(found[active], true); }
+      } else if (event.key === "Escape" && !list.hidden) {
+        event.stopPropagation();
+        open(false);
+      } else if (event.key === "Backspace" && !filter.value && select.selectedOptions.length) {
+        var chosen = select.selectedOptions;
+        choose(chosen[chosen.length - 1], false);
+      }
+    });
+    box.addEventListener("click", function (event) { if (!event.target.closest("button")) { filter.focus(); } });
+    renderChips();
+  }
+  htmx.onLoad(function (content) {
+    if (content.matches && content.matches("select[multiple][data-chips]")) { enhance(content); }
+    content.querySelectorAll("select[multiple][data-chips]").forEach(enhance);
+  });
+})();
