@@ -433,6 +433,19 @@ _TEXTS = {
         "Nobody can send letters from {employee} in {project}: no own address and no company address they may "
         "use serves it. Nothing is sent from a system address instead."
     ),
+    # A letter outside any project reads badly in the sentences above ("in letters outside any project").
+    "nobody.no_project": N_(
+        "Nobody can send {employee}’s letters outside a project: no own address and no company address they may "
+        "use serves letters without a project. Nothing is sent from a system address instead."
+    ),
+    "fix.employee.no_project": N_(
+        "The employee can add their own address under My addresses (or an admin can add it on the employee "
+        "card) with no project chosen, so that it serves every letter, and run Test account."
+    ),
+    "fix.admin.no_project": N_(
+        "An admin can add a company address with no project chosen under Outgoing messages, or share an "
+        "existing one with {employee} or their department."
+    ),
     "found.paused": N_("{count} suitable address(es) are paused: {addresses}."),
     "found.untested": N_("{count} suitable address(es) have not passed the account test: {addresses}."),
     "found.closed": N_("{count} company address(es) serve it but are not shared with {employee}: {addresses}."),
@@ -503,7 +516,8 @@ def explain(decision: SenderDecision, lang="en") -> str:
     relevant = [c for c in decision.personal if c.serves(project_id)] + [
         c for c in decision.company if c.serves(project_id) and c.open_to(person)
     ]
-    parts.append(_text(lang, "nobody", employee=employee, project=project))
+    outside = "" if decision.project is not None else ".no_project"
+    parts.append(_text(lang, "nobody" + outside, employee=employee, project=project))
     paused = [c for c in relevant if not c.active]
     untested = [c for c in relevant if c.active and not c.tested]
     closed = [c for c in decision.company if c.serves(project_id) and not c.open_to(person)]
@@ -516,8 +530,8 @@ def explain(decision: SenderDecision, lang="en") -> str:
         parts.append(_text(lang, "found.closed", count=len(closed), employee=employee, addresses=_addresses(closed)))
     if elsewhere:
         parts.append(_text(lang, "found.elsewhere", employee=employee, addresses=_addresses(elsewhere)))
-    parts.append(_text(lang, "fix.employee", project=project))
-    parts.append(_text(lang, "fix.admin", project=project, employee=employee))
+    parts.append(_text(lang, "fix.employee" + outside, project=project))
+    parts.append(_text(lang, "fix.admin" + outside, project=project, employee=employee))
     if paused or untested:
         parts.append(_text(lang, "fix.resume"))
     return " ".join(parts)

@@ -220,3 +220,12 @@ def test_queue_letter_lets_the_rule_pick_stores_the_letter_once_and_wakes_a_work
         queue_letter(make_employee(name="New", email="new@example.com"), None, to="a@example.com", subject="S",
                      body="B", wake=woken.append)
     assert refused.value.decision.mailbox is None and woken == []
+
+
+def test_every_bad_entry_of_a_field_is_named_not_only_the_first():
+    from portal.letters.compose import recipient_problems
+
+    problems = [str(p) for p in recipient_problems("good@example.com, bad@, Anna <anna@example.com>; worse at x")]
+
+    assert problems == ["“bad@” is not a valid e-mail address.", "“worse at x” is not a valid e-mail address."]
+    assert recipient_problems("good@example.com, Anna <anna@example.com>") == []

@@ -31,7 +31,7 @@ def test_when_nobody_can_send_the_page_says_why_and_offers_no_send_button(as_emp
     page = as_employee.get("/letters/new")
     html = page.get_data(as_text=True)
     assert "Nobody can send this letter yet." in page_text(page)
-    assert "Nobody can send letters from Erik Employee" in page_text(page)
+    assert "Nobody can send Erik Employee’s letters outside a project" in page_text(page)
     assert 'id="send-letter"' not in html
 
 

@@ -8,6 +8,8 @@ from portal.forms import single_line, strip
 
 
 class LetterForm(FlaskForm):
+    """New letter. Every problem is found in one go: each bad address in To and Cc beside empty Subject and Text."""
+
     submit_token = HiddenField()
     in_reply_to = HiddenField()
     references = HiddenField()
@@ -23,3 +25,19 @@ class LetterForm(FlaskForm):
     body = TextAreaField(_l("Text"), validators=[DataRequired(_l("Write the text of the letter."))],
                          description=_l("Plain text. The letter also carries an HTML copy made from it."))
     save_contacts = BooleanField(_l("Save new addresses as contacts"))
+
+    def validate_to(self, field):
+        """Name every bad address in To, not just the first."""
+        _every_bad_address(field, "to")
+
+    def validate_cc(self, field):
+        """Name every bad address in Cc, not just the first."""
+        _every_bad_address(field, "cc")
+
+
+def _every_bad_address(field, kind):
+    from portal.letters.compose import recipient_problems
+
+    if field.errors:  # a line break is said once, by single_line
+        return
+    field.errors.extend(str(message) for message in recipient_problems(field.data or "", kind))

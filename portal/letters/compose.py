@@ -155,25 +155,47 @@ def _entry_addresses(entry):
     return [(name, address) for name, address in getaddresses([entry]) if address]
 
 
+def _recipient(entry, kind):
+    """One entry of a To or Cc field as a checked Recipient, or LetterError quoting the entry as typed."""
+    # One address per entry, read as getaddresses reads a header (a comma inside quotes is part of the name).
+    pairs = _entry_addresses(entry)
+    if len(pairs) != 1 or "@" not in pairs[0][1]:
+        raise LetterError(kind, _l("“%(address)s” is not a valid e-mail address.", address=entry))
+    name, address = pairs[0]
+    address = clean_address(kind, address, shown=entry)
+    name = " ".join((name or "").split())
+    refuse_control_characters(kind, name)
+    if len(name) > FIELD_MAX:
+        raise LetterError(kind, _l("At most %(max)d characters.", max=FIELD_MAX))
+    return Recipient(address, name, kind)
+
+
 def parse_recipients(text, kind="to"):
     """The addresses in a To or Cc field: `a@b.com, "Doe, John" <c@d.com>; …`, checked, without repeats."""
     refuse_control_characters(kind, text)
     found, seen = [], set()
     for entry in _address_entries(text or ""):
-        # One address per entry, read as getaddresses reads a header (a comma inside quotes is part of the name).
-        pairs = _entry_addresses(entry)
-        if len(pairs) != 1 or "@" not in pairs[0][1]:
-            raise LetterError(kind, _l("“%(address)s” is not a valid e-mail address.", address=entry))
-        name, address = pairs[0]
-        address = clean_address(kind, address, shown=entry)
-        name = " ".join((name or "").split())
-        refuse_control_characters(kind, name)
-        if len(name) > FIELD_MAX:
-            raise LetterError(kind, _l("At most %(max)d characters.", max=FIELD_MAX))
-        if address not in seen:
-            seen.add(address)
-            found.append(Recipient(address, name, kind))
+        recipient = _recipient(entry, kind)
+        if recipient.address not in seen:
+            seen.add(recipient.address)
+            found.append(recipient)
     return found
+
+
+def recipient_problems(text, kind="to"):
+    """Every problem of a To or Cc field, one message per bad entry (parse_recipients stops at the first), so a
+    form can name every bad address at once."""
+    try:
+        refuse_control_characters(kind, text)
+    except LetterError as error:
+        return [error.message]
+    problems = []
+    for entry in _address_entries(text or ""):
+        try:
+            _recipient(entry, kind)
+        except LetterError as error:
+            problems.append(error.message)
+    return problems
 
 
 def html_from_text(body):

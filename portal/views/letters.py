@@ -124,6 +124,21 @@ def _prefill_reply(form, reply_id):
     return reply.letter.project
 
 
+def _usual_project(person):
+    """(project, chosen) a new letter starts with: the project of the person's last letter (None for a letter
+    outside any project), else the only active project; chosen is False when neither decides it."""
+    last = Letter.select(Letter.project).where(Letter.author == person).order_by(
+        Letter.created_at.desc(), Letter.id.desc()).first()
+    if last is not None:
+        if last.project_id is None:
+            return None, True
+        project = _project_from(last.project_id)
+        if project is not None:
+            return project, True
+    active = list(Project.active_projects().limit(2))
+    return (active[0] if len(active) == 1 else None), len(active) < 2
+
+
 @bp.route("/letters/new", methods=["GET", "POST"])
 @login_required
 def new():
@@ -132,6 +147,7 @@ def new():
 
     form = LetterForm()
     project = _project_from(request.values.get("project"))
+    chosen = True  # a project the person (or the letter replied to) chose; else the sender block waits neutrally
     if request.method == "GET":
         form.submit_token.data = secrets.token_urlsafe(24)
         form.to.data = request.args.get("to", "")[:2000] or None
@@ -139,6 +155,8 @@ def new():
         if reply_id:
             project = _prefill_reply(form, reply_id) or project
             project = project if project is not None and not project.archived else None
+        elif "project" not in request.args:
+            project, chosen = _usual_project(current_user)
         form.project.data = str(project.id) if project else ""
     decision = resolve_sender(current_user, project)
     _fill_choices(form, decision)
@@ -172,7 +190,7 @@ def new():
         else:
             flash(_("The letter is in the queue."), "success")
             return redirect(url_for("letters.letter", letter_id=letter.id))
-    return render_htmx("letters/new.html", form=form, decision=decision, lang=_lang(), oob=False)
+    return render_htmx("letters/new.html", form=form, decision=decision, lang=_lang(), oob=False, chosen=chosen)
 
 
 @bp.route("/letters/new/sender")
@@ -186,7 +204,7 @@ def sender():
     decision = resolve_sender(current_user, project)
     _fill_choices(form, decision)
     form.mailbox.data = str(decision.mailbox.id) if decision.mailbox else ""
-    return render_htmx("letters/sender.html", form=form, decision=decision, lang=_lang(), oob=True)
+    return render_htmx("letters/sender.html", form=form, decision=decision, lang=_lang(), oob=True, chosen=True)
 
 
 # ------------------------------------------------------------------ Outbox

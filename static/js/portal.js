@@ -456,3 +456,11 @@ document.addEventListener("htmx:afterSettle", function () {
     content.querySelectorAll("select[multiple][data-chips]").forEach(enhance);
   });
 })();
+
+// New letter after Back: the browser may put back a project the page was not drawn for. Ask for that
+// project's sender block, so the project, the From address and the Send button agree again.
+window.addEventListener("pageshow", function () {
+  var project = document.querySelector("#letter-form select[name='project']");
+  var sender = document.getElementById("letter-sender");
+  if (project && sender && project.value !== sender.getAttribute("data-project")) { htmx.trigger(project, "change"); }
+});
