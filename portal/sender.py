@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from babel.support import Translations
+from portal.words import N_, translate
 
 # Rank of a mailbox within its level for one project: lower wins.
 DEFAULT, TIED, EVERY = 0, 1, 2
@@ -383,11 +381,6 @@ def table_from_candidates(employees, projects, candidates) -> SenderTable:
 
 # ---------------------------------------------------------------- explanations
 
-def N_(text):
-    """Marks a text for Babel's extraction; it is translated where it is used (``_text``)."""
-    return text
-
-
 # The rule's words, in English; Babel's catalogues hold the other languages.
 _TEXTS = {
     "summary.employee.default": N_("own address, Default"),
@@ -462,14 +455,8 @@ _TEXTS = {
 }
 
 
-@lru_cache(maxsize=None)
-def _translations(lang):
-    """The portal's Babel catalogue for a language, read without Flask (the rule runs in the API and the CLI too)."""
-    return Translations.load(str(Path(__file__).parent / "translations"), [lang])
-
-
 def _text(lang, key, **values):
-    return _translations(lang).gettext(_TEXTS[key]).format(**values)
+    return translate(_TEXTS[key], lang).format(**values)
 
 
 def _project_words(project, lang):

@@ -12,6 +12,7 @@ from typing import Callable
 
 from .connection import open_incoming, open_smtp
 from .deadline import Deadline
+from .details import detail
 from .errors import MailError
 from .presets import provider_for
 from .problems import Problem
@@ -136,12 +137,12 @@ def _check_incoming(settings: MailboxSettings, config: MailConfig, log: StageLog
             with log.step(f"{protocol}.mailbox") as step:
                 if protocol == "pop3":
                     count, size = client.stat()
-                    step.detail = f"{count} messages, {size} bytes"
+                    step.detail = detail("pop3.mailbox", count=count, size=size)
                 else:
                     typ, data = client.select("INBOX", readonly=True)
                     if typ != "OK":
                         raise client.error(data[-1] if data else "SELECT INBOX failed")
-                    step.detail = f"{int(data[0])} messages in INBOX"
+                    step.detail = detail("imap.mailbox", count=int(data[0]))
         if letter is not None:
             _await_letter(settings, config, log, letter)
     except MailError as error:
@@ -183,7 +184,7 @@ def _await_letter(settings: MailboxSettings, config: MailConfig, log: StageLog, 
             if waited >= letter.seconds:
                 raise LetterNotArrived(f"no letter with the code {letter.code} after {waited:.0f} s")
             time.sleep(min(ROUND_TRIP_POLL_SECONDS, letter.seconds - waited))
-        step.detail = f"arrived {time.monotonic() - letter.sent_at:.1f} s after sending (code {letter.code})"
+        step.detail = detail("round_trip", seconds=f"{time.monotonic() - letter.sent_at:.1f}", code=letter.code)
 
 
 def _has_letter(client, protocol: str, code: str) -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 from . import guard
 from .deadline import Deadline
+from .details import detail
 from .errors import (CertificatePinMismatch, HostNotFound, LoginDisabled, MailError, NoMailServer, PlaintextAuthRefused,
                      PresetHostNotFound, SecurityModeMismatch, StartTLSOffered)
 from .presets import PRESETS, provider_for
@@ -141,7 +142,7 @@ def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, lo
     try:
         with log.step(f"{protocol.name}.login") as step:
             if not server.username:
-                step.detail = "no login configured: signing in skipped"
+                step.detail = detail("login.skipped")
             else:
                 if server.security == "none":
                     _never_in_clear(protocol, client, server)
@@ -298,17 +299,17 @@ def _secure(log: StageLog, name: str, server: ServerSettings, config: MailConfig
             # Show the admin which certificate was refused, so it can be compared and pinned.
             step.fingerprint = _quietly(peek)
             if step.fingerprint:
-                step.detail = f"certificate not trusted; SHA-256 {format_fingerprint(step.fingerprint)}"
+                step.detail = detail("tls.untrusted", fingerprint=format_fingerprint(step.fingerprint))
             raise
         fingerprint = certificate_fingerprint(tls)
         step.fingerprint = fingerprint
         shown = f"SHA-256 {format_fingerprint(fingerprint)}"
         if server.trusted_fingerprint and context is None and fingerprint != server.trusted_fingerprint:
-            step.detail = f"certificate is not the trusted one; {shown}"
+            step.detail = detail("tls.not_the_pinned", fingerprint=format_fingerprint(fingerprint))
             tls.close()
             raise CertificatePinMismatch(f"the server's certificate ({shown}) is not the trusted one")
-        how = "pinned certificate" if server.trusted_fingerprint else "verified certificate"
-        step.detail = f"{tls.version()}, {how}, {shown}"
+        step.detail = detail("tls.pinned" if server.trusted_fingerprint else "tls.verified", version=tls.version(),
+                             fingerprint=format_fingerprint(fingerprint))
     return tls
 
 

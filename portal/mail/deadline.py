@@ -13,6 +13,8 @@ import socket
 import threading
 import time
 
+from .details import detail
+
 __all__ = ["Deadline", "DeadlineExceeded"]
 
 log = logging.getLogger("portal.mail")
@@ -24,7 +26,7 @@ class DeadlineExceeded(TimeoutError):
     kind = "deadline_exceeded"
 
     def __init__(self, seconds: float) -> None:
-        super().__init__(f"the server did not finish answering within {seconds:g} s")
+        super().__init__(detail("deadline", seconds=f"{seconds:g}"))
 
 
 class Deadline:

@@ -71,6 +71,14 @@ def _fix_label(code, lang):
     return fix_label(code, lang)
 
 
+@bp.app_template_global("stage_detail")
+def _stage_detail(text, lang):
+    """A test stage's detail in the reader's language (a server's own words stay as they came)."""
+    from portal.mail.details import detail_in
+
+    return detail_in(text, lang)
+
+
 @bp.app_template_global("form_field_of")
 def _form_field_of(setting):
     """The mailbox form's field for a setting named as in remedies.py ("smtp.port" is smtp_port)."""
