@@ -188,3 +188,28 @@ def test_projects_employees_and_departments_are_picked_as_chips_by_keyboard(
     assert saved.project_ids() == [Project.get(Project.name == "Gamma").id]
     assert sorted((r.employee_id or 0, r.department or "") for r in saved.access_rules) == [
         (0, "Support"), (olga.id, "")]
+
+
+@pytest.mark.parametrize("language,width", [("ru", 1366), ("ru", 390), ("en", 1366)])
+def test_a_passed_test_reads_in_the_readers_language_down_to_the_stage_details(
+        live_server, signed_in_page, make_employee, smtp_server, screenshot, language, width):
+    page = signed_in_page(make_employee(language=language))
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/mailboxes/new")
+    page.fill("#address", smtp_server.username)
+    page.fill("#smtp_password", smtp_server.password)
+    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
+    page.fill("#smtp_host", "localhost")
+    page.fill("#smtp_port", str(smtp_server.port))
+    page.select_option("#smtp_security", smtp_server.security)
+    page.fill("#smtp_username", smtp_server.username)
+
+    page.click("#test-account")
+
+    expect(page.locator("#test-summary .badge-ok")).to_have_text("Пройдено" if language == "ru" else "Passed",
+                                                                 timeout=20000)
+    tls = page.locator(".stage", has_text="TLS").locator(".stage-detail")
+    expect(tls).to_contain_text("сертификат проверен, SHA-256" if language == "ru" else "verified certificate, SHA-256")
+    assert_no_sideways_scroll(page)
+    page.locator("#test-result").scroll_into_view_if_needed()
+    screenshot(page, f"passed-{language}-{width}", full_page=False)
