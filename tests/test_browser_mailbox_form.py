@@ -5,7 +5,7 @@ import socket
 import pytest
 from playwright.sync_api import expect
 
-from tests.fixtures.browser import assert_no_sideways_scroll
+from tests.fixtures.browser import assert_no_sideways_scroll, open_mailbox_servers
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("mail_reaches_localhost")]
 
@@ -14,6 +14,17 @@ def _closed_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _type_account(page, smtp, port=None):
+    """Address and password, then the servers (opened to type into) for the local aiosmtpd ``smtp``."""
+    page.fill("#address", smtp.username)
+    page.fill("#smtp_password", smtp.password)
+    open_mailbox_servers(page)
+    page.fill("#smtp_host", "localhost")
+    page.fill("#smtp_port", str(port or smtp.port))
+    page.select_option("#smtp_security", smtp.security)
+    page.fill("#smtp_username", smtp.username)
 
 
 def _fold_servers(page):
@@ -79,13 +90,7 @@ def test_a_server_field_the_test_blames_is_opened_marked_and_named_in_the_bar(
     page = signed_in_page(make_employee(language=language))
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(live_server + "/mailboxes/new")
-    page.fill("#address", smtp_server.username)
-    page.fill("#smtp_password", smtp_server.password)
-    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
-    page.fill("#smtp_host", "127.0.0.1")
-    page.fill("#smtp_port", str(_closed_port()))
-    page.select_option("#smtp_security", "starttls")
-    page.fill("#smtp_username", smtp_server.username)
+    _type_account(page, smtp_server, port=_closed_port())
     _fold_servers(page)
     bar = page.locator(".form-actions")
     before = bar.bounding_box()
@@ -110,7 +115,7 @@ def test_a_value_refused_on_save_opens_the_servers(live_server, signed_in_page, 
     page.goto(live_server + "/mailboxes/new")
     page.fill("#address", "olga@example.com")
     page.fill("#smtp_password", "secret")
-    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
+    open_mailbox_servers(page)
     page.fill("#smtp_host", "127.0.0.1")
     page.fill("#smtp_port", "99999")
     _fold_servers(page)
@@ -170,13 +175,7 @@ def test_projects_employees_and_departments_are_picked_as_chips_by_keyboard(
     expect(page.locator("#slot-access_departments .chip")).to_have_text(["Support×"])
     assert_no_sideways_scroll(page)
 
-    page.fill("#address", smtp_server.username)
-    page.fill("#smtp_password", smtp_server.password)
-    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
-    page.fill("#smtp_host", "localhost")
-    page.fill("#smtp_port", str(smtp_server.port))
-    page.select_option("#smtp_security", smtp_server.security)
-    page.fill("#smtp_username", smtp_server.username)
+    _type_account(page, smtp_server)
     page.click("#test-account")
     expect(page.locator("#test-summary .badge-ok")).to_be_visible(timeout=20000)
     expect(chips).to_have_text(["Gamma×"])  # the answer re-drew the field: still a picker, same choice
@@ -196,13 +195,7 @@ def test_a_passed_test_reads_in_the_readers_language_down_to_the_stage_details(
     page = signed_in_page(make_employee(language=language))
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(live_server + "/mailboxes/new")
-    page.fill("#address", smtp_server.username)
-    page.fill("#smtp_password", smtp_server.password)
-    page.locator("#mailbox-servers").evaluate("section => { section.open = true; }")
-    page.fill("#smtp_host", "localhost")
-    page.fill("#smtp_port", str(smtp_server.port))
-    page.select_option("#smtp_security", smtp_server.security)
-    page.fill("#smtp_username", smtp_server.username)
+    _type_account(page, smtp_server)
 
     page.click("#test-account")
 
