@@ -16,6 +16,13 @@ def _closed_port():
         return probe.getsockname()[1]
 
 
+def _open_form(live_server, page, width, path="/mailboxes/new"):
+    """The mailbox form in a window ``width`` px wide (900 px tall)."""
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + path)
+    return page
+
+
 def _type_account(page, smtp, port=None):
     """Address and password, then the servers (opened to type into) for the local aiosmtpd ``smtp``."""
     page.fill("#address", smtp.username)
@@ -38,9 +45,7 @@ def _fold_servers(page):
     ("en", 1366, 1400), ("ru", 1366, 1400), ("en", 390, 2300), ("ru", 390, 2400)])
 def test_the_form_starts_with_address_and_password_and_fits(
         live_server, signed_in_page, make_employee, screenshot, language, width, height):
-    page = signed_in_page(make_employee(language=language))
-    page.set_viewport_size({"width": width, "height": 900})
-    page.goto(live_server + "/mailboxes/new")
+    page = _open_form(live_server, signed_in_page(make_employee(language=language)), width)
 
     expect(page.locator("#address")).to_be_visible()
     expect(page.locator("#smtp_password")).to_be_visible()
@@ -92,9 +97,7 @@ def test_a_known_provider_fills_the_servers_and_names_them_in_the_folded_summary
 @pytest.mark.parametrize("language,width", [("en", 1366), ("ru", 1366), ("en", 390)])
 def test_a_server_field_the_test_blames_is_opened_marked_and_named_in_the_bar(
         live_server, signed_in_page, make_employee, smtp_server, screenshot, language, width):
-    page = signed_in_page(make_employee(language=language))
-    page.set_viewport_size({"width": width, "height": 900})
-    page.goto(live_server + "/mailboxes/new")
+    page = _open_form(live_server, signed_in_page(make_employee(language=language)), width)
     _type_account(page, smtp_server, port=_closed_port())
     _fold_servers(page)
     bar = page.locator(".form-actions")
@@ -140,9 +143,8 @@ def test_projects_employees_and_departments_are_picked_as_chips_by_keyboard(
     for name in ("Alpha", "Beta", "Gamma"):
         make_project(name)
     olga = make_employee(name="Olga Orlova", department="Support")
-    page = signed_in_page(make_employee(role="admin", language=language))
-    page.set_viewport_size({"width": width, "height": 900})
-    page.goto(live_server + "/mailboxes/new?scope=company")
+    page = _open_form(live_server, signed_in_page(make_employee(role="admin", language=language)), width,
+                      "/mailboxes/new?scope=company")
     russian = language == "ru"
 
     expect(page.locator("select#projects")).to_be_hidden()  # no Ctrl-click list
@@ -197,9 +199,7 @@ def test_projects_employees_and_departments_are_picked_as_chips_by_keyboard(
 @pytest.mark.parametrize("language,width", [("ru", 1366), ("ru", 390), ("en", 1366)])
 def test_a_passed_test_reads_in_the_readers_language_down_to_the_stage_details(
         live_server, signed_in_page, make_employee, smtp_server, screenshot, language, width):
-    page = signed_in_page(make_employee(language=language))
-    page.set_viewport_size({"width": width, "height": 900})
-    page.goto(live_server + "/mailboxes/new")
+    page = _open_form(live_server, signed_in_page(make_employee(language=language)), width)
     _type_account(page, smtp_server)
 
     page.click("#test-account")
