@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import ldap3
 from huey import crontab
+from huey.exceptions import TaskLockedException
 from ldap3.core import exceptions as ldap_errors
 
 from portal.db import database
@@ -27,6 +28,7 @@ from portal.models.people import FIELD_MAX, search_text_of
 ACCOUNT_DISABLED = 0x2  # userAccountControl's ACCOUNTDISABLE bit
 DN_MAX = 1024
 SETTING_KEY = "directory"
+SYNC_LOCK = "portal.sync_directory"  # huey's lock: one real sync at a time, scheduled or started by hand
 ENVIRONMENT = {  # DirectorySettings field: the configuration key that sets it
     "url": "PORTAL_LDAP_URL", "ca_file": "PORTAL_LDAP_CA_FILE", "bind_dn": "PORTAL_LDAP_BIND_DN",
     "bind_password": "PORTAL_LDAP_BIND_PASSWORD", "base_dn": "PORTAL_LDAP_BASE_DN",
@@ -50,6 +52,7 @@ MESSAGES = {
     "no_base": "The base DN %(dn)s does not exist in the directory.",
     "bad_filter": "The search filter or an attribute name is not valid: %(detail)s",
     "search_failed": "The directory search failed: %(detail)s",
+    "running": "Another directory sync is running; this one did not start. Try again when it has finished.",
     "found_nobody": "The search found nobody although the directory kept employees before; nothing was changed "
                     "(check the base DN and the filter).",
     "no_email": "no e-mail",
@@ -446,6 +449,21 @@ def sync_directory(settings, *, dry_run=False, people=None):
     return record
 
 
+def sync_directory_alone(huey, settings, *, dry_run=False):
+    """`sync_directory` under the lock the scheduled sync takes; DirectoryError("running") while another runs.
+
+    A dry run writes no employee, so it needs no lock. A process killed during a sync leaves the lock
+    behind until a worker starts (it flushes the locks registered on its huey, this one among them).
+    """
+    if dry_run:
+        return sync_directory(settings, dry_run=True)
+    try:
+        with huey.lock_task(SYNC_LOCK):
+            return sync_directory(settings)
+    except TaskLockedException:
+        raise DirectoryError("running") from None
+
+
 def stored_settings(box):
     """The settings an admin stored on the page, with the bind password decrypted."""
     stored = PortalSetting.read(SETTING_KEY, {}) or {}
@@ -485,7 +503,7 @@ def register_directory_sync(huey, config, box):
     schedule = crontab(minute="0") if minutes == 60 else crontab(minute=f"*/{minutes}")
 
     @huey.periodic_task(schedule, name="portal.sync_directory")
-    @huey.lock_task("portal.sync_directory")
+    @huey.lock_task(SYNC_LOCK)
     def sync_directory_task():
         """Every hour: employees follow the directory."""
         with database.connection_context():
