@@ -111,6 +111,11 @@ class SsoSettings:
     def configured(self):
         return bool(self.discovery_url and self.client_id)
 
+    @property
+    def label(self):
+        """The name on "Sign in with …": the company's, else a word every language reads."""
+        return self.company_name or "SSO"
+
     @classmethod
     def from_mapping(cls, config, stored=None):
         """Settings from a config mapping (PORTAL_OIDC_*), overridden by those an admin stored on the page."""

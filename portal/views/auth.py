@@ -32,7 +32,7 @@ def sign_in():
         sso = current_sso_settings()
         if employee and not sso.passwords_allowed_for(employee):  # single sign-on only; admins keep passwords
             form.password.errors.append(_("Passwords are turned off: sign in with %(company)s.",
-                                          company=sso.company_name or _("your company")))
+                                          company=sso.label))
         elif employee:
             return sign_in_as(employee, remember=form.remember.data, target=request.args.get("next"))
         else:
