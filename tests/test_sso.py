@@ -227,3 +227,14 @@ def test_clock_skew_is_explained_by_the_check_and_refuses_the_id_token(make_oaut
     with pytest.raises(SsoRefusal) as refused:
         signed_in_identity(settings, address())
     assert refused.value.message.code == "id_token_clock"
+
+
+def test_an_id_token_from_another_issuer_is_refused(oauth_provider, make_oauth_provider):
+    """Another provider's ID token for a client of the same name: its issuer is not the configured one."""
+    elsewhere = make_oauth_provider()
+    foreign = signed_in_identity(settings_for(elsewhere), address())
+    with pytest.raises(SsoRefusal) as refused:
+        validate_id_token(settings_for(oauth_provider), {"id_token": foreign.id_token}, None)
+    # oidc-provider's development keys are the same in every instance, so only the issuer tells them apart.
+    assert refused.value.message.code == "id_token_issuer", refused.value.message.code
+
