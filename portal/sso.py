@@ -42,10 +42,10 @@ MESSAGES = {
                        "%(url)s.",
     "discovery_ok": "The discovery document was read; the issuer is %(issuer)s.",
     "keys_unreachable": "Cannot read the provider's signing keys at %(url)s (%(detail)s).",
-    "keys_ok": "The provider publishes %(count)d signing key(s).",
+    "keys_ok": "Signing keys the provider publishes: %(count)d.",
     "clock_skew": "The provider's clock and this server's differ by %(seconds)d seconds; ID tokens are refused "
                   "beyond %(leeway)d. Synchronise the clocks (NTP).",
-    "clock_ok": "The clocks agree (within %(seconds)d seconds).",
+    "clock_ok": "The clocks agree: they differ by less than the %(leeway)d seconds allowed.",
     "client_refused": "The provider refused the client ID or client secret (%(error)s).",
     "client_ok": "The provider accepted the client ID and client secret.",
     "client_unknown": "The client ID and secret could not be checked: the provider answered %(error)s.",
@@ -359,7 +359,7 @@ def _clock_result(date_header):
     difference = abs(theirs - time.time())
     if difference > LEEWAY:
         return CheckResult(False, Message("clock_skew", {"seconds": round(difference), "leeway": LEEWAY}))
-    return CheckResult(True, Message("clock_ok", {"seconds": max(1, round(difference))}))
+    return CheckResult(True, Message("clock_ok", {"leeway": LEEWAY}))
 
 
 def _client_result(client, metadata):

@@ -56,9 +56,7 @@ def test_sign_in_through_the_provider_and_out_of_it(live_server, page, provider,
     of the portal and, from the offer, of the provider too."""
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(live_server + "/sign-in")
-    if language == "ru":
-        page.select_option("select[name=language]", "ru")
-        page.click("form.language-switcher button")
+    switch_language(page, language)
     button = page.locator("#sso-sign-in")
     assert button.inner_text() == ("Sign in with Example Corp" if language == "en" else "Войти через Example Corp")
     assert page.locator("#sso-sign-in").bounding_box()["y"] < page.locator("#sign-in-form").bounding_box()["y"]
@@ -116,3 +114,38 @@ def test_the_admin_page_checks_the_provider(live_server, signed_in_page, make_em
     assert page.locator("#sso-check .badge-fail").count() == 0 and page.locator("#sso-check .badge-ok").count() == 4
     assert_no_sideways_scroll(page)
     shoot(page, screenshot, f"admin-{language}-{width}")
+
+
+def switch_language(page, language):
+    if language == "ru":
+        page.select_option("select[name=language]", "ru")
+        page.click("form.language-switcher button")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("language, width", VIEWS)
+def test_passwords_off_leaves_admins_their_break_glass(live_server, page, make_employee, screenshot, language,
+                                                       width):
+    """Only the company's sign-in is offered; the password form, folded away, still signs an admin in."""
+    from tests.conftest import PASSWORD
+
+    store_settings(active_box(), {"company_name": "Example Corp", "client_id": "portal",
+                                  "discovery_url": "https://id.example.com/.well-known/openid-configuration",
+                                  "passwords_allowed": False}, "browser-test")
+    clerk, admin = make_employee(), make_employee(role="admin")
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/sign-in")
+    switch_language(page, language)
+    assert page.locator("#sso-sign-in").is_visible() and not page.locator("#sign-in-form").is_visible()
+    assert_no_sideways_scroll(page)
+    shoot(page, screenshot, f"passwords-off-{language}-{width}")
+    page.click("#break-glass summary")
+    for person in (clerk, admin):
+        page.fill("#email", person.email)
+        page.fill("#password", PASSWORD)
+        page.click("#sign-in-form button[type=submit]")
+        if person is clerk:
+            page.wait_for_selector("#password-error")
+            assert "Example Corp" in page.inner_text("#password-error")
+            shoot(page, screenshot, f"passwords-off-refused-{language}-{width}")
+    page.wait_for_url(live_server + "/")

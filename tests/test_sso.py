@@ -237,4 +237,3 @@ def test_an_id_token_from_another_issuer_is_refused(oauth_provider, make_oauth_p
         validate_id_token(settings_for(oauth_provider), {"id_token": foreign.id_token}, None)
     # oidc-provider's development keys are the same in every instance, so only the issuer tells them apart.
     assert refused.value.message.code == "id_token_issuer", refused.value.message.code
-
