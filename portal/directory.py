@@ -21,8 +21,10 @@ from huey import crontab
 from huey.exceptions import TaskLockedException
 from ldap3.core import exceptions as ldap_errors
 
+from portal.admin_settings import read_settings, write_settings
+from portal.coded_messages import CodedError, CodedMessage
 from portal.db import database
-from portal.models import DirectoryLink, DirectorySync, Employee, PortalSetting, normalize_email, utcnow
+from portal.models import DirectoryLink, DirectorySync, Employee, normalize_email, utcnow
 from portal.models.people import FIELD_MAX, search_text_of
 
 ACCOUNT_DISABLED = 0x2  # userAccountControl's ACCOUNTDISABLE bit
@@ -69,26 +71,16 @@ MESSAGES = {
 }
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(CodedMessage):
     """One message of MESSAGES with its values; str() is the English text."""
 
-    code: str
-    params: dict = field(default_factory=dict)
-
-    def __str__(self):
-        return MESSAGES[self.code] % self.params
-
-    def as_dict(self):
-        return {"code": self.code, "params": self.params, "text": str(self)}
+    catalogue = MESSAGES
 
 
-class DirectoryError(Exception):
+class DirectoryError(CodedError):
     """The directory cannot be read as configured; the message says why, for the admin."""
 
-    def __init__(self, code, **params):
-        self.message = Message(code, params)
-        super().__init__(str(self.message))
+    message_class = Message
 
 
 @dataclass(frozen=True)
@@ -466,22 +458,12 @@ def sync_directory_alone(huey, settings, *, dry_run=False):
 
 def stored_settings(box):
     """The settings an admin stored on the page, with the bind password decrypted."""
-    stored = PortalSetting.read(SETTING_KEY, {}) or {}
-    values = dict(stored.get("values") or {})
-    if stored.get("bind_password"):
-        values["bind_password"] = box.decrypt(stored["bind_password"], stored.get("context", ""))
-    return values
+    return read_settings(SETTING_KEY, "bind_password", box)
 
 
 def store_settings(box, values, context):
     """Keep page settings; the bind password encrypted with the secret box (a blank one keeps the stored one)."""
-    values = dict(values)
-    password = values.pop("bind_password", "")
-    stored = PortalSetting.read(SETTING_KEY, {}) or {}
-    ciphertext = box.encrypt(password, context) if password else stored.get("bind_password", "")
-    if not password:
-        context = stored.get("context", context)
-    PortalSetting.write(SETTING_KEY, {"values": values, "context": context, "bind_password": ciphertext})
+    write_settings(SETTING_KEY, values, "bind_password", box, context)
 
 
 def configured_settings(config, box):

@@ -19,8 +19,10 @@ from authlib.integrations.base_client import BaseApp, OAuth2Mixin, OAuthError, O
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc import errors as jose_errors
 
+from portal.admin_settings import read_settings, write_settings
+from portal.coded_messages import CodedError, CodedMessage
 from portal.db import database
-from portal.models import Employee, PortalSetting, normalize_email, utcnow
+from portal.models import Employee, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 from portal.models.sso import SsoLink
 
@@ -72,23 +74,16 @@ MESSAGES = {
 }
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(CodedMessage):
     """One message of MESSAGES with its values; str() is the English text."""
 
-    code: str
-    params: dict = field(default_factory=dict)
-
-    def __str__(self):
-        return MESSAGES[self.code] % self.params
+    catalogue = MESSAGES
 
 
-class SsoRefusal(Exception):
+class SsoRefusal(CodedError):
     """A sign-in that cannot go on; `message` says why, for the person or the admin."""
 
-    def __init__(self, code, **params):
-        self.message = Message(code, params)
-        super().__init__(str(self.message))
+    message_class = Message
 
 
 @dataclass(frozen=True)
@@ -401,23 +396,12 @@ def check_provider(settings):
 
 def stored_settings(box):
     """The settings an admin stored on the page, with the client secret decrypted."""
-    stored = PortalSetting.read(SETTING_KEY, {}) or {}
-    values = dict(stored.get("values") or {})
-    if stored.get("client_secret"):
-        values["client_secret"] = box.decrypt(stored["client_secret"], stored.get("context", ""))
-    return values
+    return read_settings(SETTING_KEY, "client_secret", box)
 
 
 def store_settings(box, values, context):
     """Keep page settings; the client secret encrypted (a blank one keeps the stored one)."""
-    values = dict(values)
-    secret = values.pop("client_secret", "")
-    stored = PortalSetting.read(SETTING_KEY, {}) or {}
-    if secret:
-        ciphertext = box.encrypt(secret, context)
-    else:
-        ciphertext, context = stored.get("client_secret", ""), stored.get("context", context)
-    PortalSetting.write(SETTING_KEY, {"values": values, "context": context, "client_secret": ciphertext})
+    write_settings(SETTING_KEY, values, "client_secret", box, context)
 
 
 def configured_settings(config, box):
