@@ -87,3 +87,9 @@ def test_the_admin_page_in_russian(client, make_employee):
     configure()
     page = client.get("/admin/sign-in").get_data(as_text=True)
     assert "Вход в портал" in page and "Проверить" in page
+
+
+def test_starting_without_a_provider_goes_back_to_sign_in_saying_why(client):
+    answer = client.get("/sso/start")
+    assert answer.status_code == 302 and answer.headers["Location"] == "/sign-in"
+    assert "Single sign-on is not configured." in client.get("/sign-in").get_data(as_text=True)

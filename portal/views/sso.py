@@ -4,6 +4,7 @@ import secrets
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from portal.access import admin_required
 from portal.forms.sso import SsoForm
@@ -38,7 +39,12 @@ def _refused(refusal, status=403):
 @bp.route("/sso/start")
 def start():
     """Send the browser to the provider's sign-in, remembering state, nonce and PKCE verifier in its session."""
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
     settings = current_settings()
+    if not settings.configured:
+        flash(_(MESSAGES["not_configured"]), "info")
+        return redirect(url_for("auth.sign_in"))
     try:
         pending = begin_sign_in(settings, url_for("sso.callback", _external=True))
     except SsoRefusal as refusal:
@@ -54,6 +60,10 @@ def callback():
     from portal.views.auth import sign_in_as
 
     pending = session.pop(PENDING, None)  # one answer per start: a replayed callback finds nothing
+    if current_user.is_authenticated:  # a stale answer in a browser signed in meanwhile
+        return redirect(url_for("home.index"))
+    if not request.args:  # opened by hand: nothing to answer
+        return redirect(url_for("auth.sign_in"))
     settings = current_settings()
     try:
         identity = finish_sign_in(settings, pending, request.args)
