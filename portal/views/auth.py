@@ -2,13 +2,13 @@
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
 from portal.extensions import limiter
 from portal.forms.auth import LanguageForm, SignInForm
 from portal.htmx import render_htmx
-from portal.sessions import authenticate, end_session, open_session
-from portal.security import local_target
+from portal.sessions import authenticate, end_session
+from portal.views.signing_in import sign_in_as
 from portal.views.sso import current_settings as current_sso_settings
 from portal.views.sso import sign_out_offer as sso_sign_out_offer
 from portal.views.sso import signed_out_page as sso_signed_out_page
@@ -39,19 +39,6 @@ def sign_in():
             form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
     language_form = LanguageForm(language=str(get_locale()))
     return render_htmx("auth/sign_in.html", form=form, language_form=language_form)
-
-
-def sign_in_as(employee, *, remember, target):
-    """Open a new session for the employee (password or single sign-on) and go to `target` or the overview."""
-    language = session.get("language")
-    session.clear()  # a new session on sign-in
-    if language and not employee.language:
-        session["language"] = language
-    open_session(employee, days=current_app.config["PORTAL_REMEMBER_DAYS"])
-    login_user(employee, remember=remember)
-    # `next` is a path inside the portal; behind a prefix (nginx's /mail/) it is put back in front.
-    target = local_target(target)
-    return redirect(request.script_root + target if target else url_for("home.index"))
 
 
 @bp.route("/language", methods=["POST"])

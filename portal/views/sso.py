@@ -13,6 +13,7 @@ from portal.secret_box import active_box
 from portal.security import local_target
 from portal.sso import (MESSAGES, SsoRefusal, begin_sign_in, check_provider, configured_settings, employee_for,
                         finish_sign_in, logout_url, store_settings)
+from portal.views.signing_in import sign_in_as
 
 bp = Blueprint("sso", __name__)
 log = logging.getLogger("portal.sso")
@@ -49,16 +50,15 @@ def start():
         pending = begin_sign_in(settings, url_for("sso.callback", _external=True))
     except SsoRefusal as refusal:
         return _refused(refusal, 502)
+    url = pending.pop("url")
     pending["next"] = local_target(request.args.get("next"))
     session[PENDING] = pending
-    return redirect(pending.pop("url"))
+    return redirect(url)
 
 
 @bp.route("/sso/callback")
 def callback():
     """The provider's answer: sign the employee in, or say why not."""
-    from portal.views.auth import sign_in_as
-
     pending = session.pop(PENDING, None)  # one answer per start: a replayed callback finds nothing
     if current_user.is_authenticated:  # a stale answer in a browser signed in meanwhile
         return redirect(url_for("home.index"))
