@@ -143,7 +143,8 @@ def test_passwords_off_leaves_admins_their_break_glass(live_server, page, make_e
     for person in (clerk, admin):
         page.fill("#email", person.email)
         page.fill("#password", PASSWORD)
-        page.click("#sign-in-form button[type=submit]")
+        with page.expect_navigation():
+            page.click("#sign-in-form button[type=submit]")
         if person is clerk:
             page.wait_for_selector("#password-error")
             assert "Example Corp" in page.inner_text("#password-error")
