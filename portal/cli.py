@@ -11,7 +11,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from portal.api.cli import create_token_command
 from portal import mailboxes
 from portal.db import database, init_db_command
-from portal.directory import configured_settings, sync_directory
+from portal.directory import DirectoryError, configured_settings, sync_directory_alone
 from portal.letters.cli import COMMANDS as LETTER_COMMANDS
 from portal.mail.cli import check_account_command, presets_command
 from portal.mail.cli import discover_command
@@ -168,8 +168,14 @@ def ensure_admin_command():
 @with_appcontext
 def sync_directory_command(dry_run):
     """Bring employees in line with the LDAP / Active Directory directory."""
+    from portal.letters.worker import huey_for
+
     with database.connection_context():
-        record = sync_directory(configured_settings(current_app.config, active_box()), dry_run=dry_run)
+        try:
+            record = sync_directory_alone(huey_for(current_app), configured_settings(current_app.config,
+                                                                                     active_box()), dry_run=dry_run)
+        except DirectoryError as running:
+            _fail(f"Error: {running}")
     if not record.ok:
         _fail(f"Error: {record.problem}")
     report = record.details

@@ -18,15 +18,19 @@ from urllib.parse import urlsplit
 
 import ldap3
 from huey import crontab
+from huey.exceptions import TaskLockedException
 from ldap3.core import exceptions as ldap_errors
 
+from portal.admin_settings import read_settings, write_settings
+from portal.coded_messages import CodedError, CodedMessage
 from portal.db import database
-from portal.models import DirectoryLink, DirectorySync, Employee, PortalSetting, normalize_email, utcnow
+from portal.models import DirectoryLink, DirectorySync, Employee, normalize_email, utcnow
 from portal.models.people import FIELD_MAX, search_text_of
 
 ACCOUNT_DISABLED = 0x2  # userAccountControl's ACCOUNTDISABLE bit
 DN_MAX = 1024
 SETTING_KEY = "directory"
+SYNC_LOCK = "portal.sync_directory"  # huey's lock: one real sync at a time, scheduled or started by hand
 ENVIRONMENT = {  # DirectorySettings field: the configuration key that sets it
     "url": "PORTAL_LDAP_URL", "ca_file": "PORTAL_LDAP_CA_FILE", "bind_dn": "PORTAL_LDAP_BIND_DN",
     "bind_password": "PORTAL_LDAP_BIND_PASSWORD", "base_dn": "PORTAL_LDAP_BASE_DN",
@@ -50,6 +54,7 @@ MESSAGES = {
     "no_base": "The base DN %(dn)s does not exist in the directory.",
     "bad_filter": "The search filter or an attribute name is not valid: %(detail)s",
     "search_failed": "The directory search failed: %(detail)s",
+    "running": "Another directory sync is running; this one did not start. Try again when it has finished.",
     "found_nobody": "The search found nobody although the directory kept employees before; nothing was changed "
                     "(check the base DN and the filter).",
     "no_email": "no e-mail",
@@ -66,26 +71,16 @@ MESSAGES = {
 }
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(CodedMessage):
     """One message of MESSAGES with its values; str() is the English text."""
 
-    code: str
-    params: dict = field(default_factory=dict)
-
-    def __str__(self):
-        return MESSAGES[self.code] % self.params
-
-    def as_dict(self):
-        return {"code": self.code, "params": self.params, "text": str(self)}
+    catalogue = MESSAGES
 
 
-class DirectoryError(Exception):
+class DirectoryError(CodedError):
     """The directory cannot be read as configured; the message says why, for the admin."""
 
-    def __init__(self, code, **params):
-        self.message = Message(code, params)
-        super().__init__(str(self.message))
+    message_class = Message
 
 
 @dataclass(frozen=True)
@@ -446,24 +441,29 @@ def sync_directory(settings, *, dry_run=False, people=None):
     return record
 
 
+def sync_directory_alone(huey, settings, *, dry_run=False):
+    """`sync_directory` under the lock the scheduled sync takes; DirectoryError("running") while another runs.
+
+    A dry run writes no employee, so it needs no lock. A process killed during a sync leaves the lock
+    behind until a worker starts (it flushes the locks registered on its huey, this one among them).
+    """
+    if dry_run:
+        return sync_directory(settings, dry_run=True)
+    try:
+        with huey.lock_task(SYNC_LOCK):
+            return sync_directory(settings)
+    except TaskLockedException:
+        raise DirectoryError("running") from None
+
+
 def stored_settings(box):
     """The settings an admin stored on the page, with the bind password decrypted."""
-    stored = PortalSetting.read(SETTING_KEY, {}) or {}
-    values = dict(stored.get("values") or {})
-    if stored.get("bind_password"):
-        values["bind_password"] = box.decrypt(stored["bind_password"], stored.get("context", ""))
-    return values
+    return read_settings(SETTING_KEY, "bind_password", box)
 
 
 def store_settings(box, values, context):
     """Keep page settings; the bind password encrypted with the secret box (a blank one keeps the stored one)."""
-    values = dict(values)
-    password = values.pop("bind_password", "")
-    stored = PortalSetting.read(SETTING_KEY, {}) or {}
-    ciphertext = box.encrypt(password, context) if password else stored.get("bind_password", "")
-    if not password:
-        context = stored.get("context", context)
-    PortalSetting.write(SETTING_KEY, {"values": values, "context": context, "bind_password": ciphertext})
+    write_settings(SETTING_KEY, values, "bind_password", box, context)
 
 
 def configured_settings(config, box):
@@ -485,7 +485,7 @@ def register_directory_sync(huey, config, box):
     schedule = crontab(minute="0") if minutes == 60 else crontab(minute=f"*/{minutes}")
 
     @huey.periodic_task(schedule, name="portal.sync_directory")
-    @huey.lock_task("portal.sync_directory")
+    @huey.lock_task(SYNC_LOCK)
     def sync_directory_task():
         """Every hour: employees follow the directory."""
         with database.connection_context():

@@ -190,6 +190,11 @@ ROUTES = [
     Route("directory.save", "POST", ADMIN),
     Route("directory.preview", "POST", ADMIN),
     Route("directory.sync", "POST", ADMIN),
+    Route("sso.start", "GET", ANYONE),
+    Route("sso.callback", "GET", ANYONE),
+    Route("sso.settings_page", "GET", ADMIN),
+    Route("sso.save", "POST", ADMIN),
+    Route("sso.check", "POST", ADMIN),
     # The JSON API (issue 6): tokens, not sessions; permissions per object in tests/test_api_*.py
     Route("api.openapi", "GET", ANYONE),
     # Health for the proxy and the monitoring (issue 14): status words only, tests/test_health.py

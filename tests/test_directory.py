@@ -205,3 +205,30 @@ def test_the_hourly_task_waits_for_a_first_real_sync(directory_app, ldap_directo
     ldap_directory.disable(40)
     assert task.call_local() == {"ok": True, "problem": ""}
     assert not employee(40).active
+
+
+def test_a_sync_by_hand_and_the_scheduled_one_never_run_together(directory_app, ldap_directory, client, auth, admin):
+    """While one holds huey's sync lock, the other does not start: the command and the page say a sync is running,
+    and the scheduled task is refused by huey; once it is free, a sync runs."""
+    from huey.exceptions import TaskLockedException
+
+    from portal.directory import SYNC_LOCK, sync_directory_alone
+    from portal.letters.worker import huey_for
+
+    huey = huey_for(directory_app)
+    runner = directory_app.test_cli_runner()
+    auth.login(admin)
+    sync_directory(settings_for(ldap_directory), dry_run=True)  # the preview that shows "Sync now"
+    with huey.lock_task(SYNC_LOCK):  # a sync is running (the scheduled one, or another admin's)
+        refused = runner.invoke(args=["sync-directory"])
+        assert refused.exit_code == 1 and "Another directory sync is running" in refused.output
+        page = client.post("/admin/directory/sync", headers={"HX-Request": "true"}).get_data(as_text=True)
+        assert 'id="directory-running"' in page
+        with pytest.raises(TaskLockedException):
+            huey.portal_tasks.sync_directory.call_local()
+        assert Employee.select().count() == 1  # only the admin: nothing was synced meanwhile
+    assert DirectorySync.select().where(DirectorySync.dry_run == False).count() == 0  # noqa: E712
+    assert "Did: create 1000" in runner.invoke(args=["sync-directory"]).output
+    with pytest.raises(DirectoryError):
+        with huey.lock_task(SYNC_LOCK):
+            sync_directory_alone(huey, settings_for(ldap_directory))

@@ -24,3 +24,5 @@ def register_blueprints(app):
     app.register_blueprint(invitations.bp)
     from portal.views import replies  # every reply to one's letters, and the unread badge
     app.register_blueprint(replies.bp)
+    from portal.views import sso  # "Sign in with <company>" (OpenID Connect) and Account management → Sign-in
+    app.register_blueprint(sso.bp)

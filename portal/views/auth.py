@@ -2,13 +2,16 @@
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
 from portal.extensions import limiter
 from portal.forms.auth import LanguageForm, SignInForm
 from portal.htmx import render_htmx
-from portal.sessions import authenticate, end_session, open_session
-from portal.security import local_target
+from portal.sessions import authenticate, end_session
+from portal.views.signing_in import sign_in_as
+from portal.views.sso import current_settings as current_sso_settings
+from portal.views.sso import sign_out_offer as sso_sign_out_offer
+from portal.views.sso import signed_out_page as sso_signed_out_page
 
 bp = Blueprint("auth", __name__)
 
@@ -26,18 +29,14 @@ def sign_in():
     form = SignInForm()
     if form.validate_on_submit():
         employee = authenticate(form.email.data, form.password.data)
-        if employee:
-            target = request.args.get("next")
-            language = session.get("language")
-            session.clear()  # a new session on sign-in
-            if language and not employee.language:
-                session["language"] = language
-            open_session(employee, days=current_app.config["PORTAL_REMEMBER_DAYS"])
-            login_user(employee, remember=form.remember.data)
-            # `next` is a path inside the portal; behind a prefix (nginx's /mail/) it is put back in front.
-            target = local_target(target)
-            return redirect(request.script_root + target if target else url_for("home.index"))
-        form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
+        sso = current_sso_settings()
+        if employee and not sso.passwords_allowed_for(employee):  # single sign-on only; admins keep passwords
+            form.password.errors.append(_("Passwords are turned off: sign in with %(company)s.",
+                                          company=sso.label))
+        elif employee:
+            return sign_in_as(employee, remember=form.remember.data, target=request.args.get("next"))
+        else:
+            form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
     language_form = LanguageForm(language=str(get_locale()))
     return render_htmx("auth/sign_in.html", form=form, language_form=language_form)
 
@@ -63,7 +62,10 @@ def forget_browser():
 @login_required
 def sign_out():
     """Sign out: the session ends on the server, and the session and remember cookies are deleted."""
+    provider_logout = sso_sign_out_offer()
     end_session(current_user.get_id())
     forget_browser()
+    if provider_logout:  # signed in with the company's identity: offer to sign out there too
+        return sso_signed_out_page(provider_logout)
     flash(_("You have signed out."), "info")
     return redirect(url_for("auth.sign_in"))

@@ -5,9 +5,11 @@ from flask import Blueprint, current_app, flash, redirect, url_for
 from flask_babel import gettext as _
 
 from portal.access import admin_required
-from portal.directory import MESSAGES, configured_settings, store_settings, sync_directory
+from portal.directory import (MESSAGES, DirectoryError, configured_settings, store_settings, sync_directory,
+                              sync_directory_alone)
 from portal.forms.directory import DirectoryForm
 from portal.htmx import render_htmx
+from portal.letters.worker import huey_for
 from portal.models import DirectoryLink, DirectorySync
 from portal.secret_box import active_box
 
@@ -15,11 +17,11 @@ bp = Blueprint("directory", __name__, url_prefix="/admin/directory")
 SHOWN = 20  # report lines shown per list; the counts are always whole
 
 
-def _page(form, **context):
+def _page(form, running=False, **context):
     settings = configured_settings(current_app.config, active_box())
     return render_htmx("directory/index.html", form=form, settings=settings, latest=DirectorySync.latest(),
                        first_sync_done=DirectorySync.first_sync_done(), shown=SHOWN, messages=MESSAGES,
-                       **context)
+                       running=running, **context)
 
 
 def _form():
@@ -59,7 +61,10 @@ def preview():
 @admin_required
 def sync():
     """Sync now (the hourly schedule starts after the first one)."""
-    sync_directory(configured_settings(current_app.config, active_box()))
+    try:
+        sync_directory_alone(huey_for(current_app), configured_settings(current_app.config, active_box()))
+    except DirectoryError:  # the scheduled sync (or another admin's) is running
+        return _page(_form(), running=True)
     return _page(_form())
 
 

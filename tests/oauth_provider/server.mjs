@@ -3,6 +3,12 @@
 // Env: PORT (5900), HOST (127.0.0.1), AT_TTL (access-token lifetime, seconds, 60),
 //      RT_TTL (refresh-token lifetime, seconds, 3600),
 //      REDIRECT_URIS (comma-separated redirect URIs of the client "portal").
+// Added for the portal's own OpenID Connect sign-in (tests/test_sso*.py), none of it changing the defaults:
+//      POST_LOGOUT_REDIRECT_URIS (comma-separated, for RP-initiated logout at /session/end),
+//      CLOCK_SKEW (seconds this server's clock runs ahead: its tokens and its Date header),
+//      a second client "other-client" / "other-secret" (same redirect URIs: ID tokens for another audience),
+//      scopes "profile" (name, department) and "groups" (a login starting with "admin" is in "portal-admins"),
+//      and a login containing "unverified" whose e-mail is not verified.
 import Provider from 'oidc-provider';
 
 const HOST = process.env.HOST ?? '127.0.0.1';
@@ -16,6 +22,15 @@ const REDIRECT_URIS = (process.env.REDIRECT_URIS ?? 'http://127.0.0.1:5910/oauth
 // Any login is accepted (devInteractions); the login *is* the mailbox address.
 const emailOf = (accountId) => (accountId.includes('@') ? accountId : `${accountId}@mail.example`);
 
+const POST_LOGOUT_REDIRECT_URIS = (process.env.POST_LOGOUT_REDIRECT_URIS ?? '')
+  .split(',').map((uri) => uri.trim()).filter(Boolean);
+const CLOCK_SKEW = Number(process.env.CLOCK_SKEW ?? 0);
+if (CLOCK_SKEW) {
+  const realNow = Date.now;
+  Date.now = () => realNow() + CLOCK_SKEW * 1000;  // oidc-provider stamps iat/exp from Date.now()
+}
+const groupsOf = (accountId) => (accountId.startsWith('admin') ? ['portal-admins', 'staff'] : ['staff']);
+
 const provider = new Provider(ISSUER, {
   clients: [{
     client_id: 'portal',
@@ -24,9 +39,19 @@ const provider = new Provider(ISSUER, {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
+    post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
+  }, {
+    client_id: 'other-client',
+    client_secret: 'other-secret',
+    redirect_uris: REDIRECT_URIS,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
   }],
-  scopes: ['openid', 'email', 'offline_access', 'mail'],
-  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  scopes: ['openid', 'email', 'offline_access', 'mail', 'profile', 'groups'],
+  claims: {
+    openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'department'], groups: ['groups'],
+  },
   pkce: { required: () => true },           // default only forces PKCE for public clients
   features: {
     devInteractions: { enabled: true },     // built-in login + consent pages (test only)
@@ -50,12 +75,27 @@ const provider = new Provider(ISSUER, {
   async findAccount(ctx, sub) {
     return {
       accountId: sub,
-      async claims() { return { sub, email: emailOf(sub), email_verified: true }; },
+      async claims() {
+        return {
+          sub,
+          email: emailOf(sub),
+          email_verified: !sub.includes('unverified'),
+          name: `Test ${sub.split('@')[0]}`,
+          department: 'Sales',
+          groups: groupsOf(sub),
+        };
+      },
     };
   },
   cookies: { keys: ['oauthlab-test-cookie-key'] },
 });
 provider.proxy = false;
+if (CLOCK_SKEW) {
+  provider.use(async (ctx, next) => {  // the Date header follows the skewed clock, as a real skewed server's would
+    await next();
+    ctx.set('Date', new Date(Date.now()).toUTCString());
+  });
+}
 
 provider.listen(PORT, HOST, () => {
   console.log(`oidc-provider ${ISSUER} ready (AccessToken ttl ${AT_TTL}s)`);

@@ -1,0 +1,127 @@
+"""Single sign-on: "Sign in with <company>", the provider's callback, the sign-out offer, and the admin's page."""
+import logging
+import secrets
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal.access import admin_required
+from portal.forms.sso import SsoForm
+from portal.htmx import render_htmx
+from portal.secret_box import active_box
+from portal.security import local_target
+from portal.sso import (MESSAGES, SsoRefusal, begin_sign_in, check_provider, configured_settings, employee_for,
+                        finish_sign_in, logout_url, store_settings)
+from portal.views.signing_in import sign_in_as
+
+bp = Blueprint("sso", __name__)
+log = logging.getLogger("portal.sso")
+PENDING = "sso_pending"  # what the browser's session keeps between "Sign in with" and the callback
+SIGNED_IN = "sso"  # the ID token and the provider's logout address, for single sign-out
+
+
+def current_settings():
+    """The single sign-on settings in force (configuration, then the admin's page)."""
+    return configured_settings(current_app.config, active_box())
+
+
+@bp.app_template_global()
+def sso_sign_in():
+    """The settings the sign-in page shows its "Sign in with" button from."""
+    return current_settings()
+
+
+def _refused(refusal, status=403):
+    log.warning("single sign-on refused: %s", refusal)
+    return render_template("sso/refused.html", message=refusal.message, messages=MESSAGES), status
+
+
+@bp.route("/sso/start")
+def start():
+    """Send the browser to the provider's sign-in, remembering state, nonce and PKCE verifier in its session."""
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    settings = current_settings()
+    if not settings.configured:
+        flash(_(MESSAGES["not_configured"]), "info")
+        return redirect(url_for("auth.sign_in"))
+    try:
+        pending = begin_sign_in(settings, url_for("sso.callback", _external=True))
+    except SsoRefusal as refusal:
+        return _refused(refusal, 502)
+    url = pending.pop("url")
+    pending["next"] = local_target(request.args.get("next"))
+    session[PENDING] = pending
+    return redirect(url)
+
+
+@bp.route("/sso/callback")
+def callback():
+    """The provider's answer: sign the employee in, or say why not."""
+    pending = session.pop(PENDING, None)  # one answer per start: a replayed callback finds nothing
+    if current_user.is_authenticated:  # a stale answer in a browser signed in meanwhile
+        return redirect(url_for("home.index"))
+    if not request.args:  # opened by hand: nothing to answer
+        return redirect(url_for("auth.sign_in"))
+    settings = current_settings()
+    try:
+        identity = finish_sign_in(settings, pending, request.args)
+        employee, how = employee_for(identity, settings)
+    except SsoRefusal as refusal:
+        return _refused(refusal)
+    log.info("single sign-on: employee %s signed in (%s)", employee.id, how)
+    target = sign_in_as(employee, remember=False, target=pending.get("next"))
+    session[SIGNED_IN] = {"id_token": identity.id_token, "end_session": identity.end_session_endpoint}
+    return target
+
+
+def sign_out_offer():
+    """The provider's logout URL for this browser's SSO sign-in (read before its session is emptied), or None."""
+    signed_in = session.get(SIGNED_IN) or {}
+    if not signed_in.get("end_session"):
+        return None
+    return logout_url(signed_in["end_session"], current_settings(), signed_in.get("id_token"),
+                      url_for("auth.sign_in", _external=True))
+
+
+def signed_out_page(provider_logout):
+    """After the portal's sign-out: offer to sign out at the provider too."""
+    return render_template("sso/signed_out.html", provider_logout=provider_logout, settings=current_settings())
+
+
+def _page(form, results=None, partial=None):
+    return render_htmx("sso/settings.html", partial=partial, form=form, settings=current_settings(),
+                       redirect_uri=url_for("sso.callback", _external=True), results=results, messages=MESSAGES)
+
+
+def _form():
+    values = current_settings().public()
+    values.pop("client_secret")
+    return SsoForm(data=values)
+
+
+@bp.route("/admin/sign-in")
+@admin_required
+def settings_page():
+    """Account management → Sign-in: the OpenID Connect provider and how its people become employees."""
+    return _page(_form())
+
+
+@bp.route("/admin/sign-in", methods=["POST"])
+@admin_required
+def save():
+    """Store the settings (the client secret encrypted, never shown again)."""
+    form = SsoForm()
+    if not form.validate_on_submit():
+        return _page(form)
+    store_settings(active_box(), form.values(), secrets.token_hex(16))
+    flash(_("Sign-in settings saved. Check them with the provider before people use them."), "success")
+    return redirect(url_for("sso.settings_page"))
+
+
+@bp.route("/admin/sign-in/check", methods=["POST"])
+@admin_required
+def check():
+    """Ask the provider: discovery, signing keys, clocks and the client's credentials, each explained."""
+    return _page(_form(), results=check_provider(current_settings()), partial="sso/partial/check.html")

@@ -1,0 +1,144 @@
+"""The sign-in pages with a real oidc-provider, configured by PORTAL_OIDC_* alone: the whole flow through the
+portal's own URLs, an ordinary portal session, the callback's refusals, single sign-out, the redirect URI
+behind a path prefix, and the admin's Check."""
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from portal.models import Employee
+from portal.models.people import EmployeeSession
+from portal.sessions import end_sessions
+from tests.servers.oauth import CLIENT_SECRET
+from tests.test_sso import address, sign_in_at_provider
+
+CALLBACK = "http://localhost/sso/callback"  # the test client's host
+SIGN_IN = "http://localhost/sign-in"
+
+
+@pytest.fixture
+def provider(make_oauth_provider, monkeypatch):
+    """A provider whose client "portal" sends the browser back to this test client's callback."""
+    monkeypatch.setenv("POST_LOGOUT_REDIRECT_URIS", SIGN_IN)
+    return make_oauth_provider(redirect_uris=(CALLBACK, "https://portal.example/mail/sso/callback"))
+
+
+@pytest.fixture
+def config(config, provider):
+    config.update(PORTAL_OIDC_DISCOVERY_URL=provider.issuer + "/.well-known/openid-configuration",
+                  PORTAL_OIDC_CLIENT_ID="portal", PORTAL_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+                  PORTAL_OIDC_COMPANY_NAME="Example Corp")
+    return config
+
+
+def through_provider(client, login, start="/sso/start"):
+    """Press "Sign in with", sign in at the provider's real pages; the callback path the provider sends back."""
+    started = client.get(start)
+    assert started.status_code == 302
+    answer = sign_in_at_provider(started.headers["Location"], login, redirect_uri=CALLBACK)
+    return "/sso/callback?" + "&".join(f"{name}={value}" for name, value in answer.items())
+
+
+def test_sso_opens_an_ordinary_portal_session(client, make_employee):
+    """Signed in through the provider: the overview opens, and the session is one the server keeps."""
+    login = address()
+    anna = make_employee(email=login)
+    page = client.get("/sign-in").get_data(as_text=True)
+    assert "Sign in with Example Corp" in page
+    callback = through_provider(client, login, start="/sso/start?next=/profile")
+    signed_in = client.get(callback)
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/profile"
+    assert client.get("/").status_code == 200
+    assert EmployeeSession.select().where(EmployeeSession.employee == anna.id).count() == 1
+    end_sessions(anna)  # what "Sign out everywhere", an admin's sign-out and deactivation do
+    assert client.get("/").status_code == 302
+
+
+def test_a_replayed_callback_is_refused(client, make_employee):
+    """The same callback twice: the second finds no sign-in started (state), and the code is not used again."""
+    login = address()
+    make_employee(email=login)
+    callback = through_provider(client, login)
+    assert client.get(callback).status_code == 302
+    client.post("/sign-out")
+    replayed = client.get(callback)
+    assert replayed.status_code == 403 and "its state does not match" in replayed.get_data(as_text=True)
+
+
+def test_a_stolen_code_in_another_browser_is_refused(client, app, make_employee):
+    """A code replayed into a sign-in another browser started: its PKCE verifier does not fit, the provider refuses."""
+    login = address()
+    make_employee(email=login)
+    victim = through_provider(client, login)
+    code = parse_qs(urlparse(victim).query)["code"][0]
+    assert client.get(victim).status_code == 302
+    attacker = app.test_client()
+    state = parse_qs(urlparse(attacker.get("/sso/start").headers["Location"]).query)["state"][0]
+    refused = attacker.get(f"/sso/callback?code={code}&state={state}")
+    assert refused.status_code == 403 and "refused the authorization code" in refused.get_data(as_text=True)
+    assert attacker.get("/").status_code == 302
+
+
+def test_a_tampered_state_is_refused(client, make_employee):
+    login = address()
+    make_employee(email=login)
+    callback = through_provider(client, login)
+    refused = client.get(callback.replace("state=", "state=x"))
+    assert refused.status_code == 403 and "its state does not match" in refused.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_an_unknown_person_gets_a_clear_page_in_their_language(client):
+    login = address()
+    client.post("/language", data={"language": "ru"})
+    refused = client.get(through_provider(client, login))
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 403 and f"В портале нет сотрудника с адресом {login}" in text
+    assert Employee.select().count() == 0
+
+
+def test_sign_out_offers_the_provider_logout_with_the_id_token_hint(client, make_employee):
+    login = address()
+    anna = make_employee(email=login)
+    client.get(through_provider(client, login))
+    answer = client.post("/sign-out")
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "Sign out of Example Corp too" in page
+    assert EmployeeSession.select().where(EmployeeSession.employee == anna.id).count() == 0
+    assert client.get("/").status_code == 302  # the portal's own session has ended already
+    link = page.split('id="sso-sign-out"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    query = parse_qs(urlparse(link).query)
+    assert link.startswith(client.application.config["PORTAL_OIDC_DISCOVERY_URL"].split("/.well-known")[0])
+    assert query["post_logout_redirect_uri"] == [SIGN_IN] and query["id_token_hint"][0].count(".") == 2
+
+
+def test_a_password_sign_out_does_not_offer_the_provider(client, make_employee):
+    from tests.conftest import PASSWORD
+
+    anna = make_employee()
+    client.post("/sign-in", data={"email": anna.email, "password": PASSWORD})
+    answer = client.post("/sign-out")
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/sign-in")
+
+
+def test_the_redirect_uri_is_right_under_a_path_prefix_behind_the_proxy(config, provider):
+    from portal import create_app
+
+    config["PORTAL_PROXY_COUNT"] = 1
+    app = create_app(config)
+    started = app.test_client().get("/sso/start", headers={
+        "X-Forwarded-Prefix": "/mail", "X-Forwarded-Host": "portal.example", "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "192.0.2.1"})
+    query = parse_qs(urlparse(started.headers["Location"]).query)
+    assert query["redirect_uri"] == ["https://portal.example/mail/sso/callback"]
+
+
+def test_the_check_button_answers_with_its_fragment(client, make_employee, rendered):
+    from tests.conftest import PASSWORD
+
+    admin = make_employee(role="admin")
+    client.post("/sign-in", data={"email": admin.email, "password": PASSWORD})
+    answer = client.post("/admin/sign-in/check", headers={"HX-Request": "true"})
+    assert rendered[-1] == "sso/partial/check.html"
+    text = answer.get_data(as_text=True)
+    assert "The provider accepted the client ID and client secret." in text and "badge-fail" not in text
+    assert CLIENT_SECRET not in text

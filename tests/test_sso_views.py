@@ -1,0 +1,95 @@
+"""Single sign-on's pages without a provider: the admin's settings page, the sign-in page's button, passwords off."""
+import pytest
+
+from portal.models import PortalSetting
+from portal.secret_box import active_box
+from portal.sso import SETTING_KEY, store_settings
+from tests.conftest import PASSWORD
+
+SETTINGS = {"company_name": "Example Corp", "discovery_url": "https://id.example.com/.well-known/openid-configuration",
+            "client_id": "portal", "client_secret": "s3cret-value", "scopes": "openid email profile",
+            "passwords_allowed": True, "provision": False, "department_claim": "department",
+            "groups_claim": "groups", "admin_group": ""}
+
+
+def configure(**overrides):
+    store_settings(active_box(), {**SETTINGS, **overrides}, "views-test")
+
+
+def sign_in(client, employee):
+    return client.post("/sign-in", data={"email": employee.email, "password": PASSWORD})
+
+
+@pytest.mark.parametrize("path, method", [("/admin/sign-in", "get"), ("/admin/sign-in", "post"),
+                                          ("/admin/sign-in/check", "post")])
+def test_only_admins_reach_the_sign_in_settings(client, make_employee, path, method):
+    assert getattr(client, method)(path).status_code == 302  # to the sign-in page
+    sign_in(client, make_employee())
+    assert getattr(client, method)(path).status_code == 404
+
+
+def test_the_client_secret_is_stored_encrypted_and_never_shown_again(client, make_employee):
+    sign_in(client, make_employee(role="admin"))
+    answer = client.post("/admin/sign-in", data={**SETTINGS, "passwords_allowed": "y"})
+    assert answer.status_code == 302
+    assert "s3cret-value" not in PortalSetting.get(PortalSetting.key == SETTING_KEY).value
+    page = client.get("/admin/sign-in").get_data(as_text=True)
+    assert "s3cret-value" not in page and "A secret is stored." in page
+    assert 'value="Example Corp"' in page and "http://localhost/sso/callback" in page
+    # Saving again without a secret keeps the stored one.
+    client.post("/admin/sign-in", data={**SETTINGS, "client_secret": "", "company_name": "Example Ltd"})
+    from portal.views.sso import current_settings
+    with client.application.test_request_context():
+        assert current_settings().client_secret == "s3cret-value"
+        assert current_settings().company_name == "Example Ltd"
+
+
+def test_bad_settings_are_explained_beside_the_field_and_nothing_is_saved(client, make_employee):
+    sign_in(client, make_employee(role="admin"))
+    page = client.post("/admin/sign-in", data={**SETTINGS, "discovery_url": "ftp://id.example.com",
+                                               "scopes": "email"}).get_data(as_text=True)
+    assert "s https:// address." in page and "The scopes must include openid." in page
+    assert PortalSetting.get_or_none(PortalSetting.key == SETTING_KEY) is None
+
+
+def test_the_sign_in_page_offers_the_company_first_only_when_configured(client):
+    page = client.get("/sign-in").get_data(as_text=True)
+    assert "Sign in with" not in page
+    configure()
+    page = client.get("/sign-in?next=/letters").get_data(as_text=True)
+    assert page.index("Sign in with Example Corp") < page.index('id="sign-in-form"')
+    assert "/sso/start?next=/letters" in page and "break-glass" not in page
+
+
+def test_passwords_off_refuses_employees_but_admins_keep_the_break_glass(client, app, make_employee):
+    configure(passwords_allowed=False)
+    page = client.get("/sign-in").get_data(as_text=True)
+    assert '<details id="break-glass"' in page and "Administrators: sign in with a password" in page
+    clerk, admin = make_employee(), make_employee(role="admin")
+    refused = sign_in(client, clerk)
+    assert refused.status_code == 200
+    assert "Passwords are turned off: sign in with Example Corp." in refused.get_data(as_text=True)
+    assert client.get("/").status_code == 302  # not signed in
+    assert sign_in(client, admin).status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_a_callback_nobody_started_is_refused_with_a_clear_page(client):
+    configure()
+    answer = client.get("/sso/callback?code=abc&state=forged")
+    assert answer.status_code == 403
+    assert "its state does not match" in answer.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_the_admin_page_in_russian(client, make_employee):
+    sign_in(client, make_employee(role="admin", language="ru"))
+    configure()
+    page = client.get("/admin/sign-in").get_data(as_text=True)
+    assert "Вход в портал" in page and "Проверить" in page
+
+
+def test_starting_without_a_provider_goes_back_to_sign_in_saying_why(client):
+    answer = client.get("/sso/start")
+    assert answer.status_code == 302 and answer.headers["Location"] == "/sign-in"
+    assert "Single sign-on is not configured." in client.get("/sign-in").get_data(as_text=True)
