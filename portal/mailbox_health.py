@@ -124,6 +124,64 @@ def health(mailbox, now=None) -> Health:
     return health_of([mailbox], now)[mailbox.id]
 
 
+# ---------------------------------------------------------------- incoming mail and waiting letters
+
+FETCH_NOW_EVERY = datetime.timedelta(minutes=1)  # "Fetch now" at most this often per mailbox
+
+
+@dataclass(frozen=True)
+class IncomingHealth:
+    """When a mailbox's incoming server was last read, how many replies that read brought, and its last problem."""
+
+    last_read_at: datetime.datetime | None
+    last_success_at: datetime.datetime | None
+    replies_brought: int
+    problem: Problem | None
+    fetch_asked_at: datetime.datetime | None
+
+
+def incoming_health(mailbox) -> IncomingHealth | None:
+    """The mailbox's incoming health, if it receives replies (None otherwise)."""
+    from portal.models import Reply
+
+    if not (mailbox.receive_replies and mailbox.has_incoming):
+        return None
+    inbox = MailboxInbox.get_or_none(MailboxInbox.mailbox == mailbox.id)
+    record = MailboxHealth.get_or_none(MailboxHealth.mailbox == mailbox.id)
+    brought = 0
+    if inbox is not None and inbox.last_fetch_at is not None:
+        # A read stamps its start before it stores anything: what was stored since then is what it brought.
+        brought = Reply.select().where((Reply.mailbox == mailbox.id)
+                                       & (Reply.fetched_at >= inbox.last_fetch_at)).count()
+    return IncomingHealth(last_read_at=inbox.last_fetch_at if inbox else None,
+                          last_success_at=inbox.last_success_at if inbox else None, replies_brought=brought,
+                          problem=inbox.problem() if inbox else None,
+                          fetch_asked_at=record.fetch_asked_at if record else None)
+
+
+def ask_fetch(mailbox, now=None) -> datetime.datetime | None:
+    """Note a "Fetch now" unless one was asked within FETCH_NOW_EVERY; returns None if taken, else when it may be
+    asked again."""
+    now = now or utcnow()
+    with writing():
+        record = _record_row(mailbox.id)
+        if record.fetch_asked_at is not None and record.fetch_asked_at > now - FETCH_NOW_EVERY:
+            return record.fetch_asked_at + FETCH_NOW_EVERY
+        record.fetch_asked_at = now
+        record.save()
+    return None
+
+
+def waiting_letters(mailbox_ids=None) -> dict:
+    """{(mailbox id, problem code): letters waiting (queued or deferred)} for these mailboxes (or all)."""
+    waiting = Letter.state.in_(("queued", "deferred"))
+    if mailbox_ids is not None:
+        waiting &= Letter.mailbox.in_(list(mailbox_ids))
+    rows = (Letter.select(Letter.mailbox, Letter.problem_code, fn.COUNT(Letter.id)).where(waiting)
+            .group_by(Letter.mailbox, Letter.problem_code).tuples())
+    return {(mailbox_id, code): count for mailbox_id, code, count in rows}
+
+
 # ---------------------------------------------------------------- what checks and sends found
 
 def record_check(mailbox, result, now=None) -> Health:
@@ -335,6 +393,14 @@ def register_health_checks(huey, config, mail_config):
             return None
         return None if found is None else found.state
 
+    @huey.task(name="portal.fetch_replies_now")
+    def fetch_now_task(mailbox_id):
+        """Fetch one mailbox's replies now (its owner or an admin asked)."""
+        from portal.letters.replies import fetch_replies
+
+        reports = fetch_replies(mail_config(), mailbox_id=mailbox_id)
+        return {report.address: len(report.replies) for report in reports}
+
     @huey.periodic_task(crontab(minute="*"), name="portal.recheck_mailboxes")
     def recheck_mailboxes():
         """Every minute: one check task for each mailbox whose moment in the period has come."""
@@ -344,4 +410,4 @@ def register_health_checks(huey, config, mail_config):
             check_mailbox_task(mailbox_id)
         return len(due)
 
-    return check_mailbox_task, recheck_mailboxes
+    return check_mailbox_task, recheck_mailboxes, fetch_now_task

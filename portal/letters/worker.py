@@ -111,7 +111,7 @@ def _register(huey, config):
 
     sync_directory = register_directory_sync(huey, config, active_box)
     tasks = PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
-    tasks.check_mailbox, tasks.recheck_mailboxes = register_health_checks(huey, config, mail_config)
+    tasks.check_mailbox, tasks.recheck_mailboxes, tasks.fetch_now = register_health_checks(huey, config, mail_config)
     return tasks
 
 

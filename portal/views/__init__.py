@@ -24,3 +24,5 @@ def register_blueprints(app):
     app.register_blueprint(invitations.bp)
     from portal.views import replies  # every reply to one's letters, and the unread badge
     app.register_blueprint(replies.bp)
+    from portal.views import mailbox_health  # Account management → Health, a mailbox's health panel, Fetch now
+    app.register_blueprint(mailbox_health.bp)
