@@ -4,8 +4,8 @@ A receiving server (Gmail, Yandex, Outlook) trusts a letter when the sending dom
 authorises the server that handed it over, or a DKIM signature of that domain checks out; the
 domain's DMARC policy says what to do when neither holds for the From address's domain. Each
 mailbox's checklist is worked out from the records of its domain and of the SMTP server it uses.
-Every DNS answer used is kept per domain (``DomainDeliverability``) for PORTAL_DELIVERABILITY_HOURS,
-so a page listing fifty mailboxes of one domain asks DNS once.
+Every DNS answer used is kept per domain (``DomainDeliverability``) for six hours, so fifty mailboxes of
+one domain ask DNS once; the background check asks it, and pages and the API read what was kept.
 """
 from __future__ import annotations
 
@@ -276,15 +276,16 @@ def kept_lookup(domain: str, ask: Lookup, now=None, kept_for: datetime.timedelta
     return lookup
 
 
-def mailbox_checklist(mailbox, resolver: dns.resolver.Resolver | None = None, now=None) -> Checklist:
-    """The checklist of one mailbox, from DNS answers kept per domain."""
+def mailbox_checklist(mailbox, resolver: dns.resolver.Resolver | None = None, now=None,
+                      kept_for: datetime.timedelta = KEPT_FOR) -> Checklist:
+    """The checklist of one mailbox, asking DNS for what was not asked within ``kept_for``."""
     domain = mailbox.address.rpartition("@")[2].lower()
-    return checklist(mailbox.address, mailbox.smtp_host, kept_lookup(domain, dns_lookup(resolver), now))
+    return checklist(mailbox.address, mailbox.smtp_host, kept_lookup(domain, dns_lookup(resolver), now, kept_for))
 
 
 def kept_checklists(mailboxes, now=None) -> dict:
-    """{mailbox id: Checklist} from the answers already kept (no DNS asked; None where a domain was never checked):
-    for lists of many mailboxes, which must not wait on DNS."""
+    """{mailbox id: Checklist} from the answers already kept, None where DNS was not asked yet: pages and the API
+    never wait on DNS (the background check and the mailbox's "Check DNS now" ask it)."""
     now = now or utcnow()
     domains = {m.address.rpartition("@")[2].lower() for m in mailboxes}
     rows = {row.domain: row.record_texts() for row in DomainDeliverability.select().where(
@@ -299,9 +300,14 @@ def kept_checklists(mailboxes, now=None) -> dict:
         def lookup(name, kind, answers=answers):
             key = f"{kind} {name.lower()}"
             if key not in answers:
-                raise dns.exception.Timeout()  # not asked yet: shown as unknown until the mailbox's own page asks
+                raise dns.exception.Timeout()  # not asked yet (another SMTP server of the domain): unknown
             return answers[key]
 
         result = checklist(mailbox.address, mailbox.smtp_host, lookup)
         found[mailbox.id] = None if result.findings[0].code == "dns_failed" else result
     return found
+
+
+def kept_checklist(mailbox, now=None) -> Checklist | None:
+    """One mailbox's checklist from the answers kept, or None."""
+    return kept_checklists([mailbox], now)[mailbox.id]

@@ -337,10 +337,12 @@ def due_for_check(now: datetime.datetime, period: datetime.timedelta) -> list[in
                   if sends.get(mailbox_id) is None or sends[mailbox_id] < slot)
 
 
-def check_mailbox(mailbox_id: int, mail_config, *, period: datetime.timedelta | None = None, now=None):
+def check_mailbox(mailbox_id: int, mail_config, *, period: datetime.timedelta | None = None, now=None,
+                  resolver=None):
     """Check one mailbox in the background (sign-in and envelope, no letter) and record it; returns its Health.
 
-    With ``period``, only if it is still due (another worker may just have checked it): None otherwise.
+    With ``period``, only if it is still due (another worker may just have checked it): None otherwise. With a
+    ``resolver`` (a dnspython Resolver), its domain's deliverability answers are renewed too when they are old.
     """
     from portal.mail.check import CheckResult, check_account
     from portal.secret_box import SecretError
@@ -358,6 +360,10 @@ def check_mailbox(mailbox_id: int, mail_config, *, period: datetime.timedelta | 
     else:
         result = check_account(settings, mail_config)
     found = record_check(mailbox, result, utcnow())
+    if resolver is not None:
+        from portal.deliverability import mailbox_checklist
+
+        mailbox_checklist(mailbox, resolver)
     log.info("mailbox %s checked: %s%s", mailbox.address, found.state,
              f" ({found.problem.code})" if found.problem else "")
     return found
@@ -383,12 +389,19 @@ def register_health_checks(huey, config, mail_config):
 
     period = recheck_period(config)
 
+    def resolver():
+        import dns.resolver
+
+        from portal.mail.discovery import dns_resolver
+
+        return dns_resolver(config.get("PORTAL_MAIL_DNS_SERVERS") or "") or dns.resolver.Resolver()
+
     @huey.task(name="portal.check_mailbox")
     def check_mailbox_task(mailbox_id):
         """Check one mailbox, unless another worker is checking it right now or has just done so."""
         try:
             with huey.lock_task(f"portal.check_mailbox.{mailbox_id}"), database.connection_context():
-                found = check_mailbox(mailbox_id, mail_config(), period=period)
+                found = check_mailbox(mailbox_id, mail_config(), period=period, resolver=resolver())
         except TaskLockedException:
             return None
         return None if found is None else found.state

@@ -214,7 +214,8 @@ ROUTES = [
     Route("api.get_letter", "GET", API, _letter_id),
     # Mailbox health (issue 16): the admins' page; a mailbox's panel (its DNS asked of the test DNS server)
     Route("mailbox_health.index", "GET", ADMIN),
-    Route("mailbox_health.panel", "GET", SIGNED_IN, lambda get: _own_mailbox(_test_dns(get))),
+    Route("mailbox_health.panel", "GET", SIGNED_IN, _own_mailbox),
+    Route("mailbox_health.check_dns", "POST", SIGNED_IN, lambda get: _own_mailbox(_test_dns(get))),
     Route("mailbox_health.fetch_now", "POST", SIGNED_IN, _own_mailbox),
 ]
 # ---- end of the table ----

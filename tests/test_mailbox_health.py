@@ -213,3 +213,16 @@ def test_a_passing_test_account_resumes_a_mailbox_the_portal_paused(app, server,
     assert fresh(mailbox).active and fresh(mailbox).paused_problem == ""
     assert health.health(fresh(mailbox)).state == health.WORKING
     assert told == [("mailbox_recovered", mailbox.address, None)]
+
+
+def test_the_background_check_renews_the_domains_deliverability(server, mailbox_on, config_for, long_lived,
+                                                                dns_server):
+    from portal import deliverability
+
+    mailbox = mailbox_on(server)  # sender@example.com at a server "localhost"
+    dns_server.add_txt("example.com", "v=spf1 a:localhost -all")
+    assert deliverability.kept_checklist(mailbox) is None
+
+    health.check_mailbox(mailbox.id, config_for(long_lived), resolver=dns_server.resolver())
+
+    assert deliverability.kept_checklist(mailbox).findings[0].code == "spf_pass"

@@ -102,6 +102,9 @@ def test_the_panel_shows_incoming_health_and_the_domains_deliverability(dns_for_
 
     assert response.status_code == 200
     assert "Replies that read brought 2" in text and "Fetch now" in text
+    assert "were not looked at yet" in text and dns_for_app.questions == []  # a page never waits on DNS
+    response = as_employee.post(f"/mailboxes/{working.id}/check-dns", headers={"HX-Request": "true"})
+    text = page_text(response)
     assert ("Letters from this address may land in spam: the SPF record of example.ru does not include "
             "smtp.yandex.ru.") in text
     assert "The domain example.ru receives mail (MX)." in text and "no DMARC record" in text
@@ -111,6 +114,7 @@ def test_the_panel_shows_incoming_health_and_the_domains_deliverability(dns_for_
 
 def test_nobody_else_sees_a_mailboxs_health(as_employee, boxes):
     assert as_employee.get(f"/mailboxes/{boxes[2].id}/health").status_code == 404
+    assert as_employee.post(f"/mailboxes/{boxes[2].id}/check-dns").status_code == 404
     assert as_employee.post(f"/mailboxes/{boxes[2].id}/fetch-now").status_code == 404
 
 

@@ -1,4 +1,5 @@
 """Mailbox health: the admins' Health page, a mailbox's health panel (state, replies, deliverability), Fetch now."""
+import datetime
 import logging
 from collections import Counter
 
@@ -22,6 +23,7 @@ from portal.models import Employee, Mailbox
 from portal.pagination import paginate
 
 log = logging.getLogger("portal.health")
+DNS_AGAIN_AFTER = datetime.timedelta(minutes=1)  # "Check DNS now" asks again only after this
 bp = Blueprint("mailbox_health", __name__)
 
 STATE_LABELS = {health.WORKING: _l("Working"), health.WARNING: _l("Warning"),
@@ -80,15 +82,11 @@ def index():
                        states=states, args=args, lang=_lang())
 
 
-def _panel(mailbox, *, message=None):
-    """The health panel of one mailbox; DNS is asked here (answers kept per domain), not on the lists."""
-    try:
-        resolver = dns_resolver(current_app.config.get("PORTAL_MAIL_DNS_SERVERS") or "")
-    except ValueError:
-        resolver = None
+def _panel(mailbox, *, message=None, checklist=None):
+    """The health panel of one mailbox: what the checks found, and its domain's DNS as last asked."""
     return render_htmx("health/panel.html", mailbox=mailbox, found=health.health(mailbox),
                        incoming=health.incoming_health(mailbox),
-                       checklist=deliverability.mailbox_checklist(mailbox, resolver),
+                       checklist=checklist or deliverability.kept_checklist(mailbox),
                        waiting=sum(health.waiting_letters([mailbox.id]).values()), message=message, lang=_lang())
 
 
@@ -129,3 +127,18 @@ def fetch_now(mailbox_id):
         flash(message[1], "success" if message[0] == "ok" else "error")
         return redirect(url_for("mailboxes.edit", mailbox_id=mailbox.id))
     return _panel(mailbox, message=message)
+
+
+@bp.route("/mailboxes/<int:mailbox_id>/check-dns", methods=["POST"])
+@login_required
+def check_dns(mailbox_id):
+    """Ask DNS about the mailbox's domain now (answers younger than a minute are reused), for its owner and admins."""
+    mailbox = _mailbox_or_404(mailbox_id)
+    try:
+        resolver = dns_resolver(current_app.config.get("PORTAL_MAIL_DNS_SERVERS") or "")
+    except ValueError:
+        resolver = None
+    checklist = deliverability.mailbox_checklist(mailbox, resolver, kept_for=DNS_AGAIN_AFTER)
+    if not is_htmx():
+        return redirect(url_for("mailbox_health.panel", mailbox_id=mailbox.id))
+    return _panel(mailbox, checklist=checklist)
