@@ -359,7 +359,7 @@ def check_mailbox(mailbox_id: int, mail_config, *, period: datetime.timedelta | 
         result = CheckResult(ok=False, stages=[], problem=Problem(code=SETTINGS_UNREADABLE, stage="", server_reply=""))
     else:
         result = check_account(settings, mail_config)
-    found = record_check(mailbox, result, utcnow())
+    found = record_check(mailbox, result, now)
     if resolver is not None:
         from portal.deliverability import mailbox_checklist
 
