@@ -66,12 +66,12 @@ TEXTS = {
               "from this address. Fix SPF (above) or publish the provider's DKIM key.",
         "ru": "Политика DMARC «{policy}», а ни SPF, ни DKIM не подтверждают {host}: получатели будут {verdict_ru} "
               "письма с этого адреса. Исправьте SPF (выше) или опубликуйте DKIM-ключ почтового сервиса."},
-    "dkim_pass": {"en": "DKIM: {provider} publishes a key for {domain}.",
-                  "ru": "DKIM: для домена {domain} опубликован ключ {provider}."},
+    "dkim_pass": {"en": "{provider} publishes a signing key for {domain}.",
+                  "ru": "Для домена {domain} опубликован ключ подписи {provider}."},
     "dkim_missing": {
-        "en": "DKIM: no key of {provider} is published for {domain}; switch on DKIM signing in {provider}'s settings "
-              "and publish the key it shows.",
-        "ru": "DKIM: для домена {domain} не опубликован ключ {provider}; включите DKIM-подпись в настройках "
+        "en": "No signing key of {provider} is published for {domain}; switch on DKIM signing in {provider}'s "
+              "settings and publish the key it shows.",
+        "ru": "Для домена {domain} не опубликован ключ подписи {provider}; включите DKIM-подпись в настройках "
               "{provider} и опубликуйте показанный там ключ."},
     "mx_pass": {"en": "The domain {domain} receives mail (MX).", "ru": "Домен {domain} принимает почту (MX)."},
     "mx_missing": {
