@@ -133,8 +133,8 @@ FETCH_NOW_EVERY = datetime.timedelta(minutes=1)  # "Fetch now" at most this ofte
 class IncomingHealth:
     """When a mailbox's incoming server was last read, how many replies that read brought, and its last problem."""
 
-    last_read_at: datetime.datetime | None
-    last_success_at: datetime.datetime | None
+    last_read_at: datetime.datetime | None  # the last good read
+    last_tried_at: datetime.datetime | None  # the last attempt, good or not
     replies_brought: int
     problem: Problem | None
     fetch_asked_at: datetime.datetime | None
@@ -149,12 +149,12 @@ def incoming_health(mailbox) -> IncomingHealth | None:
     inbox = MailboxInbox.get_or_none(MailboxInbox.mailbox == mailbox.id)
     record = MailboxHealth.get_or_none(MailboxHealth.mailbox == mailbox.id)
     brought = 0
-    if inbox is not None and inbox.last_fetch_at is not None:
+    if inbox is not None and inbox.last_success_at is not None:
         # A read stamps its start before it stores anything: what was stored since then is what it brought.
         brought = Reply.select().where((Reply.mailbox == mailbox.id)
-                                       & (Reply.fetched_at >= inbox.last_fetch_at)).count()
-    return IncomingHealth(last_read_at=inbox.last_fetch_at if inbox else None,
-                          last_success_at=inbox.last_success_at if inbox else None, replies_brought=brought,
+                                       & (Reply.fetched_at >= inbox.last_success_at)).count()
+    return IncomingHealth(last_read_at=inbox.last_success_at if inbox else None,
+                          last_tried_at=inbox.last_fetch_at if inbox else None, replies_brought=brought,
                           problem=inbox.problem() if inbox else None,
                           fetch_asked_at=record.fetch_asked_at if record else None)
 

@@ -8,6 +8,7 @@ from portal.letters.worker import huey_for
 from portal.models import Letter, Mailbox, MailboxInbox, Reply, utcnow
 from portal.models.health import MailboxHealth
 from tests.conftest import page_text
+from tests.fixtures.letters import reply_to
 
 
 @pytest.fixture
@@ -132,3 +133,41 @@ def test_fetch_now_asks_a_worker_once_a_minute(dns_for_app, app, as_employee, bo
     assert "Replies were fetched a moment ago. Try again after" in second
     assert queue.pending_count() == 1
     assert queue.dequeue().name == "portal.fetch_replies_now"
+
+
+def test_fetch_now_reads_the_real_incoming_server_and_the_panel_tells_what_it_brought(
+        mail_reaches_localhost, replying_mailbox, write_letter, run_queue, dovecot, mail_user, app, as_employee):
+    mailbox = replying_mailbox("imap")
+    letter = write_letter(mailbox)
+    run_queue()
+    dovecot.deliver(mail_user.address, reply_to(Letter.get_by_id(letter.id)))
+    queue = huey_for(app)
+    queue.flush()
+
+    def fetch_now():
+        as_employee.post(f"/mailboxes/{mailbox.id}/fetch-now", headers={"HX-Request": "true"})
+        queue.execute(queue.dequeue())  # what a worker does with it
+        return page_text(as_employee.get(f"/mailboxes/{mailbox.id}/health", headers={"HX-Request": "true"}))
+
+    assert "Replies that read brought 1" in fetch_now()
+    assert Reply.select().where(Reply.letter == letter.id).count() == 1
+
+    MailboxHealth.update(fetch_asked_at=utcnow() - datetime.timedelta(minutes=2)).execute()  # a minute later
+    mailbox.set_secret("incoming_password", "changed at the provider")
+    mailbox.save()
+    text = fetch_now()
+
+    assert "Replies that read brought 1" in text  # the last good read's, beside the failed one's problem
+    assert re.search(r"Last problem [0-9: -]+: Incoming mail sign-in refused \[AUTHENTICATIONFAILED\]", text)
+
+
+def test_a_mailbox_the_portal_paused_leaves_a_gap_in_who_sends_from_what(as_admin, make_mailbox, employee,
+                                                                         make_project):
+    project = make_project("Alpha")
+    make_mailbox(employee, address="erik@example.com", active=False, paused_problem="auth_failed")
+
+    text = page_text(as_admin.get("/admin/mail/senders"))
+    why = page_text(as_admin.get(f"/admin/mail/senders/{employee.id}/{project.id}"))
+
+    assert "Erik Employee Sales Nobody nobody can send" in text
+    assert "paused: erik@example.com" in why
