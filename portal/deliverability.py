@@ -240,6 +240,16 @@ def _record(texts, prefix) -> str | None:
 
 # ---------------------------------------------------------------- DNS, asked once per domain a while
 
+def configured_resolver(config) -> dns.resolver.Resolver:
+    """The resolver of PORTAL_MAIL_DNS_SERVERS (an intranet's own DNS), else the machine's."""
+    from portal.mail.discovery import dns_resolver
+
+    try:
+        return dns_resolver(config.get("PORTAL_MAIL_DNS_SERVERS") or "") or dns.resolver.Resolver()
+    except ValueError:  # a malformed setting: the machine's DNS rather than none
+        return dns.resolver.Resolver()
+
+
 def dns_lookup(resolver: dns.resolver.Resolver | None) -> Lookup:
     """Ask DNS (this resolver, or the machine's): the records' texts, [] for a name or type that has none."""
     resolver = resolver or dns.resolver.Resolver()

@@ -387,21 +387,17 @@ def register_health_checks(huey, config, mail_config):
     from huey import crontab
     from huey.exceptions import TaskLockedException
 
+    from portal.deliverability import configured_resolver
+
     period = recheck_period(config)
-
-    def resolver():
-        import dns.resolver
-
-        from portal.mail.discovery import dns_resolver
-
-        return dns_resolver(config.get("PORTAL_MAIL_DNS_SERVERS") or "") or dns.resolver.Resolver()
 
     @huey.task(name="portal.check_mailbox")
     def check_mailbox_task(mailbox_id):
         """Check one mailbox, unless another worker is checking it right now or has just done so."""
         try:
             with huey.lock_task(f"portal.check_mailbox.{mailbox_id}"), database.connection_context():
-                found = check_mailbox(mailbox_id, mail_config(), period=period, resolver=resolver())
+                found = check_mailbox(mailbox_id, mail_config(), period=period,
+                                      resolver=configured_resolver(config))
         except TaskLockedException:
             return None
         return None if found is None else found.state

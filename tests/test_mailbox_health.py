@@ -183,7 +183,11 @@ def test_a_letter_sent_since_the_last_check_counts_as_one(server, mailbox_on, wr
     assert mailbox.id in health.due_for_check(utcnow() + PERIOD, PERIOD)
 
 
-def test_two_workers_never_check_the_same_mailbox(app, server, mailbox_on, tmp_path):
+def test_two_workers_never_check_the_same_mailbox(mail_reaches_localhost, long_lived, dns_server, app, server,
+                                                  mailbox_on, tmp_path):
+    from portal import deliverability
+
+    app.config.update(PORTAL_MAIL_CA_FILE=long_lived.ca_file, PORTAL_MAIL_DNS_SERVERS=f"127.0.0.1:{dns_server.port}")
     mailbox = mailbox_on(server)
     Mailbox.update(last_passed_test_at=utcnow() - 2 * PERIOD).where(Mailbox.id == mailbox.id).execute()
     huey = make_huey(app.config, str(tmp_path / "queue"))
@@ -193,6 +197,12 @@ def test_two_workers_never_check_the_same_mailbox(app, server, mailbox_on, tmp_p
         assert task.call_local(mailbox.id) is None
     assert server.logins == []
     assert huey.portal_tasks.recheck_mailboxes.call_local() == 1  # the minute's look enqueues its check
+    assert huey.pending_count() == 1
+
+    assert task.call_local(mailbox.id) == health.WORKING  # as the worker runs it: checked, DNS renewed
+    assert server.logins == [server.username] and deliverability.kept_checklist(mailbox) is not None
+    assert task.call_local(mailbox.id) is None  # checked just now: not due again this period
+    assert huey.portal_tasks.recheck_mailboxes.call_local() == 0
 
 
 def test_a_passing_test_account_resumes_a_mailbox_the_portal_paused(app, server, mailbox_on, config_for, long_lived,

@@ -18,7 +18,6 @@ from portal.db import whole_number
 from portal.forms.mailbox_health import HealthFilterForm
 from portal.htmx import is_htmx, render_htmx
 from portal.letters.worker import huey_for
-from portal.mail.discovery import dns_resolver
 from portal.models import Employee, Mailbox
 from portal.pagination import paginate
 
@@ -134,11 +133,8 @@ def fetch_now(mailbox_id):
 def check_dns(mailbox_id):
     """Ask DNS about the mailbox's domain now (answers younger than a minute are reused), for its owner and admins."""
     mailbox = _mailbox_or_404(mailbox_id)
-    try:
-        resolver = dns_resolver(current_app.config.get("PORTAL_MAIL_DNS_SERVERS") or "")
-    except ValueError:
-        resolver = None
-    checklist = deliverability.mailbox_checklist(mailbox, resolver, kept_for=DNS_AGAIN_AFTER)
+    checklist = deliverability.mailbox_checklist(mailbox, deliverability.configured_resolver(current_app.config),
+                                                 kept_for=DNS_AGAIN_AFTER)
     if not is_htmx():
         return redirect(url_for("mailbox_health.panel", mailbox_id=mailbox.id))
     return _panel(mailbox, checklist=checklist)
