@@ -209,7 +209,7 @@ def record_check(mailbox, result, now=None) -> Health:
         if result.ok:
             _resume_after_pass(mailbox, now)
     if not result.ok and is_refused_sign_in(problem):
-        sign_in_refused(mailbox, problem, now)
+        sign_in_refused(mailbox, problem, now, tell=False)
     mailbox = Mailbox.get_by_id(mailbox.id)
     after = health(mailbox, now)
     _tell(mailbox, before, after)
@@ -225,31 +225,35 @@ def is_refused_sign_in(problem: Problem | None) -> bool:
     return not problem.temporary
 
 
-def sign_in_refused(mailbox, problem: Problem, now=None) -> bool:
+def sign_in_refused(mailbox, problem: Problem, now=None, *, tell: bool = True) -> bool:
     """Count a refused sign-in (a send's or a check's); the third in a row pauses the mailbox. True if it paused.
 
     The reason is kept on the mailbox, where its owner and the admins see it, so that a changed password does
-    not go on costing failures at the provider's fail2ban.
+    not go on costing failures at the provider's fail2ban. The first refusal makes the mailbox Warning, which
+    is told unless ``tell`` is false (a check tells what it changed itself).
     """
     now = now or utcnow()
+    paused = 0
     with writing():
         Mailbox.update(sign_in_failures=Mailbox.sign_in_failures + 1).where(Mailbox.id == mailbox.id).execute()
-        failures = Mailbox.select(Mailbox.sign_in_failures).where(Mailbox.id == mailbox.id).scalar() or 0
+        failures, active = Mailbox.select(Mailbox.sign_in_failures, Mailbox.active).where(
+            Mailbox.id == mailbox.id).tuples().get()
         record = _record_row(mailbox.id)
         record.problem_code, record.problem_stage = problem.code, problem.stage or ""
         record.server_reply = (problem.server_reply or "")[:500]
         record.save()
-        if failures < SIGN_IN_FAILURES_PAUSE:
-            return False
-        paused = (Mailbox.update(active=False, paused_problem=problem.code, paused_reply=problem.server_reply[:500],
-                                 updated_at=now)
-                  .where((Mailbox.id == mailbox.id) & Mailbox.active).execute())
+        if failures >= SIGN_IN_FAILURES_PAUSE:
+            paused = (Mailbox.update(active=False, paused_problem=problem.code,
+                                     paused_reply=problem.server_reply[:500], updated_at=now)
+                      .where((Mailbox.id == mailbox.id) & Mailbox.active).execute())
         if paused:
             AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=None, owner=mailbox.owner_id,
                               action="paused", changed_fields='["active"]', at=now,
                               detail=f"{failures} refused sign-ins in a row: {problem.server_reply}"[:500])
     if paused:
         events.mailbox_paused.send(mailbox, problem=problem.code, by=None)
+    elif tell and failures == 1 and active:
+        events.mailbox_needs_attention.send(mailbox, problem=problem.code)
     return bool(paused)
 
 

@@ -236,3 +236,19 @@ def test_the_background_check_renews_the_domains_deliverability(server, mailbox_
     health.check_mailbox(mailbox.id, config_for(long_lived), resolver=dns_server.resolver())
 
     assert deliverability.kept_checklist(mailbox).findings[0].code == "spf_pass"
+
+
+def test_refused_sends_tell_the_first_warning_and_the_pause(server, mailbox_on, config_for, long_lived, write_letter,
+                                                            run_queue, told):
+    mailbox = mailbox_on(server)
+    run_queue.mail_config = config_for(long_lived)
+    server.password = "changed-at-the-provider"
+    write_letter(mailbox)
+
+    for _ in range(3):
+        run_queue()
+        run_queue.later(hours=1)
+
+    assert told == [("mailbox_needs_attention", mailbox.address, "auth_failed"),
+                    ("mailbox_paused", mailbox.address, "auth_failed")]
+    assert health.health(fresh(mailbox)).state == health.PAUSED_BY_PORTAL

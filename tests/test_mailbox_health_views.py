@@ -74,7 +74,8 @@ def test_the_badge_shows_the_state_in_the_company_list_and_an_employees_addresse
     assert ("sales@example.com Box 2 Every project — Everyone Warning Sign-in refused: wrong login or password"
             in company)
     theirs = page_text(as_admin.get(f"/admin/mail/employees/{other_employee.id}"))
-    assert "Paused by the portal Sign-in refused: wrong login or password. Fix the password" in theirs
+    assert ("Paused by the portal The provider refused the sign-in three times in a row. Fix the password, run Test "
+            "account, then resume. 535 5.7.8 Authentication failed") in theirs
     assert "Paused by a person" in theirs
 
 
