@@ -43,6 +43,7 @@ DEFAULTS = {
     "PORTAL_RECIPIENT_LETTERS_LIMIT": 50,
     "PORTAL_RECIPIENT_LIMIT_WINDOW": 600,
     "PORTAL_REPLY_FETCH_MINUTES": 2,
+    "PORTAL_MAILBOX_RECHECK_HOURS": 6,  # every mailbox in use is checked again in the background this often
     "PORTAL_LOG_FORMAT": "text",  # "json": one JSON object a line, for log collectors
     "PORTAL_LOG_LEVEL": "INFO",
     "PORTAL_LOG_CONFIGURE": True,  # False: leave logging as the embedding program set it

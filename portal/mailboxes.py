@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import JOIN, fn
 
-from portal import events
+from portal import events, mailbox_health
 from portal.db import database, whole_number
 from portal.fields import CONTROL_CHARACTERS
 from portal.mail.settings import MAILBOX_FIELDS
@@ -491,10 +491,13 @@ def test_mailbox(values, *, actor, mail_config, secret_key, mailbox=None, owner=
     result = check_account(cleaned.settings, mail_config, send_test_letter=send_test_letter, **check_options)
     proof = make_proof(cleaned.settings, actor, secret_key) if result.ok else None
     detail = "" if result.ok else result.problem.code
-    if result.ok and mailbox is not None and _same_servers(cleaned, mailbox):
+    same_servers = mailbox is not None and _same_servers(cleaned, mailbox)
+    if result.ok and same_servers:
         mailbox.last_passed_test_at = utcnow()
         mailbox.tested_settings_digest = active_box().digest(cleaned.canonical)
         mailbox.save(only=[Mailbox.last_passed_test_at, Mailbox.tested_settings_digest, Mailbox.updated_at])
+    if same_servers:  # a check of the stored settings like the background one: the same state and count of refusals
+        mailbox_health.record_check(mailbox, result)
     record(
         "tested" if result.ok else "test_failed",
         actor=actor,
@@ -600,9 +603,13 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
         for name in SECRET_FIELDS:
             if created or values_out[name] != before_secrets[name]:  # an unchanged secret keeps its ciphertext
                 mailbox.set_secret(name, values_out[name], box)
+        resumed = False
         if tested_at is not None:
             mailbox.last_passed_test_at = tested_at
             mailbox.tested_settings_digest = box.digest(cleaned.canonical)
+            if not mailbox.active and mailbox.paused_problem:  # new settings passed where the old were refused
+                mailbox.active, mailbox.paused_problem, mailbox.paused_reply = True, "", ""
+                mailbox.sign_in_failures, resumed = 0, True
         mailbox.updated_by = actor.id
         mailbox.save()
 
@@ -645,6 +652,8 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
             changed += ["projects"] if project_ids != before_projects else []
             changed += ["access"] if scope == "company" and access != before_access else []
         record("created" if created else "changed", actor=actor, mailbox=mailbox, ip=ip, fields=changed)
+    if resumed:
+        events.mailbox_recovered.send(mailbox)
     return Saved(mailbox, created, changed, replaced)
 
 

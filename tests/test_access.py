@@ -66,6 +66,12 @@ def _contact_id(get):
     return {"contact_id": Contact.get_or_create(email="access-contact@example.com")[0].id}
 
 
+def _test_dns(get):
+    """DNS questions of the page go to the test DNS server, never out of the machine."""
+    get("app").config["PORTAL_MAIL_DNS_SERVERS"] = f"127.0.0.1:{get('dns_server').port}"
+    return get
+
+
 def _own_mailbox(get):
     """A fresh mailbox of the signed-in employee of these tests (admins manage it too)."""
     from portal.models import Mailbox
@@ -211,6 +217,11 @@ ROUTES = [
     Route("api.delete_mailbox", "DELETE", API, _own_mailbox),
     Route("api.send_letter", "POST", API),
     Route("api.get_letter", "GET", API, _letter_id),
+    # Mailbox health (issue 16): the admins' page; a mailbox's panel (its DNS asked of the test DNS server)
+    Route("mailbox_health.index", "GET", ADMIN),
+    Route("mailbox_health.panel", "GET", SIGNED_IN, _own_mailbox),
+    Route("mailbox_health.check_dns", "POST", SIGNED_IN, lambda get: _own_mailbox(_test_dns(get))),
+    Route("mailbox_health.fetch_now", "POST", SIGNED_IN, _own_mailbox),
 ]
 # ---- end of the table ----
 

@@ -177,6 +177,28 @@ SCHEMAS = {
         "last_passed_test_at": {"type": ["string", "null"], "format": "date-time"},
         "manageable": {"type": "boolean", "description": "false for a company mailbox the caller may only use: "
                                                          "its servers and access list are not shown (null)."},
+        "health": ref("MailboxHealth"),  # GET /mailboxes/{id} only
+        "deliverability": nullable(ref("Deliverability")),  # GET /mailboxes/{id} only; null until DNS was asked
+    }, required=("id", "scope", "owner", "address", "display_name", "smtp", "incoming", "receive_replies", "projects",
+                 "default", "access", "active", "last_passed_test_at", "manageable")),
+    "MailboxHealth": _out({
+        "state": {"type": "string", "enum": ["working", "warning", "paused_by_portal", "paused_by_person"]},
+        "last_check_at": {"type": ["string", "null"], "format": "date-time"},
+        "last_send_at": {"type": ["string", "null"], "format": "date-time"},
+        "last_incoming_at": {"type": ["string", "null"], "format": "date-time",
+                             "description": "When replies were last read from its incoming server."},
+        "certificate_expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "problem": nullable(ref("CheckProblem")),
+    }),
+    "Deliverability": _out({
+        "domain": {"type": "string"},
+        "ok": {"type": "boolean"},
+        "checks": {"type": "array", "items": _out({
+            "kind": {"type": "string", "enum": ["spf", "dmarc", "dkim", "mx", "dns"]},
+            "ok": {"type": "boolean"},
+            "code": {"type": "string", "description": "e.g. spf_pass, spf_missing_include, spf_refuses, dmarc_missing"},
+            "text": {"type": "string", "description": "The finding and its advice, in the answer's language."},
+        })},
     }),
     "MailboxList": _out({"mailboxes": {"type": "array", "items": ref("Mailbox")}}),
     "Stage": _out({

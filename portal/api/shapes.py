@@ -242,3 +242,14 @@ def me_json(token):
         "token": {"id": token.id, "name": token.name, "created_at": timestamp(token.created_at),
                   "last_used_at": timestamp(token.last_used_at)},
     }
+
+
+# ---------------------------------------------------------------- a mailbox's health (issue 16)
+
+def health_json(mailbox, lang):
+    """The ``health`` and ``deliverability`` (null until its domain's DNS was first asked) a mailbox's answer adds."""
+    from portal import deliverability, mailbox_health
+
+    checklist = deliverability.kept_checklist(mailbox)
+    return {"health": mailbox_health.health(mailbox).to_dict(lang),
+            "deliverability": checklist.to_dict(lang) if checklist is not None else None}

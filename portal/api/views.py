@@ -325,7 +325,8 @@ def list_mailboxes():
 def get_mailbox(mailbox_id):
     """One mailbox the caller may see (settings only if they manage it; never a secret)."""
     query("none")
-    return jsonify(shapes.mailbox_json(_mailbox(mailbox_id, manage=False), g.actor))
+    mailbox = _mailbox(mailbox_id, manage=False)
+    return jsonify({**shapes.mailbox_json(mailbox, g.actor), **shapes.health_json(mailbox, lang())})
 
 
 def _account_test(values, actor, **options):

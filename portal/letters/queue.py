@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from peewee import fn
 
-from portal import events
+from portal import mailbox_health
 from portal.db import database
 from portal.letters.claims import NO_MAILBOX, REACHED_DATA, claim, claimed_recipients
 from portal.letters.deliver import LEASE_LOST, Delivery, deliver, no_delay
@@ -38,8 +38,6 @@ from portal.mail.errors import MailError
 from portal.mail.problems import Problem
 from portal.mail.settings import MailConfig
 from portal.models import Letter, Mailbox, utcnow
-
-SIGN_IN_FAILURES_PAUSE = 3  # refused sign-ins in a row after which the mailbox pauses itself
 
 
 @dataclass(frozen=True)
@@ -352,7 +350,7 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                 recorder.report.connections += 1
                 no_delay(connection.smtp)
                 if mailbox.sign_in_failures:
-                    _signed_in(mailbox)
+                    mailbox_health.signed_in(mailbox)
             except MailError as error:
                 # The server cannot be reached or refuses the sign-in: the same for every letter left.
                 connection.drop()
@@ -365,7 +363,8 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                     recorder.add(rest, Delivery(kind, problem, connection_broken=True), clock(), token,
                                  mailbox=mailbox)
                 if first and sign_in and (problem.smtp_code or 0) // 100 == 5:
-                    _sign_in_refused(mailbox, problem, clock())
+                    # Counted with the background checks' refusals: the third in a row pauses the mailbox.
+                    mailbox_health.sign_in_refused(mailbox, problem, clock())
                 elif first and problem.code == "timeout":
                     _stalled(mailbox, clock(), policy)
                 return
@@ -401,33 +400,6 @@ def _stalled(mailbox, now, policy) -> datetime.datetime:
     Mailbox.update(stalled_until=until).where(Mailbox.id == mailbox.id).execute()
     mailbox.stalled_until = until
     return until
-
-
-def _signed_in(mailbox) -> None:
-    """The provider took the sign-in: refusals are counted from nought again."""
-    Mailbox.update(sign_in_failures=0).where(Mailbox.id == mailbox.id).execute()
-
-
-def _sign_in_refused(mailbox, problem: Problem, now) -> None:
-    """Count a refused sign-in; the third in a row pauses the mailbox, with the reason its owner and the admins
-    see, so that a changed password does not go on costing failures at the provider's fail2ban."""
-    from portal.db import writing
-    from portal.models import AuditEvent
-
-    with writing():
-        Mailbox.update(sign_in_failures=Mailbox.sign_in_failures + 1).where(Mailbox.id == mailbox.id).execute()
-        failures = Mailbox.select(Mailbox.sign_in_failures).where(Mailbox.id == mailbox.id).scalar() or 0
-        if failures < SIGN_IN_FAILURES_PAUSE:
-            return
-        paused = (Mailbox.update(active=False, paused_problem=problem.code, paused_reply=problem.server_reply[:500],
-                                 updated_at=now)
-                  .where((Mailbox.id == mailbox.id) & Mailbox.active).execute())
-        if paused:
-            AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=None, owner=mailbox.owner_id,
-                              action="paused", changed_fields='["active"]', at=now,
-                              detail=f"{failures} refused sign-ins in a row: {problem.server_reply}"[:500])
-    if paused:
-        events.mailbox_paused.send(mailbox, problem=problem.code, by=None)
 
 
 def tested_for(mailbox, settings) -> bool:

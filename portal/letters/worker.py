@@ -25,6 +25,7 @@ from portal.letters.claims import NO_MAILBOX
 from portal.letters.queue import QueuePolicy, due_mailboxes, process_due_letters
 from portal.letters.replies import fetch_replies
 from portal.mail.settings import MailConfig
+from portal.mailbox_health import register_health_checks
 from portal.models import utcnow
 from portal.secret_box import active_box
 
@@ -109,7 +110,9 @@ def _register(huey, config):
         return {report.address: len(report.replies) for report in reports}
 
     sync_directory = register_directory_sync(huey, config, active_box)
-    return PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
+    tasks = PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
+    tasks.check_mailbox, tasks.recheck_mailboxes, tasks.fetch_now = register_health_checks(huey, config, mail_config)
+    return tasks
 
 
 def _whole_second_after(when):

@@ -48,6 +48,11 @@ class CheckResult:
                 return stage.fingerprint
         return None
 
+    @property
+    def certificate_expires(self) -> str | None:
+        """When the first of the servers' certificates ends (ISO, UTC), of those the check reached."""
+        return min((stage.certificate_expires for stage in self.stages if stage.certificate_expires), default=None)
+
     def to_dict(self, lang: str = "en") -> dict:
         """The result as the JSON object the command line prints and the page may fetch."""
         return {"ok": self.ok, "problem": self.problem.to_dict(lang) if self.problem else None,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterator
 
+from cryptography import x509
+
 from . import guard
 from .deadline import Deadline
 from .details import detail
@@ -89,6 +91,12 @@ def _deadline(deadline: Deadline | float | None, config: MailConfig) -> Iterator
 def certificate_fingerprint(sock: ssl.SSLSocket) -> str:
     """SHA-256 of the peer certificate, as 64 lowercase hex digits."""
     return hashlib.sha256(sock.getpeercert(binary_form=True)).hexdigest()
+
+
+def certificate_expiry(sock: ssl.SSLSocket) -> str:
+    """When the peer's certificate ends (ISO, UTC), read from its DER form: verified or pinned alike."""
+    certificate = x509.load_der_x509_certificate(sock.getpeercert(binary_form=True))
+    return certificate.not_valid_after_utc.replace(tzinfo=None).isoformat()
 
 
 def tls_context(config: MailConfig, server: ServerSettings) -> ssl.SSLContext:
@@ -303,6 +311,7 @@ def _secure(log: StageLog, name: str, server: ServerSettings, config: MailConfig
             raise
         fingerprint = certificate_fingerprint(tls)
         step.fingerprint = fingerprint
+        step.certificate_expires = certificate_expiry(tls)
         shown = f"SHA-256 {format_fingerprint(fingerprint)}"
         if server.trusted_fingerprint and context is None and fingerprint != server.trusted_fingerprint:
             step.detail = detail("tls.not_the_pinned", fingerprint=format_fingerprint(fingerprint))

@@ -59,6 +59,7 @@ class Stage:
     server_reply: str = ""
     side: str = "outgoing"  # "outgoing" | "incoming"
     fingerprint: str | None = None  # SHA-256 of the server certificate, when TLS got that far
+    certificate_expires: str | None = None  # ISO date and time (UTC) the certificate ends, when TLS got that far
 
     def label(self, lang: str = "en") -> str:
         """The stage's human label."""
@@ -76,6 +77,7 @@ class StepProgress:
     detail: str = ""
     server_reply: str = ""
     fingerprint: str | None = None
+    certificate_expires: str | None = None
 
 
 @dataclass
@@ -143,7 +145,8 @@ class StageLog:
     def _record(self, name: str, ok: bool, started: float, progress: StepProgress, reply: str) -> None:
         ms = round((time.perf_counter() - started) * 1000)
         stage = Stage(name=name, ok=ok, ms=ms, detail=progress.detail or reply, server_reply=reply,
-                      side=self.side, fingerprint=progress.fingerprint)
+                      side=self.side, fingerprint=progress.fingerprint,
+                      certificate_expires=progress.certificate_expires)
         log.debug("stage %s ok=%s %d ms: %s", name, ok, ms, stage.detail)
         if self._held is not None:
             self._held.append(stage)

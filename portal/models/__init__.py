@@ -10,3 +10,4 @@ from portal.models.api import ApiToken  # noqa: E402,F401
 from portal.models.account_tests import AccountTestRun  # noqa: E402,F401
 from portal.models.directory import DirectoryLink, DirectorySync  # noqa: E402,F401
 from portal.models.sso import SsoLink  # noqa: E402,F401
+from portal.models.health import DomainDeliverability, MailboxHealth  # noqa: E402,F401

@@ -26,3 +26,5 @@ def register_blueprints(app):
     app.register_blueprint(replies.bp)
     from portal.views import sso  # "Sign in with <company>" (OpenID Connect) and Account management → Sign-in
     app.register_blueprint(sso.bp)
+    from portal.views import mailbox_health  # Account management → Health, a mailbox's health panel, Fetch now
+    app.register_blueprint(mailbox_health.bp)

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 from peewee import fn
 
-from portal import account_tests
+from portal import account_tests, mailbox_health
 from portal import mailboxes as service
 from portal.db import whole_number
 from portal.extensions import spend_account_test
@@ -139,8 +139,9 @@ def _page(query, page_size=None):
 
 
 def _list_context(mailboxes):
-    """Projects and access of each listed mailbox, one query each."""
-    return {"mailboxes": mailboxes, "projects": service.projects_of(mailboxes), "access": service.access_of(mailboxes)}
+    """Projects, access and health of each listed mailbox, a few queries whatever their number."""
+    return {"mailboxes": mailboxes, "projects": service.projects_of(mailboxes), "access": service.access_of(mailboxes),
+            "health": mailbox_health.health_of(mailboxes)}
 
 
 def _back_url(mailbox=None, scope=None, owner=None):
@@ -213,6 +214,7 @@ def mine():
         may_add=_employees_may_add() or current_user.is_admin,
         shared=shared,
         shared_projects=service.projects_of(shared),
+        shared_health=mailbox_health.health_of(shared),
         **_list_context(own),
     )
 

@@ -28,8 +28,10 @@ def _name(common_name: str) -> x509.Name:
 
 
 def make_certificate(folder: Path, *, label: str = "test",
-                     names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")) -> ServerCertificate:
-    """Write a fresh CA and a server certificate for ``names`` (host names or IPs) into ``folder``."""
+                     names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1"),
+                     valid_days: float = 1) -> ServerCertificate:
+    """Write a fresh CA and a server certificate for ``names`` (host names or IPs), valid ``valid_days`` from now,
+    into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     # EC keys: generating RSA keys would cost a noticeable part of the test run.
@@ -38,7 +40,7 @@ def make_certificate(folder: Path, *, label: str = "test",
                .subject_name(_name(f"Portal {label} CA")).issuer_name(_name(f"Portal {label} CA"))
                .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(days=2))
+               .not_valid_after(now + datetime.timedelta(days=max(2, valid_days + 1)))
                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                             content_commitment=False, key_encipherment=False,
@@ -57,7 +59,7 @@ def make_certificate(folder: Path, *, label: str = "test",
             .subject_name(_name(names[0])).issuer_name(ca_cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=valid_days))
             .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -1,4 +1,5 @@
-"""A tiny DNS server on 127.0.0.1 answering MX, A and SRV questions from a table (provider detection tests)."""
+"""A tiny DNS server on 127.0.0.1 answering MX, A, SRV and TXT questions from a table (provider detection and
+deliverability tests)."""
 from __future__ import annotations
 
 import socket
@@ -44,6 +45,15 @@ class TinyDNS:
         port, target) records; a target of "." says the service is not offered (RFC 2782)."""
         self.records[(name.lower().rstrip("."), dns.rdatatype.SRV)] = [
             f"{priority} {weight} {port} {target.rstrip('.')}." for priority, weight, port, target in records]
+
+    def add_txt(self, name: str, *texts: str) -> None:
+        """Answer TXT look-ups of ``name`` (SPF, DMARC, DKIM records) with these texts, each one record; a text
+        longer than a DNS string (255 bytes) is split into several strings, as DNS hosting panels do."""
+        def quoted(text: str) -> str:
+            chunks = [text[start:start + 255] for start in range(0, len(text), 255)] or [""]
+            return " ".join('"' + chunk.replace("\\", "\\\\").replace('"', '\\"') + '"' for chunk in chunks)
+
+        self.records[(name.lower().rstrip("."), dns.rdatatype.TXT)] = [quoted(text) for text in texts]
 
     def never_answer(self, domain: str) -> None:
         """Drop questions about ``domain``, like a resolver that is down."""
