@@ -109,6 +109,9 @@ def _register(huey, config):
         return {report.address: len(report.replies) for report in reports}
 
     sync_directory = register_directory_sync(huey, config, active_box)
+    from portal.portal_mail import register_digest  # the notification e-mails held back for their 15 minutes
+
+    register_digest(huey)
     return PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
 
 

@@ -1,0 +1,20 @@
+"""My profile's notification choices: per kind, in the portal only or also by e-mail."""
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import RadioField
+
+from portal.notifications import KINDS, kind_label
+
+WAYS = (("portal", _l("In the portal only")), ("email", _l("Also by e-mail")))
+
+
+def preferences_form(chosen, **kwargs):
+    """A form with one choice per kind, filled with ``chosen`` ({kind: by e-mail}) unless the request says."""
+
+    class NotificationPreferencesForm(FlaskForm):
+        pass
+
+    for kind in KINDS:
+        setattr(NotificationPreferencesForm, kind,
+                RadioField(kind_label(kind, _l), choices=WAYS, default="email" if chosen[kind] else "portal"))
+    return NotificationPreferencesForm(**kwargs)
