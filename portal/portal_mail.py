@@ -191,9 +191,10 @@ def notification_letter(recipient, kind, entries):
         url = link(*target) if target else ""
         paragraphs.append(describe(entry, gettext, lang) + (f"\n{url}" if url else ""))
     paragraphs.append(gettext("All your notifications: %(url)s") % {"url": link("notifications.index")})
+    where = link("profile.edit") + "#notifications"
     footer = gettext("You get this e-mail because you chose to hear about “%(what)s” by e-mail as well. At most "
                      "one such e-mail goes out every 15 minutes; what happens meanwhile comes in the next one. "
-                     "Change this on My profile: %(url)s") % {"what": label, "url": link("profile.edit")}
+                     "Change this on My profile: %(url)s") % {"what": label, "url": where}
     return {"subject": subject, "paragraphs": paragraphs, "footer": footer}
 
 

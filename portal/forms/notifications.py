@@ -1,7 +1,7 @@
 """My profile's notification choices: per kind, in the portal only or also by e-mail."""
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import RadioField
+from wtforms import RadioField, SelectField
 
 from portal.notifications import KINDS, kind_label
 
@@ -18,3 +18,18 @@ def preferences_form(chosen, **kwargs):
         setattr(NotificationPreferencesForm, kind,
                 RadioField(kind_label(kind, _l), choices=WAYS, default="email" if chosen[kind] else "portal"))
     return NotificationPreferencesForm(**kwargs)
+
+
+class SystemMailboxForm(FlaskForm):
+    """Account management → Outgoing messages: the company mailbox the portal's own mail leaves from."""
+
+    mailbox = SelectField(_l("System mailbox"), coerce=str, validate_choice=True,
+                          description=_l("Notifications by e-mail, invitations and set-password links leave from "
+                                         "this company address, through the same queue as letters."))
+
+
+def system_mailbox_form(mailboxes, chosen, **kwargs):
+    form = SystemMailboxForm(mailbox=str(chosen.id) if chosen else "", **kwargs)
+    form.mailbox.choices = [("", _l("None: notifications stay in the portal"))] + [
+        (str(mailbox.id), mailbox.address) for mailbox in mailboxes]
+    return form

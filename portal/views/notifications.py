@@ -1,11 +1,12 @@
 """The notification centre: a person's entries, newest first, marked read one by one or all at once; the bell."""
-from flask import Blueprint, abort, flash, g, redirect, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, request, url_for
 from flask_babel import get_locale, gettext
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from portal.db import whole_number
-from portal.forms.notifications import preferences_form
+from portal.access import admin_required
+from portal.forms.notifications import preferences_form, system_mailbox_form
 from portal.htmx import render_htmx
 from portal.models import Notification
 from portal.notifications import (KINDS, PAGE_SIZE, describe, link_of, mark_read, notifications_of, preferences,
@@ -26,7 +27,13 @@ def notification_globals():
             g.unread_notifications = unread_count(current_user.id)
         return g.unread_notifications
 
-    return {"unread_notifications": unread_notifications}
+    def system_mailbox_address():
+        from portal.portal_mail import system_mailbox
+
+        mailbox = system_mailbox()
+        return mailbox.address if mailbox is not None else ""
+
+    return {"unread_notifications": unread_notifications, "system_mailbox_address": system_mailbox_address}
 
 
 def entry_link(notification):
@@ -99,3 +106,30 @@ def preferences_save():
     set_preferences(current_user, {kind for kind in KINDS if form[kind].data == "email"})
     flash(_("Your notification choices are saved."), "success")
     return redirect(url_for("profile.edit") + "#notifications")
+
+
+def system_mailbox_context(mailboxes):
+    """What Outgoing messages' section on the portal's own mail needs, given the company mailboxes listed."""
+    from portal.portal_mail import system_mailbox
+
+    chosen = system_mailbox()
+    return {"system_mailbox": chosen, "system_mailbox_form": system_mailbox_form(mailboxes, chosen, formdata=None),
+            "portal_base_url": current_app.config.get("PORTAL_BASE_URL")}
+
+
+@bp.route("/admin/mail/system-mailbox", methods=["POST"], endpoint="system_mailbox")
+@admin_required
+def system_mailbox_save():
+    """Choose the company mailbox the portal's own mail leaves from, or none."""
+    from portal.mailboxes import company_mailboxes
+    from portal.portal_mail import set_system_mailbox
+
+    mailboxes = list(company_mailboxes())
+    form = system_mailbox_form(mailboxes, None)
+    if not form.validate_on_submit():
+        abort(400)
+    chosen = next((m for m in mailboxes if str(m.id) == form.mailbox.data), None)
+    set_system_mailbox(chosen, actor=current_user, ip=request.remote_addr or "")
+    flash(_("The portal's own mail now leaves from %(address)s.", address=chosen.address) if chosen
+          else _("The portal has no system mailbox now: notifications stay in the portal."), "success")
+    return redirect(url_for("mailboxes.outgoing") + "#system-mailbox")
