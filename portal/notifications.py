@@ -31,6 +31,7 @@ TARGETS = {
     "outbox": ("letters.outbox", None),
 }
 PAGE_SIZE = 50
+NOTIFICATIONS_MAX = 200  # the most the API lists at once
 
 
 def kind_label(kind, gettext):

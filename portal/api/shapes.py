@@ -242,3 +242,15 @@ def me_json(token):
         "token": {"id": token.id, "name": token.name, "created_at": timestamp(token.created_at),
                   "last_used_at": timestamp(token.last_used_at)},
     }
+
+
+# ---------------------------------------------------------------- notifications
+
+def notification_json(entry, lang, link):
+    """One entry of the notification centre; ``link`` gives an entry's absolute URL (None when it names nothing)."""
+    from portal.notifications import describe
+    from portal.portal_mail import translations
+
+    return {"id": entry.id, "kind": entry.kind, "text": describe(entry, translations(lang).gettext, lang),
+            "about": entry.about, "link": link(entry), "created_at": timestamp(entry.created_at),
+            "read_at": timestamp(entry.read_at)}
