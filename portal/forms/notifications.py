@@ -23,9 +23,7 @@ def preferences_form(chosen, **kwargs):
 class SystemMailboxForm(FlaskForm):
     """Account management → Outgoing messages: the company mailbox the portal's own mail leaves from."""
 
-    mailbox = SelectField(_l("System mailbox"), coerce=str, validate_choice=True,
-                          description=_l("Notifications by e-mail, invitations and set-password links leave from "
-                                         "this company address, through the same queue as letters."))
+    mailbox = SelectField(_l("System mailbox"), coerce=str, validate_choice=True)
 
 
 def system_mailbox_form(mailboxes, chosen, **kwargs):
