@@ -188,3 +188,35 @@ def test_only_admins_choose_the_system_mailbox(client, auth, employee, make_mail
     auth.login(employee)
     assert client.post("/admin/mail/system-mailbox", data={"mailbox": str(company.id)}).status_code in (403, 404)
     assert system_mailbox() is None
+
+
+def test_the_digest_task_sends_what_waited_and_one_worker_at_a_time(app, portal_mailbox, employee, tmp_path):
+    from portal.letters.worker import make_huey
+    from portal.portal_mail import DIGEST_LOCK
+
+    huey = make_huey(app.config, str(tmp_path / "queue"))
+    task = huey.notification_digest
+    long_ago = utcnow() - DIGEST_WINDOW - datetime.timedelta(minutes=1)
+    notify(employee, "letter_failed", about="First", detail="recipient_unknown", now=long_ago)  # mailed then
+    notify(employee, "letter_failed", about="Second", detail="recipient_unknown")  # waits: the window was open
+    Notification.update(mailed_at=long_ago).where(Notification.mail_state == "mailed").execute()
+    Notification.update(mail_state="due").where(Notification.about == "Second").execute()
+
+    with huey.lock_task(DIGEST_LOCK):  # another worker is sending digests
+        assert task.call_local() == 0
+    assert Notification.get(Notification.about == "Second").mail_state == "due"
+    assert task.call_local() == 1
+    assert Notification.get(Notification.about == "Second").mail_state == "mailed"
+    assert task.call_local() == 0
+
+
+def test_the_admins_outbox_names_the_portals_own_mail_and_the_employees_does_not_list_it(
+        portal_mailbox, client, auth, admin, employee):
+    from tests.conftest import page_text
+
+    notify(employee, "letter_failed", about="Offer", detail="recipient_unknown")
+    auth.login(admin)
+    assert f"the portal's own mail to {employee.name}" in page_text(client.get("/outbox"))
+    auth.logout()
+    auth.login(employee)
+    assert "A letter of yours failed" not in page_text(client.get("/outbox"))

@@ -111,7 +111,7 @@ def _register(huey, config):
     sync_directory = register_directory_sync(huey, config, active_box)
     from portal.portal_mail import register_digest  # the notification e-mails held back for their 15 minutes
 
-    register_digest(huey)
+    huey.notification_digest = register_digest(huey)
     return PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
 
 
