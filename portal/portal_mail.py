@@ -146,9 +146,12 @@ def mail_notifications(recipient_id, kind, *, now=None):
     now = now or utcnow()
     mailbox = system_mailbox()
     recipient = Employee.get_or_none((Employee.id == recipient_id) & Employee.active)
-    if mailbox is None or recipient is None:
-        return None
     mine = (Notification.recipient == recipient_id) & (Notification.kind == kind)
+    if recipient is None:  # deactivated: what waited stays in the portal, and no digest looks at it again
+        Notification.update(mail_state="").where(mine & (Notification.mail_state == "due")).execute()
+        return None
+    if mailbox is None:
+        return None
     try:
         with writing():
             last = (Notification.select(fn.MAX(Notification.mailed_at))

@@ -220,3 +220,13 @@ def test_the_admins_outbox_names_the_portals_own_mail_and_the_employees_does_not
     auth.logout()
     auth.login(employee)
     assert "A letter of yours failed" not in page_text(client.get("/outbox"))
+
+
+def test_a_deactivated_person_gets_no_e_mail_and_their_entries_leave_the_digest(portal_mailbox, employee):
+    from portal.people import set_employee_active
+
+    notify(employee, "letter_failed", about="First", detail="recipient_unknown")
+    waiting = notify(employee, "letter_failed", about="Second", detail="recipient_unknown")
+    set_employee_active(employee, False)
+    assert send_digests(utcnow() + DIGEST_WINDOW) == []
+    assert Notification.get_by_id(waiting.id).mail_state == ""
