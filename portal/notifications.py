@@ -157,6 +157,13 @@ def mark_read(employee, notification_ids=None, *, now=None):
     return Notification.update(read_at=now or utcnow()).where(which).execute()
 
 
+def mark_letter_seen(employee, letter_id, *, now=None):
+    """The author looked at their failed letter: its failure's entries count as read."""
+    return Notification.update(read_at=now or utcnow()).where(
+        (Notification.recipient == employee.id) & (Notification.letter == letter_id)
+        & (Notification.kind == "letter_failed") & Notification.read_at.is_null()).execute()
+
+
 def _admins():
     return list(Employee.select(Employee.id).where((Employee.role == "admin") & Employee.active))
 

@@ -119,3 +119,15 @@ def test_a_choice_outside_the_list_changes_nothing(client, auth, employee):
     before = preferences(employee)
     response = client.post("/notifications/preferences", data={kind: "sms" for kind in KINDS})
     assert response.status_code == 400 and preferences(employee) == before
+
+
+def test_looking_at_a_failed_letter_reads_its_failure_notification(
+        client, auth, employee, sending_mailbox, write_letter, run_queue, smtp_server):
+    smtp_server.refuse("nobody@example.com")
+    letter = write_letter(sending_mailbox, to="nobody@example.com")
+    run_queue()
+    notify(employee, "mailbox_assigned", about="other@example.com")
+    auth.login(employee)
+    assert bell(client.get("/outbox")) == 2
+    client.get(f"/letters/{letter.id}")
+    assert bell(client.get("/outbox")) == 1
