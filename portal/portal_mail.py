@@ -27,6 +27,7 @@ SYSTEM_MAILBOX = "system_mailbox"  # the PortalSetting naming the mailbox's id
 DIGEST_WINDOW = datetime.timedelta(minutes=15)  # at most one e-mail per person and kind this often
 DIGEST_LOCK = "portal.notification_digest"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+SUBJECT_ABOUT = 120  # characters of a letter's subject quoted in a notification's subject
 
 
 class NoSystemMailbox(LookupError):
@@ -188,7 +189,8 @@ def notification_letter(recipient, kind, entries):
                                  len(entries)) % {"what": label, "num": len(entries)}
         paragraphs.append(gettext("Since the last e-mail of this kind:"))
     else:
-        subject = f"{label}: {entries[0].about}"
+        about = entries[0].about
+        subject = f"{label}: {about if len(about) <= SUBJECT_ABOUT else about[:SUBJECT_ABOUT - 1] + '…'}"
     for entry in entries:
         target = link_of(entry.target)
         url = link(*target) if target else ""
@@ -206,7 +208,12 @@ def send_digests(now=None):
     now = now or utcnow()
     pairs = (Notification.select(Notification.recipient, Notification.kind)
              .where(Notification.mail_state == "due").distinct().tuples())
-    letters = [mail_notifications(recipient_id, kind, now=now) for recipient_id, kind in list(pairs)]
+    letters = []
+    for recipient_id, kind in list(pairs):
+        try:
+            letters.append(mail_notifications(recipient_id, kind, now=now))
+        except Exception:  # one person's e-mail that cannot be written must not hold up everyone else's
+            log.exception("the %s notification e-mail to employee %s could not be queued", kind, recipient_id)
     return [letter for letter in letters if letter is not None]
 
 

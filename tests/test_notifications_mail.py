@@ -230,3 +230,10 @@ def test_a_deactivated_person_gets_no_e_mail_and_their_entries_leave_the_digest(
     set_employee_active(employee, False)
     assert send_digests(utcnow() + DIGEST_WINDOW) == []
     assert Notification.get_by_id(waiting.id).mail_state == ""
+
+
+def test_a_long_subject_is_shortened_in_the_notification_e_mail(portal_mailbox, employee):
+    entry = notify(employee, "letter_failed", about="Offer " + "x" * 880, detail="recipient_unknown")
+    letter = Letter.get_by_id(Notification.get_by_id(entry.id).mail_letter_id)
+    assert letter.subject.startswith("A letter of yours failed: Offer xxx") and letter.subject.endswith("…")
+    assert len(letter.subject) == len("A letter of yours failed: ") + 120
