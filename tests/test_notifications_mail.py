@@ -237,3 +237,11 @@ def test_a_long_subject_is_shortened_in_the_notification_e_mail(portal_mailbox, 
     letter = Letter.get_by_id(Notification.get_by_id(entry.id).mail_letter_id)
     assert letter.subject.startswith("A letter of yours failed: Offer xxx") and letter.subject.endswith("…")
     assert len(letter.subject) == len("A letter of yours failed: ") + 120
+
+
+def test_links_in_the_portals_mail_follow_the_base_url_with_its_prefix(app):
+    from portal.portal_mail import Links
+
+    assert Links("https://intranet.example.com/mail/", app.url_map).url("letters.letter", {"letter_id": 3}) == (
+        "https://intranet.example.com/mail/letters/3")
+    assert Links("", app.url_map).url("notifications.index") == "/notifications"  # no address known: a path
