@@ -28,7 +28,6 @@ from portal.mail.problems import catalogue, catalogue_entry
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
 from portal.mail.check import ROUND_TRIP_SECONDS
-
 from portal.views.notifications import system_mailbox_context  # the section on the portal's own mail
 
 bp = Blueprint("mailboxes", __name__)
