@@ -1,5 +1,5 @@
 """The notification centre: a person's entries, newest first, marked read one by one or all at once; the bell."""
-from flask import Blueprint, abort, current_app, flash, g, redirect, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, request, url_for
 from flask_babel import get_locale, gettext
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -63,11 +63,11 @@ def index():
 @bp.route("/notifications/<int:notification_id>")
 @login_required
 def open_notification(notification_id):
-    """Mark the entry read and go where it says to act."""
+    """Mark the entry read and go where it says to act; one that is gone (or never was one's own): the list."""
     entry = Notification.get_or_none((Notification.id == notification_id)
                                      & (Notification.recipient == current_user.id))
     if entry is None:
-        abort(404)
+        return redirect(url_for("notifications.index"))
     mark_read(current_user, [entry.id])
     return redirect(entry_link(entry) or url_for("notifications.index"))
 
@@ -101,8 +101,9 @@ def preferences_context(employee):
 def preferences_save():
     """Store which kinds also come by e-mail."""
     form = preferences_form(preferences(current_user))
-    if not form.validate_on_submit():
-        abort(400)
+    if not form.validate_on_submit():  # only a form not made by the page gets here: nothing is saved
+        flash(_("Choose “In the portal only” or “Also by e-mail” for every kind; nothing was changed."), "error")
+        return redirect(url_for("profile.edit") + "#notifications")
     set_preferences(current_user, {kind for kind in KINDS if form[kind].data == "email"})
     flash(_("Your notification choices are saved."), "success")
     return redirect(url_for("profile.edit") + "#notifications")
@@ -126,8 +127,9 @@ def system_mailbox_save():
 
     mailboxes = list(company_mailboxes())
     form = system_mailbox_form(mailboxes, None)
-    if not form.validate_on_submit():
-        abort(400)
+    if not form.validate_on_submit():  # an address that is not a company one (or gone): nothing changes
+        flash(_("Choose one of the company addresses listed; nothing was changed."), "error")
+        return redirect(url_for("mailboxes.outgoing") + "#system-mailbox")
     chosen = next((m for m in mailboxes if str(m.id) == form.mailbox.data), None)
     set_system_mailbox(chosen, actor=current_user, ip=request.remote_addr or "")
     flash(_("The portal's own mail now leaves from %(address)s.", address=chosen.address) if chosen
