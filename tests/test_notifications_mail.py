@@ -246,3 +246,29 @@ def test_links_in_the_portals_mail_follow_the_base_url_with_its_prefix(app):
     assert Links("https://intranet.example.com/mail/", app.url_map).url("letters.letter", {"letter_id": 3}) == (
         "https://intranet.example.com/mail/letters/3")
     assert Links("", app.url_map).url("notifications.index") == "/notifications"  # no address known: a path
+
+
+def test_three_refused_sign_ins_pause_the_mailbox_and_its_owner_hears_in_the_portal_and_by_e_mail(
+        make_mailbox, make_smtp_server, sending_mailbox, write_letter, run_queue, smtp_server, admin, employee):
+    """The provider's password changed: the queue pauses the mailbox; its owner gets both entries in the portal,
+    and the pause by e-mail through the system mailbox on another server."""
+    portal_server = make_smtp_server("starttls", username="portal@example.com")
+    system = passed_test(make_mailbox(address="portal@example.com", smtp_host="localhost",
+                                      smtp_port=portal_server.port, smtp_security="starttls",
+                                      smtp_username=portal_server.username, password=portal_server.password))
+    set_system_mailbox(system, actor=admin)
+    smtp_server.password = "changed-at-the-provider"
+    write_letter(sending_mailbox, subject="Offer")
+    for _ in range(3):
+        run_queue()
+        run_queue.later(hours=1)
+    run_queue()
+
+    assert sorted(n.kind for n in Notification.select().where(Notification.recipient == employee.id)) == [
+        "letter_waiting", "mailbox_paused"]
+    # Waiting letters are told in the portal only, unless the person chose e-mail for them too.
+    [paused] = received_by(portal_server, employee.email)
+    assert paused["Subject"] == f"An address was paused: {sending_mailbox.address}"
+    text, _ = parts(paused)
+    assert f"The portal paused the address {sending_mailbox.address}: " in text
+    assert f"{BASE}/mailboxes/{sending_mailbox.id}/edit" in text
