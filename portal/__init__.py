@@ -84,6 +84,11 @@ def create_app(config=None):
     from portal.cli import register_commands
 
     register_commands(app)
+    from portal import notifications, portal_mail  # the notification centre hears the domain events
+
+    notifications.listen()
+    portal_mail.configure(base_url=app.config["PORTAL_BASE_URL"], url_map=app.url_map,
+                          default_language=app.config["PORTAL_DEFAULT_LANGUAGE"])
     return app
 
 

@@ -50,6 +50,7 @@ DEFAULTS = {
     "PORTAL_METRICS_ALLOW": "127.0.0.1,::1",  # addresses or CIDR ranges that may read /metrics
     "PORTAL_METRICS_TOKEN": None,  # a bearer token that may read /metrics from anywhere
     "PORTAL_WORKER_SILENCE": 120,  # seconds without a worker heartbeat before the portal says none runs
+    "PORTAL_BASE_URL": "",  # "https://portal.example.com": where links in the portal's own e-mails point
     "SECRET_KEY": None,
 }
 

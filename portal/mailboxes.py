@@ -654,6 +654,10 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
         record("created" if created else "changed", actor=actor, mailbox=mailbox, ip=ip, fields=changed)
     if resumed:
         events.mailbox_recovered.send(mailbox)
+    # Someone else gave the employee an address of their own, or named them on a company address's access list.
+    given = {mailbox.owner_id} if created and scope == "employee" else {e for e, _ in access - before_access if e}
+    for employee_id in sorted(given - {actor.id}):
+        events.mailbox_assigned.send(mailbox, employee=Employee.get_by_id(employee_id))
     return Saved(mailbox, created, changed, replaced)
 
 

@@ -54,6 +54,13 @@ def _reply_id(get):
     return {"reply_id": Reply.create(letter=letter_id, message_id=f"<reply-{letter_id}@example.com>").id}
 
 
+def _notification_id(get):
+    from portal.notifications import notify
+
+    return {"notification_id": notify(_person("employee", "access-employee@example.com"), "mailbox_assigned",
+                                      about="access@example.com").id}
+
+
 def _invitation(get):
     from portal.invitations import invitation_token
 
@@ -222,6 +229,13 @@ ROUTES = [
     Route("mailbox_health.panel", "GET", SIGNED_IN, _own_mailbox),
     Route("mailbox_health.check_dns", "POST", SIGNED_IN, lambda get: _own_mailbox(_test_dns(get))),
     Route("mailbox_health.fetch_now", "POST", SIGNED_IN, _own_mailbox),
+    Route("notifications.index", "GET", SIGNED_IN),
+    Route("notifications.open_notification", "GET", SIGNED_IN, _notification_id),
+    Route("notifications.read", "POST", SIGNED_IN, _notification_id),
+    Route("notifications.read_all", "POST", SIGNED_IN),
+    Route("notifications.preferences", "POST", SIGNED_IN),
+    Route("notifications.system_mailbox", "POST", ADMIN),
+    Route("api.list_notifications", "GET", API),
 ]
 # ---- end of the table ----
 

@@ -132,6 +132,20 @@ SCHEMAS = {
         "created_at": {"type": "string", "format": "date-time"},
         "last_used_at": {"type": ["string", "null"], "format": "date-time"},
     }),
+    "Notification": _out({
+        "id": {"type": "integer"},
+        "kind": {"type": "string", "enum": ["letter_failed", "letter_bounced", "reply_received", "letter_waiting",
+                                            "mailbox_needs_attention", "mailbox_paused", "mailbox_assigned"]},
+        "text": {"type": "string"},
+        "about": {"type": "string", "description": "the letter's subject or the mailbox's address"},
+        "link": {"type": ["string", "null"], "format": "uri"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "read_at": {"type": ["string", "null"], "format": "date-time"},
+    }),
+    "NotificationList": _out({
+        "unread": {"type": "integer"},
+        "notifications": {"type": "array", "items": ref("Notification")},
+    }),
     "Me": _out({
         "id": {"type": "integer"},
         "email": {"type": "string"},
@@ -314,6 +328,9 @@ QUERIES = {
         "owner": line(description="Only this employee's mailboxes (admins)."),
     }),
     "none": obj({}),
+    "notifications": obj({
+        "unread": {"type": "string", "enum": ["true", "false"], "description": "true: only the unread ones."},
+    }),
 }
 
 
@@ -423,6 +440,13 @@ PATHS = {
         "get": _operation("get_letter", "A letter's state, attempts, problem and replies",
                           {"200": _json("The letter", ref("Letter"))}, errors=_READ + ("404",),
                           parameters=[_LANG])},
+    f"{PREFIX}/notifications": {"get": _operation(
+        "list_notifications", "The token owner's notifications, newest first",
+        {"200": _json("The latest 200 notifications and the unread count", ref("NotificationList"))},
+        errors=_READ, parameters=[_query("unread", QUERIES["notifications"]["properties"]["unread"]), _LANG],
+        description="What the bell in the portal lists: a letter failed or bounced, a reply arrived, a mailbox "
+                    "needs attention or was paused, letters wait on a paused mailbox, a mailbox was given to the "
+                    "owner. `text` follows Accept-Language; `link` is the portal page where to act.")},
 }
 
 DOCUMENT = {

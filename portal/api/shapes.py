@@ -253,3 +253,13 @@ def health_json(mailbox, lang):
     checklist = deliverability.kept_checklist(mailbox)
     return {"health": mailbox_health.health(mailbox).to_dict(lang),
             "deliverability": checklist.to_dict(lang) if checklist is not None else None}
+# ---------------------------------------------------------------- notifications
+
+def notification_json(entry, lang, link):
+    """One entry of the notification centre; ``link`` gives an entry's absolute URL (None when it names nothing)."""
+    from portal.notifications import describe
+    from portal.portal_mail import translations
+
+    return {"id": entry.id, "kind": entry.kind, "text": describe(entry, translations(lang).gettext, lang),
+            "about": entry.about, "link": link(entry), "created_at": timestamp(entry.created_at),
+            "read_at": timestamp(entry.read_at)}

@@ -17,7 +17,7 @@ from portal.extensions import bearer_refusals_wait, count_bearer_refusal, csrf, 
 from portal.letters.compose import LetterError, NobodyCanSend, parse_recipients, queue_letter
 from portal.letters.worker import wake_sender
 from portal.mail.settings import MailConfig
-from portal.models import Employee, Letter, Mailbox, Project, normalize_email
+from portal.models import Employee, Letter, Mailbox, Notification, Project, normalize_email
 from portal.outages import CONNECTION_LOST, read_back
 from portal.sender import may_use, resolve_sender
 
@@ -518,3 +518,25 @@ def get_letter(letter_id):
     if letter is None:
         raise not_found()
     return jsonify(shapes.letter_json(letter, lang()))
+
+
+# ---------------------------------------------------------------- notifications
+
+@bp.route("/notifications")
+def list_notifications():
+    """The token owner's notifications, newest first (the latest NOTIFICATIONS_MAX), and how many are unread."""
+    from portal.notifications import NOTIFICATIONS_MAX, link_of, notifications_of, unread_count
+
+    asked = query("notifications")
+    rows = notifications_of(g.actor)
+    if asked.get("unread") == "true":
+        rows = rows.where(Notification.read_at.is_null())
+
+    def link(entry):
+        target = link_of(entry.target)
+        return url_for(target[0], **target[1], _external=True) if target else None
+
+    language = lang()
+    return jsonify({"unread": unread_count(g.actor.id),
+                    "notifications": [shapes.notification_json(entry, language, link)
+                                      for entry in rows.limit(NOTIFICATIONS_MAX)]})

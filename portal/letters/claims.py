@@ -39,6 +39,7 @@ class ClaimedLetter:
     round_start: int
     queued_at: datetime.datetime
     waiting_for: str
+    origin: str  # "portal": the portal's own mail, sent whoever it is addressed to (no person's right checked)
 
 
 @dataclass(frozen=True)

@@ -370,12 +370,12 @@ def _may_send_from(author, mailbox, project):
 
 
 def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_reply_to="", references="",
-                  submit_token=None, save_contacts=False, check_sender=True):
+                  submit_token=None, save_contacts=False, check_sender=True, origin=""):
     """Store a letter in the queue (state "queued") and return it; the same submit_token returns the same letter.
 
     ``to`` and ``cc`` are header-style text or lists of Recipient. Raises LetterError naming the
     field at fault; nothing is stored then. ``check_sender`` (default on) re-checks that the author
-    may send from ``mailbox`` in ``project``.
+    may send from ``mailbox`` in ``project``. ``origin`` "portal" marks the portal's own mail (portal.portal_mail).
     """
     if submit_token:
         existing = Letter.get_or_none(Letter.submit_token == submit_token)
@@ -439,7 +439,7 @@ def create_letter(author, *, mailbox, project, to, cc="", subject, body, in_repl
             cc_header=", ".join(r.shown() for r in cc_list),
             subject=subject, body_text=body, message_id=message_id, in_reply_to=in_reply_to,
             references=references, raw_message=raw.decode("ascii"), submit_token=submit_token or None,
-            state="queued", created_at=now, queued_at=now, next_attempt_at=now,
+            state="queued", created_at=now, queued_at=now, next_attempt_at=now, origin=origin,
         )
         with writing():
             letter_id = Letter.insert(**fields).execute()

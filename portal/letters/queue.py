@@ -231,7 +231,8 @@ class _Connection:
 
         if self.candidate is None:
             self.candidate = load_candidate(self.mailbox)
-        wanted = {(letter.author_id, letter.project_id) for letter in letters} - set(self.allowed)
+        people = [letter for letter in letters if letter.origin != "portal"]  # the portal's own mail: always
+        wanted = {(letter.author_id, letter.project_id) for letter in people} - set(self.allowed)
         if wanted:
             authors = {row[0]: EmployeeRow(id=row[0], name=row[1], department=row[2] or "") for row in
                        Employee.select(Employee.id, Employee.name, Employee.department)
@@ -239,7 +240,8 @@ class _Connection:
             for author, project in wanted:
                 self.allowed[author, project] = author in authors and may_use(
                     authors[author], self.candidate, ProjectRow(project) if project is not None else None)
-        return {letter.id: self.allowed[letter.author_id, letter.project_id] for letter in letters}
+        return {letter.id: letter.origin == "portal" or self.allowed[letter.author_id, letter.project_id]
+                for letter in letters}
 
     def drop(self) -> None:
         self.stack.close()

@@ -110,6 +110,9 @@ def _register(huey, config):
         return {report.address: len(report.replies) for report in reports}
 
     sync_directory = register_directory_sync(huey, config, active_box)
+    from portal.portal_mail import register_digest  # the notification e-mails held back for their 15 minutes
+
+    huey.notification_digest = register_digest(huey)
     tasks = PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
     tasks.check_mailbox, tasks.recheck_mailboxes, tasks.fetch_now = register_health_checks(huey, config, mail_config)
     return tasks

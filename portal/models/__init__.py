@@ -11,3 +11,4 @@ from portal.models.account_tests import AccountTestRun  # noqa: E402,F401
 from portal.models.directory import DirectoryLink, DirectorySync  # noqa: E402,F401
 from portal.models.sso import SsoLink  # noqa: E402,F401
 from portal.models.health import DomainDeliverability, MailboxHealth  # noqa: E402,F401
+from portal.models.notifications import Notification, NotificationPreference  # noqa: E402,F401

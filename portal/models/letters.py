@@ -97,6 +97,9 @@ class Letter(BaseModel):
     failure_seen = BooleanField(default=False)
     reply_count = IntegerField(default=0)
     bounced = IntegerField(default=0)  # recipients a bounce came back for (portal.letters.bounces)
+    # The portal's own mail (m0038): "" a person's letter; "portal" a notification or invitation the portal
+    # sends through its system mailbox, addressed to ``author``, who did not write it (portal.portal_mail).
+    origin = CharField(max_length=8, default="")
 
     @property
     def pending(self):
@@ -129,14 +132,14 @@ class Letter(BaseModel):
         """The letters this person may see: their own, or every letter for an admin."""
         query = cls.select()
         if not employee.is_admin:
-            query = query.where(cls.author == employee.id)
+            query = query.where((cls.author == employee.id) & (cls.origin == ""))
         return query
 
     @classmethod
     def needing_attention(cls, employee):
         """How many of this person's own letters failed (or may not have arrived) and are not yet looked at."""
         return cls.select().where(
-            (cls.author == employee.id) & cls.state.in_(NEEDS_ATTENTION_STATES)
+            (cls.author == employee.id) & (cls.origin == "") & cls.state.in_(NEEDS_ATTENTION_STATES)
             & (cls.failure_seen == False)  # noqa: E712
         ).count()
 

@@ -28,3 +28,5 @@ def register_blueprints(app):
     app.register_blueprint(sso.bp)
     from portal.views import mailbox_health  # Account management → Health, a mailbox's health panel, Fetch now
     app.register_blueprint(mailbox_health.bp)
+    from portal.views import notifications  # the notification centre and the bell
+    app.register_blueprint(notifications.bp)

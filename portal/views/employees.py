@@ -103,15 +103,31 @@ def _invitation_link(employee):
     return url_for("invitations.accept", token=invitation_token(employee, current_app.secret_key), _external=True)
 
 
+def _invite(employee):
+    """(the link to show, or None; the letter carrying it, or None): by e-mail when the portal has a system
+    mailbox (portal.portal_mail), else shown to copy."""
+    from portal.letters.worker import wake_sender
+    from portal.portal_mail import NoSystemMailbox, send_invitation
+
+    link = _invitation_link(employee)
+    try:
+        letter = send_invitation(employee, link, valid_days=VALID_DAYS)
+    except NoSystemMailbox:
+        return link, None
+    wake_sender(current_app, letter)
+    return None, letter
+
+
 @bp.route("/<int:employee_id>/invitation", methods=["POST"])
 @admin_required
 def invitation(employee_id):
-    """A set-password link for one employee, shown to copy (the portal has no system mailbox to send it)."""
+    """A set-password link for one employee: e-mailed through the system mailbox, or shown to copy without one."""
     employee = _employee_or_404(employee_id)
     if not employee.active:
         abort(404)
+    link, mailed = _invite(employee)
     return render_htmx("employees/card.html", partial="employees/partial/invitation.html", employee=employee,
-                       link=_invitation_link(employee), valid_days=VALID_DAYS, tab="profile",
+                       link=link, mailed=mailed, valid_days=VALID_DAYS, tab="profile",
                        **_sessions_of(employee))
 
 
@@ -124,7 +140,7 @@ def invitations():
     except ValueError:
         abort(400)
     query = Employee.select().where(Employee.id.in_(ids)) if ids else None
-    people = [(person, _invitation_link(person)) for person in cannot_sign_in(query)]
+    people = [(person, *_invite(person)) for person in cannot_sign_in(query)]
     return render_htmx("employees/invitations.html", people=people, valid_days=VALID_DAYS)
 
 

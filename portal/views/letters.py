@@ -276,6 +276,9 @@ def letter(letter_id):
     letter = _letter_or_404(letter_id)
     if letter.author_id == current_user.id and letter.state in ("failed", "uncertain") and not letter.failure_seen:
         Letter.update(failure_seen=True).where(Letter.id == letter.id).execute()
+        from portal.notifications import mark_letter_seen  # the failure's notification is seen with it
+
+        mark_letter_seen(current_user, letter.id)
     recipients = list(LetterRecipient.select().where(LetterRecipient.letter == letter.id).order_by(LetterRecipient.id))
     history = list(LetterAttempt.select().where(LetterAttempt.letter == letter.id).order_by(LetterAttempt.id))
     replies = list(Reply.select().where(Reply.letter == letter.id).order_by(Reply.date, Reply.id))

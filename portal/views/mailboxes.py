@@ -29,6 +29,7 @@ from portal.mail.settings import MAILBOX_FIELDS
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
 from portal.mail.check import ROUND_TRIP_SECONDS
+from portal.views.notifications import system_mailbox_context  # the section on the portal's own mail
 
 bp = Blueprint("mailboxes", __name__)
 
@@ -163,7 +164,8 @@ def outgoing():
     """Account management → Working with e-mail → Outgoing messages: company addresses and the switches."""
     mailboxes = service.company_mailboxes()
     switch = EmployeesMayAddForm(allowed=_employees_may_add())
-    return render_htmx("mailboxes/outgoing.html", switch=switch, **_list_context(mailboxes))
+    return render_htmx("mailboxes/outgoing.html", switch=switch, **_list_context(mailboxes),
+                       **system_mailbox_context(mailboxes))
 
 
 @bp.route("/admin/mail/outgoing/employees-may-add", methods=["POST"])

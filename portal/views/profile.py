@@ -9,6 +9,7 @@ from portal.htmx import render_htmx
 from portal.people import EmployeeError, change_password, clean_text
 from portal.sessions import end_sessions, open_sessions
 from portal.views.auth import forget_browser
+from portal.views.notifications import preferences_context
 
 bp = Blueprint("profile", __name__, url_prefix="/profile")
 
@@ -21,6 +22,7 @@ def _page(profile_form=None, password_form=None):
         password_form=password_form or PasswordForm(formdata=None),
         sign_out_form=ConfirmForm(formdata=None),
         open_sessions=open_sessions(current_user),
+        **preferences_context(current_user),
     )
 
 
