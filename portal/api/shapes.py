@@ -253,6 +253,8 @@ def health_json(mailbox, lang):
     checklist = deliverability.kept_checklist(mailbox)
     return {"health": mailbox_health.health(mailbox).to_dict(lang),
             "deliverability": checklist.to_dict(lang) if checklist is not None else None}
+
+
 # ---------------------------------------------------------------- notifications
 
 def notification_json(entry, lang, link):
