@@ -5,6 +5,9 @@ from pathlib import Path
 
 DEFAULTS = {
     "PORTAL_DATABASE_URL": None,  # None: sqlite file in the instance folder
+    "PORTAL_DATABASE_POOL_SIZE": 20,  # PostgreSQL connections one process keeps open (0: a new one per request)
+    "PORTAL_DATABASE_POOL_STALE": 300,  # seconds before a pooled connection is closed and opened afresh
+    "PORTAL_DATABASE_POOL_WAIT": 10,  # seconds a request waits for a free pooled connection before failing
     "PORTAL_INSECURE_COOKIES": False,
     "PORTAL_PROXY_COUNT": 0,
     "PORTAL_RATELIMIT_STORAGE": "memory://",

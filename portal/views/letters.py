@@ -173,6 +173,7 @@ def new():
                 in_reply_to=form.in_reply_to.data or "", references=form.references.data or "",
                 submit_token=form.submit_token.data or None, save_contacts=form.save_contacts.data,
                 wake=partial(wake_sender, current_app._get_current_object()),
+                check_sender=False,  # one of the rule's own choices for this person and project, in this request
             )
         except LetterError as error:
             target = getattr(form, error.field, None) if error.field else None
