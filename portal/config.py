@@ -51,6 +51,7 @@ DEFAULTS = {
     "PORTAL_LOG_CONFIGURE": True,  # False: leave logging as the embedding program set it
     "PORTAL_METRICS_ALLOW": "127.0.0.1,::1",  # addresses or CIDR ranges that may read /metrics
     "PORTAL_METRICS_TOKEN": None,  # a bearer token that may read /metrics from anywhere
+    "PORTAL_METRICS_WORKER_DIR": None,  # the workers' PROMETHEUS_MULTIPROC_DIR, for their send durations
     "PORTAL_WORKER_SILENCE": 120,  # seconds without a worker heartbeat before the portal says none runs
     "SECRET_KEY": None,
 }
