@@ -85,8 +85,9 @@ def test_send_durations_from_a_worker_process_of_its_own_are_shown(config, tmp_p
 
     folder = tmp_path / "worker-metrics"
     folder.mkdir()
-    subprocess.run([sys.executable, "-c", "from portal import metrics; metrics.send_seconds.observe(0.7); "
-                    "metrics.send_seconds.observe(2.0); metrics.worker_faults.labels('sweep').inc()"],
+    subprocess.run([sys.executable, "-c", "from portal import metrics; worker = metrics.worker_metrics(); "
+                    "worker.send_seconds.observe(0.7); worker.send_seconds.observe(2.0); "
+                    "worker.faults.labels('sweep').inc()"],
                    env=dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(folder)), check=True)
     config["PORTAL_METRICS_WORKER_DIR"] = str(folder)
     found = samples(create_app(config).test_client().get("/metrics"))

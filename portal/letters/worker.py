@@ -135,7 +135,7 @@ def _register(huey, config):
 def _failed(job, what, error):
     from portal import metrics
 
-    metrics.worker_faults.labels(job).inc()
+    metrics.worker_metrics().faults.labels(job).inc()
     faults.failed(what, error)
 
 
@@ -144,7 +144,7 @@ def _pass_done(mailbox_id, report, seconds):
     from portal import metrics
     from portal.db import database
 
-    metrics.send_pass_seconds.observe(seconds)
+    metrics.worker_metrics().pass_seconds.observe(seconds)
     if not report.total:
         return
     outcomes = report.outcomes
@@ -161,7 +161,7 @@ def _pass_done(mailbox_id, report, seconds):
             faults.failed("reading the send times", error)
             return
         for queued_at, sent_at in times:
-            metrics.send_seconds.observe(max(0.0, (sent_at - queued_at).total_seconds()))
+            metrics.worker_metrics().send_seconds.observe(max(0.0, (sent_at - queued_at).total_seconds()))
 
 
 def _fetch_done(reports, seconds):
