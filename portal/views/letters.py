@@ -30,7 +30,7 @@ bp = Blueprint("letters", __name__)
 # a large table on each load cost more than the page itself (bench/bench_outbox.py).
 OUTBOX_COUNT_LIMIT = 10_000
 # A final letter's page keeps asking for replies this long after the letter was finished, this often; replies are
-# fetched every PORTAL_REPLY_FETCH_MINUTES, and an unchanged letter answers an empty 200 to the question.
+# fetched every PORTAL_REPLY_FETCH_MINUTES, and an unchanged letter answers 204 (nothing to swap) to the question.
 REPLY_WATCH = datetime.timedelta(minutes=30)
 REPLY_WATCH_SECONDS = 10
 
@@ -331,7 +331,7 @@ def _outbox_changes(filters, page, shown):
     if (page or 1) == 1:
         newest = _outbox_query(filters, for_count=True).select(Letter.id).limit(1).scalar()
     if len(rows) < len(shown) or (newest is not None and newest not in shown):
-        return _outbox_list(filters, 1, current_app.config["PORTAL_PAGE_SIZE"], oob=True)
+        return _outbox_list(filters, page, current_app.config["PORTAL_PAGE_SIZE"], oob=True)
     changed = [letter for letter in rows if letter_version(letter) != shown[letter.id]]
     if not changed:
         return ""
