@@ -160,13 +160,15 @@ def main():
         assert answer.status_code == 302, answer.text
         for path, label in (("outbox", "admin Outbox"), ("admin/employees", "employee list"),
                             ("admin/mail/senders", "Who sends from what")):
+            for _ in range(5):  # warm: the first reads after seeding wait for the disk and autovacuum
+                session.get(deployment.url(path), timeout=60)
             times = []
             for _ in range(30):
                 started = time.perf_counter()
                 assert session.get(deployment.url(path), timeout=60).status_code == 200, path
                 times.append(time.perf_counter() - started)
-            print(f"{label} with {LETTERS_IN_TABLE:,} letters: p95 {p95(times) * 1000:.0f} ms "
-                  f"(target <= {MAX_PAGE * 1000:.0f} ms)")
+            print(f"{label} with {LETTERS_IN_TABLE:,} letters: p95 {p95(times) * 1000:.0f} ms, "
+                  f"median {statistics.median(times) * 1000:.0f} ms (target p95 <= {MAX_PAGE * 1000:.0f} ms)")
             if p95(times) > MAX_PAGE:
                 missed.append(label)
     finally:

@@ -5,6 +5,9 @@ from pathlib import Path
 
 DEFAULTS = {
     "PORTAL_DATABASE_URL": None,  # None: sqlite file in the instance folder
+    "PORTAL_DATABASE_POOL_SIZE": 20,  # PostgreSQL connections one process keeps open (0: a new one per request)
+    "PORTAL_DATABASE_POOL_STALE": 300,  # seconds before a pooled connection is closed and opened afresh
+    "PORTAL_DATABASE_POOL_WAIT": 10,  # seconds a request waits for a free pooled connection before failing
     "PORTAL_INSECURE_COOKIES": False,
     "PORTAL_PROXY_COUNT": 0,
     "PORTAL_RATELIMIT_STORAGE": "memory://",
@@ -49,6 +52,7 @@ DEFAULTS = {
     "PORTAL_LOG_CONFIGURE": True,  # False: leave logging as the embedding program set it
     "PORTAL_METRICS_ALLOW": "127.0.0.1,::1",  # addresses or CIDR ranges that may read /metrics
     "PORTAL_METRICS_TOKEN": None,  # a bearer token that may read /metrics from anywhere
+    "PORTAL_METRICS_WORKER_DIR": None,  # the workers' PROMETHEUS_MULTIPROC_DIR, for their send durations
     "PORTAL_WORKER_SILENCE": 120,  # seconds without a worker heartbeat before the portal says none runs
     "PORTAL_BASE_URL": "",  # "https://portal.example.com": where links in the portal's own e-mails point
     "SECRET_KEY": None,

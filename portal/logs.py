@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +41,43 @@ def current_request_id():
     if has_request_context():
         return g.get("request_id", "-")
     return "-"
+
+
+def cause_of(error):
+    """An exception in one line: its type and the first line of its message (no traceback)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+class FaultLog:
+    """Says each fault of a recurring job once, with its cause, and once that it is over.
+
+    A database or queue outage fails every pass of every mailbox until it ends; logged each time, with a
+    traceback, it buried the one line that mattered. ``failed(what, error)`` logs an ERROR when ``what`` starts
+    failing or fails for another cause (a DEBUG line for a repeat), and ``succeeded(what)`` an INFO line when
+    it works again.
+    """
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.current = {}
+        self.lock = threading.Lock()
+
+    def failed(self, what, error):
+        cause = cause_of(error)
+        with self.lock:
+            repeated = self.current.get(what) == cause
+            self.current[what] = cause
+        if repeated:
+            self.logger.debug("%s failed again: %s", what, cause)
+        else:
+            self.logger.error("%s failed: %s", what, cause)
+
+    def succeeded(self, what):
+        with self.lock:
+            cause = self.current.pop(what, None)
+        if cause is not None:
+            self.logger.info("%s works again (it failed with %s)", what, cause)
 
 
 class RequestIdFilter(logging.Filter):

@@ -10,10 +10,12 @@ answers the same and a restart loses nothing.
 Only addresses in PORTAL_METRICS_ALLOW (addresses or CIDR ranges) or a request carrying
 PORTAL_METRICS_TOKEN as its bearer token may read it.
 """
+import functools
 import hmac
 import ipaddress
 import os
 import time
+from dataclasses import dataclass
 
 from peewee import fn
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -31,6 +33,30 @@ http_requests = Counter("portal_http_requests", "HTTP requests answered, by rout
                         ["route", "method", "status"])
 http_seconds = Histogram("portal_http_request_seconds", "Time to answer an HTTP request, by route.", ["route"],
                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """Figures the worker processes observe (portal/letters/worker.py). Under systemd each worker writes them to
+    its own PROMETHEUS_MULTIPROC_DIR, which the web processes read as PORTAL_METRICS_WORKER_DIR."""
+
+    send_seconds: Histogram
+    pass_seconds: Histogram
+    faults: Counter
+
+
+@functools.cache
+def worker_metrics():
+    """The worker's figures, made on first use: a metric without labels opens its multiprocess file when it is
+    made, and a command that only imports this module (``portal init-db``) may run before that folder exists."""
+    return WorkerMetrics(
+        send_seconds=Histogram(
+            "portal_letter_send_seconds", "Time from a letter being queued to its server accepting it.",
+            buckets=(0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 86400)),
+        pass_seconds=Histogram("portal_send_pass_seconds", "Time one send pass of the worker took.",
+                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)),
+        faults=Counter("portal_worker_faults", "Worker jobs (send passes, sweeps, reply fetches) that failed, by job.",
+                       ["job"]))
 
 
 def allowed_networks(setting):
@@ -111,14 +137,19 @@ class PortalCollector:
         yield mailboxes
 
 
-def exposition():
-    """The metrics page: this process's figures (or every gunicorn process's) and the database's."""
+def exposition(worker_dir=None):
+    """The metrics page: this process's figures (or every gunicorn process's), the workers' (from ``worker_dir``,
+    their PROMETHEUS_MULTIPROC_DIR, when they run as processes of their own) and the database's."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
-        registry.register(http_requests)
-        registry.register(http_seconds)
+        worker = worker_metrics()
+        mine = () if worker_dir else (worker.send_seconds, worker.pass_seconds, worker.faults)  # else in worker_dir
+        for metric in (http_requests, http_seconds, *mine):
+            registry.register(metric)
+    if worker_dir and os.path.isdir(worker_dir):
+        MultiProcessCollector(registry, path=worker_dir)
     registry.register(PortalCollector())
     return generate_latest(registry)
 

@@ -87,3 +87,60 @@ def test_a_writing_transaction_that_reads_first_never_fails_for_another_writer(t
         second.execute_sql("INSERT INTO note VALUES (?)", (f"after {count}",))
     holder.join()
     assert [text for (text,) in second.execute_sql("SELECT text FROM note ORDER BY rowid")] == ["held", "after 1"]
+
+
+@pytest.fixture
+def postgres_url(request):
+    from tests import postgres
+
+    if not postgres.wanted():
+        pytest.skip("PostgreSQL's connection pool: run with PORTAL_TEST_POSTGRES=1")
+    cluster = request.getfixturevalue("postgres_cluster")
+    name = cluster.new_database()
+    yield cluster.url(name)
+    cluster.drop_database(name)
+
+
+def _backend(db):
+    db.connect(reuse_if_open=True)
+    pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    db.close()
+    return pid
+
+
+def test_postgresql_connections_are_pooled_and_reused_between_requests(postgres_url):
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    pooled = open_database(postgres_url, pool_size=4, stale_timeout=300)
+    assert isinstance(pooled, PooledPostgresqlDatabase)
+    assert len({_backend(pooled) for _ in range(5)}) == 1  # one server process served every "request"
+    pooled.close_all()
+    unpooled = open_database(postgres_url)
+    assert len({_backend(unpooled) for _ in range(3)}) == 3  # without the pool, a new connection each time
+
+
+def test_the_app_pools_postgresql_with_the_configured_size_and_wait(postgres_url, tmp_path):
+    from playhouse.pool import MaxConnectionsExceeded
+
+    from portal import create_app
+    from portal.db import database
+
+    create_app({"SECRET_KEY": "x", "PORTAL_DATABASE_URL": postgres_url, "PORTAL_DATABASE_POOL_SIZE": 1,
+                "PORTAL_DATABASE_POOL_WAIT": 1, "INSTANCE_PATH": str(tmp_path / "instance")})
+    assert len({_backend(database.obj) for _ in range(3)}) == 1
+    database.connect()
+    refused = []
+
+    def second_request():
+        try:
+            database.connect()
+        except MaxConnectionsExceeded as error:
+            refused.append(error)
+
+    started = time.monotonic()
+    other = threading.Thread(target=second_request)
+    other.start()
+    other.join()
+    assert refused and time.monotonic() - started >= 0.9  # waited PORTAL_DATABASE_POOL_WAIT for the one connection
+    database.close()
+    database.obj.close_all()

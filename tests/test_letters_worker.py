@@ -1,6 +1,7 @@
 """The huey wiring and the commands: a consumer sends what the page queued; one-pass commands for cron and tests."""
 import datetime
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,3 +224,70 @@ def test_sigterm_lets_the_worker_finish_the_letter_in_progress_give_back_the_res
     assert first.state == "sent" and first.phase == ""  # the transaction in progress was finished and recorded
     assert (second.state, second.lease_token, second.attempts) == ("queued", None, 0)  # given back, untouched
     assert len(smtp_server.messages) == 1
+
+
+def _immediate_tasks(app, mail_config):
+    """The app's huey tasks, run at once in this thread (huey's immediate mode), reaching the test servers."""
+    app.config.update(PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", PORTAL_MAIL_CA_FILE=mail_config.ca_file,
+                      PORTAL_MAILBOX_LETTERS_PER_MINUTE=0)
+    app.extensions.pop("portal.huey", None)
+    huey = huey_for(app)
+    huey.immediate = True
+    return huey.portal_tasks
+
+
+def _histogram_count(histogram):
+    return next(sample.value for sample in histogram.collect()[0].samples if sample.name.endswith("_count"))
+
+
+def test_each_send_pass_is_one_info_line_and_its_letters_are_timed(
+        app, sending_mailbox, write_letter, smtp_server, mail_config, caplog):
+    from portal import metrics
+
+    tasks = _immediate_tasks(app, mail_config)
+    write_letter(sending_mailbox, to="a@example.com")
+    write_letter(sending_mailbox, to="b@example.com")
+    timed = _histogram_count(metrics.worker_metrics().send_seconds)
+    with caplog.at_level("INFO", logger="portal.letters"):
+        tasks.send_letters(sending_mailbox.id)
+    lines = [record.getMessage() for record in caplog.records if record.name == "portal.letters"]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(rf"send pass: mailbox {sending_mailbox.id}, 2 sent, 0 deferred, 0 failed, 0 uncertain, "
+                        r"0 held back, \d+\.\d\d s", lines[0]), lines[0]
+    assert _histogram_count(metrics.worker_metrics().send_seconds) == timed + 2
+
+
+def test_a_failing_send_pass_is_logged_once_with_its_cause_until_it_works_again(
+        app, sending_mailbox, write_letter, smtp_server, mail_config, caplog):
+    from portal.db import database
+
+    tasks = _immediate_tasks(app, mail_config)
+    write_letter(sending_mailbox)
+    database.execute_sql("ALTER TABLE letter RENAME TO letter_away")  # a real database fault
+    with caplog.at_level("DEBUG", logger="portal.letters"):
+        for _ in range(3):
+            tasks.send_letters(sending_mailbox.id)
+        database.execute_sql("ALTER TABLE letter_away RENAME TO letter")
+        tasks.send_letters(sending_mailbox.id)
+    records = [record for record in caplog.records if record.name == "portal.letters"]
+    errors = [record for record in records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].exc_info is None  # once, without a traceback
+    assert f"send pass for mailbox {sending_mailbox.id} failed: " in errors[0].getMessage()
+    assert re.search(r"no such table: letter|relation \"letter\" does not exist", errors[0].getMessage())
+    assert any("works again" in record.getMessage() for record in records if record.levelname == "INFO")
+    assert Letter.get().state == "sent" and len(smtp_server.messages) == 1
+
+
+def test_letters_stored_while_the_queue_is_down_log_that_once_and_no_traceback(
+        app, as_employee, sending_mailbox, caplog):
+    from tests.test_letters_views import _form
+
+    app.config["PORTAL_QUEUE_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    app.extensions.pop("portal.huey", None)
+    with caplog.at_level("DEBUG", logger="portal.letters"):
+        for number in range(3):
+            assert as_employee.post("/letters/new", data=_form(as_employee, subject=f"Stored {number}")).status_code \
+                == 302
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].exc_info is None and "ConnectionError" in errors[0].getMessage()
+    assert Letter.select().count() == 3

@@ -77,3 +77,23 @@ def test_configuring_twice_keeps_one_handler():
     configure_logging("text", "INFO")
     configure_logging("json", "INFO")
     assert [handler.get_name() for handler in logging.getLogger().handlers].count("portal") == 1
+
+
+def test_a_fault_is_said_once_with_its_cause_then_once_that_it_is_over(caplog):
+    import logging
+
+    from portal.logs import FaultLog
+
+    faults = FaultLog(logging.getLogger("portal.test_faults"))
+    with caplog.at_level("DEBUG", logger="portal.test_faults"):
+        for _ in range(38):
+            faults.failed("send pass for mailbox 3", ConnectionRefusedError(111, "Connection refused"))
+        faults.failed("send pass for mailbox 3", TimeoutError("timed out\nmore detail"))
+        faults.succeeded("send pass for mailbox 3")
+        faults.succeeded("send pass for mailbox 3")
+    said = [(record.levelname, record.getMessage()) for record in caplog.records if record.levelname != "DEBUG"]
+    assert said == [
+        ("ERROR", "send pass for mailbox 3 failed: ConnectionRefusedError: [Errno 111] Connection refused"),
+        ("ERROR", "send pass for mailbox 3 failed: TimeoutError: timed out"),
+        ("INFO", "send pass for mailbox 3 works again (it failed with TimeoutError: timed out)"),
+    ]

@@ -73,3 +73,24 @@ def test_letters_by_state_queue_depth_and_requests_by_route(client, employee):
                  frozenset({("route", "/sign-in"), ("method", "GET"), ("status", "200")})] >= 1
     assert found["portal_http_requests_total",
                  frozenset({("route", "unmatched"), ("method", "GET"), ("status", "404")})] >= 1
+
+
+def test_send_durations_from_a_worker_process_of_its_own_are_shown(config, tmp_path):
+    """A worker under systemd writes its figures to its PROMETHEUS_MULTIPROC_DIR; /metrics reads that folder."""
+    import os
+    import subprocess
+    import sys
+
+    from portal import create_app
+
+    folder = tmp_path / "worker-metrics"
+    folder.mkdir()
+    subprocess.run([sys.executable, "-c", "from portal import metrics; worker = metrics.worker_metrics(); "
+                    "worker.send_seconds.observe(0.7); worker.send_seconds.observe(2.0); "
+                    "worker.faults.labels('sweep').inc()"],
+                   env=dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(folder)), check=True)
+    config["PORTAL_METRICS_WORKER_DIR"] = str(folder)
+    found = samples(create_app(config).test_client().get("/metrics"))
+    assert found["portal_letter_send_seconds_count", frozenset()] == 2
+    assert found["portal_letter_send_seconds_bucket", frozenset({("le", "1.0")})] == 1
+    assert found["portal_worker_faults_total", frozenset({("job", "sweep")})] == 1

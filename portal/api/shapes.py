@@ -197,11 +197,14 @@ def problem_json(problem, lang):
             "server_reply": problem.server_reply or "", "smtp_code": problem.smtp_code, "stage": problem.stage or ""}
 
 
-def letter_json(letter, lang):
-    """A letter's state, recipients, attempts, problem and replies (four queries)."""
+def letter_json(letter, lang, *, just_stored=False):
+    """A letter's state, recipients, attempts, problem and replies (four queries; two for a letter `just_stored`,
+    which has neither attempts nor replies yet)."""
     recipients = list(LetterRecipient.select().where(LetterRecipient.letter == letter.id).order_by(LetterRecipient.id))
-    attempts = list(LetterAttempt.select().where(LetterAttempt.letter == letter.id).order_by(LetterAttempt.id))
-    replies = list(Reply.select().where(Reply.letter == letter.id).order_by(Reply.fetched_at, Reply.id))
+    attempts, replies = [], []
+    if not just_stored:
+        attempts = list(LetterAttempt.select().where(LetterAttempt.letter == letter.id).order_by(LetterAttempt.id))
+        replies = list(Reply.select().where(Reply.letter == letter.id).order_by(Reply.fetched_at, Reply.id))
     project = Project.get_or_none(Project.id == letter.project_id) if letter.project_id else None
     return {
         "id": letter.id,

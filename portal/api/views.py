@@ -457,7 +457,7 @@ def _submit_token(author, key):
 
 
 def _accepted(letter, *, replay=False):
-    response = jsonify(shapes.letter_json(letter, lang()))
+    response = jsonify(shapes.letter_json(letter, lang(), just_stored=not replay and letter.attempts == 0))
     response.status_code = 202
     response.headers["Location"] = url_for("api.get_letter", letter_id=letter.id)
     if replay:
@@ -492,7 +492,8 @@ def send_letter():
             raise not_found()
     try:
         letter = queue_letter(author, project, mailbox, to=to, cc=cc, subject=body["subject"], body=body["body"],
-                              submit_token=submit_token, wake=partial(wake_sender, current_app._get_current_object()))
+                              submit_token=submit_token, wake=partial(wake_sender, current_app._get_current_object()),
+                              check_sender=False)  # may_use above, or the rule's own pick: checked once
     except NobodyCanSend as refusal:
         raise ApiError(422, "nobody_can_send", "Nobody can send this letter: see explanation.", {},
                        explanation=refusal.decision.explanation(lang())) from None

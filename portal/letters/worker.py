@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
@@ -24,12 +25,14 @@ from portal.directory import register_directory_sync
 from portal.letters.claims import NO_MAILBOX
 from portal.letters.queue import QueuePolicy, due_mailboxes, process_due_letters
 from portal.letters.replies import fetch_replies
+from portal.logs import FaultLog
 from portal.mail.settings import MailConfig
 from portal.mailbox_health import register_health_checks
-from portal.models import utcnow
+from portal.models import Letter, utcnow
 from portal.secret_box import active_box
 
 log = logging.getLogger("portal.letters")
+faults = FaultLog(log)  # a pass, sweep or fetch that fails says so once, with its cause, until it works again
 EXTENSION = "portal.huey"
 RELOCK_DELAY = 1.0  # seconds before a pass that found its mailbox's lock taken looks again
 POLL_MAX = 0.5  # seconds an idle consumer on the SQLite queue sleeps at most between looks
@@ -71,14 +74,19 @@ def _register(huey, config):
     @huey.task(name="portal.send_letters")
     def send_letters(mailbox_id=None):
         """One send pass for a mailbox's due letters (or everyone's), one pass per mailbox at a time."""
+        job = f"send pass for mailbox {mailbox_id}"
+        started = time.perf_counter()
         try:
             with huey.lock_task(send_lock(mailbox_id)):
                 report = process_due_letters(mail_config(), policy, mailbox_id=mailbox_id, stop=stopping)
         except TaskLockedException:
             send_letters.schedule((mailbox_id,), delay=RELOCK_DELAY)
             return None
-        if report.total:
-            log.info("letters of mailbox %s: %s", mailbox_id, dict(report.outcomes))
+        except Exception as error:  # the database gone, say: the minute's sweep tries again
+            _failed("send_pass", job, error)
+            return None
+        faults.succeeded(job)
+        _pass_done(mailbox_id, report, time.perf_counter() - started)
         if report.stopped == "deadline":
             send_letters(mailbox_id)  # more was due than one pass may take: the rest in a new pass
         elif (mailbox_id is not None and report.next_due is not None and not stopping.is_set()
@@ -95,8 +103,13 @@ def _register(huey, config):
         per mailbox, so that they run side by side."""
         from portal.db import database
 
-        with database.connection_context():
-            mailboxes = due_mailboxes(utcnow())
+        try:
+            with database.connection_context():
+                mailboxes = due_mailboxes(utcnow())
+        except Exception as error:
+            _failed("sweep", "the minute's sweep of the queue", error)
+            return 0
+        faults.succeeded("the minute's sweep of the queue")
         for mailbox_id in mailboxes:
             send_letters(NO_MAILBOX if mailbox_id is None else mailbox_id)
         return len(mailboxes)
@@ -106,7 +119,14 @@ def _register(huey, config):
     @huey.periodic_task(crontab(minute=f"*/{minutes}"), name="portal.fetch_replies")
     def fetch_replies_task():
         """Every few minutes: fetch replies for every mailbox that receives them."""
-        reports = fetch_replies(mail_config())
+        started = time.perf_counter()
+        try:
+            reports = fetch_replies(mail_config())
+        except Exception as error:
+            _failed("reply_fetch", "fetching replies", error)
+            return None
+        faults.succeeded("fetching replies")
+        _fetch_done(reports, time.perf_counter() - started)
         return {report.address: len(report.replies) for report in reports}
 
     sync_directory = register_directory_sync(huey, config, active_box)
@@ -116,6 +136,48 @@ def _register(huey, config):
     tasks = PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
     tasks.check_mailbox, tasks.recheck_mailboxes, tasks.fetch_now = register_health_checks(huey, config, mail_config)
     return tasks
+
+
+def _failed(job, what, error):
+    from portal import metrics
+
+    metrics.worker_metrics().faults.labels(job).inc()
+    faults.failed(what, error)
+
+
+def _pass_done(mailbox_id, report, seconds):
+    """One INFO line for a pass that did something, and its figures for /metrics."""
+    from portal import metrics
+    from portal.db import database
+
+    metrics.worker_metrics().pass_seconds.observe(seconds)
+    if not report.total:
+        return
+    outcomes = report.outcomes
+    log.info("send pass: mailbox %s, %d sent, %d deferred, %d failed, %d uncertain, %d held back, %.2f s",
+             "any" if mailbox_id is None else mailbox_id, outcomes["sent"], outcomes["deferred"],
+             outcomes["failed"], outcomes["uncertain"], outcomes["held"], seconds)
+    sent = report.letters.get("sent") or []
+    if sent:
+        try:
+            with database.connection_context():
+                times = list(Letter.select(Letter.queued_at, Letter.sent_at)
+                             .where(Letter.id.in_(sent) & Letter.sent_at.is_null(False)).tuples())
+        except Exception as error:  # the letters are sent: only their figures are lost
+            faults.failed("reading the send times", error)
+            return
+        for queued_at, sent_at in times:
+            metrics.worker_metrics().send_seconds.observe(max(0.0, (sent_at - queued_at).total_seconds()))
+
+
+def _fetch_done(reports, seconds):
+    """One INFO line for a reply fetch: mailboxes looked at, replies stored, mailboxes that failed."""
+    if not reports:
+        return
+    failing = [report.address for report in reports if not report.ok]
+    log.info("reply fetch: %d mailboxes, %d replies, %d failed%s, %.2f s", len(reports),
+             sum(len(report.replies) for report in reports), len(failing),
+             f" ({', '.join(failing)})" if failing else "", seconds)
 
 
 def _whole_second_after(when):
@@ -182,8 +244,10 @@ def wake_sender(app, letter):
     """Ask a worker to send this letter's mailbox's due letters now; the minute sweep covers a failure here."""
     try:
         huey_for(app).portal_tasks.send_letters(letter.mailbox_id)
-    except Exception:  # the queue storage is down: the letter is safe in the database all the same
-        log.exception("could not wake the sending worker for letter %s", letter.id)
+    except Exception as error:  # the queue storage is down: the letter is safe in the database all the same
+        faults.failed("waking the sending worker (letters wait for the minute's sweep)", error)
+    else:
+        faults.succeeded("waking the sending worker (letters wait for the minute's sweep)")
 
 
 def next_sweep(now=None):

@@ -8,7 +8,7 @@ import datetime
 import importlib
 import pkgutil
 
-from peewee import CharField, DateTimeField, Model
+from peewee import CharField, DateTimeField, Model, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 
 
@@ -21,7 +21,7 @@ def available():
 
 def migrator_for(db):
     """The playhouse migrator that speaks this database's dialect."""
-    if db.__class__.__name__.startswith("Postgres"):
+    if isinstance(db, PostgresqlDatabase):  # the pooled one too
         return PostgresqlMigrator(db)
     return SqliteMigrator(db)
 

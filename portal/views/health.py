@@ -37,7 +37,8 @@ def metrics():
     if not may_read(request.remote_addr, request.headers.get("Authorization"),
                     allowed_networks(config["PORTAL_METRICS_ALLOW"]), config.get("PORTAL_METRICS_TOKEN")):
         return "not allowed\n", 403, PLAIN
-    return exposition(), 200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
+    return exposition(config["PORTAL_METRICS_WORKER_DIR"]), 200, {"Content-Type": CONTENT_TYPE,
+                                                                  "Cache-Control": "no-store"}
 
 
 @bp.before_app_request

@@ -1,5 +1,7 @@
 """Letters: New letter, the Outbox, a letter's page with its history and replies, retry and cancel."""
+import datetime
 import secrets
+import zlib
 from functools import partial
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
@@ -10,7 +12,7 @@ from flask_login import current_user, login_required
 from peewee import JOIN
 
 from portal.db import whole_number
-from portal.htmx import render_htmx
+from portal.htmx import is_htmx, render_htmx
 from portal.letters.compose import LetterError, queue_letter
 from portal.letters.outcomes import cancel_letter, nobody_left, retry_letter
 from portal.letters.worker import wake_sender
@@ -23,6 +25,14 @@ from portal.security import local_target
 from portal.sender import resolve_sender
 
 bp = Blueprint("letters", __name__)
+
+# The Outbox counts matching letters up to this many (more only to reach a later page): counting every letter of
+# a large table on each load cost more than the page itself (bench/bench_outbox.py).
+OUTBOX_COUNT_LIMIT = 10_000
+# A final letter's page keeps asking for replies this long after the letter was finished, this often; replies are
+# fetched every PORTAL_REPLY_FETCH_MINUTES, and an unchanged letter answers 204 (nothing to swap) to the question.
+REPLY_WATCH = datetime.timedelta(minutes=30)
+REPLY_WATCH_SECONDS = 10
 
 STATE_LABELS = {
     "queued": _l("Queued"),
@@ -181,14 +191,14 @@ def new():
                 in_reply_to=form.in_reply_to.data or "", references=form.references.data or "",
                 submit_token=form.submit_token.data or None, save_contacts=form.save_contacts.data,
                 wake=partial(wake_sender, current_app._get_current_object()),
+                check_sender=False,  # one of the rule's own choices for this person and project, in this request
             )
         except LetterError as error:
             target = getattr(form, error.field, None) if error.field else None
             if target is not None and target.type == "HiddenField":  # a reply's thread ids: said above the form
                 target = None
             (target.errors if target is not None else form.form_errors).append(str(error.message))
-        else:
-            flash(_("The letter is in the queue."), "success")
+        else:  # the letter page says what happens to it, and keeps saying it as that changes: no flash to go stale
             return redirect(url_for("letters.letter", letter_id=letter.id))
     return render_htmx("letters/new.html", form=form, decision=decision, lang=_lang(), oob=False, chosen=chosen)
 
@@ -227,6 +237,7 @@ def _outbox_query(filters, *, for_count=False):
         query = (query.select(Letter, Project, Employee)
                  .join(Project, JOIN.LEFT_OUTER, on=(Letter.project == Project.id)).switch(Letter)
                  .join(Employee, on=(Letter.author == Employee.id)))
+    filters = filters or {"state": "", "project": None}
     if filters["state"]:
         query = query.where(Letter.state == filters["state"])
     if filters["project"]:
@@ -247,44 +258,132 @@ def _fetch_problems():
                 .where((MailboxInbox.problem_code != "") & owned & (Mailbox.receive_replies == True)))  # noqa: E712
 
 
+def letter_version(letter):
+    """A short fingerprint of what the queue changes and the Outbox row and the letter page show of a letter."""
+    facts = (letter.state, letter.attempts, letter.reply_count, letter.bounced, letter.waiting_for,
+             letter.problem_code, letter.next_attempt_at, letter.finished_at)
+    return format(zlib.crc32(repr(facts).encode()), "x")
+
+
+def _recipient_standing(rows):
+    """Of these letters, (those nobody is left to send to, sent ones some recipient refused): one query."""
+    ids = [letter.id for letter in rows if letter.can_retry or letter.state == "sent"]
+    open_or_refused = {}
+    if ids:
+        for letter_id, status in (LetterRecipient.select(LetterRecipient.letter, LetterRecipient.status)
+                                  .where(LetterRecipient.letter.in_(ids)
+                                         & LetterRecipient.status.in_(("pending", "deferred", "refused")))
+                                  .distinct().tuples()):
+            open_or_refused.setdefault(letter_id, set()).add(status)
+    settled = {letter.id for letter in rows
+               if letter.can_retry and not open_or_refused.get(letter.id, set()) & {"pending", "deferred"}}
+    partly_refused = {letter.id for letter in rows
+                      if letter.state == "sent" and "refused" in open_or_refused.get(letter.id, ())}
+    return settled, partly_refused
+
+
+def _shown(value):
+    """{letter id: version} from the Outbox poll's `shown` argument ("id.version,..."); None when absent."""
+    if not value:
+        return None
+    shown = {}
+    for item in value.split(",")[:100]:
+        number, _dot, version = item.partition(".")
+        if number.isdigit() and len(number) < 19:
+            shown[int(number)] = version
+    return shown
+
+
+def _outbox_context(rows):
+    """What every rendering of Outbox rows needs, and the `shown` argument of the poll that follows it."""
+    settled, partly_refused = _recipient_standing(rows)
+    pending = any(letter.state in PENDING_STATES for letter in rows)
+    shown = ",".join(f"{letter.id}.{letter_version(letter)}" for letter in rows)
+    return {"settled": settled, "partly_refused": partly_refused, "pending": pending, "shown": shown,
+            "now": utcnow(), "waiting_for_worker": _waiting_for_worker(rows)}
+
+
+def _waiting_for_worker(rows):
+    """True when some of these letters wait to be sent and no worker has written a heartbeat lately."""
+    if not any(letter.state in ("queued", "deferred") for letter in rows):
+        return False
+    from portal.health import workers_seen
+
+    return not workers_seen(current_app.config["PORTAL_WORKER_SILENCE"])
+
+
 @bp.route("/outbox")
 @login_required
 def outbox():
-    """Letters with their state, attempts, next attempt and failures; refreshes itself while any is in flight."""
+    """Letters with their state, attempts, next attempt and failures; asks for changes while any is in flight."""
     filters = _outbox_filters()
+    page = request.args.get("page", 1, type=whole_number)
+    shown = _shown(request.args.get("shown"))
+    if shown and is_htmx():
+        return _outbox_changes(filters, page, shown)
     size = current_app.config["PORTAL_PAGE_SIZE"]
-    listing = paginate(_outbox_query(filters), request.args.get("page", 1, type=whole_number), size,
-                       total=_outbox_query(filters, for_count=True).order_by().count())
-    rows = listing.rows
-    pending = any(letter.state in PENDING_STATES for letter in rows)
+    return _outbox_list(filters, page, size, oob=False)
+
+
+def _outbox_list(filters, page, size, *, oob):
+    limit = max(OUTBOX_COUNT_LIMIT, (page or 1) * size) + 1
+    counted = _outbox_query(filters, for_count=True).order_by().limit(limit).count()
+    listing = paginate(_outbox_query(filters), page, size, total=counted)
     options = {}
     if current_user.is_admin:
         options["mailboxes"] = list(Mailbox.select(Mailbox.id, Mailbox.address).order_by(Mailbox.address))
         options["employees"] = list(Employee.select(Employee.id, Employee.name).order_by(Employee.name))
     options["projects"] = list(Project.select(Project.id, Project.name).order_by(Project.name))
     args = {key: value for key, value in filters.items() if value}
-    settled = nobody_left(letter.id for letter in rows if letter.can_retry)
-    return render_htmx("letters/outbox.html", rows=rows, total=listing.total, page=listing.page, pages=listing.pages,
-                       filters=filters, args=args, pending=pending, options=options, settled=settled,
-                       fetch_problems=_fetch_problems(), now=utcnow(), states=STATES)
+    return render_htmx("letters/outbox.html", rows=listing.rows, total=listing.total, more=counted >= limit,
+                       page=listing.page, pages=listing.pages, filters=filters, args=args, options=options,
+                       fetch_problems=_fetch_problems(), states=STATES, oob=oob, **_outbox_context(listing.rows))
+
+
+def _outbox_changes(filters, page, shown):
+    """The Outbox poll's answer: only the rows whose letter changed since the list or the last poll showed them,
+    and the poll that follows; the whole list when a new letter came first (first page) or a shown one went away;
+    nothing at all when nothing changed."""
+    rows = list(_outbox_query(None).where(Letter.id.in_(list(shown))))
+    newest = None
+    if (page or 1) == 1:
+        newest = _outbox_query(filters, for_count=True).select(Letter.id).limit(1).scalar()
+    if len(rows) < len(shown) or (newest is not None and newest not in shown):
+        return _outbox_list(filters, page, current_app.config["PORTAL_PAGE_SIZE"], oob=True)
+    changed = [letter for letter in rows if letter_version(letter) != shown[letter.id]]
+    if not changed:
+        return ""
+    rows.sort(key=lambda letter: list(shown).index(letter.id))
+    args = {key: value for key, value in filters.items() if value}
+    return render_htmx("letters/outbox.html", partial="letters/partial/outbox_changes.html", rows=changed,
+                       page=page, args=args, **_outbox_context(rows))
 
 
 @bp.route("/letters/<int:letter_id>")
 @login_required
 def letter(letter_id):
-    """One letter: its recipients, every attempt, and the replies received."""
+    """One letter: its recipients, every attempt, and the replies received; asks for changes until it is final,
+    then for replies a while longer."""
     letter = _letter_or_404(letter_id)
     if letter.author_id == current_user.id and letter.state in ("failed", "uncertain") and not letter.failure_seen:
         Letter.update(failure_seen=True).where(Letter.id == letter.id).execute()
         from portal.notifications import mark_letter_seen  # the failure's notification is seen with it
 
         mark_letter_seen(current_user, letter.id)
+    now = utcnow()
+    finished = letter.finished_at or letter.sent_at
+    watching = letter.pending or (finished is not None and now - finished < REPLY_WATCH)
+    if is_htmx() and request.args.get("seen") == letter_version(letter) and watching:
+        return "", 204  # unchanged: htmx swaps nothing, and the page asks again
     recipients = list(LetterRecipient.select().where(LetterRecipient.letter == letter.id).order_by(LetterRecipient.id))
     history = list(LetterAttempt.select().where(LetterAttempt.letter == letter.id).order_by(LetterAttempt.id))
     replies = list(Reply.select().where(Reply.letter == letter.id).order_by(Reply.date, Reply.id))
     settled = not any(r.status in ("pending", "deferred") for r in recipients)
+    partly_refused = letter.state == "sent" and any(r.status == "refused" for r in recipients)
+    poll = 2 if letter.pending else (REPLY_WATCH_SECONDS if watching else None)
     return render_htmx("letters/letter.html", letter=letter, recipients=recipients, history=history,
-                       replies=replies, now=utcnow(), settled=settled)
+                       replies=replies, now=now, settled=settled, partly_refused=partly_refused, poll=poll,
+                       version=letter_version(letter), waiting_for_worker=_waiting_for_worker([letter]))
 
 
 @bp.route("/letters/<int:letter_id>/retry", methods=["POST"])
@@ -293,8 +392,7 @@ def retry(letter_id):
     """Queue a failed, uncertain, deferred or cancelled letter again now."""
     letter = _letter_or_404(letter_id)
     if retry_letter(letter):
-        wake_sender(current_app, letter)
-        flash(_("The letter is in the queue again."), "success")
+        wake_sender(current_app, letter)  # the page's state says it is queued again, and follows it
     elif letter.can_retry and nobody_left([letter.id]):
         flash(_("Every recipient has already accepted or refused this letter for good, so sending it again "
                 "would change nothing. Check the addresses and write a new letter."), "error")
