@@ -27,6 +27,7 @@ from portal.letters.replies import fetch_replies
 from portal.mail.settings import MailConfig
 from portal.models import utcnow
 from portal.secret_box import active_box
+from portal.webhooks import register_webhook_tasks
 
 log = logging.getLogger("portal.letters")
 EXTENSION = "portal.huey"
@@ -109,7 +110,10 @@ def _register(huey, config):
         return {report.address: len(report.replies) for report in reports}
 
     sync_directory = register_directory_sync(huey, config, active_box)
-    return PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
+    tasks = PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
+    # Webhooks: one try per delivery (retried at its back-off) and the minute's sweep for lost ones.
+    tasks.deliver_webhook, tasks.sweep_webhooks = register_webhook_tasks(huey, config, active_box)
+    return tasks
 
 
 def _whole_second_after(when):
