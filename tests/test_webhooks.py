@@ -11,7 +11,6 @@ import pytest
 
 from portal import webhooks
 from portal.api.tokens import create_token, revoke_token
-from portal.letters.worker import huey_for, make_consumer
 from portal.mailboxes import set_active
 from portal.models import Letter, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 
@@ -41,25 +40,6 @@ class Clock:
 
     def later(self, **delta):
         self.offset += datetime.timedelta(**delta)
-
-
-@pytest.fixture
-def queue_worker(app, mail_config):
-    """start(): the app's huey consumer (one worker thread, the scheduler on), stopped when the test ends."""
-    consumers = []
-
-    def start(**config):
-        app.config.update(PORTAL_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*", PORTAL_MAIL_CA_FILE=mail_config.ca_file,
-                          PORTAL_MAIL_ALLOWED_HOSTS="127.0.0.1:*,localhost:*", **config)
-        app.extensions.pop("portal.huey", None)
-        consumer = make_consumer(huey_for(app), workers=1, periodic=False)
-        consumer.start()
-        consumers.append(consumer)
-        return consumer
-
-    yield start
-    for consumer in consumers:
-        consumer.stop(graceful=True)
 
 
 def test_a_sent_letter_reaches_the_receiver_signed_through_the_queue(
