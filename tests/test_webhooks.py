@@ -304,3 +304,28 @@ def test_settings_from_the_environment_and_the_signature_window():
     assert not webhooks.verify("whsec_x", header, b"{}", now=1_700_000_000 + 301)  # a replay after the window
     assert not webhooks.verify("whsec_x", header, b"{ }", now=1_700_000_000)
     assert [settings.retry_delay(n) for n in (1, 2, 3, 20)] == [30, 60, 120, 3600]
+
+
+def test_rotate_secrets_re_encrypts_the_signing_secrets_too(app, runner, employee):
+    from portal.secret_box import SecretBox, SecretError, active_box, configured_keys, install
+
+    endpoint, secret = endpoint_for(employee, "http://127.0.0.1:1/in")
+    old_box = active_box()
+    keys = configured_keys(app.config.get("PORTAL_SECRET_KEYS"), app.instance_path)
+    new_box = install(SecretBox(["brand-new-key", *keys]))
+    app.extensions["portal_secret_box"] = new_box
+    result = runner.invoke(args=["rotate-secrets"])
+    assert result.exit_code == 0 and "signing secrets of 1 webhook" in result.output
+    fresh = WebhookEndpoint.get_by_id(endpoint.id)
+    assert fresh.signing_secret(SecretBox(["brand-new-key"])) == secret
+    with pytest.raises(SecretError):
+        fresh.signing_secret(old_box)
+    assert secret not in result.output
+
+
+def test_the_worker_registers_the_delivery_task_and_the_sweep(tmp_path):
+    from portal.letters.worker import make_huey
+
+    tasks = make_huey({}, str(tmp_path)).portal_tasks
+    names = (tasks.deliver_webhook.name, tasks.sweep_webhooks.name)
+    assert names == ("portal.deliver_webhook", "portal.sweep_webhooks")
