@@ -32,12 +32,15 @@ def shot(screenshot):
 def test_add_a_webhook_copy_its_secret_and_send_a_test_event(live_server, signed_in_page, employee, shot,
                                                              webhook_receiver, queue_worker):
     queue_worker()
-    create_token(employee, "CRM")
     page = signed_in_page(employee)
     page.set_viewport_size({"width": 1366, "height": 900})
     page.goto(live_server + "/profile")
-    section = page.locator("#webhooks")
-    section.scroll_into_view_if_needed()
+    assert page.get_by_text("A webhook belongs to an API token: create a token first.").is_visible()
+    page.fill("#token-name", "CRM")
+    page.press("#token-name", "Enter")
+    # The new token is offered at once, without reloading the page.
+    expect(page.locator("#webhook-token")).to_contain_text("CRM (ptk_")
+    page.locator("#webhooks").scroll_into_view_if_needed()
     page.fill("#webhook-url", webhook_receiver.url)
     page.get_by_label("A mailbox was paused").uncheck()
     page.get_by_role("button", name="Add webhook").click()

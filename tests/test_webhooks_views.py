@@ -160,3 +160,20 @@ def test_the_webhooks_section_speaks_russian(client, auth, make_employee):
     auth.login(person)
     text = page_text(client.get("/profile"))
     assert "Вебхуки" in text and "Отправить тестовое событие" in text and "Журнал доставки" in text
+
+
+def test_a_new_or_revoked_token_refreshes_the_webhooks_section(as_employee, employee):
+    page = as_employee.get("/profile").get_data(as_text=True)
+    assert 'hx-get="/profile/webhooks" hx-trigger="api-tokens-changed from:body"' in page
+    created = htmx(as_employee, "/profile/api-tokens", {"token-name": "CRM"})
+    assert created.headers["HX-Trigger"] == "api-tokens-changed"
+    section = as_employee.get("/profile/webhooks", headers={"HX-Request": "true"})
+    assert section.get_data(as_text=True).lstrip().startswith('<section id="webhooks"')
+    assert "CRM (ptk_" in page_text(section)  # the new token is offered at once
+
+
+def test_a_webhook_of_a_revoked_token_says_it_stopped(as_employee, employee):
+    endpoint = make_endpoint(employee)
+    revoked = htmx(as_employee, f"/api-tokens/{endpoint.token.id}/revoke")
+    assert revoked.headers["HX-Trigger"] == "api-tokens-changed"
+    assert "Stopped: its token is revoked" in page_text(as_employee.get("/profile"))

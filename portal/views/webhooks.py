@@ -89,6 +89,7 @@ def webhook_section(owner=None, *, form=None, created=None, secret=None, notice=
         "notice": notice,
         "create_url": url_for("webhooks.create_mine") if _mine(owner)
         else url_for("webhooks.create_for", employee_id=owner.id),
+        "self_url": url_for("webhooks.mine") if _mine(owner) else url_for("webhooks.employee", employee_id=owner.id),
     }
 
 
