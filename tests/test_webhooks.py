@@ -164,8 +164,7 @@ def test_a_private_address_is_refused_unless_allowed(app, employee, webhook_rece
         webhooks.create_endpoint(token, "https://hooks.example.com/x", ALL, actor=employee, settings=closed,
                                  resolver=lambda host, port: ["127.0.0.1"])
     # Allowed by the host entry (host:port only, like PORTAL_MAIL_ALLOWED_HOSTS): accepted.
-    port = int(webhook_receiver.url.split(":")[2].split("/")[0])
-    allowed = webhooks.WebhookSettings(allowed_hosts=(f"127.0.0.1:{port}",))
+    allowed = webhooks.WebhookSettings(allowed_hosts=(f"127.0.0.1:{webhook_receiver.port}",))
     endpoint, _ = webhooks.create_endpoint(token, webhook_receiver.url, ALL, actor=employee, settings=allowed)
     # ... and when the allowance is taken away, nothing is sent: the try says why.
     delivery = webhooks.send_test_event(endpoint, actor=employee)
@@ -176,7 +175,7 @@ def test_a_private_address_is_refused_unless_allowed(app, employee, webhook_rece
 
 
 def test_the_name_is_resolved_once_and_the_checked_address_is_the_one_connected_to(app, employee, webhook_receiver):
-    port = int(webhook_receiver.url.split(":")[2].split("/")[0])
+    port = webhook_receiver.port
     settings = webhooks.WebhookSettings(allowed_hosts=("hooks.corp.test:*",))
     looked_up = []
 
@@ -329,3 +328,18 @@ def test_the_worker_registers_the_delivery_task_and_the_sweep(tmp_path):
     tasks = make_huey({}, str(tmp_path)).portal_tasks
     names = (tasks.deliver_webhook.name, tasks.sweep_webhooks.name)
     assert names == ("portal.deliver_webhook", "portal.sweep_webhooks")
+
+
+def test_https_receivers_are_verified_against_the_name_in_the_url(app, employee, make_webhook_receiver,
+                                                                  server_certificate, untrusted_certificate):
+    trusted = make_webhook_receiver(server_certificate)
+    settings = webhooks.WebhookSettings(allowed_hosts=("127.0.0.1:*", "localhost:*"),
+                                        ca_file=server_certificate.ca_file)
+    endpoint, secret = endpoint_for(employee, f"https://localhost:{trusted.port}/hooks/portal", settings=settings)
+    assert webhooks.deliver(webhooks.send_test_event(endpoint, actor=employee).id, settings).state == "delivered"
+    assert webhooks.verify(secret, trusted.received[0].headers["x-portal-signature"], trusted.received[0].body)
+
+    impostor = make_webhook_receiver(untrusted_certificate)
+    endpoint, _ = endpoint_for(employee, f"https://localhost:{impostor.port}/hooks/portal", settings=settings)
+    outcome = webhooks.deliver(webhooks.send_test_event(endpoint, actor=employee).id, settings)
+    assert webhooks.error_code(outcome.attempt.error) == webhooks.TLS_FAILED and impostor.received == []
