@@ -33,7 +33,7 @@ from huey import crontab
 from portal import events
 from portal.db import database, writing
 from portal.mail import guard
-from portal.mail.deadline import Deadline
+from portal.mail.deadline import Deadline, DeadlineExceeded
 from portal.mail.errors import GuardRefused, HostNotFound
 from portal.mail.settings import AllowedHost, MailConfig
 from portal.models import ApiToken, Employee, Letter, Mailbox, utcnow
@@ -484,8 +484,13 @@ def post(url: str, body: bytes, headers: Mapping[str, str], settings: WebhookSet
         response = connection.getresponse()
         response.read(64 * 1024)  # an answer's body is not kept; reading some lets the server finish cleanly
         return response.status
+    except (OSError, http.client.HTTPException):
+        if deadline.expired:  # the watchdog shut the socket: say so, not "connection closed"
+            raise DeadlineExceeded(settings.deadline) from None
+        raise
     finally:
         connection.close()
+        deadline.close()
 
 
 def _default_port(scheme: str) -> int:

@@ -211,6 +211,15 @@ def test_redirects_are_not_followed_and_a_slow_receiver_times_out(app, employee,
     assert webhooks.error_code(outcome.attempt.error) == webhooks.TIMEOUT
     assert time.monotonic() - started < 1.9
 
+    # A receiver that trickles its answer never trips the per-read timeout: the try's deadline ends it.
+    webhook_receiver.delay = 0
+    trickle = webhooks.WebhookSettings(allowed_hosts=("127.0.0.1:*",), read_timeout=5, deadline=1)
+    webhook_receiver.trickle = 0.3
+    started = time.monotonic()
+    outcome = webhooks.deliver(webhooks.send_test_event(endpoint, actor=employee).id, trickle)
+    assert webhooks.error_code(outcome.attempt.error) == webhooks.TIMEOUT and outcome.attempt.status_code is None
+    assert time.monotonic() - started < 2.5
+
 
 def test_nothing_is_listening_is_logged_as_could_not_connect(app, employee, webhook_receiver):
     endpoint, _ = endpoint_for(employee, "http://127.0.0.1:9/nothing-here")
