@@ -305,15 +305,18 @@ def queue_event(event: str, may_see: Callable[[Employee], bool], data_for: Calla
     if not endpoints:
         return []
     now = now or utcnow()
+    # Read before the write transaction, so SQLite's write lock is held only for the inserts.
     data_by_owner: dict[int, dict | None] = {}
+    for endpoint in endpoints:
+        owner = endpoint.token.owner
+        if owner.id not in data_by_owner:
+            data_by_owner[owner.id] = data_for(owner) if may_see(owner) else None
     made = []
     with writing():
         for endpoint in endpoints:
-            owner = endpoint.token.owner
-            if owner.id not in data_by_owner:
-                data_by_owner[owner.id] = data_for(owner) if may_see(owner) else None
-            if data_by_owner[owner.id] is not None:
-                made.append(_store_delivery(endpoint, event, data_by_owner[owner.id], now).id)
+            data = data_by_owner[endpoint.token.owner.id]
+            if data is not None:
+                made.append(_store_delivery(endpoint, event, data, now).id)
     ring(made)
     return made
 
@@ -326,7 +329,7 @@ def _store_delivery(endpoint: WebhookEndpoint, event: str, data: dict, now: date
 
 
 def send_test_event(endpoint: WebhookEndpoint, *, actor: Employee) -> WebhookDelivery:
-    """Store a ``webhook.test`` delivery for this endpoint (enabled or not asked) and ring the doorbell."""
+    """Store a ``webhook.test`` delivery for this endpoint (whatever it asked for, even disabled); ring the doorbell."""
     now = utcnow()
     data = {"endpoint": {"id": endpoint.id, "url": endpoint.url, "events": endpoint.event_names},
             "sent_by": actor.email}
@@ -535,7 +538,9 @@ def deliver(delivery_pk: int, settings: WebhookSettings, box=None, *, clock: Cal
         return None
     delivery = WebhookDelivery.get_by_id(delivery_pk)
     endpoint = _endpoints_with_tokens().where(WebhookEndpoint.id == delivery.endpoint_id).get()
-    if not endpoint.enabled or endpoint.token.revoked or not endpoint.token.owner.active:
+    # A disabled endpoint still gets "Send a test event" (checking a fix before enabling it), nothing else.
+    stopped = not endpoint.enabled and delivery.event != TEST_EVENT
+    if stopped or endpoint.token.revoked or not endpoint.token.owner.active:
         WebhookDelivery.update(state="cancelled", finished_at=now, lease_expires_at=None).where(
             WebhookDelivery.id == delivery.id).execute()
         return Outcome("cancelled")

@@ -352,3 +352,15 @@ def test_https_receivers_are_verified_against_the_name_in_the_url(app, employee,
     endpoint, _ = endpoint_for(employee, f"https://localhost:{impostor.port}/hooks/portal", settings=settings)
     outcome = webhooks.deliver(webhooks.send_test_event(endpoint, actor=employee).id, settings)
     assert webhooks.error_code(outcome.attempt.error) == webhooks.TLS_FAILED and impostor.received == []
+
+
+def test_a_disabled_endpoint_hears_only_its_test_events(app, employee, sending_mailbox, write_letter, run_queue,
+                                                        smtp_server, webhook_receiver):
+    endpoint, _ = endpoint_for(employee, webhook_receiver.url)
+    webhooks.set_enabled(endpoint, False)
+    write_letter(sending_mailbox)
+    run_queue()
+    assert deliveries(endpoint) == []  # no delivery stored for a disabled endpoint
+    test = webhooks.send_test_event(endpoint, actor=employee)
+    assert webhooks.deliver(test.id, LOCAL).state == "delivered"  # a fix can be checked before enabling it
+    assert [r.json()["event"] for r in webhook_receiver.received] == ["webhook.test"]
