@@ -364,3 +364,27 @@ def test_a_disabled_endpoint_hears_only_its_test_events(app, employee, sending_m
     test = webhooks.send_test_event(endpoint, actor=employee)
     assert webhooks.deliver(test.id, LOCAL).state == "delivered"  # a fix can be checked before enabling it
     assert [r.json()["event"] for r in webhook_receiver.received] == ["webhook.test"]
+
+
+def test_the_minute_sweep_sends_what_a_dead_worker_left_and_forgets_old_deliveries(app, employee, webhook_receiver):
+    from portal.letters.worker import huey_for
+
+    app.config.update(PORTAL_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
+    app.extensions.pop("portal.huey", None)
+    huey = huey_for(app)
+    huey.immediate = True  # the tasks the sweep enqueues run at once, in this thread
+    endpoint, secret = endpoint_for(employee, webhook_receiver.url)
+    long_ago = utcnow() - datetime.timedelta(minutes=5)
+    # Stored, its task lost with the worker that held it (no doorbell rang for it).
+    left = WebhookDelivery.create(endpoint=endpoint.id, delivery_id="left-behind", event="letter.sent", body="{}",
+                                  created_at=long_ago, next_attempt_at=long_ago)
+    old = WebhookDelivery.create(endpoint=endpoint.id, delivery_id="old", event="letter.sent", body="{}",
+                                 state="delivered", created_at=utcnow() - datetime.timedelta(days=31))
+    WebhookAttempt.create(delivery=old.id, number=1, status_code=200)
+    assert huey.portal_tasks.sweep_webhooks.call_local() == 1
+    [request] = webhook_receiver.received
+    assert request.headers["x-portal-delivery"] == "left-behind"
+    assert webhooks.verify(secret, request.headers["x-portal-signature"], request.body)
+    assert WebhookDelivery.get_by_id(left.id).state == "delivered"
+    assert WebhookDelivery.get_or_none(WebhookDelivery.id == old.id) is None  # kept 30 days, then forgotten
+    assert WebhookAttempt.select().where(WebhookAttempt.delivery == old.id).count() == 0
