@@ -388,3 +388,19 @@ def test_the_minute_sweep_sends_what_a_dead_worker_left_and_forgets_old_deliveri
     assert WebhookDelivery.get_by_id(left.id).state == "delivered"
     assert WebhookDelivery.get_or_none(WebhookDelivery.id == old.id) is None  # kept 30 days, then forgotten
     assert WebhookAttempt.select().where(WebhookAttempt.delivery == old.id).count() == 0
+
+
+def test_the_queue_pausing_a_mailbox_after_three_refused_sign_ins_is_told(
+        app, employee, sending_mailbox, write_letter, run_queue, smtp_server):
+    endpoint, _ = endpoint_for(employee, "http://127.0.0.1:1/in", [webhooks.MAILBOX_PAUSED])
+    smtp_server.password = "changed-at-the-provider"  # the real aiosmtpd now refuses the stored one
+    write_letter(sending_mailbox)
+    for _ in range(3):
+        run_queue()
+        run_queue.later(hours=1)
+    [delivery] = deliveries(endpoint)
+    data = json.loads(delivery.body)["data"]
+    assert data["problem"] == "auth_failed" and data["paused_by"] is None  # the portal paused it, not a person
+    assert data["mailbox"]["id"] == sending_mailbox.id and data["mailbox"]["active"] is False
+    assert data["mailbox"]["smtp"]["password_set"] is True and smtp_server.password not in delivery.body
+    assert "password" not in data["mailbox"]["smtp"]
