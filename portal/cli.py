@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from portal.api.cli import create_token_command
-from portal import mailboxes
+from portal import mailboxes, webhooks
 from portal.db import database, init_db_command
 from portal.directory import DirectoryError, configured_settings, sync_directory_alone
 from portal.letters.cli import COMMANDS as LETTER_COMMANDS
@@ -55,14 +55,17 @@ def _fail(message):
 @click.command("rotate-secrets")
 @with_appcontext
 def rotate_secrets_command():
-    """Re-encrypt every stored mailbox secret with the newest key of PORTAL_SECRET_KEYS."""
+    """Re-encrypt every stored mailbox secret (and webhook signing secret) with the newest key of PORTAL_SECRET_KEYS."""
     try:
-        with database.connection_context():
+        with database.connection_context(), database.atomic():  # all or nothing, webhooks' secrets included
             count = mailboxes.rotate_secrets(current_app.extensions["portal_secret_box"])
+            hooks = webhooks.rotate_secrets(current_app.extensions["portal_secret_box"])
     except SecretError as error:  # a wrong or missing key: one line, and nothing was changed
         raise click.ClickException(f"{error}. Nothing was changed: list the key it was made with in "
                                    "PORTAL_SECRET_KEYS after the new one, and run rotate-secrets again.") from None
     click.echo(f"Re-encrypted the secrets of {count} mailbox(es) with the newest key.")
+    if hooks:
+        click.echo(f"Re-encrypted the signing secrets of {hooks} webhook(s).")
 
 
 @click.command("create-user")

@@ -108,6 +108,17 @@ def _token_id(get):
     return {"token_id": create_token(_person("employee", "access-employee@example.com"), "Access")[0].id}
 
 
+def _webhook_id(get):
+    """A webhook on a token of the signed-in employee of these tests (admins manage it too)."""
+    from portal.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint(token=_token_id(get)["token_id"], url="https://hooks.example.com/in",
+                               events="letter.sent")
+    endpoint.set_secret("whsec_access")
+    endpoint.save()
+    return {"endpoint_id": endpoint.id}
+
+
 # ---- The table: one line per endpoint and method (add yours here) ----
 ROUTES = [
     Route("static", "GET", ANYONE, lambda get: {"filename": "css/portal.css"}),
@@ -236,6 +247,16 @@ ROUTES = [
     Route("notifications.preferences", "POST", SIGNED_IN),
     Route("notifications.system_mailbox", "POST", ADMIN),
     Route("api.list_notifications", "GET", API),
+    # Webhooks (issue 16); other people's answer 404 (tests/test_webhooks_views.py)
+    Route("webhooks.mine", "GET", SIGNED_IN),
+    Route("webhooks.create_mine", "POST", SIGNED_IN),
+    Route("webhooks.employee", "GET", ADMIN, _employee_id),
+    Route("webhooks.create_for", "POST", ADMIN, _employee_id),
+    Route("webhooks.send_test", "POST", SIGNED_IN, _webhook_id),
+    Route("webhooks.enable", "POST", SIGNED_IN, _webhook_id),
+    Route("webhooks.disable", "POST", SIGNED_IN, _webhook_id),
+    Route("webhooks.delete", "POST", SIGNED_IN, _webhook_id),
+    Route("webhooks.log", "GET", SIGNED_IN, _webhook_id),
 ]
 # ---- end of the table ----
 

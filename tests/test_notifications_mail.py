@@ -196,7 +196,7 @@ def test_the_digest_task_sends_what_waited_and_one_worker_at_a_time(app, portal_
     from portal.portal_mail import DIGEST_LOCK
 
     huey = make_huey(app.config, str(tmp_path / "queue"))
-    task = huey.notification_digest
+    task = huey.portal_tasks.notification_digest
     long_ago = utcnow() - DIGEST_WINDOW - datetime.timedelta(minutes=1)
     notify(employee, "letter_failed", about="First", detail="recipient_unknown", now=long_ago)  # mailed then
     notify(employee, "letter_failed", about="Second", detail="recipient_unknown")  # waits: the window was open

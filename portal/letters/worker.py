@@ -29,7 +29,9 @@ from portal.logs import FaultLog
 from portal.mail.settings import MailConfig
 from portal.mailbox_health import register_health_checks
 from portal.models import Letter, utcnow
+from portal.portal_mail import register_digest
 from portal.secret_box import active_box
+from portal.webhooks import register_webhook_tasks
 
 log = logging.getLogger("portal.letters")
 faults = FaultLog(log)  # a pass, sweep or fetch that fails says so once, with its cause, until it works again
@@ -130,11 +132,11 @@ def _register(huey, config):
         return {report.address: len(report.replies) for report in reports}
 
     sync_directory = register_directory_sync(huey, config, active_box)
-    from portal.portal_mail import register_digest  # the notification e-mails held back for their 15 minutes
-
-    huey.notification_digest = register_digest(huey)
     tasks = PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
+    tasks.notification_digest = register_digest(huey)  # the notification e-mails held back for their 15 minutes
     tasks.check_mailbox, tasks.recheck_mailboxes, tasks.fetch_now = register_health_checks(huey, config, mail_config)
+    # Webhooks: one try per delivery (retried at its back-off) and the minute's sweep for lost ones.
+    tasks.deliver_webhook, tasks.sweep_webhooks = register_webhook_tasks(huey, config, active_box)
     return tasks
 
 

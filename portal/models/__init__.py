@@ -12,3 +12,4 @@ from portal.models.directory import DirectoryLink, DirectorySync  # noqa: E402,F
 from portal.models.sso import SsoLink  # noqa: E402,F401
 from portal.models.health import DomainDeliverability, MailboxHealth  # noqa: E402,F401
 from portal.models.notifications import Notification, NotificationPreference  # noqa: E402,F401
+from portal.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402,F401

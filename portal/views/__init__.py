@@ -30,3 +30,5 @@ def register_blueprints(app):
     app.register_blueprint(mailbox_health.bp)
     from portal.views import notifications  # the notification centre and the bell
     app.register_blueprint(notifications.bp)
+    from portal.views import webhooks  # My profile → Webhooks, and each employee's for admins
+    app.register_blueprint(webhooks.bp)

@@ -59,8 +59,14 @@ def _create(owner):
         except TokenInvalid as error:
             form.name.errors.append(str(error.message))
         else:
-            return _page(owner, created=row, token=token)
+            return _changed(_page(owner, created=row, token=token))
     return _page(owner, form=form)
+
+
+def _changed(response):
+    """Tell the page its tokens changed: My profile's webhooks section offers only the live ones."""
+    body, headers = response
+    return body, {**headers, "HX-Trigger": "api-tokens-changed"}
 
 
 @bp.route("/profile/api-tokens")
@@ -107,7 +113,7 @@ def revoke(token_id):
         flash(_("Revoked the token “%(name)s”.", name=row.name), "info")
         return redirect(url_for("api_tokens.every"))
     if is_htmx():
-        return _page(owner)
+        return _changed(_page(owner))
     flash(_("Revoked the token “%(name)s”.", name=row.name), "info")
     return redirect(url_for("profile.edit") if owner.id == current_user.id
                     else url_for("api_tokens.employee", employee_id=owner.id))
