@@ -352,13 +352,11 @@ def _language(owner: Employee) -> str:
 def _letter_event(event: str, letter: Letter, extra: dict | None = None) -> list[int]:
     from portal.api.shapes import letter_json
 
-    fresh = Letter.get_or_none(Letter.id == letter.id)
-    if fresh is None:
-        return []
-    return queue_event(
-        event,
-        lambda owner: Letter.visible_to(owner).where(Letter.id == fresh.id).exists(),
-        lambda owner: {"letter": letter_json(fresh, _language(owner)), **(extra or {})})
+    def data_for(owner):  # read only when some endpoint wants the event: a sent letter costs one look, not two
+        fresh = Letter.get_or_none(Letter.id == letter.id)
+        return None if fresh is None else {"letter": letter_json(fresh, _language(owner)), **(extra or {})}
+
+    return queue_event(event, lambda owner: Letter.visible_to(owner).where(Letter.id == letter.id).exists(), data_for)
 
 
 def _may_use_or_manage(owner: Employee, mailbox: Mailbox) -> bool:

@@ -6,6 +6,7 @@ from email import policy as email_policy
 
 import pytest
 
+from portal.db import database
 from portal.letters.claims import claim
 from portal.letters.claims import claim_due_letters
 from portal.letters.outcomes import cancel_letter, retry_letter
@@ -220,6 +221,53 @@ def test_letters_through_one_mailbox_share_one_connection(sending_mailbox, write
     assert report.connections == 1 and report.outcomes["sent"] == 6
     assert len(smtp_server.logins) == 1 and len(smtp_server.messages) == 6
     assert {fresh(letter).state for letter in letters} == {"sent"}
+
+
+class RoundTrips:
+    """The statements, BEGINs and COMMITs the bound database runs while in use (each a round trip on PostgreSQL)."""
+
+    def __init__(self, monkeypatch):
+        self.counts = {"statements": 0, "begins": 0, "commits": 0}
+        db = database.obj
+        for method, name in (("execute_sql", "statements"), ("begin", "begins"), ("commit", "commits")):
+            monkeypatch.setattr(db, method, self._counting(getattr(db, method), name))
+
+    def _counting(self, original, name):
+        def counted(*args, **kwargs):
+            self.counts[name] += 1
+            return original(*args, **kwargs)
+        return counted
+
+    def during(self, action):
+        """(what ``action()`` returned, the counts it added)."""
+        before = dict(self.counts)
+        result = action()
+        return result, {name: self.counts[name] - before[name] for name in self.counts}
+
+
+def test_each_letter_of_a_run_costs_the_mark_and_one_outcome_transaction(sending_mailbox, write_letter, run_queue,
+                                                                         smtp_server, monkeypatch):
+    # Per letter the queue must write its "data" mark and then its outcome in one transaction: the row, the history
+    # line, and one statement for all the recipients the server accepted. A read per letter (its mailbox, its
+    # limits, its recipients again) or a statement per recipient shows up here. The fifth is the webhooks' look for
+    # endpoints that want "letter.sent" (portal/webhooks.py), the price of telling the systems around the portal.
+    counter = RoundTrips(monkeypatch)
+
+    def run_of(count):
+        for n in range(count):
+            write_letter(sending_mailbox, to=f"friend{n}@example.com", cc=f"boss{n}@example.org")
+        report, counts = counter.during(run_queue)
+        assert report.outcomes["sent"] == count and report.connections == 1
+        return counts
+
+    few, many = run_of(4), run_of(24)
+
+    per_letter = {name: (many[name] - few[name]) / 20 for name in many}
+    assert per_letter == {"statements": 5, "begins": 1, "commits": 1}
+    assert len(smtp_server.messages) == 28
+    assert {(r.status, r.smtp_code) for r in LetterRecipient.select()} == {("accepted", 250)}
+    assert sorted((a.letter_id, a.outcome, a.number) for a in LetterAttempt.select()) == sorted(
+        (letter.id, "sent", 1) for letter in Letter.select())
 
 
 @pytest.mark.parametrize("next_mail", ["421 4.7.0 Closing connection", "550 5.7.1 Sender refused"])

@@ -71,10 +71,10 @@ class Recorder:
             fields.update(finished_at=now, failure_seen=False)
         fields["state"] = state
         rows = {r.address: r.id for r in recipients}
-        answers = []
-        if result.accepted and result.outcome == "sent":
-            answers += [(address, dict(status="accepted", accepted_at=now, smtp_code=250, server_reply=result.reply,
-                                       problem_code="")) for address in result.accepted]
+        accepted = result.accepted if result.outcome == "sent" else []
+        accepted_ids = [rows[address] for address in accepted if address in rows]  # read with the claim
+        answers = [(address, dict(status="accepted", accepted_at=now, smtp_code=250, server_reply=result.reply,
+                                  problem_code="")) for address in accepted if address not in rows]
         for address, (code, reply, recipient_problem) in result.refused.items():
             answers.append((address, dict(status="refused" if address in refused_for_good else "deferred",
                                           smtp_code=code, server_reply=reply, problem_code=recipient_problem.code)))
@@ -88,6 +88,9 @@ class Recorder:
                 problem_code=problem.code if problem else "",
                 server_reply=(problem.server_reply if problem else result.reply),
                 smtp_code=problem.smtp_code if problem else None, mailbox_address=mailbox.address if mailbox else "")
+            if accepted_ids:  # one statement for every recipient the server accepted
+                LetterRecipient.update(status="accepted", accepted_at=now, smtp_code=250, server_reply=result.reply,
+                                       problem_code="").where(LetterRecipient.id.in_(accepted_ids)).execute()
             for address, answer in answers:
                 which = (LetterRecipient.id == rows[address] if address in rows
                          else (LetterRecipient.letter == letter.id) & (LetterRecipient.address == address))
