@@ -407,7 +407,9 @@ def canonical_settings(settings):
     """The exact server settings a test checks, secrets included, as one stable string (never stored as is)."""
 
     def server(s):
-        return [s.host, s.port, s.security, s.username, s.password, s.trusted_fingerprint, s.allow_plaintext_auth]
+        # A token changes with every refresh: what was tested is signing in as this identity by this mechanism.
+        secret = f"token:{s.sasl}" if s.sasl else s.password
+        return [s.host, s.port, s.security, s.username, secret, s.trusted_fingerprint, s.allow_plaintext_auth]
 
     incoming = [settings.incoming.protocol, server(settings.incoming.server)] if settings.incoming else None
     return json.dumps([settings.address.lower(), server(settings.smtp), incoming], separators=(",", ":"))
