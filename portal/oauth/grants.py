@@ -164,22 +164,55 @@ def settings_for(mailbox, *, now: datetime.datetime | None = None, box=None):
     return mailbox.to_settings(box)
 
 
+def bind(mailbox, grant: MailboxGrant) -> bool:
+    """Make ``grant`` the mailbox's only grant (inside the caller's transaction); True if the mailbox had one that
+    needed reconnecting (the caller then releases its letters once the transaction is committed)."""
+    had_lost = MailboxGrant.select().where((MailboxGrant.mailbox == mailbox.id) & MailboxGrant.needs_reconnect
+                                           & (MailboxGrant.id != grant.id)).exists()
+    MailboxGrant.delete().where((MailboxGrant.mailbox == mailbox.id) & (MailboxGrant.id != grant.id)).execute()
+    MailboxGrant.update(mailbox=mailbox.id, form_key=None, employee=None).where(MailboxGrant.id == grant.id).execute()
+    grant.mailbox, grant.form_key, grant.employee = mailbox.id, None, None
+    return had_lost
+
+
+def release_waiting(mailbox, now: datetime.datetime | None = None) -> int:
+    """The letters that waited for the mailbox's sign-in are due now; returns how many."""
+    return Letter.update(next_attempt_at=now or utcnow()).where(
+        (Letter.mailbox == mailbox.id) & (Letter.state == "deferred")
+        & (Letter.waiting_for << (NEEDS_RECONNECT, TOKEN_UNAVAILABLE))).execute()
+
+
 def reconnect(mailbox, grant: MailboxGrant, *, actor, now: datetime.datetime | None = None, ip: str = "") -> int:
     """Bind a new grant to the mailbox in place of its old one and release the letters that waited for it;
     returns how many letters were released."""
     now = now or utcnow()
     with writing():
-        MailboxGrant.delete().where((MailboxGrant.mailbox == mailbox.id) & (MailboxGrant.id != grant.id)).execute()
-        MailboxGrant.update(mailbox=mailbox.id, form_key=None, employee=None).where(
-            MailboxGrant.id == grant.id).execute()
-        released = Letter.update(next_attempt_at=now).where(
-            (Letter.mailbox == mailbox.id) & (Letter.state == "deferred")
-            & (Letter.waiting_for << (NEEDS_RECONNECT, TOKEN_UNAVAILABLE))).execute()
+        bind(mailbox, grant)
         AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=actor.id if actor else None,
                           owner=mailbox.owner_id, action="reconnected", changed_fields=json.dumps(["oauth"]),
                           at=now, ip=(ip or "")[:64], detail=f"signed in with {grant.provider} as {grant.identity}")
+    released = release_waiting(mailbox, now)
     events.mailbox_recovered.send(mailbox)
     return released
+
+
+def form_grant(form_key: str | None, existing=None, *, chosen: str | None = None):
+    """The grant a mailbox form signs in with: the form's own new one, else the mailbox's; None for a password.
+
+    ``chosen`` is the form's "auth" value ("oauth" or "password"; None: as the mailbox is now). Raises
+    ValueError with what to tell the person when a sign-in is wanted but there is none to use.
+    """
+    if chosen == "password":
+        return None
+    if form_key:
+        grant = MailboxGrant.get_or_none((MailboxGrant.form_key == form_key) & MailboxGrant.mailbox.is_null())
+        if grant is None:
+            raise ValueError("expired")
+        return grant
+    grant = grant_of(existing)
+    if grant is None and chosen == "oauth":
+        raise ValueError("missing")
+    return grant
 
 
 def new_grant(provider_key: str, identity: str, sasl: str, tokens: Tokens, *, mailbox=None, employee=None,
