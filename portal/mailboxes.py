@@ -811,4 +811,7 @@ def rotate_secrets(box=None):
                 tested_settings_digest=mailbox.tested_settings_digest,
             ).where(Mailbox.id == mailbox.id).execute()
             count += 1
+        from portal.oauth.apps import rotate_secrets as rotate_oauth_secrets
+
+        rotate_oauth_secrets(box)  # the provider apps' client secrets and the mailboxes' tokens (issue 12)
     return count

@@ -177,6 +177,10 @@ SCHEMAS = {
         "last_passed_test_at": {"type": ["string", "null"], "format": "date-time"},
         "manageable": {"type": "boolean", "description": "false for a company mailbox the caller may only use: "
                                                          "its servers and access list are not shown (null)."},
+        "auth": {"type": "string", "enum": ["password", "oauth"],
+                 "description": "oauth: it signs in with the provider (Microsoft, Google, Yandex, the company's own)."},
+        "needs_reconnect": {"type": "boolean", "description": "The provider no longer accepts its sign-in: its "
+                                                              "owner must press Reconnect on the portal's page."},
     }),
     "MailboxList": _out({"mailboxes": {"type": "array", "items": ref("Mailbox")}}),
     "Stage": _out({
@@ -203,6 +207,8 @@ SCHEMAS = {
     "MailboxCreate": obj({
         "scope": {"type": "string", "enum": ["company", "employee"],
                   "description": "company: admins only. Default employee."},
+        "auth": {"type": "string", "enum": ["password", "oauth"],
+                 "description": "oauth is refused with 422: a person must consent at the provider on the page."},
         "owner": nullable(line(description="The owner's e-mail (admins); others always own what they add.")),
         **{k: v for k, v in _MAILBOX_WRITABLE.items() if k == "address"},
         "smtp": _server_in(incoming=False, partial=False),
