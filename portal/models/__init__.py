@@ -9,4 +9,4 @@ from portal.models.letters import (  # noqa: E402,F401  re-exported: every table
 from portal.models.api import ApiToken  # noqa: E402,F401
 from portal.models.account_tests import AccountTestRun  # noqa: E402,F401
 from portal.models.directory import DirectoryLink, DirectorySync  # noqa: E402,F401
-from portal.models.oauth import MailboxGrant, OAuthApp  # noqa: E402,F401
+from portal.models.oauth import MailboxGrant, OAuthApp, OAuthFlow  # noqa: E402,F401

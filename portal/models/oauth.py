@@ -85,3 +85,32 @@ class MailboxGrant(_Secrets, BaseModel):
             return False
         margin = min(margin_max, max(1.0, self.lifetime * margin_share))
         return self.expires_at - datetime.timedelta(seconds=margin) <= now
+
+
+class OAuthFlow(_Secrets, BaseModel):
+    """One trip to a provider's consent page: what the callback must find again, and what came back.
+
+    ``id`` names it to the form (the form key); ``state`` goes to the provider. Used once; good for
+    FLOW_MAX_AGE. The form's values are kept without any password.
+    """
+
+    SECRET_FIELDS = ("code_verifier",)
+
+    id = CharField(max_length=64, primary_key=True)
+    state = CharField(max_length=64, unique=True)
+    employee = ForeignKeyField(Employee, backref="+", on_delete="CASCADE")
+    provider = CharField(max_length=32)
+    purpose = CharField(max_length=16, default="form")  # "form" | "reconnect"
+    mailbox = ForeignKeyField(Mailbox, null=True, backref="+", on_delete="CASCADE")
+    nonce = CharField(max_length=64)
+    code_verifier = TextField(default="")  # Fernet ciphertext bound to secret_context
+    form_values = TextField(default="{}")  # JSON, passwords left out
+    created_at = DateTimeField(default=utcnow, index=True)
+    used_at = DateTimeField(null=True)
+    identity = CharField(max_length=FIELD_MAX, default="")  # who signed in, once back
+    error = CharField(max_length=64, default="")  # the provider's error code, once back
+    error_description = TextField(default="")
+    secret_context = CharField(max_length=64, default=new_context)
+
+    class Meta:
+        table_name = "oauth_flow"

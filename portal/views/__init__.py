@@ -24,3 +24,5 @@ def register_blueprints(app):
     app.register_blueprint(invitations.bp)
     from portal.views import replies  # every reply to one's letters, and the unread badge
     app.register_blueprint(replies.bp)
+    from portal.views import oauth  # Sign-in providers, and mailboxes that sign in with the provider
+    app.register_blueprint(oauth.bp)
