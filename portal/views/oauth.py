@@ -96,10 +96,11 @@ def _remember_state(state):
 
 
 def _go(url):
-    """Send the browser to the provider: a redirect, or HX-Redirect when htmx asked."""
+    """Send the browser to the provider: HX-Redirect when htmx asked, else a page that goes on by itself (the
+    Content-Security-Policy's form-action 'self' stops a form's redirect to another site)."""
     if is_htmx():
         return "", 204, {"HX-Redirect": url}
-    return redirect(url, 303)
+    return render_template("oauth/continue.html", url=url)
 
 
 @bp.route("/mailboxes/sign-in/<provider>", methods=["POST"])
