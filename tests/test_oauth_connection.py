@@ -1,6 +1,7 @@
 """Signing in with a provider's token through the one connection path: SMTP, IMAP and POP3, both mechanisms."""
 from __future__ import annotations
 
+import logging
 import secrets
 
 import pytest
@@ -22,8 +23,11 @@ def _smtp(server, address: str, token: str, sasl: str = "XOAUTH2") -> ServerSett
 
 
 @pytest.mark.parametrize("sasl", ["XOAUTH2", "OAUTHBEARER"])
-def test_a_letter_leaves_through_smtp_signed_in_with_a_token(oauth_provider, oauth_smtp_server, mail_config, sasl):
-    """open_smtp signs in with the token by the chosen mechanism; the sign-in stage names it; the letter arrives."""
+def test_a_letter_leaves_through_smtp_signed_in_with_a_token(oauth_provider, oauth_smtp_server, mail_config, sasl,
+                                                             caplog):
+    """open_smtp signs in with the token by the chosen mechanism; the sign-in stage names it; the letter arrives;
+    the token reaches no log line."""
+    caplog.set_level(logging.DEBUG)
     anna = _address()
     token = oauth_provider.get_tokens(anna)["access_token"]
     settings = MailboxSettings(anna, "Anna", _smtp(oauth_smtp_server, anna, token, sasl))
@@ -34,6 +38,7 @@ def test_a_letter_leaves_through_smtp_signed_in_with_a_token(oauth_provider, oau
     assert login.ok and login.detail.startswith(f"{sasl}: 235")
     assert token not in login.detail
     assert [(m.mail_from, m.login) for m in oauth_smtp_server.messages] == [(anna, anna)]
+    assert token not in caplog.text
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
