@@ -3,7 +3,8 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 
-from portal.forms import max_length, single_line, strip
+from portal.forms import choices, max_length, single_line, strip
+from portal.mail.settings import OAUTH_MECHANISMS
 
 
 class SignInProviderForm(FlaskForm):
@@ -18,7 +19,7 @@ class SignInProviderForm(FlaskForm):
                                 description=_l("https://…/.well-known/openid-configuration of your identity "
                                                "server."))
     sasl = SelectField(_l("Sign-in mechanism of your mail servers"),
-                       choices=[("XOAUTH2", "XOAUTH2"), ("OAUTHBEARER", "OAUTHBEARER")])
+                       choices=choices((name, name) for name in OAUTH_MECHANISMS))
     scopes = StringField(_l("Scopes to ask for"), filters=[strip], validators=[single_line, max_length(1000)],
                          description=_l("Space-separated; include offline_access so the portal can keep the "
                                         "mailbox signed in."))
