@@ -171,10 +171,10 @@ def test_reconnect_binds_the_new_grant_and_releases_the_waiting_letters(company_
     assert "Needs reconnecting" in page_text(mine) and "Reconnect" in page_text(mine)
     assert "Needs reconnecting" in page_text(as_admin.get("/outbox"))
 
-    answer = as_admin.post(f"/mailboxes/{mailbox.id}/reconnect", headers={"HX-Request": "true"})
+    answer = as_admin.post(f"/mailboxes/{mailbox.id}/reconnect?next=//evil.example/x", headers={"HX-Request": "true"})
     back = consent(provider_link(answer), address).replace("http://localhost", "")
-    done = as_admin.get(back)
-    assert done.status_code == 302
+    done = as_admin.get(back + "&next=https://evil.example/")
+    assert done.status_code == 302 and "evil" not in done.headers["Location"]
     grant = MailboxGrant.get(MailboxGrant.mailbox == mailbox.id)
     assert grant.id != old.id and not grant.needs_reconnect
     assert Letter.get_by_id(letter.id).next_attempt_at <= utcnow()

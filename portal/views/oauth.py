@@ -145,7 +145,7 @@ def reconnect(mailbox_id):
         abort(404)
     try:
         started = flows.start(grant.provider, current_user, redirect_uri(), purpose="reconnect", mailbox=mailbox,
-                              login_hint=grant.identity)
+                              login_hint=grant.identity, form_values={"next": _local_path(request.args.get("next"))})
     except (grants.AppNotRegistered, client.ProviderUnreachable):
         flash(_("Signing in with %(name)s is not available right now: an administrator must check it on "
                 "Sign-in providers.", name=provider_name(PROVIDERS[grant.provider])), "error")
@@ -179,9 +179,17 @@ def _new_form_target(flow):
     return {key: values[key] for key in ("scope", "owner_id") if values.get(key)}
 
 
+def _local_path(path):
+    """A path on this site to come back to (never another site's address), else My addresses."""
+    path = path or ""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else url_for("mailboxes.mine")
+
+
 def _reconnected(flow):
+    import json
+
     mailbox = Mailbox.get_or_none(Mailbox.id == flow.mailbox_id)
-    back = request.args.get("next") or url_for("mailboxes.mine")
+    back = _local_path(json.loads(flow.form_values or "{}").get("next"))
     if mailbox is None:
         abort(404)
     if flow.error:
