@@ -180,3 +180,17 @@ def test_reconnect_binds_the_new_grant_and_releases_the_waiting_letters(company_
     assert Letter.get_by_id(letter.id).next_attempt_at <= utcnow()
     assert AuditEvent.select().where(AuditEvent.action == "reconnected").count() == 1
     assert "Needs reconnecting" not in page_text(as_admin.get("/my/addresses"))
+
+
+def test_reconnecting_as_someone_else_is_refused_and_binds_nothing(company_app, as_admin, admin, make_mailbox):
+    """Signed in at the provider as bob@ to reconnect anna@: refused with both names, the old grant stays."""
+    from tests.test_oauth_grants import as_tokens
+
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    mailbox = make_mailbox(admin, address=address, password="")
+    old = grants.new_grant("company", address, "XOAUTH2", as_tokens(company_app.get_tokens(address)), mailbox=mailbox)
+    answer = as_admin.post(f"/mailboxes/{mailbox.id}/reconnect", headers={"HX-Request": "true"})
+    done = as_admin.get(consent(provider_link(answer), "bob@mail.example").replace("http://localhost", ""))
+    shown = page_text(as_admin.get(done.headers["Location"]))
+    assert "You signed in as bob@mail.example" in shown and address in shown
+    assert [g.id for g in MailboxGrant.select()] == [old.id]
