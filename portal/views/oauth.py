@@ -99,7 +99,7 @@ def _go(url):
     """Send the browser to the provider: HX-Redirect when htmx asked, else a page that goes on by itself (the
     Content-Security-Policy's form-action 'self' stops a form's redirect to another site)."""
     if is_htmx():
-        return "", 204, {"HX-Redirect": url}
+        return "", 200, {"HX-Redirect": url}
     return render_template("oauth/continue.html", url=url)
 
 
@@ -141,8 +141,8 @@ def reconnect(mailbox_id):
     """Sign the mailbox in with its provider again; its waiting letters leave once that works."""
     mailbox = _managed_mailbox(mailbox_id)
     grant = grants.grant_of(mailbox)
-    if grant is None:
-        abort(404)
+    if grant is None:  # it signs in with a password: the form is where to choose a provider
+        return redirect(url_for("mailboxes.edit", mailbox_id=mailbox.id))
     try:
         started = flows.start(grant.provider, current_user, redirect_uri(), purpose="reconnect", mailbox=mailbox,
                               login_hint=grant.identity, form_values={"next": _local_path(request.args.get("next"))})
@@ -159,6 +159,8 @@ def reconnect(mailbox_id):
 def callback():
     """Where the provider sends the browser back: a state this browser was not given, used or too old is refused
     with a page that says so; anything else returns to the form (or to the mailbox, for Reconnect)."""
+    if not request.args:  # opened by hand, not sent back by a provider
+        return redirect(url_for("mailboxes.mine"))
     try:
         flow = flows.finish(request.args.get("state", ""), current_user, session.get(SESSION_KEY, []),
                             request.args.to_dict(), redirect_uri())
