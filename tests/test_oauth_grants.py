@@ -145,3 +145,18 @@ def test_a_withdrawn_grant_needs_reconnecting_its_letters_wait_and_reconnect_rel
     assert run_queue().outcomes["sent"] == 1
     assert Letter.get_by_id(letter.id).state == "sent"
     assert revoked not in caplog.text and grant(mailbox).secret("refresh_token") not in caplog.text
+
+
+def test_the_reply_fetcher_signs_in_with_the_token_and_waits_when_it_needs_reconnecting(
+        token_mailbox, oauth_provider, oauth_smtp_server, oauth_dovecot, mail_config):
+    """IMAP with the grant's token through the fetcher's path; a grant that needs reconnecting is said, not tried."""
+    from portal.letters.replies import fetch_mailbox
+
+    mailbox = token_mailbox(oauth_provider, oauth_smtp_server)
+    Mailbox.update(incoming_protocol="imap", incoming_host="localhost", incoming_port=oauth_dovecot.ports["imaps"],
+                   incoming_security="ssl", receive_replies=True).where(Mailbox.id == mailbox.id).execute()
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem is None
+    MailboxGrant.update(needs_reconnect=True).where(MailboxGrant.mailbox == mailbox.id).execute()
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem.code == grants.NEEDS_RECONNECT
