@@ -45,6 +45,9 @@ def register_commands(app):
         app.cli.add_command(command)
     app.cli.add_command(sync_directory_command)
     app.cli.add_command(backup_command)
+    from portal.oauth.cli import oauth_app_command
+
+    app.cli.add_command(oauth_app_command)
 
 
 def _fail(message):

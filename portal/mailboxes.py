@@ -196,6 +196,7 @@ class Cleaned:
     access_employees: list = field(default_factory=list)  # Employee rows
     access_departments: list = field(default_factory=list)
     settings: object = None  # portal.mail.settings.MailboxSettings
+    grant: object = None  # portal.models.oauth.MailboxGrant when it signs in with the provider (issue 12)
 
     @property
     def canonical(self):
@@ -330,8 +331,12 @@ def clean_mailbox(values, *, existing=None, is_admin=False):
         errors["receive_replies"] = _l("Receiving replies needs the incoming server (POP3 or IMAP) below.")
     out["is_default"] = _flag(values, "is_default")
 
+    grant = _sign_in_grant(values, existing, errors)
     for name, side in (("smtp_password", "smtp"), ("incoming_password", "incoming")):
         typed = _secret(values, name, errors)
+        if grant is not None:  # signs in with the provider's token: no password is kept
+            out[name] = ""
+            continue
         if name == "incoming_password" and not protocol:
             out[name] = ""
             continue
@@ -400,14 +405,41 @@ def clean_mailbox(values, *, existing=None, is_admin=False):
     except ValueError:
         raise MailboxInvalid({"smtp_host": _l("These server settings are not valid.")}) from None
     settings = MailboxSettings(address=out["address"], display_name=out["display_name"], smtp=smtp, incoming=incoming)
-    return Cleaned(out, projects, access_employees, access_departments, settings)
+    if grant is not None:
+        from portal.oauth.tokens import with_grant
+
+        settings = with_grant(settings, None, grant=grant)
+    return Cleaned(out, projects, access_employees, access_departments, settings, grant)
+
+
+_GRANT_ERRORS = {
+    "expired": _l("The sign-in with the provider has expired. Press the sign-in button again."),
+    "missing": _l("Sign in with the provider first, or use a password instead."),
+}
+
+
+def _sign_in_grant(values, existing, errors):
+    """The provider grant the form signs in with (see portal.oauth.grants.form_grant), or None for a password."""
+    from portal.oauth.grants import form_grant
+
+    chosen = str(values.get("auth") or "").strip().lower() or None
+    if chosen not in (None, "oauth", "password"):
+        errors["auth"] = _l("Choose a value from the list.")
+        return None
+    try:
+        return form_grant(str(values.get("oauth_grant") or "").strip() or None, existing, chosen=chosen)
+    except ValueError as error:
+        errors["auth"] = _GRANT_ERRORS[str(error)]
+        return None
 
 
 def canonical_settings(settings):
     """The exact server settings a test checks, secrets included, as one stable string (never stored as is)."""
 
     def server(s):
-        return [s.host, s.port, s.security, s.username, s.password, s.trusted_fingerprint, s.allow_plaintext_auth]
+        # A token changes with every refresh: what was tested is signing in as this identity by this mechanism.
+        secret = f"token:{s.sasl}" if s.sasl else s.password
+        return [s.host, s.port, s.security, s.username, secret, s.trusted_fingerprint, s.allow_plaintext_auth]
 
     incoming = [settings.incoming.protocol, server(settings.incoming.server)] if settings.incoming else None
     return json.dumps([settings.address.lower(), server(settings.smtp), incoming], separators=(",", ":"))
@@ -488,6 +520,8 @@ def test_mailbox(values, *, actor, mail_config, secret_key, mailbox=None, owner=
     cleaned = clean_mailbox(values, existing=mailbox, is_admin=actor.is_admin)
     if admit is not None:
         admit(actor)
+    if cleaned.grant is not None:
+        send_test_letter = _with_fresh_token(cleaned) or send_test_letter
     result = check_account(cleaned.settings, mail_config, send_test_letter=send_test_letter, **check_options)
     proof = make_proof(cleaned.settings, actor, secret_key) if result.ok else None
     detail = "" if result.ok else result.problem.code
@@ -508,6 +542,24 @@ def test_mailbox(values, *, actor, mail_config, secret_key, mailbox=None, owner=
         detail=detail,
     )
     return TestOutcome(result, proof, cleaned)
+
+
+def _with_fresh_token(cleaned):
+    """Put a token good for the test into the cleaned settings; True when the test must send its letter: the
+    provider signed in another identity, so only its answer to MAIL FROM and DATA shows the right to send as
+    this address (Microsoft's Send As, Google's aliases)."""
+    from portal.oauth import grants
+    from portal.oauth.tokens import with_grant
+
+    try:
+        cleaned.grant = grants.fresh_grant(cleaned.grant)
+    except grants.NeedsReconnecting:
+        raise MailboxInvalid({"auth": _l("The provider no longer accepts this sign-in: press Reconnect.")}) from None
+    except grants.TokenUnavailable:
+        raise MailboxInvalid({"auth": _l("The provider could not give a sign-in token just now. "
+                                         "Try again in a minute.")}) from None
+    cleaned.settings = with_grant(cleaned.settings, None, grant=cleaned.grant)
+    return cleaned.grant.identity != cleaned.values["address"]
 
 
 def _same_servers(cleaned, mailbox):
@@ -612,6 +664,7 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
                 mailbox.sign_in_failures, resumed = 0, True
         mailbox.updated_by = actor.id
         mailbox.save()
+        released = _keep_sign_in(mailbox, cleaned.grant)
 
         project_ids = {p.id for p in cleaned.projects}
         if project_ids != before_projects:
@@ -652,13 +705,29 @@ def save_mailbox(values, *, actor, secret_key, mailbox=None, scope="employee", o
             changed += ["projects"] if project_ids != before_projects else []
             changed += ["access"] if scope == "company" and access != before_access else []
         record("created" if created else "changed", actor=actor, mailbox=mailbox, ip=ip, fields=changed)
-    if resumed:
+    if resumed or released:
+        if released:
+            from portal.oauth.grants import release_waiting
+
+            release_waiting(mailbox)
         events.mailbox_recovered.send(mailbox)
     # Someone else gave the employee an address of their own, or named them on a company address's access list.
     given = {mailbox.owner_id} if created and scope == "employee" else {e for e, _ in access - before_access if e}
     for employee_id in sorted(given - {actor.id}):
         events.mailbox_assigned.send(mailbox, employee=Employee.get_by_id(employee_id))
     return Saved(mailbox, created, changed, replaced)
+
+
+def _keep_sign_in(mailbox, grant):
+    """Bind the form's provider grant to the saved mailbox, or drop the old one when it now uses a password;
+    True when a grant that needed reconnecting was replaced (its letters are released after the commit)."""
+    from portal.models.oauth import MailboxGrant
+    from portal.oauth.grants import bind
+
+    if grant is None:
+        MailboxGrant.delete().where(MailboxGrant.mailbox == mailbox.id).execute()
+        return False
+    return bind(mailbox, grant)
 
 
 def _readable(mailbox, name):
@@ -754,4 +823,7 @@ def rotate_secrets(box=None):
                 tested_settings_digest=mailbox.tested_settings_digest,
             ).where(Mailbox.id == mailbox.id).execute()
             count += 1
+        from portal.oauth.apps import rotate_secrets as rotate_oauth_secrets
+
+        rotate_oauth_secrets(box)  # the provider apps' client secrets and the mailboxes' tokens (issue 12)
     return count

@@ -219,6 +219,13 @@ ROUTES = [
     Route("sso.settings_page", "GET", ADMIN),
     Route("sso.save", "POST", ADMIN),
     Route("sso.check", "POST", ADMIN),
+    # Mailboxes that sign in with the provider (issue 12): tests/test_oauth_views.py
+    Route("oauth.providers", "GET", ADMIN),
+    Route("oauth.save_provider", "POST", ADMIN, lambda get: {"provider": "google"}),
+    Route("oauth.check_provider", "POST", ADMIN, lambda get: {"provider": "google"}),
+    Route("oauth.sign_in", "POST", SIGNED_IN, lambda get: {"provider": "google"}),
+    Route("oauth.reconnect", "POST", SIGNED_IN, _own_mailbox),
+    Route("oauth.callback", "GET", SIGNED_IN),
     # The JSON API (issue 6): tokens, not sessions; permissions per object in tests/test_api_*.py
     Route("api.openapi", "GET", ANYONE),
     # Health for the proxy and the monitoring (issue 14): status words only, tests/test_health.py

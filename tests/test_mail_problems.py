@@ -159,7 +159,7 @@ def test_the_engines_own_findings_have_their_entries(error, code):
     ("AUTH", 535, "5.7.139 Authentication unsuccessful, the user credentials were incorrect.", "auth_failed"),
     ("DATA", 554, "5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to "
      "process message due to a permanent exception", "sender_not_owned"),
-    ("AUTH", 535, "5.7.3 Authentication unsuccessful", "auth_failed"),
+    ("AUTH", 535, "5.7.3 Authentication unsuccessful", "microsoft_auth_unsuccessful"),  # issue 12: its own advice
     ("RCPT", 550, "5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "relay_denied"),
     ("RCPT", 550, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
      "recipient_unknown"),

@@ -320,19 +320,21 @@ def test_no_page_fragment_or_log_line_shows_a_secret(as_admin, admin, employee, 
     alpha = make_project("Alpha")
     company = make_mailbox(password=MAILBOX_PASSWORD, projects=[alpha])
     personal = make_mailbox(employee, password=MAILBOX_PASSWORD)
+    signed_in = _signed_in_mailbox(make_mailbox, employee)  # issue 12: tokens and client secrets too
     values = form_for(smtp_server, scope="company")
     bodies = [run_test(as_admin, "/mailboxes/test", values)]
     bodies.append(as_admin.post("/mailboxes/new", data={**values, "proof": proof_in(bodies[0])}))
     bodies.append(run_test(as_admin, "/mailboxes/test", {**values, "smtp_password": "wrong-" + smtp_server.password}))
     for url in ("/admin/mail/outgoing", f"/admin/mail/employees/{employee.id}", f"/mailboxes/{company.id}/edit",
                 f"/mailboxes/{personal.id}/edit", "/admin/mail/senders", "/admin/mail/audit", "/my/addresses",
-                f"/admin/mail/senders/{employee.id}/{alpha.id}"):
+                f"/admin/mail/senders/{employee.id}/{alpha.id}", f"/mailboxes/{signed_in.id}/edit",
+                "/admin/sign-in-providers", "/outbox"):
         bodies.append(as_admin.get(url))
         bodies.append(as_admin.get(url, headers={"HX-Request": "true"}))
     bodies.append(run_test(as_admin, f"/mailboxes/{company.id}/test", {**values, "smtp_password": ""}))
     bodies.append(htmx(as_admin, f"/mailboxes/{company.id}/edit", {**values, "smtp_password": "", "smtp_port": "x"}))
 
-    secrets = (MAILBOX_PASSWORD, smtp_server.password)
+    secrets = (MAILBOX_PASSWORD, smtp_server.password, *OAUTH_SECRETS)
     for response in bodies:
         body = response.get_data(as_text=True)
         assert not any(secret in body for secret in secrets), response.request.path
@@ -340,6 +342,21 @@ def test_no_page_fragment_or_log_line_shows_a_secret(as_admin, admin, employee, 
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert not any(secret in logged for secret in secrets)
     assert not any(secret in event.changed_fields + event.detail for event in AuditEvent.select() for secret in secrets)
+
+
+OAUTH_SECRETS = ("client-secret-4711", "access-token-4711", "refresh-token-4711")
+
+
+def _signed_in_mailbox(make_mailbox, owner):
+    """A mailbox that signs in with Google (its app registered), whose tokens must never show."""
+    from portal.oauth import grants
+    from portal.oauth.apps import save_app
+    from portal.oauth.client import Tokens
+
+    save_app("google", client_id="google-client-id", client_secret=OAUTH_SECRETS[0])
+    mailbox = make_mailbox(owner, address="token@example.com", password="")
+    grants.new_grant("google", "token@example.com", "XOAUTH2", Tokens(*OAUTH_SECRETS[1:], 3600), mailbox=mailbox)
+    return mailbox
 
 
 # ---------------------------------------------------------------- bad input

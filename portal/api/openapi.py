@@ -191,6 +191,10 @@ SCHEMAS = {
         "last_passed_test_at": {"type": ["string", "null"], "format": "date-time"},
         "manageable": {"type": "boolean", "description": "false for a company mailbox the caller may only use: "
                                                          "its servers and access list are not shown (null)."},
+        "auth": {"type": "string", "enum": ["password", "oauth"],
+                 "description": "oauth: it signs in with the provider (Microsoft, Google, Yandex, the company's own)."},
+        "needs_reconnect": {"type": "boolean", "description": "The provider no longer accepts its sign-in: its "
+                                                              "owner must press Reconnect on the portal's page."},
         "health": ref("MailboxHealth"),  # GET /mailboxes/{id} only
         "deliverability": nullable(ref("Deliverability")),  # GET /mailboxes/{id} only; null until DNS was asked
     }, required=("id", "scope", "owner", "address", "display_name", "smtp", "incoming", "receive_replies", "projects",
@@ -239,6 +243,8 @@ SCHEMAS = {
     "MailboxCreate": obj({
         "scope": {"type": "string", "enum": ["company", "employee"],
                   "description": "company: admins only. Default employee."},
+        "auth": {"type": "string", "enum": ["password", "oauth"],
+                 "description": "oauth is refused with 422: a person must consent at the provider on the page."},
         "owner": nullable(line(description="The owner's e-mail (admins); others always own what they add.")),
         **{k: v for k, v in _MAILBOX_WRITABLE.items() if k == "address"},
         "smtp": _server_in(incoming=False, partial=False),

@@ -26,6 +26,11 @@ class ValuesInvalid(ValueError):
         self.fields = fields
 
 
+OAUTH_IS_A_PAGE_FLOW = ("A mailbox that signs in with the provider (Microsoft, Google, Yandex, the company's own "
+                        "server) needs a person's consent in a browser: add it on the portal's External addresses "
+                        "page with \"Sign in with ...\". Once added, the API sends from it like any other.")
+
+
 def api_fields(errors):
     """The mailbox service's {field: message} with the API's field names."""
     return {SERVICE_FIELDS.get(name, name): message for name, message in errors.items()}
@@ -45,7 +50,19 @@ def mailboxes_json(mailboxes, actor):
     owner_ids = {m.owner_id for m in mailboxes if m.owner_id}
     owners = {e.id: e.email for e in Employee.select(Employee.id, Employee.email).where(Employee.id.in_(owner_ids))
               } if owner_ids else {}
-    return [_mailbox_json(m, actor, projects[m.id], access[m.id], owners.get(m.owner_id)) for m in mailboxes]
+    signed_in = _grants_of(mailboxes)
+    return [{**_mailbox_json(m, actor, projects[m.id], access[m.id], owners.get(m.owner_id)),
+             "auth": "oauth" if m.id in signed_in else "password",
+             "needs_reconnect": signed_in.get(m.id, False)} for m in mailboxes]
+
+
+def _grants_of(mailboxes):
+    """{mailbox id: needs reconnecting} for the mailboxes that sign in with the provider, in one query."""
+    from portal.models.oauth import MailboxGrant
+
+    ids = [m.id for m in mailboxes]
+    return dict(MailboxGrant.select(MailboxGrant.mailbox, MailboxGrant.needs_reconnect)
+                .where(MailboxGrant.mailbox.in_(ids)).tuples()) if ids else {}
 
 
 def mailbox_json(mailbox, actor):
@@ -117,6 +134,8 @@ def mailbox_values(body, *, existing=None, company=False):
     values = stored_values(existing) if existing is not None else {
         "smtp_security": "ssl", "incoming_protocol": "", "access_everyone": True}
     errors = {}
+    if body.get("auth") == "oauth":
+        errors["auth"] = OAUTH_IS_A_PAGE_FLOW
     for name in ("address", "display_name", "receive_replies"):
         if name in body:
             values[name] = body[name]

@@ -38,6 +38,7 @@ from portal.mail.errors import MailError
 from portal.mail.problems import Problem
 from portal.mail.settings import MailConfig
 from portal.models import Letter, Mailbox, utcnow
+from portal.oauth import grants
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def process_due_letters(mail_config: MailConfig, policy: QueuePolicy | None = No
     Claims come in batches; a mailbox's SMTP connection stays open from one batch to the next.
     """
     policy = policy or QueuePolicy()
-    settings_for = settings_for or (lambda mailbox: mailbox.to_settings())
+    settings_for = settings_for or grants.settings_for
     report = SendReport()
     run = _Pass(policy, stop, mail_config.timeout)
     with database.connection_context(), _Connections() as connections:
@@ -211,7 +212,13 @@ class _Connection:
         """
         if self.read_at is None or time.monotonic() - self.read_at > self.FRESH_SECONDS:
             self.mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
-            settings = settings_for(self.mailbox) if self.mailbox is not None and self.mailbox.active else None
+            token_waits = None
+            try:
+                settings = settings_for(self.mailbox) if self.mailbox is not None and self.mailbox.active else None
+            except grants.NeedsReconnecting:  # its owner must sign in with the provider again
+                settings, token_waits = None, grants.NEEDS_RECONNECT
+            except grants.TokenUnavailable:  # the provider could not give a new token just now
+                settings, token_waits = None, grants.TOKEN_UNAVAILABLE
             if self.smtp is not None and settings != self.settings:
                 self.drop()
             self.settings, self.read_at = settings, time.monotonic()
@@ -219,6 +226,8 @@ class _Connection:
             if self.mailbox is not None:
                 if not self.mailbox.active:
                     self.waits_for = MAILBOX_PAUSED
+                elif token_waits:
+                    self.waits_for = token_waits
                 elif not tested_for(self.mailbox, settings):
                     self.waits_for = MAILBOX_UNTESTED
         return self.mailbox, self.settings
@@ -359,12 +368,20 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                 problem, first = error.problem, connection.refused is None
                 connection.refused = problem
                 sign_in = problem.stage == "smtp.login"
+                token_waits = _token_refused(mailbox, settings) if first and sign_in and settings.smtp.sasl else None
+                if token_waits:
+                    # The provider no longer honours the grant: the letters wait for its owner to reconnect
+                    # (up to the age budget), without counting attempts.
+                    until = clock() + datetime.timedelta(seconds=policy.retry_base)
+                    for rest in fresh[index:]:
+                        hold(rest, token, token_waits, until, clock(), policy, recorder.report)
+                    return
                 for rest in fresh[index:]:
                     # A refused sign-in is the mailbox's problem, not the letter's: the letters wait for it.
                     kind = "deferred" if problem.temporary or sign_in else "failed"
                     recorder.add(rest, Delivery(kind, problem, connection_broken=True), clock(), token,
                                  mailbox=mailbox)
-                if first and sign_in and (problem.smtp_code or 0) // 100 == 5:
+                if first and sign_in and (problem.smtp_code or 0) // 100 == 5 and not settings.smtp.sasl:
                     # Counted with the background checks' refusals: the third in a row pauses the mailbox.
                     mailbox_health.sign_in_refused(mailbox, problem, clock())
                 elif first and problem.code == "timeout":
@@ -402,6 +419,17 @@ def _stalled(mailbox, now, policy) -> datetime.datetime:
     Mailbox.update(stalled_until=until).where(Mailbox.id == mailbox.id).execute()
     mailbox.stalled_until = until
     return until
+
+
+def _token_refused(mailbox, settings) -> str | None:
+    """The server refused the mailbox's token: refresh it once; what the letters wait for if that cannot help."""
+    try:
+        grants.token_refused(mailbox, settings)
+    except grants.NeedsReconnecting:
+        return grants.NEEDS_RECONNECT
+    except grants.TokenUnavailable:
+        return grants.TOKEN_UNAVAILABLE
+    return None
 
 
 def tested_for(mailbox, settings) -> bool:

@@ -29,6 +29,7 @@ from portal.mail.errors import MailError
 from portal.mail.problems import Problem, classify
 from portal.mail.settings import MailConfig
 from portal.models import Letter, Mailbox, MailboxInbox, Reply, SeenMessage, utcnow
+from portal.oauth import grants
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _HEADER_FIELDS = "MESSAGE-ID IN-REPLY-TO REFERENCES CONTENT-TYPE FROM SUBJECT"
@@ -162,7 +163,11 @@ def fetch_mailbox(mailbox: Mailbox, mail_config: MailConfig, *, settings: Any = 
         inbox, _ = MailboxInbox.get_or_create(mailbox=mailbox.id)
     now = utcnow()
     try:
-        settings = settings or mailbox.to_settings()
+        settings = settings or grants.settings_for(mailbox)
+    except (grants.NeedsReconnecting, grants.TokenUnavailable) as error:  # signing in with the provider
+        settings = None
+        code = grants.NEEDS_RECONNECT if isinstance(error, grants.NeedsReconnecting) else grants.TOKEN_UNAVAILABLE
+        report.problem = Problem(code=code, stage="incoming", server_reply="")
     except Exception as error:  # a secret that no configured key opens any more
         settings = None
         report.problem = Problem(code="settings_unreadable", stage="incoming", server_reply=type(error).__name__)

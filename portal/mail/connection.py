@@ -6,6 +6,7 @@ sending will connect and sign in the same way.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import imaplib
 import ipaddress
@@ -31,7 +32,7 @@ from .errors import (CertificatePinMismatch, HostNotFound, LoginDisabled, MailEr
                      PresetHostNotFound, SecurityModeMismatch, StartTLSOffered)
 from .presets import PRESETS, provider_for
 from .problems import symptom_of
-from .settings import MailboxSettings, MailConfig, ServerSettings, format_fingerprint
+from .settings import OAUTH_MECHANISMS, MailboxSettings, MailConfig, ServerSettings, format_fingerprint
 from .stages import StageLog
 
 __all__ = ["open_smtp", "open_incoming", "MailError", "Deadline", "tls_context", "certificate_fingerprint"]
@@ -155,6 +156,8 @@ def _session(protocol: _Protocol, server: ServerSettings, config: MailConfig, lo
                 if server.security == "none":
                     _never_in_clear(protocol, client, server)
                 step.server_reply = step.detail = protocol.login(client, server)
+                if server.sasl:
+                    step.detail = f"{server.sasl}: {step.detail}"  # which token mechanism signed in
         yield client
     except BaseException:
         protocol.abort(client)
@@ -448,12 +451,53 @@ def _smtp_login(smtp: GuardedSMTP, server: ServerSettings) -> str:
     if not smtp.has_extn("auth"):
         raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
     offered = smtp.esmtp_features["auth"].upper().split()
+    if server.sasl:
+        mechanism = _token_mechanism(server, offered)
+        code, reply = smtp.auth(mechanism, _SaslToken(server, mechanism, server.host, _peer_port(smtp.sock)))
+        return f"{code} {reply.decode('utf-8', 'replace')}"
     mechanism = next((m for m in SMTP_AUTH_MECHANISMS if m in offered), None)
     if mechanism is None:
         raise smtplib.SMTPException("No suitable authentication method found.")
     smtp.user, smtp.password = server.username, server.password
     code, reply = smtp.auth(mechanism, getattr(smtp, "auth_" + mechanism.lower()))
     return f"{code} {reply.decode('utf-8', 'replace')}"
+
+
+def _token_mechanism(server: ServerSettings, offered: list[str]) -> str:
+    """The mailbox's token mechanism if the server offers it, else the other token one it offers: one is used."""
+    for mechanism in (server.sasl, *OAUTH_MECHANISMS):
+        if mechanism in offered:
+            return mechanism
+    raise smtplib.SMTPException(f"No suitable authentication method found: the server does not offer {server.sasl}.")
+
+
+def sasl_initial_response(mechanism: str, user: str, token: str, host: str, port: int) -> bytes:
+    """The first client message of XOAUTH2 (Google's and Microsoft's format) or OAUTHBEARER (RFC 7628), not base64."""
+    if mechanism == "XOAUTH2":
+        return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+    return f"n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+class _SaslToken:
+    """Answers a token mechanism's exchange: the initial response first, then an empty line to the error
+    challenge (RFC 7628 3.2.3) a server sends before it refuses, so the refusal comes at once."""
+
+    def __init__(self, server: ServerSettings, mechanism: str, host: str, port: int):
+        self.first = sasl_initial_response(mechanism, server.username, server.password, host, port)
+        self.sent = False
+
+    def __call__(self, challenge: bytes | None = None) -> str:  # smtplib: str, base64-encoded by smtplib
+        return self.answer().decode()
+
+    def answer(self) -> bytes:
+        if self.sent:
+            return b""
+        self.sent = True
+        return self.first
+
+
+def _peer_port(sock: socket.socket) -> int:
+    return sock.getpeername()[1]
 
 
 def _smtp_abort(smtp: GuardedSMTP) -> None:
@@ -494,6 +538,7 @@ def _pop3_greet(sock: socket.socket, server: ServerSettings, config: MailConfig)
 
 
 _POP3_GREETING = re.compile(rb"[+-](OK|ERR)\b")
+_POP3_LINE_MAX = 2048  # RFC 5034 allows long challenges; poplib's own limit
 
 
 def _pop3_starttls(pop: GuardedPOP3, context: ssl.SSLContext) -> ssl.SSLSocket:
@@ -502,8 +547,30 @@ def _pop3_starttls(pop: GuardedPOP3, context: ssl.SSLContext) -> ssl.SSLSocket:
 
 
 def _pop3_login(pop: GuardedPOP3, server: ServerSettings) -> str:
+    if server.sasl:
+        return _pop3_authenticate(pop, server)
     pop.user(server.username)
     return pop.pass_(server.password).decode("utf-8", "replace")
+
+
+def _pop3_authenticate(pop: GuardedPOP3, server: ServerSettings) -> str:
+    """POP3 AUTH (RFC 5034) with the token mechanism and its initial response; poplib has no AUTH command."""
+    try:
+        offered = pop.capa().get("SASL", [])
+    except poplib.error_proto:
+        offered = []
+    mechanism = server.sasl if server.sasl in offered or not offered else _token_mechanism(server, offered)
+    token = _SaslToken(server, mechanism, server.host, _peer_port(pop.sock))
+    line = f"AUTH {mechanism} {base64.b64encode(token.answer()).decode()}"
+    while True:
+        pop.sock.sendall(line.encode() + b"\r\n")
+        reply = pop.file.readline(_POP3_LINE_MAX).rstrip(b"\r\n")
+        if not reply.startswith(b"+ ") and reply != b"+":
+            break
+        line = base64.b64encode(token.answer()).decode()  # the error challenge: answered empty
+    if not reply.startswith(b"+OK"):
+        raise poplib.error_proto(reply)
+    return reply.decode("utf-8", "replace")
 
 
 def _pop3_abort(pop: GuardedPOP3) -> None:
@@ -542,7 +609,13 @@ def _imap_starttls(imap: GuardedIMAP4, context: ssl.SSLContext) -> ssl.SSLSocket
 
 
 def _imap_login(imap: GuardedIMAP4, server: ServerSettings) -> str:
-    typ, data = imap.login(server.username, server.password)
+    if server.sasl:
+        offered = [c[5:] for c in imap.capabilities if c.startswith("AUTH=")]
+        mechanism = _token_mechanism(server, offered)
+        token = _SaslToken(server, mechanism, server.host, _peer_port(imap.sock))
+        typ, data = imap.authenticate(mechanism, lambda challenge: token.answer())  # imaplib encodes the bytes
+    else:
+        typ, data = imap.login(server.username, server.password)
     return f"{typ} {data[-1].decode('utf-8', 'replace') if data and isinstance(data[-1], bytes) else ''}".strip()
 
 

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 
 SECURITY_MODES = ("ssl", "starttls", "none")
 INCOMING_PROTOCOLS = ("pop3", "imap")
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")  # SASL with a provider's access token (RFC 7628 and Google's/Microsoft's)
 DEFAULT_MAIL_PORTS = frozenset({25, 465, 587, 2525, 110, 995, 143, 993})
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
@@ -38,8 +39,11 @@ class ServerSettings:
     password: str = field(repr=False)
     trusted_fingerprint: str | None = None  # SHA-256 pin of the server certificate
     allow_plaintext_auth: bool = False
+    sasl: str | None = None  # an OAUTH_MECHANISMS name: ``password`` is then the provider's access token
 
     def __post_init__(self) -> None:
+        if self.sasl is not None and self.sasl not in OAUTH_MECHANISMS:
+            raise ValueError(f"the sign-in mechanism must be one of {', '.join(OAUTH_MECHANISMS)}")
         if not self.host or not self.host.strip():
             raise ValueError("a server needs a host name")
         object.__setattr__(self, "host", self.host.strip().strip("[]").rstrip(".").lower())

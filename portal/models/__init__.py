@@ -13,3 +13,4 @@ from portal.models.sso import SsoLink  # noqa: E402,F401
 from portal.models.health import DomainDeliverability, MailboxHealth  # noqa: E402,F401
 from portal.models.notifications import Notification, NotificationPreference  # noqa: E402,F401
 from portal.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402,F401
+from portal.models.oauth import MailboxGrant, OAuthApp, OAuthFlow  # noqa: E402,F401

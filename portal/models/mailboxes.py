@@ -15,7 +15,8 @@ from portal.models.people import FIELD_MAX, Employee, Project, normalize_email
 from portal.secret_box import active_box, new_context
 
 SCOPES = ("company", "employee")
-AUDIT_ACTIONS = ("created", "changed", "tested", "test_failed", "paused", "resumed", "deleted")
+AUDIT_ACTIONS = ("created", "changed", "tested", "test_failed", "paused", "resumed", "deleted",
+                 "needs_reconnect", "reconnected")  # the last two: signing in with the provider (issue 12)
 
 
 class Mailbox(BaseModel):
@@ -119,7 +120,10 @@ class Mailbox(BaseModel):
                     allow_plaintext_auth=self.allow_plaintext_auth,
                 ),
             )
-        return MailboxSettings(address=self.address, display_name=self.display_name, smtp=smtp, incoming=incoming)
+        settings = MailboxSettings(address=self.address, display_name=self.display_name, smtp=smtp, incoming=incoming)
+        from portal.oauth.tokens import with_grant  # signing in with the provider (issue 12)
+
+        return with_grant(settings, self, box)
 
     def project_ids(self):
         """Ids of the projects this mailbox is tied to (empty: every project)."""

@@ -32,3 +32,5 @@ def register_blueprints(app):
     app.register_blueprint(notifications.bp)
     from portal.views import webhooks  # My profile → Webhooks, and each employee's for admins
     app.register_blueprint(webhooks.bp)
+    from portal.views import oauth  # Sign-in providers, and mailboxes that sign in with the provider
+    app.register_blueprint(oauth.bp)

@@ -28,6 +28,7 @@ from portal.mail.problems import catalogue, catalogue_entry
 from portal.mail.settings import MAILBOX_FIELDS
 from portal.models import Employee, Mailbox, Project
 from portal.sender import resolve_sender, sender_table
+from portal.views.oauth import restore_signed_in_form, with_sign_in
 from portal.mail.check import ROUND_TRIP_SECONDS
 from portal.views.notifications import system_mailbox_context  # the section on the portal's own mail
 
@@ -338,6 +339,7 @@ def _new_form(mailbox, scope, owner):
             form.smtp_security.data = "ssl"
             form.provider.data = "other"
             form.submit_token.data = secrets.token_urlsafe(24)
+        restore_signed_in_form(form)  # back from the provider's consent page (issue 12)
     return form
 
 
@@ -404,7 +406,7 @@ def _form_view(mailbox, scope, owner):
     if request.method == "POST":
         try:
             saved = service.save_mailbox(
-                form.values(), actor=current_user, secret_key=current_app.secret_key, mailbox=mailbox,
+                with_sign_in(form.values()), actor=current_user, secret_key=current_app.secret_key, mailbox=mailbox,
                 scope=scope, owner=owner, proof=form.proof.data, ip=_ip(),
                 employees_may_add_default=current_app.config["PORTAL_EMPLOYEES_MAY_ADD_MAILBOXES"],
             )
@@ -443,10 +445,10 @@ def test(mailbox_id):
     run, status = None, ""
     if form.validate_on_submit():
         try:
-            service.clean_mailbox(form.values(), existing=mailbox, is_admin=current_user.is_admin)
+            service.clean_mailbox(with_sign_in(form.values()), existing=mailbox, is_admin=current_user.is_admin)
             spend_account_test(current_user)
             run = account_tests.start(
-                form.values(), actor=current_user, pool=_test_pool(),
+                with_sign_in(form.values()), actor=current_user, pool=_test_pool(),
                 at_once=current_app.config["PORTAL_ACCOUNT_TESTS_AT_ONCE"], mail_config=_mail_config(),
                 secret_key=current_app.secret_key, mailbox=mailbox, owner=owner, ip=_ip(),
                 send_test_letter=bool(form.send_test_letter.data),

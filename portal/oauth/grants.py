@@ -1,0 +1,226 @@
+"""A mailbox's grant: its current access token, refreshed before it expires by one process at a time, and
+"Needs reconnecting" once the provider no longer honours the grant.
+
+The refresh runs inside a writing transaction that locks the grant's row (PostgreSQL ``SELECT ... FOR UPDATE``;
+SQLite's write lock, ``BEGIN IMMEDIATE``): a second web process or worker that wanted the same refresh waits,
+then finds the new token and uses it. A rotated refresh token is stored in that same transaction.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+
+from portal import events
+from portal.db import database, writing
+from portal.models import AuditEvent, Letter, Mailbox, utcnow
+from portal.models.oauth import MailboxGrant, OAuthApp
+
+from . import client
+from .client import AppSettings, ProviderError, ProviderUnreachable, Tokens
+
+log = logging.getLogger("portal.oauth")
+
+NEEDS_RECONNECT = "oauth_needs_reconnect"  # the catalogue's code for a grant the provider no longer honours
+TOKEN_UNAVAILABLE = "oauth_token_unavailable"  # the provider could not be asked for a new token just now
+# A refresh refused with one of these will never work again: a person must sign in anew. invalid_client is the
+# admin's app (every mailbox of the provider), fixed on Sign-in providers: letters wait for that instead.
+LOST_FOR_GOOD = frozenset({"invalid_grant", "unauthorized_client", "invalid_scope", "consent_required",
+                           "interaction_required", "access_denied"})
+
+
+class NeedsReconnecting(Exception):
+    """The grant no longer works: its owner must sign in with the provider again."""
+
+    def __init__(self, grant: MailboxGrant):
+        super().__init__(grant.reconnect_reason or "the provider no longer accepts this mailbox's sign-in")
+        self.grant = grant
+
+
+class TokenUnavailable(Exception):
+    """No fresh token right now (provider unreachable, app misconfigured): the letters wait and try again."""
+
+
+class AppNotRegistered(LookupError):
+    """No app is registered for this provider on Sign-in providers."""
+
+
+def app_settings(provider_key: str, box=None) -> AppSettings:
+    """The registered app of a provider, secret decrypted, for the client."""
+    app = OAuthApp.get_or_none(OAuthApp.provider == provider_key)
+    if app is None:
+        raise AppNotRegistered(provider_key)
+    return AppSettings(provider=app.provider, client_id=app.client_id, client_secret=app.secret("client_secret", box),
+                       tenant=app.tenant, discovery_url=app.discovery_url, sasl=app.sasl, scopes=app.scopes)
+
+
+def grant_of(mailbox) -> MailboxGrant | None:
+    """The mailbox's grant, if it signs in with a provider."""
+    if mailbox is None or mailbox.id is None:
+        return None
+    return MailboxGrant.get_or_none(MailboxGrant.mailbox == mailbox.id)
+
+
+def store_tokens(grant: MailboxGrant, tokens: Tokens, now: datetime.datetime, box=None) -> None:
+    """Put new tokens on the grant (not saved): the access token, its expiry, and a rotated refresh token."""
+    grant.set_secret("access_token", tokens.access_token, box)
+    if tokens.refresh_token:  # a provider that does not rotate keeps the old one valid
+        grant.set_secret("refresh_token", tokens.refresh_token, box)
+    grant.expires_at = client.expires_at(tokens, now)
+    grant.lifetime = tokens.expires_in
+
+
+def fresh_grant(grant: MailboxGrant, *, now: datetime.datetime | None = None, box=None) -> MailboxGrant:
+    """The grant with an access token good for a while yet: refreshed first when it is about to expire.
+
+    Raises NeedsReconnecting (for good) or TokenUnavailable (for now).
+    """
+    now = now or utcnow()
+    if grant.needs_reconnect:
+        raise NeedsReconnecting(grant)
+    if not grant.expiring(now):
+        return grant
+    return refresh_grant(grant.id, now=now, box=box)
+
+
+def refresh_grant(grant_id: int, *, now: datetime.datetime | None = None, refused_token: str | None = None,
+                  box=None) -> MailboxGrant:
+    """Refresh under the row lock; returns the grant as it is then.
+
+    Without ``refused_token`` it refreshes only if the token is still about to expire once the lock is held
+    (another process may have refreshed meanwhile). With it (the ciphertext of an access token a server just
+    refused) it refreshes unless the stored token is already another one.
+    """
+    now = now or utcnow()
+    lost = None
+    with writing():
+        query = MailboxGrant.select().where(MailboxGrant.id == grant_id)
+        if database.for_update:
+            query = query.for_update()
+        grant = query.get()
+        if grant.needs_reconnect:
+            raise NeedsReconnecting(grant)
+        if refused_token is None and not grant.expiring(now):
+            return grant
+        if refused_token is not None and grant.access_token != refused_token:
+            return grant
+        try:
+            tokens = client.refresh(app_settings(grant.provider, box), grant.secret("refresh_token", box))
+        except ProviderError as refusal:
+            if refusal.error not in LOST_FOR_GOOD:
+                log.warning("refreshing the %s grant %s was refused: %s", grant.provider, grant.id, refusal.error)
+                raise TokenUnavailable(f"{refusal.error}: {refusal.description}") from None
+            lost = refusal
+            _lose(grant, f"{refusal.error}: {refusal.description}".strip(": "), now)
+        except (ProviderUnreachable, AppNotRegistered) as error:
+            log.warning("refreshing the %s grant %s: %s", grant.provider, grant.id, error)
+            raise TokenUnavailable(str(error)) from None
+        else:
+            store_tokens(grant, tokens, now, box)
+            grant.refreshes += 1
+            grant.refreshed_at = now
+            grant.save()
+            return grant
+    if lost is not None:
+        _announce_lost(grant)
+    raise NeedsReconnecting(grant)
+
+
+def token_refused(mailbox, settings, *, now: datetime.datetime | None = None, box=None) -> None:
+    """A server refused the token these settings carried: refresh once (the provider may have ended the token
+    early); a grant the provider no longer honours becomes "Needs reconnecting". Raises what refresh_grant raises.
+    """
+    grant = grant_of(mailbox)
+    if grant is None:
+        return
+    if grant.needs_reconnect:
+        raise NeedsReconnecting(grant)
+    if grant.secret("access_token", box) != settings.smtp.password:
+        return  # another process already put a new token there
+    refresh_grant(grant.id, now=now, refused_token=grant.access_token, box=box)
+
+
+def _lose(grant: MailboxGrant, reason: str, now: datetime.datetime) -> None:
+    grant.needs_reconnect = True
+    grant.reconnect_reason = reason[:500]
+    grant.save(only=[MailboxGrant.needs_reconnect, MailboxGrant.reconnect_reason])
+    if grant.mailbox_id is not None:
+        mailbox = Mailbox.get_by_id(grant.mailbox_id)
+        AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=None, owner=mailbox.owner_id,
+                          action="needs_reconnect", changed_fields=json.dumps(["oauth"]), at=now,
+                          detail=f"the {grant.provider} sign-in stopped working: {reason}"[:500])
+
+
+def _announce_lost(grant: MailboxGrant) -> None:
+    if grant.mailbox_id is not None:
+        events.mailbox_needs_attention.send(Mailbox.get_by_id(grant.mailbox_id), problem=NEEDS_RECONNECT)
+
+
+def settings_for(mailbox, *, now: datetime.datetime | None = None, box=None):
+    """The mailbox's MailboxSettings with a token good for a while yet when it signs in with a provider."""
+    grant = grant_of(mailbox)
+    if grant is not None:
+        fresh_grant(grant, now=now, box=box)
+    return mailbox.to_settings(box)
+
+
+def bind(mailbox, grant: MailboxGrant) -> bool:
+    """Make ``grant`` the mailbox's only grant (inside the caller's transaction); True if the mailbox had one that
+    needed reconnecting (the caller then releases its letters once the transaction is committed)."""
+    had_lost = MailboxGrant.select().where((MailboxGrant.mailbox == mailbox.id) & MailboxGrant.needs_reconnect
+                                           & (MailboxGrant.id != grant.id)).exists()
+    MailboxGrant.delete().where((MailboxGrant.mailbox == mailbox.id) & (MailboxGrant.id != grant.id)).execute()
+    MailboxGrant.update(mailbox=mailbox.id, form_key=None, employee=None).where(MailboxGrant.id == grant.id).execute()
+    grant.mailbox, grant.form_key, grant.employee = mailbox.id, None, None
+    return had_lost
+
+
+def release_waiting(mailbox, now: datetime.datetime | None = None) -> int:
+    """The letters that waited for the mailbox's sign-in are due now; returns how many."""
+    return Letter.update(next_attempt_at=now or utcnow()).where(
+        (Letter.mailbox == mailbox.id) & (Letter.state == "deferred")
+        & (Letter.waiting_for << (NEEDS_RECONNECT, TOKEN_UNAVAILABLE))).execute()
+
+
+def reconnect(mailbox, grant: MailboxGrant, *, actor, now: datetime.datetime | None = None, ip: str = "") -> int:
+    """Bind a new grant to the mailbox in place of its old one and release the letters that waited for it;
+    returns how many letters were released."""
+    now = now or utcnow()
+    with writing():
+        bind(mailbox, grant)
+        AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=actor.id if actor else None,
+                          owner=mailbox.owner_id, action="reconnected", changed_fields=json.dumps(["oauth"]),
+                          at=now, ip=(ip or "")[:64], detail=f"signed in with {grant.provider} as {grant.identity}")
+    released = release_waiting(mailbox, now)
+    events.mailbox_recovered.send(mailbox)
+    return released
+
+
+def form_grant(form_key: str | None, existing=None, *, chosen: str | None = None):
+    """The grant a mailbox form signs in with: the form's own new one, else the mailbox's; None for a password.
+
+    ``chosen`` is the form's "auth" value ("oauth" or "password"; None: as the mailbox is now). Raises
+    ValueError with what to tell the person when a sign-in is wanted but there is none to use.
+    """
+    if chosen == "password":
+        return None
+    if form_key:
+        grant = MailboxGrant.get_or_none((MailboxGrant.form_key == form_key) & MailboxGrant.mailbox.is_null())
+        if grant is None:
+            raise ValueError("expired")
+        return grant
+    grant = grant_of(existing)
+    if grant is None and chosen == "oauth":
+        raise ValueError("missing")
+    return grant
+
+
+def new_grant(provider_key: str, identity: str, sasl: str, tokens: Tokens, *, mailbox=None, employee=None,
+              form_key: str | None = None, now: datetime.datetime | None = None, box=None) -> MailboxGrant:
+    """Store what a person's consent gave: for a mailbox, or (from the form, before saving) for a form."""
+    grant = MailboxGrant(mailbox=mailbox.id if mailbox is not None else None,
+                         employee=employee.id if employee is not None else None, form_key=form_key,
+                         provider=provider_key, identity=identity.lower(), sasl=sasl)
+    store_tokens(grant, tokens, now or utcnow(), box)
+    grant.save()
+    return grant

@@ -1,0 +1,162 @@
+"""A mailbox that signs in with the provider: the queue sends with its token, refreshes it before it expires (once,
+whoever asks at the same time), and a grant the provider withdrew makes the letters wait for Reconnect."""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import pytest
+
+from portal import events
+from portal.db import database
+from portal.models import AuditEvent, Letter, Mailbox
+from portal.models.oauth import MailboxGrant, OAuthApp
+from portal.oauth import grants
+from portal.oauth.client import Tokens
+from tests.fixtures.letters import passed_test
+
+SCOPES = "openid email offline_access mail"
+
+
+def register_company_app(provider, sasl="XOAUTH2"):
+    """The test provider registered on Sign-in providers as the company's own server."""
+    from tests.servers.oauth import CLIENT_ID, CLIENT_SECRET
+
+    app = OAuthApp(provider="company", client_id=CLIENT_ID,
+                   discovery_url=f"{provider.issuer}/.well-known/openid-configuration", sasl=sasl, scopes=SCOPES)
+    app.set_secret("client_secret", CLIENT_SECRET)
+    app.save(force_insert=True)
+    return app
+
+
+def as_tokens(answer: dict) -> Tokens:
+    return Tokens(access_token=answer["access_token"], refresh_token=answer.get("refresh_token", ""),
+                  expires_in=answer["expires_in"], id_token=answer.get("id_token", ""))
+
+
+@pytest.fixture
+def token_mailbox(app, make_mailbox, employee):
+    """make(provider, server): the employee's tested mailbox whose SMTP server takes only that provider's tokens."""
+
+    def make(provider, server, sasl="XOAUTH2"):
+        if OAuthApp.get_or_none(OAuthApp.provider == "company") is None:
+            register_company_app(provider, sasl)
+        address = f"t{secrets.token_hex(4)}@mail.example"
+        mailbox = make_mailbox(employee, address=address, smtp_host="localhost", smtp_port=server.port,
+                               smtp_security=server.security, smtp_username=address, password="")
+        grants.new_grant("company", address, sasl, as_tokens(provider.get_tokens(address)), mailbox=mailbox)
+        return passed_test(mailbox)
+
+    return make
+
+
+def grant(mailbox) -> MailboxGrant:
+    return MailboxGrant.get(MailboxGrant.mailbox == mailbox.id)
+
+
+def test_the_queue_sends_signed_in_with_the_token(token_mailbox, oauth_provider, oauth_smtp_server, write_letter,
+                                                  run_queue):
+    """A letter from a token mailbox leaves signed in as the mailbox, and nothing is refreshed while it is fresh."""
+    mailbox = token_mailbox(oauth_provider, oauth_smtp_server)
+    letter = write_letter(mailbox)
+    report = run_queue()
+    assert report.outcomes["sent"] == 1
+    assert Letter.get_by_id(letter.id).state == "sent"
+    assert oauth_smtp_server.logins == [mailbox.address]
+    assert grant(mailbox).refreshes == 0
+
+
+def test_a_token_about_to_expire_is_refreshed_before_sending(token_mailbox, make_oauth_provider,
+                                                             make_oauth_smtp_server, write_letter, run_queue):
+    """With a 2-second token, the queue refreshes it first (once) and sends with the new one."""
+    provider = make_oauth_provider(access_token_ttl=2)
+    server = make_oauth_smtp_server(provider)
+    mailbox = token_mailbox(provider, server)
+    old = grant(mailbox).secret("access_token")
+    time.sleep(2.2)
+    assert provider.introspect(old) == {"active": False}
+    write_letter(mailbox)
+    assert run_queue().outcomes["sent"] == 1
+    fresh = grant(mailbox)
+    assert fresh.refreshes == 1 and fresh.secret("access_token") != old
+    assert provider.introspect(fresh.secret("access_token"))["email"] == mailbox.address
+    assert server.logins == [mailbox.address]
+    assert Mailbox.get_by_id(mailbox.id).tested  # a new token is the same tested sign-in
+
+
+def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_provider, make_oauth_smtp_server):
+    """Four processes needing the mailbox's settings at the same moment: one refresh, all get its token."""
+    provider = make_oauth_provider(access_token_ttl=2)
+    mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
+    time.sleep(1.8)  # inside the refresh margin
+    start = threading.Barrier(4)
+    tokens, errors = [], []
+
+    def sender():
+        try:
+            with database.connection_context():
+                start.wait()
+                tokens.append(grants.settings_for(Mailbox.get_by_id(mailbox.id)).smtp.password)
+        except Exception as error:  # reported below, with the thread's error
+            errors.append(error)
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(set(tokens)) == 1 and len(tokens) == 4
+    assert grant(mailbox).refreshes == 1
+    assert provider.introspect(tokens[0])["active"] is True
+
+
+def test_a_withdrawn_grant_needs_reconnecting_its_letters_wait_and_reconnect_releases_them(
+        token_mailbox, oauth_provider, oauth_smtp_server, write_letter, run_queue, employee, caplog):
+    """Revoked at the provider: SMTP refuses, the refresh fails for good, the mailbox needs reconnecting (audit log,
+    event), its letters wait without spending attempts; a new sign-in releases them and they go out."""
+    mailbox = token_mailbox(oauth_provider, oauth_smtp_server)
+    revoked = grant(mailbox).secret("access_token")
+    oauth_provider.revoke(revoked)
+    letter = write_letter(mailbox)
+    told = []
+    events.mailbox_needs_attention.connect(lambda sender, **kw: told.append((sender.id, kw["problem"])), weak=False)
+    try:
+        run_queue()
+    finally:
+        events.mailbox_needs_attention.receivers.clear()
+    waiting = Letter.get_by_id(letter.id)
+    assert waiting.state == "deferred" and waiting.waiting_for == grants.NEEDS_RECONNECT and waiting.attempts == 0
+    assert grant(mailbox).needs_reconnect and "invalid_grant" in grant(mailbox).reconnect_reason
+    assert told == [(mailbox.id, grants.NEEDS_RECONNECT)]
+    [audit] = AuditEvent.select().where((AuditEvent.mailbox == mailbox.id) & (AuditEvent.action == "needs_reconnect"))
+    assert "invalid_grant" in audit.detail
+    assert Mailbox.get_by_id(mailbox.id).active  # not paused: it waits for its owner to sign in again
+
+    run_queue.later(minutes=2)
+    report = run_queue()
+    assert report.connections == 0 and Letter.get_by_id(letter.id).waiting_for == grants.NEEDS_RECONNECT
+
+    new = grants.new_grant("company", mailbox.address, "XOAUTH2",
+                           as_tokens(oauth_provider.get_tokens(mailbox.address)), employee=employee, form_key="k")
+    assert grants.reconnect(mailbox, new, actor=employee) == 1
+    assert MailboxGrant.select().where(MailboxGrant.mailbox == mailbox.id).count() == 1
+    assert run_queue().outcomes["sent"] == 1
+    assert Letter.get_by_id(letter.id).state == "sent"
+    assert revoked not in caplog.text and grant(mailbox).secret("refresh_token") not in caplog.text
+
+
+def test_the_reply_fetcher_signs_in_with_the_token_and_waits_when_it_needs_reconnecting(
+        token_mailbox, oauth_provider, oauth_smtp_server, oauth_dovecot, mail_config):
+    """IMAP with the grant's token through the fetcher's path; a grant that needs reconnecting is said, not tried."""
+    from portal.letters.replies import fetch_mailbox
+
+    mailbox = token_mailbox(oauth_provider, oauth_smtp_server)
+    Mailbox.update(incoming_protocol="imap", incoming_host="localhost", incoming_port=oauth_dovecot.ports["imaps"],
+                   incoming_security="ssl", receive_replies=True).where(Mailbox.id == mailbox.id).execute()
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem is None
+    MailboxGrant.update(needs_reconnect=True).where(MailboxGrant.mailbox == mailbox.id).execute()
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem.code == grants.NEEDS_RECONNECT

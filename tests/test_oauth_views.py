@@ -1,0 +1,196 @@
+"""The pages of provider sign-in, driven against the real oidc-provider: Sign-in providers (save, Check), the trip
+to the consent page and back to the mailbox form, the callback's refusals, provider errors, and Reconnect."""
+from __future__ import annotations
+
+import datetime
+import html
+import re
+import secrets
+from urllib.parse import parse_qs, urljoin, urlparse
+
+import pytest
+import requests
+
+from portal.models import AuditEvent, Letter, Mailbox, utcnow
+from portal.models.oauth import MailboxGrant, OAuthApp, OAuthFlow
+from portal.oauth import grants
+from tests.conftest import page_text
+from tests.servers.oauth import CLIENT_ID, CLIENT_SECRET
+
+CALLBACK = "http://localhost/oauth/callback"  # url_for(..., _external=True) in the test client
+
+
+@pytest.fixture
+def provider_for_portal(make_oauth_provider):
+    """An oidc-provider whose client "portal" may redirect to the test client's callback."""
+    return make_oauth_provider(redirect_uris=(CALLBACK,))
+
+
+@pytest.fixture
+def company_app(as_admin, provider_for_portal):
+    """The provider registered on Sign-in providers by an admin, through the page."""
+    answer = as_admin.post("/admin/sign-in-providers/company", data={
+        "company-client_id": CLIENT_ID, "company-client_secret": CLIENT_SECRET,
+        "company-discovery_url": f"{provider_for_portal.issuer}/.well-known/openid-configuration",
+        "company-sasl": "XOAUTH2", "company-scopes": "openid email offline_access mail"})
+    assert answer.status_code == 302, page_text(answer)
+    return provider_for_portal
+
+
+def consent(provider_url: str, login: str, *, refuse: bool = False) -> str:
+    """Go through the provider's real login and consent pages as a browser would; return where it sends back."""
+    with requests.Session() as browser:
+        page = browser.get(provider_url, timeout=10)
+        action = urljoin(page.url, re.search(r'<form[^>]*action="([^"]+)"', page.text).group(1))
+        page = browser.post(action, data={"prompt": "login", "login": login, "password": "any"}, timeout=10)
+        action = urljoin(page.url, re.search(r'<form[^>]*action="([^"]+)"', page.text).group(1))
+        if refuse:  # the consent page's "Cancel" link aborts the interaction: access_denied comes back
+            cancel = urljoin(page.url, re.search(r'href="([^"]*abort[^"]*)"', page.text).group(1))
+            answer = browser.get(cancel, allow_redirects=False, timeout=10)
+        else:
+            answer = browser.post(action, data={"prompt": "consent"}, allow_redirects=False, timeout=10)
+        while answer.is_redirect and not answer.headers["location"].startswith(CALLBACK):
+            answer = browser.get(urljoin(answer.url, answer.headers["location"]), allow_redirects=False, timeout=10)
+        return answer.headers["location"]
+
+
+def provider_link(answer) -> str:
+    """Where the portal sends the browser: HX-Redirect for htmx, else the continue page's link (a form may not
+    redirect to another site under the portal's form-action 'self')."""
+    if "HX-Redirect" in answer.headers:
+        return answer.headers["HX-Redirect"]
+    assert answer.status_code == 200
+    return html.unescape(re.search(r'<a href="([^"]+)" role="button"', answer.get_data(as_text=True)).group(1))
+
+
+def start_sign_in(client, address, **form):
+    return provider_link(client.post("/mailboxes/sign-in/company", data={
+        "address": address, "smtp_host": "localhost", "smtp_password": "never-kept", **form}))
+
+
+def test_the_admin_sees_the_redirect_uri_and_scopes_and_the_secret_is_never_shown(company_app, as_admin):
+    page = as_admin.get("/admin/sign-in-providers")
+    text = page_text(page)
+    assert CALLBACK in text and "https://outlook.office.com/SMTP.Send" in text and "https://mail.google.com/" in text
+    assert CLIENT_SECRET not in page.get_data(as_text=True)
+    assert OAuthApp.get_by_id("company").secret("client_secret") == CLIENT_SECRET
+
+
+def test_check_tells_a_wrong_secret_from_an_unreachable_provider(company_app, as_admin):
+    assert "the client ID and secret are right" in page_text(as_admin.post("/admin/sign-in-providers/company/check"))
+    as_admin.post("/admin/sign-in-providers/company", data={
+        "company-client_id": CLIENT_ID, "company-client_secret": "wrong-secret",
+        "company-discovery_url": f"{company_app.issuer}/.well-known/openid-configuration", "company-sasl": "XOAUTH2"})
+    assert "invalid_client" in page_text(as_admin.post("/admin/sign-in-providers/company/check"))
+    company_app.stop()
+    from portal.oauth import client
+    client._discovered.clear()
+    assert "could not be reached" in page_text(as_admin.post("/admin/sign-in-providers/company/check"))
+
+
+def test_an_employee_may_not_open_sign_in_providers(as_employee):
+    assert as_employee.get("/admin/sign-in-providers").status_code in (302, 403, 404)
+
+
+def test_sign_in_returns_to_the_form_with_who_signed_in_and_no_password_kept(company_app, as_admin):
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    back = consent(start_sign_in(as_admin, address), address)
+    flow = OAuthFlow.get()
+    assert "never-kept" not in flow.form_values
+    answer = as_admin.get(back.replace("http://localhost", ""))
+    assert answer.status_code == 302 and "signed_in=" in answer.headers["Location"]
+    form = as_admin.get(answer.headers["Location"])
+    text = page_text(form)
+    assert f"Signed in as {address}" in text
+    assert f'name="oauth_grant" value="{flow.id}"' in form.get_data(as_text=True)
+    grant = MailboxGrant.get(MailboxGrant.form_key == flow.id)
+    assert grant.identity == address and grant.mailbox is None
+    html = form.get_data(as_text=True)
+    assert grant.secret("access_token") not in html and grant.secret("refresh_token") not in html
+
+
+def test_the_callback_refuses_a_replayed_a_foreign_and_an_expired_state(company_app, as_admin):
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    back = consent(start_sign_in(as_admin, address), address).replace("http://localhost", "")
+    assert as_admin.get(back).status_code == 302
+    replay = as_admin.get(back)
+    assert replay.status_code == 400 and "already used" in page_text(replay)
+    assert MailboxGrant.select().count() == 1
+
+    # Another browser with the same link: the state is not one this browser was sent off with.
+    second = consent(start_sign_in(as_admin, address), address).replace("http://localhost", "")
+    with as_admin.session_transaction() as session:
+        kept = session.pop("oauth_states")
+    foreign = as_admin.get(second)
+    assert foreign.status_code == 400 and "another browser" in page_text(foreign)
+    with as_admin.session_transaction() as session:
+        session["oauth_states"] = kept
+
+    for flow in OAuthFlow.select().where(OAuthFlow.used_at.is_null()):
+        flow.created_at -= datetime.timedelta(minutes=11)
+        flow.save()
+    expired = as_admin.get(second)
+    assert expired.status_code == 400 and "expired" in page_text(expired)
+    assert as_admin.get("/oauth/callback?state=made-up&code=x").status_code == 400
+    assert MailboxGrant.select().count() == 1
+
+
+def test_a_refused_consent_is_explained_on_the_form_and_nothing_is_saved(company_app, as_admin):
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    back = consent(start_sign_in(as_admin, address), address, refuse=True)
+    assert "error=access_denied" in back
+    form = as_admin.get(as_admin.get(back.replace("http://localhost", "")).headers["Location"])
+    assert "consent was refused" in page_text(form)
+    assert MailboxGrant.select().count() == 0 and Mailbox.select().count() == 0
+
+
+def test_a_provider_error_is_explained_in_words(company_app, as_admin):
+    from portal.views.oauth import explain_error
+
+    state = parse_qs(urlparse(start_sign_in(as_admin, "a@mail.example")).query)["state"][0]
+    answer = as_admin.get(f"/oauth/callback?state={state}&error=invalid_scope&error_description=nope")
+    form = as_admin.get(answer.headers["Location"])
+    assert "refused the permissions" in page_text(form)
+    with as_admin.application.test_request_context():
+        assert "administrator" in explain_error("unauthorized_client")
+
+
+def test_reconnect_binds_the_new_grant_and_releases_the_waiting_letters(company_app, as_admin, admin, make_mailbox,
+                                                                        write_letter):
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    mailbox = make_mailbox(admin, address=address, password="")
+    from tests.test_oauth_grants import as_tokens
+
+    old = grants.new_grant("company", address, "XOAUTH2", as_tokens(company_app.get_tokens(address)), mailbox=mailbox)
+    MailboxGrant.update(needs_reconnect=True, reconnect_reason="invalid_grant").where(
+        MailboxGrant.id == old.id).execute()
+    letter = write_letter(mailbox, author=admin)
+    Letter.update(state="deferred", waiting_for=grants.NEEDS_RECONNECT,
+                  next_attempt_at=utcnow() + datetime.timedelta(hours=1)).execute()
+    mine = as_admin.get("/my/addresses")
+    assert "Needs reconnecting" in page_text(mine) and "Reconnect" in page_text(mine)
+    assert "Needs reconnecting" in page_text(as_admin.get("/outbox"))
+
+    answer = as_admin.post(f"/mailboxes/{mailbox.id}/reconnect?next=//evil.example/x", headers={"HX-Request": "true"})
+    back = consent(provider_link(answer), address).replace("http://localhost", "")
+    done = as_admin.get(back + "&next=https://evil.example/")
+    assert done.status_code == 302 and "evil" not in done.headers["Location"]
+    grant = MailboxGrant.get(MailboxGrant.mailbox == mailbox.id)
+    assert grant.id != old.id and not grant.needs_reconnect
+    assert Letter.get_by_id(letter.id).next_attempt_at <= utcnow()
+    assert AuditEvent.select().where(AuditEvent.action == "reconnected").count() == 1
+    assert "Needs reconnecting" not in page_text(as_admin.get("/my/addresses"))
+
+
+def test_reconnecting_as_someone_else_is_refused_and_binds_nothing(company_app, as_admin, admin, make_mailbox):
+    """Signed in at the provider as bob@ to reconnect anna@: refused with both names, the old grant stays."""
+    from tests.test_oauth_grants import as_tokens
+
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    mailbox = make_mailbox(admin, address=address, password="")
+    old = grants.new_grant("company", address, "XOAUTH2", as_tokens(company_app.get_tokens(address)), mailbox=mailbox)
+    answer = as_admin.post(f"/mailboxes/{mailbox.id}/reconnect", headers={"HX-Request": "true"})
+    done = as_admin.get(consent(provider_link(answer), "bob@mail.example").replace("http://localhost", ""))
+    shown = page_text(as_admin.get(done.headers["Location"]))
+    assert "You signed in as bob@mail.example" in shown and address in shown
+    assert [g.id for g in MailboxGrant.select()] == [old.id]
