@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from portal.models import Letter, Mailbox
 from portal.models.oauth import MailboxGrant
 from portal.oauth.apps import save_app
-from tests.fixtures.browser import assert_no_sideways_scroll
+from tests.fixtures.browser import assert_no_sideways_scroll, open_mailbox_servers
 from tests.servers.oauth import CLIENT_ID, CLIENT_SECRET
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("mail_reaches_localhost")]
@@ -61,6 +61,7 @@ def test_connect_send_refresh_revoke_and_reconnect(live_server, signed_in_page, 
     address = f"anna{secrets.token_hex(3)}@mail.example"
     page.goto(live_server + "/mailboxes/new")
     page.fill("#address", address)
+    open_mailbox_servers(page)
     page.fill("#smtp_host", "localhost")
     page.fill("#smtp_port", str(server.port))
     page.select_option("#smtp_security", "starttls")
