@@ -22,6 +22,8 @@ from portal.db import database, writing
 from portal.mail.problems import Problem
 from portal.models import AuditEvent, Letter, Mailbox, MailboxInbox, utcnow
 from portal.models.health import MailboxHealth
+from portal.models.oauth import MailboxGrant
+from portal.oauth.grants import NEEDS_RECONNECT
 
 log = logging.getLogger("portal.health")
 
@@ -68,13 +70,17 @@ class Health:
                 "problem": self.problem.to_dict(lang) if self.problem else None}
 
 
-def state_of(mailbox, record: MailboxHealth | None, last_send_at=None, now=None) -> tuple[str, Problem | None]:
-    """The mailbox's state and the problem behind it (None when Working or paused by a person)."""
+def state_of(mailbox, record: MailboxHealth | None, last_send_at=None, now=None, *,
+             needs_reconnect: bool = False) -> tuple[str, Problem | None]:
+    """The mailbox's state and the problem behind it (None when Working or paused by a person);
+    ``needs_reconnect``: its sign-in with the provider (OAuth) stopped being honoured."""
     now = now or utcnow()
     if not mailbox.active:
         if mailbox.paused_problem:
             return PAUSED_BY_PORTAL, Problem(code=mailbox.paused_problem, stage="", server_reply=mailbox.paused_reply)
         return PAUSED_BY_PERSON, None
+    if needs_reconnect:  # its letters wait until the owner presses Reconnect (portal/oauth/grants.py)
+        return WARNING, Problem(code=NEEDS_RECONNECT, stage="", server_reply="")
     if record is not None and record.failed_checks:
         # A letter sent after the failed check shows the mailbox works again.
         if last_send_at is None or record.last_check_at is None or last_send_at < record.last_check_at:
@@ -99,7 +105,7 @@ def last_sends(mailbox_ids) -> dict:
 
 
 def health_of(mailboxes, now=None) -> dict:
-    """{mailbox id: Health} for these mailboxes, in three queries whatever their number."""
+    """{mailbox id: Health} for these mailboxes, in four queries whatever their number."""
     mailboxes = list(mailboxes)
     ids = [mailbox.id for mailbox in mailboxes]
     if not ids:
@@ -107,10 +113,12 @@ def health_of(mailboxes, now=None) -> dict:
     records = {row.mailbox_id: row for row in MailboxHealth.select().where(MailboxHealth.mailbox.in_(ids))}
     inboxes = {row.mailbox_id: row for row in MailboxInbox.select().where(MailboxInbox.mailbox.in_(ids))}
     sends = last_sends(ids)
+    reconnect = set(MailboxGrant.select(MailboxGrant.mailbox).where(
+        MailboxGrant.mailbox.in_(ids) & MailboxGrant.needs_reconnect).scalars())
     found = {}
     for mailbox in mailboxes:
         record, inbox = records.get(mailbox.id), inboxes.get(mailbox.id)
-        state, problem = state_of(mailbox, record, sends.get(mailbox.id), now)
+        state, problem = state_of(mailbox, record, sends.get(mailbox.id), now, needs_reconnect=mailbox.id in reconnect)
         found[mailbox.id] = Health(
             mailbox_id=mailbox.id, state=state, problem=problem,
             last_check_at=record.last_check_at if record else None, last_send_at=sends.get(mailbox.id),

@@ -1,23 +1,7 @@
 """The domain events are sent where things happen: a receiver connected here hears them."""
-from contextlib import contextmanager
-
 from portal import events
 from portal.mailboxes import set_active
-
-
-@contextmanager
-def heard(signal):
-    """Collect (sender, keyword arguments) of every send while the block runs."""
-    got = []
-
-    def receiver(sender, **kwargs):
-        got.append((sender, kwargs))
-
-    signal.connect(receiver)
-    try:
-        yield got
-    finally:
-        signal.disconnect(receiver)
+from tests.fixtures.events import heard
 
 
 def test_a_person_pausing_and_resuming_a_mailbox_is_heard(admin, make_mailbox):

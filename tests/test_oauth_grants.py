@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from portal import events
+from portal import events, mailbox_health
 from portal.db import database
 from portal.models import AuditEvent, Letter, Mailbox
 from portal.models.oauth import MailboxGrant, OAuthApp
 from portal.oauth import grants
 from portal.oauth.client import Tokens
+from tests.fixtures.events import heard
 from tests.fixtures.letters import passed_test
 
 SCOPES = "openid email offline_access mail"
@@ -120,12 +121,9 @@ def test_a_withdrawn_grant_needs_reconnecting_its_letters_wait_and_reconnect_rel
     revoked = grant(mailbox).secret("access_token")
     oauth_provider.revoke(revoked)
     letter = write_letter(mailbox)
-    told = []
-    events.mailbox_needs_attention.connect(lambda sender, **kw: told.append((sender.id, kw["problem"])), weak=False)
-    try:
+    with heard(events.mailbox_needs_attention) as heard_now:
         run_queue()
-    finally:
-        events.mailbox_needs_attention.receivers.clear()
+    told = [(sender.id, kw["problem"]) for sender, kw in heard_now]
     waiting = Letter.get_by_id(letter.id)
     assert waiting.state == "deferred" and waiting.waiting_for == grants.NEEDS_RECONNECT and waiting.attempts == 0
     assert grant(mailbox).needs_reconnect and "invalid_grant" in grant(mailbox).reconnect_reason
@@ -133,6 +131,8 @@ def test_a_withdrawn_grant_needs_reconnecting_its_letters_wait_and_reconnect_rel
     [audit] = AuditEvent.select().where((AuditEvent.mailbox == mailbox.id) & (AuditEvent.action == "needs_reconnect"))
     assert "invalid_grant" in audit.detail
     assert Mailbox.get_by_id(mailbox.id).active  # not paused: it waits for its owner to sign in again
+    found = mailbox_health.health(Mailbox.get_by_id(mailbox.id))  # and its health says so wherever it is listed
+    assert (found.state, found.problem.code) == (mailbox_health.WARNING, grants.NEEDS_RECONNECT)
 
     run_queue.later(minutes=2)
     report = run_queue()
@@ -144,6 +144,7 @@ def test_a_withdrawn_grant_needs_reconnecting_its_letters_wait_and_reconnect_rel
     assert MailboxGrant.select().where(MailboxGrant.mailbox == mailbox.id).count() == 1
     assert run_queue().outcomes["sent"] == 1
     assert Letter.get_by_id(letter.id).state == "sent"
+    assert mailbox_health.health(Mailbox.get_by_id(mailbox.id)).state == mailbox_health.WORKING
     assert revoked not in caplog.text and grant(mailbox).secret("refresh_token") not in caplog.text
 
 
