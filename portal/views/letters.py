@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from peewee import JOIN
 
-from portal.db import whole_number
+from portal.db import MAX_ID, whole_number
 from portal.htmx import is_htmx, render_htmx
 from portal.letters.compose import LetterError, queue_letter
 from portal.letters.outcomes import cancel_letter, nobody_left, retry_letter
@@ -326,7 +326,7 @@ def outbox():
 
 
 def _outbox_list(filters, page, size, *, oob):
-    limit = max(OUTBOX_COUNT_LIMIT, (page or 1) * size) + 1
+    limit = min(max(OUTBOX_COUNT_LIMIT, (page or 1) * size), MAX_ID - 1) + 1  # an absurd ?page= stays an integer
     counted = _outbox_query(filters, for_count=True).order_by().limit(limit).count()
     listing = paginate(_outbox_query(filters), page, size, total=counted)
     options = {}
