@@ -18,7 +18,7 @@ from peewee import JOIN, fn
 
 from portal import events, mailbox_health
 from portal.db import database, whole_number
-from portal.fields import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS, single_line
 from portal.mail.settings import MAILBOX_FIELDS
 from portal.models import AuditEvent, Employee, Mailbox, MailboxAccess, MailboxProject, PortalSetting, Project, utcnow
 from portal.models.people import FIELD_MAX, normalize_email
@@ -204,15 +204,7 @@ class Cleaned:
 
 
 def _text(values, name, errors, *, required=False, limit=FIELD_MAX):
-    value = values.get(name)
-    value = "" if value is None else str(value).strip()
-    if CONTROL_CHARACTERS.search(value):
-        errors[name] = _l("Use a single line without control characters.")
-    elif required and not value:
-        errors[name] = _l("This field is required.")
-    elif len(value) > limit:
-        errors[name] = _l("At most %(max)d characters.", max=limit)
-    return value
+    return single_line(values.get(name), name, errors, required=required, limit=limit)
 
 
 def _secret(values, name, errors):

@@ -9,14 +9,13 @@ from urllib.parse import urlsplit
 from flask_babel import lazy_gettext as _l
 
 from portal.db import writing
-from portal.fields import CONTROL_CHARACTERS
+from portal.fields import CONTROL_CHARACTERS, single_line
 from portal.models import utcnow
 from portal.models.oauth import MailboxGrant, OAuthApp
 from portal.secret_box import SecretError, active_box
 
 from .providers import PROVIDERS, clean_sasl, clean_tenant
 
-FIELD_MAX = 255
 SECRET_MAX = 1024
 
 
@@ -40,7 +39,7 @@ def save_app(provider: str, *, client_id: str, client_secret: str | None = None,
     if provider not in PROVIDERS:
         raise AppInvalid({"provider": _l("Choose a value from the list.")})
     existing = OAuthApp.get_or_none(OAuthApp.provider == provider)
-    client_id = _line(client_id, "client_id", errors, required=True)
+    client_id = single_line(client_id, "client_id", errors, required=True)
     secret = client_secret or ""
     if CONTROL_CHARACTERS.search(secret) or len(secret) > SECRET_MAX:
         errors["client_secret"] = _l("A client secret is one line of at most %(max)d characters.", max=SECRET_MAX)
@@ -49,17 +48,17 @@ def save_app(provider: str, *, client_id: str, client_secret: str | None = None,
     values = dict(tenant="", discovery_url="", sasl="", scopes="")
     if provider == "microsoft":
         try:
-            values["tenant"] = clean_tenant(_line(tenant, "tenant", errors))
+            values["tenant"] = clean_tenant(single_line(tenant, "tenant", errors))
         except ValueError:
             errors["tenant"] = _l("Enter common, organizations, consumers, a tenant ID or the tenant's domain.")
     if provider == "company":
-        values["discovery_url"] = _discovery_url(_line(discovery_url, "discovery_url", errors, required=True),
+        values["discovery_url"] = _discovery_url(single_line(discovery_url, "discovery_url", errors, required=True),
                                                  errors)
         try:
             values["sasl"] = clean_sasl(sasl)
         except ValueError:
             errors["sasl"] = _l("Choose a value from the list.")
-        values["scopes"] = " ".join(_line(scopes, "scopes", errors, limit=1000).split()) or \
+        values["scopes"] = " ".join(single_line(scopes, "scopes", errors, limit=1000).split()) or \
             " ".join(PROVIDERS["company"].scopes)
     if errors:
         raise AppInvalid(errors)
@@ -73,17 +72,6 @@ def save_app(provider: str, *, client_id: str, client_secret: str | None = None,
     app.updated_at = utcnow()
     app.save(force_insert=existing is None)
     return app
-
-
-def _line(value, name, errors, *, required=False, limit=FIELD_MAX) -> str:
-    value = str(value or "").strip()
-    if CONTROL_CHARACTERS.search(value):
-        errors[name] = _l("Use a single line without control characters.")
-    elif required and not value:
-        errors[name] = _l("This field is required.")
-    elif len(value) > limit:
-        errors[name] = _l("At most %(max)d characters.", max=limit)
-    return value
 
 
 def _discovery_url(value: str, errors: dict) -> str:
