@@ -23,6 +23,7 @@ from portal.mail.problems import Problem
 from portal.models import AuditEvent, Letter, Mailbox, MailboxInbox, utcnow
 from portal.models.health import MailboxHealth
 from portal.models.oauth import MailboxGrant
+from portal.oauth import grants
 from portal.oauth.grants import NEEDS_RECONNECT
 
 log = logging.getLogger("portal.health")
@@ -192,11 +193,12 @@ def waiting_letters(mailbox_ids=None) -> dict:
 
 # ---------------------------------------------------------------- what checks and sends found
 
-def record_check(mailbox, result, now=None) -> Health:
+def record_check(mailbox, result, now=None, *, token: bool = False) -> Health:
     """Store what a check (background or Test account) found and move the mailbox's state; tell what changed.
 
     A passing check clears the count of refused sign-ins and resumes a mailbox the portal paused; a failed
-    one counts towards Warning, and a refused sign-in towards the pause.
+    one counts towards Warning, and a refused sign-in towards the pause, unless it signed in with a provider's
+    ``token`` (a refused token means reconnecting, which the OAuth grant tracks, never a pause).
     """
     now = now or utcnow()
     before = health(mailbox, now)
@@ -216,7 +218,7 @@ def record_check(mailbox, result, now=None) -> Health:
         record.save()
         if result.ok:
             _resume_after_pass(mailbox, now)
-    if not result.ok and is_refused_sign_in(problem):
+    if not result.ok and not token and is_refused_sign_in(problem):
         sign_in_refused(mailbox, problem, now, tell=False)
     mailbox = Mailbox.get_by_id(mailbox.id)
     after = health(mailbox, now)
@@ -365,13 +367,18 @@ def check_mailbox(mailbox_id: int, mail_config, *, period: datetime.timedelta | 
         return None
     if period is not None and mailbox_id not in _still_due(mailbox, now, period):
         return None
+    token = False
     try:
-        settings = mailbox.to_settings()
+        settings = grants.settings_for(mailbox)  # a provider's token refreshed first, as the queue does
     except SecretError:
         result = CheckResult(ok=False, stages=[], problem=Problem(code=SETTINGS_UNREADABLE, stage="", server_reply=""))
+    except (grants.NeedsReconnecting, grants.TokenUnavailable) as error:  # Warning, never a refused sign-in
+        code = NEEDS_RECONNECT if isinstance(error, grants.NeedsReconnecting) else grants.TOKEN_UNAVAILABLE
+        result = CheckResult(ok=False, stages=[], problem=Problem(code=code, stage="", server_reply=""))
     else:
+        token = bool(settings.smtp.sasl)
         result = check_account(settings, mail_config)
-    found = record_check(mailbox, result, now)
+    found = record_check(mailbox, result, now, token=token)
     if resolver is not None:
         from portal.deliverability import mailbox_checklist
 

@@ -161,3 +161,23 @@ def test_the_reply_fetcher_signs_in_with_the_token_and_waits_when_it_needs_recon
     MailboxGrant.update(needs_reconnect=True).where(MailboxGrant.mailbox == mailbox.id).execute()
     report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
     assert report.problem.code == grants.NEEDS_RECONNECT
+
+
+def test_the_background_check_refreshes_the_token_and_a_refused_token_never_pauses(
+        token_mailbox, make_oauth_provider, make_oauth_smtp_server, mail_config):
+    """The periodic re-check signs in as the queue does: an expired token is refreshed first; a token the server
+    refuses makes the mailbox Warning, never "Paused by the portal" (that count is for passwords)."""
+    provider = make_oauth_provider(access_token_ttl=2)
+    server = make_oauth_smtp_server(provider)
+    mailbox = token_mailbox(provider, server)
+    time.sleep(2.2)
+    mailbox_health.check_mailbox(mailbox.id, mail_config)
+    assert grant(mailbox).refreshes == 1 and server.logins == [mailbox.address]
+    assert Mailbox.get_by_id(mailbox.id).sign_in_failures == 0
+
+    provider.revoke(grant(mailbox).secret("access_token"))
+    for _ in range(3):
+        found = mailbox_health.check_mailbox(mailbox.id, mail_config)
+    after = Mailbox.get_by_id(mailbox.id)
+    assert after.active and after.sign_in_failures == 0
+    assert found.state == mailbox_health.WARNING
