@@ -172,11 +172,16 @@ def _authorises(record, domain, smtp_host, provider, addresses, lookup, lookups)
             name, value = "include", name.partition("=")[2]
         if qualifier != "+" and name != "include":
             continue
-        if name == "include":
-            if provider is not None and value == provider["include"]:
-                return True
+        if name == "include" and provider is not None and value == provider["include"]:
+            return True
+        if name in ("include", "a", "mx"):
+            # RFC 7208 4.6.4: at most ten mechanisms that ask DNS, across the nested records together; a record
+            # asking more fails, so a domain cannot make "Check DNS now" ask thousands of questions.
             lookups[0] += 1
-            inner = _record(lookup(value, "TXT"), "v=spf1") if lookups[0] <= SPF_LOOKUPS else None
+            if lookups[0] > SPF_LOOKUPS:
+                return False
+        if name == "include":
+            inner = _record(lookup(value, "TXT"), "v=spf1")
             if inner is not None and _authorises(inner, value, smtp_host, provider, addresses, lookup, lookups):
                 return True
         elif name in ("ip4", "ip6") and value:
@@ -188,7 +193,8 @@ def _authorises(record, domain, smtp_host, provider, addresses, lookup, lookups)
             if target == smtp_host.lower() or addresses & _addresses(target, lookup):
                 return True
         elif name == "mx":
-            hosts = [text.split()[-1].rstrip(".").lower() for text in lookup((value or domain).split("/")[0], "MX")]
+            hosts = [text.split()[-1].rstrip(".").lower()
+                     for text in lookup((value or domain).split("/")[0], "MX")][:SPF_LOOKUPS]  # RFC 7208 4.6.4
             if smtp_host.lower() in hosts or any(addresses & _addresses(host, lookup) for host in hosts):
                 return True
     return False

@@ -106,3 +106,17 @@ def test_a_silent_dns_is_said_not_guessed(dns_server):
     result = deliverability.checklist("a@example.org", "smtp.example.org",
                                       deliverability.dns_lookup(dns_server.resolver(lifetime=0.3)))
     assert [(f.kind, f.code) for f in result.findings] == [("dns", "dns_failed")]
+
+
+def test_a_record_asking_dns_hundreds_of_times_stops_at_rfc_7208s_ten(dns_server, lookup):
+    # "Check DNS now" runs in the web request: a domain's owner must not be able to make it ask thousands of
+    # questions (each up to the resolver's timeout) with a record full of a: and mx: terms.
+    terms = " ".join(f"a:h{n}.example.com mx:m{n}.example.com" for n in range(200))
+    dns_server.add_txt("example.com", f"v=spf1 {terms} -all")
+    dns_server.add_a("mail.example.com", "203.0.113.25")
+
+    result = deliverability.checklist("info@example.com", "mail.example.com", lookup)
+
+    assert findings(result)["spf"] == "spf_refuses"
+    asked = [question for question in dns_server.questions if ".example.com" in question and "h" in question]
+    assert len(asked) <= 40, len(asked)  # ten mechanisms, each asking A and AAAA (or MX, then A and AAAA)
