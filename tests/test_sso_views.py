@@ -70,6 +70,9 @@ def test_passwords_off_refuses_employees_but_admins_keep_the_break_glass(client,
     assert refused.status_code == 200
     assert "Passwords are turned off: sign in with Example Corp." in refused.get_data(as_text=True)
     assert client.get("/").status_code == 302  # not signed in
+    wrong = client.post("/sign-in", data={"email": clerk.email, "password": "not-the-password"})
+    assert refused.get_data(as_text=True).count("Passwords are turned off") == \
+        wrong.get_data(as_text=True).count("Passwords are turned off")  # no oracle for an old password
     assert sign_in(client, admin).status_code == 302
     assert client.get("/").status_code == 200
 

@@ -30,11 +30,12 @@ def sign_in():
     if form.validate_on_submit():
         employee = authenticate(form.email.data, form.password.data)
         sso = current_sso_settings()
-        if employee and not sso.passwords_allowed_for(employee):  # single sign-on only; admins keep passwords
+        if employee and sso.passwords_allowed_for(employee):  # with single sign-on only, admins keep passwords
+            return sign_in_as(employee, remember=form.remember.data, target=request.args.get("next"))
+        if sso.configured and not sso.passwords_allowed:
+            # The same words for a right and a wrong password, so an old password cannot be confirmed here.
             form.password.errors.append(_("Passwords are turned off: sign in with %(company)s.",
                                           company=sso.label))
-        elif employee:
-            return sign_in_as(employee, remember=form.remember.data, target=request.args.get("next"))
         else:
             form.password.errors.append(_("The e-mail or password is wrong, or the account is deactivated."))
     language_form = LanguageForm(language=str(get_locale()))
