@@ -155,8 +155,9 @@ def test_a_provider_error_is_explained_in_words(company_app, as_admin):
         assert "administrator" in explain_error("unauthorized_client")
 
 
+@pytest.mark.parametrize("elsewhere", ["//evil.example/x", "/%09/evil.example/x", "/%5Cevil.example/x"])
 def test_reconnect_binds_the_new_grant_and_releases_the_waiting_letters(company_app, as_admin, admin, make_mailbox,
-                                                                        write_letter):
+                                                                        write_letter, elsewhere):
     address = f"anna{secrets.token_hex(3)}@mail.example"
     mailbox = make_mailbox(admin, address=address, password="")
     from tests.test_oauth_grants import as_tokens
@@ -171,7 +172,7 @@ def test_reconnect_binds_the_new_grant_and_releases_the_waiting_letters(company_
     assert "Needs reconnecting" in page_text(mine) and "Reconnect" in page_text(mine)
     assert "Needs reconnecting" in page_text(as_admin.get("/outbox"))
 
-    answer = as_admin.post(f"/mailboxes/{mailbox.id}/reconnect?next=//evil.example/x", headers={"HX-Request": "true"})
+    answer = as_admin.post(f"/mailboxes/{mailbox.id}/reconnect?next={elsewhere}", headers={"HX-Request": "true"})
     back = consent(provider_link(answer), address).replace("http://localhost", "")
     done = as_admin.get(back + "&next=https://evil.example/")
     assert done.status_code == 302 and "evil" not in done.headers["Location"]

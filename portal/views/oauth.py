@@ -12,6 +12,7 @@ from portal.htmx import is_htmx, render_htmx
 from portal.models import Mailbox
 from portal.oauth import apps, client, flows, grants
 from portal.oauth.providers import PROVIDERS, provider_for_preset
+from portal.security import local_target
 
 bp = Blueprint("oauth", __name__)
 SESSION_KEY = "oauth_states"  # the states this browser was sent off with: the callback's must be one of them
@@ -145,7 +146,7 @@ def reconnect(mailbox_id):
         return redirect(url_for("mailboxes.edit", mailbox_id=mailbox.id))
     try:
         started = flows.start(grant.provider, current_user, redirect_uri(), purpose="reconnect", mailbox=mailbox,
-                              login_hint=grant.identity, form_values={"next": _local_path(request.args.get("next"))})
+                              login_hint=grant.identity, form_values={"next": local_target(request.args.get("next"))})
     except (grants.AppNotRegistered, client.ProviderUnreachable):
         flash(_("Signing in with %(name)s is not available right now: an administrator must check it on "
                 "Sign-in providers.", name=provider_name(PROVIDERS[grant.provider])), "error")
@@ -182,9 +183,10 @@ def _new_form_target(flow):
 
 
 def _local_path(path):
-    """A path on this site to come back to (never another site's address), else My addresses."""
-    path = path or ""
-    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else url_for("mailboxes.mine")
+    """A page of the portal to come back to (never another site's address; behind a prefix, under it), else My
+    addresses. ``path`` is inside the portal, as ``request.full_path`` gives it."""
+    path = local_target(path)
+    return request.script_root + path if path else url_for("mailboxes.mine")
 
 
 def _reconnected(flow):
