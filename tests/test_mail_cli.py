@@ -38,7 +38,7 @@ def test_passing_mailbox_exits_0_with_the_documented_json(runner, smtp_server, m
     result = runner.invoke(check_account_command, smtp_args(smtp_server, "--json"))
 
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["ok"] is True and data["problem"] is None
     assert [stage["name"] for stage in data["stages"]][-1] == "smtp.envelope"
     assert all(set(stage) == {"name", "ok", "ms", "detail"} for stage in data["stages"])
@@ -53,7 +53,7 @@ def test_failing_mailbox_exits_1_and_never_shows_the_password(runner, smtp_serve
     result = runner.invoke(check_account_command, smtp_args(smtp_server, "--json", "--lang", "ru"))
 
     assert result.exit_code == 1, result.output
-    problem = json.loads(result.output)["problem"]
+    problem = json.loads(result.stdout)["problem"]
     assert problem["code"] == "auth_failed"
     assert problem["title"] == "Вход отклонён: неверный логин или пароль"
     assert problem["server_reply"].startswith("535")
@@ -84,7 +84,7 @@ def test_incoming_is_checked_too(runner, smtp_server, dovecot, monkeypatch):
         "--incoming-port", str(dovecot.ports["imaps"]), "--incoming-security", "ssl", "--json"))
 
     assert result.exit_code == 0, result.output
-    assert "imap.mailbox" in [stage["name"] for stage in json.loads(result.output)["stages"]]
+    assert "imap.mailbox" in [stage["name"] for stage in json.loads(result.stdout)["stages"]]
 
 
 def test_test_letter_is_sent_when_asked(runner, smtp_server, monkeypatch):
@@ -120,7 +120,7 @@ def test_guard_refusal_from_the_command_line(runner):
     result = runner.invoke(check_account_command, ["--address", "a@example.com", "--smtp-host", "169.254.169.254",
                                                    "--smtp-port", "587", "--smtp-security", "starttls", "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.output)["problem"]["code"] == "connection_blocked"
+    assert json.loads(result.stdout)["problem"]["code"] == "connection_blocked"
 
 
 def test_presets_lists_every_preset(runner):
@@ -142,7 +142,7 @@ def test_presets_for_an_address_as_json_without_mx_lookup(app, runner):
     app.config["PORTAL_MAIL_PROVIDER_MX_LOOKUP"] = False
     result = runner.invoke(presets_command, ["--for", "ivan@firma.example", "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.output)["key"] == "other"
+    assert json.loads(result.stdout)["key"] == "other"
 
 
 def test_presets_for_a_non_address_exits_2(runner):

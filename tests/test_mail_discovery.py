@@ -325,7 +325,7 @@ def test_the_command_prints_what_it_found_as_json(runner_dns, runner):
     runner_dns.add_a("mail.firma.example.com", PUBLIC_IP)
     result = runner.invoke(args=["discover", "olga@firma.example.com", "--json", "--lang", "ru"])
     assert result.exit_code == 0, result.output
-    answer = json.loads(result.output)
+    answer = json.loads(result.stdout)
     assert answer["source"] == "srv" and answer["source_text"] == "из служебных записей DNS (SRV)"
     assert answer["servers"]["smtp"] == {"protocol": "smtp", "host": "mail.firma.example.com", "port": 465,
                                          "security": "ssl", "username": "olga@firma.example.com"}
