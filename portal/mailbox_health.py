@@ -218,7 +218,7 @@ def record_check(mailbox, result, now=None, *, token: bool = False) -> Health:
         record.save()
         if result.ok:
             _resume_after_pass(mailbox, now)
-    if not result.ok and not token and is_refused_sign_in(problem):
+    if not result.ok and is_refused_sign_in(problem, token=token):
         sign_in_refused(mailbox, problem, now, tell=False)
     mailbox = Mailbox.get_by_id(mailbox.id)
     after = health(mailbox, now)
@@ -226,9 +226,11 @@ def record_check(mailbox, result, now=None, *, token: bool = False) -> Health:
     return after
 
 
-def is_refused_sign_in(problem: Problem | None) -> bool:
-    """Whether the server refused the sign-in for good (a wrong password, a revoked app password)."""
-    if problem is None or not (problem.stage or "").endswith(".login"):
+def is_refused_sign_in(problem: Problem | None, *, token: bool = False) -> bool:
+    """Whether the server refused the sign-in for good (a wrong password, a revoked app password): what counts
+    towards the pause. Never when it signed in with a provider's ``token``: a refused token means reconnecting,
+    which the OAuth grant tracks (portal.oauth.grants)."""
+    if token or problem is None or not (problem.stage or "").endswith(".login"):
         return False
     if problem.smtp_code:
         return problem.smtp_code // 100 == 5

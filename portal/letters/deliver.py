@@ -40,18 +40,17 @@ class Delivery:
     connection_broken: bool = False
 
 
-def deliver(smtp: smtplib.SMTP, from_address: str, addresses: list, payload: bytes, mark: Callable[[], bool],
-            meanwhile: Callable[[], None] | None = None) -> Delivery:
+def deliver(smtp: smtplib.SMTP, from_address: str, addresses: list, payload: bytes, mark: Callable[[], bool]
+            ) -> Delivery:
     """Send one letter over a signed-in session; returns what happened (writes nothing but the mark).
 
     ``mark()`` writes the "data" mark and says whether the letter is still this worker's; if not, the
-    session is cut before the body, so the server drops the letter (LEASE_LOST). ``meanwhile()`` runs
-    once MAIL FROM has left, while the server answers it.
+    session is cut before the body, so the server drops the letter (LEASE_LOST).
     """
     try:
         # The addresses were checked and stored in plain form when the letter was made, so the envelope
         # commands are written directly: smtplib's mail() and rcpt() parse each address again per letter.
-        code, reply = _command(smtp, "mail", f"FROM:<{from_address}>", meanwhile)
+        code, reply = _command(smtp, "mail", f"FROM:<{from_address}>")
         if code not in ACCEPTED:
             return _refused(smtp, code, reply, "MAIL")
         refused, accepted = {}, []
@@ -151,11 +150,9 @@ def dot_stuffed(payload: bytes) -> bytes:
     return payload if payload.endswith(b"\r\n") else payload + b"\r\n"
 
 
-def _command(smtp: smtplib.SMTP, verb: str, argument: str, meanwhile: Callable[[], None] | None = None):
-    """One envelope command and the server's answer; ``meanwhile()`` runs while the server answers."""
+def _command(smtp: smtplib.SMTP, verb: str, argument: str):
+    """One envelope command and the server's answer."""
     smtp.putcmd(verb, argument)
-    if meanwhile is not None:
-        meanwhile()
     return smtp.getreply()
 
 

@@ -381,7 +381,7 @@ def _send_group(mailbox_id, letters, lease, recipients, mail_config, policy, clo
                     kind = "deferred" if problem.temporary or sign_in else "failed"
                     recorder.add(rest, Delivery(kind, problem, connection_broken=True), clock(), token,
                                  mailbox=mailbox)
-                if first and sign_in and (problem.smtp_code or 0) // 100 == 5 and not settings.smtp.sasl:
+                if first and mailbox_health.is_refused_sign_in(problem, token=bool(settings.smtp.sasl)):
                     # Counted with the background checks' refusals: the third in a row pauses the mailbox.
                     mailbox_health.sign_in_refused(mailbox, problem, clock())
                 elif first and problem.code == "timeout":
