@@ -1,4 +1,5 @@
 """Fixtures shared by the whole suite: app, client, runner, auth, and data helpers."""
+import logging
 import re
 import secrets
 import shutil
@@ -23,6 +24,17 @@ pytest_plugins = ["tests.servers.fixtures"] + sorted(
 )
 
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """The root logger as it was before the test: an app made without TESTING configures logging (a handler that
+    writes to the sys.stderr of the moment), and a later CLI test read those lines in its JSON output."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

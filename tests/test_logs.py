@@ -8,16 +8,6 @@ import pytest
 from portal.logs import configure_logging, masked_url
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """Each test configures logging itself; the suite after it gets the root logger back as it was."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.mark.parametrize(("url", "shown"), [
     ("postgresql://portal:s3cret@db.internal:5432/portal", "postgresql://portal:***@db.internal:5432/portal"),
     ("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
