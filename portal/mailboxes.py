@@ -350,7 +350,7 @@ def clean_mailbox(values, *, existing=None, is_admin=False):
     project_ids = []
     for raw in _ids(values.get("projects")):
         try:
-            project_ids.append(int(raw))
+            project_ids.append(whole_number(raw))
         except (TypeError, ValueError):
             errors["projects"] = _l("This project does not exist.")
     projects = list(Project.select().where(Project.id.in_(project_ids))) if project_ids else []
@@ -364,7 +364,7 @@ def clean_mailbox(values, *, existing=None, is_admin=False):
         employee_ids = []
         for raw in _ids(values.get("access_employees")):
             try:
-                employee_ids.append(int(raw))
+                employee_ids.append(whole_number(raw))
             except (TypeError, ValueError):
                 errors["access_employees"] = _l("This employee does not exist.")
         if employee_ids:

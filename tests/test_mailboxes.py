@@ -370,6 +370,8 @@ def _signed_in_mailbox(make_mailbox, owner):
     ("smtp_host", "smtp.example.com\nX", "Use a single line without control characters."),
     ("smtp_host", "smtp example com", "Enter a server name"),
     ("projects", "999999", "This project does not exist."),
+    ("projects", "9" * 30, "This project does not exist."),  # past the largest id: not sent to the database
+    ("access_employees", "9" * 30, "This employee does not exist."),
     ("receive_replies", "y", "Receiving replies needs the incoming server"),
 ])
 def test_bad_input_gets_a_message_beside_its_field_and_nothing_is_saved(as_admin, field, value, message):
@@ -615,3 +617,10 @@ def test_an_address_at_the_same_level_is_refused_beside_the_field_with_a_link(as
     assert answer.status_code == 200 and Mailbox.select().count() == 1
     assert "This address exists already at this level" in page_text(answer)
     assert f'href="/mailboxes/{existing.id}/edit"' in html
+
+
+@pytest.mark.parametrize("owner_id", ["999999", "9" * 30, "x"])
+def test_a_new_mailbox_for_an_owner_who_does_not_exist_answers_404(as_admin, owner_id):
+    answer = as_admin.get(f"/mailboxes/new?scope=employee&owner_id={owner_id}")
+
+    assert answer.status_code == 404

@@ -285,7 +285,7 @@ def _target(mailbox_id=None):
         return None, "company", None
     if owner_id:
         try:
-            return None, "employee", _employee_or_404(int(owner_id))
+            return None, "employee", _employee_or_404(whole_number(owner_id))
         except ValueError:
             abort(404)
     return None, "employee", current_user
