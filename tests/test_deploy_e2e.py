@@ -22,7 +22,7 @@ import requests
 
 from tests.postgres import PG_BIN, _as_postgres
 from tests.servers.certificates import make_certificate
-from tests.servers.nginx_site import NGINX, NginxServer
+from tests.servers.nginx import NGINX, NginxServer
 from tests.servers.processes import stop_process
 from tests.servers.redis import REDIS_SERVER, RedisServer
 from tests.servers.smtp import SmtpServer, free_port
