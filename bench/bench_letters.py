@@ -339,7 +339,29 @@ def bench_busy_mailbox(folder, database_url, queue_url, employee):
     ratio = statistics.median(ratios)
     print(f"  one busy mailbox: portal/raw {ratio:.2f}x, the median of {BUSY_ROUNDS} rounds (keep >= 0.50x)",
           flush=True)
+    trip = round_trip()
+    print(f"  a database round trip (SELECT 1, median of 200): {trip * 1000:.3f} ms; a letter's {LETTER_STATEMENTS} "
+          f"statements then wait at least {LETTER_STATEMENTS * trip * 1000:.2f} ms, beside raw smtplib's whole letter "
+          f"at {raw_seconds * 1000 / BUSY_LETTERS:.2f} ms", flush=True)
     return ratio >= 0.5
+
+
+# What one sent letter costs the database, each a round trip on PostgreSQL: the mark, then the outcome's BEGIN,
+# letter row, history line, recipients' answers and COMMIT, and the webhooks' look for endpoints that want it
+# (tests/test_letters_queue.py::test_each_letter_of_a_run_costs_the_mark_and_one_outcome_transaction holds it).
+LETTER_STATEMENTS = 7
+
+
+def round_trip(count=200):
+    """The median time of one trivial statement through the portal's own database connection."""
+    from portal.db import database
+
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        database.execute_sql("SELECT 1").fetchall()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def bench_sending(name, database_url, queue_url):

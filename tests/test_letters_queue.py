@@ -273,8 +273,8 @@ def test_each_letter_of_a_run_costs_the_mark_and_one_outcome_transaction(sending
 @pytest.mark.parametrize("next_mail", ["421 4.7.0 Closing connection", "550 5.7.1 Sender refused"])
 def test_a_sent_letter_is_recorded_whatever_the_server_says_to_the_next_one(next_mail, sending_mailbox, write_letter,
                                                                             smtp_server, mail_config):
-    # A letter's outcome is noted while the server answers the next letter's MAIL FROM; that answer
-    # being a refusal or a hang-up must not lose it.
+    # A letter's outcome is written before the next letter's MAIL FROM; that command's answer being a refusal or
+    # a hang-up must not lose it.
     from portal.letters.queue import process_due_letters
 
     first, second = write_letter(sending_mailbox), write_letter(sending_mailbox, to="second@example.com")
