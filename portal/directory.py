@@ -462,8 +462,9 @@ def stored_settings(box):
 
 
 def store_settings(box, values, context):
-    """Keep page settings; the bind password encrypted with the secret box (a blank one keeps the stored one)."""
-    write_settings(SETTING_KEY, values, "bind_password", box, context)
+    """Keep page settings; the bind password encrypted with the secret box (a blank one keeps the stored one, for the
+    same directory and bind DN only: else SecretNotKept)."""
+    write_settings(SETTING_KEY, values, "bind_password", box, context, bound_to=("url", "bind_dn"))
 
 
 def configured_settings(config, box):

@@ -400,8 +400,9 @@ def stored_settings(box):
 
 
 def store_settings(box, values, context):
-    """Keep page settings; the client secret encrypted (a blank one keeps the stored one)."""
-    write_settings(SETTING_KEY, values, "client_secret", box, context)
+    """Keep page settings; the client secret encrypted (a blank one keeps the stored one, for the same provider and
+    client only: else SecretNotKept)."""
+    write_settings(SETTING_KEY, values, "client_secret", box, context, bound_to=("discovery_url", "client_id"))
 
 
 def configured_settings(config, box):

@@ -114,6 +114,16 @@ def test_the_admin_page_checks_the_provider(live_server, signed_in_page, make_em
     assert page.locator("#sso-check .badge-fail").count() == 0 and page.locator("#sso-check .badge-ok").count() == 4
     assert_no_sideways_scroll(page)
     shoot(page, screenshot, f"admin-{language}-{width}")
+    # Another provider with the secret left blank: the stored secret is not sent there, the field says so.
+    page.fill("#discovery_url", "https://id.example.net/.well-known/openid-configuration")
+    page.get_by_role("button", name="Save" if language == "en" else "Сохранить").click()
+    error = page.locator("#client_secret-error")
+    error.wait_for()
+    assert ("Type the client secret again" if language == "en" else "Введите секрет клиента ещё раз") in \
+        error.inner_text()
+    assert page.locator("#discovery_url").input_value().startswith("https://id.example.net/")  # nothing typed lost
+    assert_no_sideways_scroll(page)
+    shoot(page, screenshot, f"secret-again-{language}-{width}")
 
 
 def switch_language(page, language):

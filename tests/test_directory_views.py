@@ -37,6 +37,19 @@ def test_saving_keeps_the_password_encrypted_and_never_shows_it(client, as_admin
     assert "A sync would create 1000, update 0 and deactivate 0 employees" in preview
 
 
+@pytest.mark.parametrize("change", [{"url": "ldaps://127.0.0.9:636"}, {"bind_dn": "cn=someone-else,dc=example,dc=com"}])
+def test_a_kept_bind_password_goes_to_no_other_directory_or_account(client, as_admin, ldap_directory, change):
+    client.post("/admin/directory", data=settings_form(ldap_directory))
+    before = PortalSetting.read("directory")
+
+    answer = client.post("/admin/directory", data=settings_form(ldap_directory, bind_password="", **change))
+
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200
+    assert 'id="bind_password-error"' in page and "Type the bind password again" in page
+    assert PortalSetting.read("directory") == before
+
+
 def test_bad_settings_are_refused_beside_their_fields(client, as_admin, ldap_directory):
     page = client.post("/admin/directory", data=settings_form(
         ldap_directory, url="http://dc.example.com", ca_file="/nonexistent.pem", search_filter="uid=x"))

@@ -44,6 +44,24 @@ def test_the_client_secret_is_stored_encrypted_and_never_shown_again(client, mak
         assert current_settings().company_name == "Example Ltd"
 
 
+@pytest.mark.parametrize("change", [{"discovery_url": "https://evil.example.net/.well-known/openid-configuration"},
+                                    {"client_id": "another-client"}])
+def test_a_kept_client_secret_goes_to_no_other_provider_or_client(client, make_employee, change):
+    # The stored secret was given for one provider and client: with either changed it must be typed again.
+    sign_in(client, make_employee(role="admin"))
+    client.post("/admin/sign-in", data={**SETTINGS, "passwords_allowed": "y"})
+    before = PortalSetting.get(PortalSetting.key == SETTING_KEY).value
+
+    answer = client.post("/admin/sign-in", data={**SETTINGS, "client_secret": "", **change})
+
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200
+    assert 'id="client_secret-error"' in page and "Type the client secret again" in page
+    assert PortalSetting.get(PortalSetting.key == SETTING_KEY).value == before  # nothing saved
+    typed = client.post("/admin/sign-in", data={**SETTINGS, "client_secret": "new-s3cret", **change})
+    assert typed.status_code == 302
+
+
 def test_bad_settings_are_explained_beside_the_field_and_nothing_is_saved(client, make_employee):
     sign_in(client, make_employee(role="admin"))
     page = client.post("/admin/sign-in", data={**SETTINGS, "discovery_url": "ftp://id.example.com",

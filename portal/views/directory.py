@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, flash, redirect, url_for
 from flask_babel import gettext as _
 
 from portal.access import admin_required
+from portal.admin_settings import SecretNotKept
 from portal.directory import (MESSAGES, DirectoryError, configured_settings, store_settings, sync_directory,
                               sync_directory_alone)
 from portal.forms.directory import DirectoryForm
@@ -44,7 +45,12 @@ def save():
     form = DirectoryForm()
     if not form.validate_on_submit():
         return _page(form)
-    store_settings(active_box(), form.values(), secrets.token_hex(16))
+    try:
+        store_settings(active_box(), form.values(), secrets.token_hex(16))
+    except SecretNotKept:
+        form.bind_password.errors.append(_("Type the bind password again: the stored one was given for another "
+                                           "directory or bind DN."))
+        return _page(form)
     flash(_("Directory settings saved. Preview the sync to see what it would change."), "success")
     return redirect(url_for("directory.index"))
 

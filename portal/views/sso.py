@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.access import admin_required
+from portal.admin_settings import SecretNotKept
 from portal.forms.sso import SsoForm
 from portal.htmx import render_htmx
 from portal.secret_box import active_box
@@ -115,7 +116,12 @@ def save():
     form = SsoForm()
     if not form.validate_on_submit():
         return _page(form)
-    store_settings(active_box(), form.values(), secrets.token_hex(16))
+    try:
+        store_settings(active_box(), form.values(), secrets.token_hex(16))
+    except SecretNotKept:
+        form.client_secret.errors.append(_("Type the client secret again: the stored one was given for another "
+                                           "provider or client."))
+        return _page(form)
     flash(_("Sign-in settings saved. Check them with the provider before people use them."), "success")
     return redirect(url_for("sso.settings_page"))
 
