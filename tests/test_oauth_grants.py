@@ -87,11 +87,11 @@ def test_a_token_about_to_expire_is_refreshed_before_sending(token_mailbox, make
 
 
 def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_provider, make_oauth_smtp_server):
-    """Four processes needing the mailbox's settings at the same moment: one refresh, all get its token."""
+    """Eight processes needing the mailbox's settings at the same moment: one refresh, all get its token."""
     provider = make_oauth_provider(access_token_ttl=2)
     mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
     time.sleep(1.8)  # inside the refresh margin
-    start = threading.Barrier(4)
+    start = threading.Barrier(8)
     tokens, errors = [], []
 
     def sender():
@@ -102,15 +102,54 @@ def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_pro
         except Exception as error:  # reported below, with the thread's error
             errors.append(error)
 
-    threads = [threading.Thread(target=sender) for _ in range(4)]
+    threads = [threading.Thread(target=sender) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert len(set(tokens)) == 1 and len(tokens) == 4
+    assert len(set(tokens)) == 1 and len(tokens) == 8
     assert grant(mailbox).refreshes == 1
     assert provider.introspect(tokens[0])["active"] is True
+
+
+def test_the_database_takes_other_writes_while_a_slow_provider_answers_a_refresh(
+        token_mailbox, make_oauth_provider, make_oauth_smtp_server, employee):
+    """The provider takes 2 s to answer the refresh: meanwhile another connection writes to the database at once
+    (no writer waits for the provider, none fails with "database is locked"), and the refresh still lands once."""
+    provider = make_oauth_provider(access_token_ttl=2, refresh_delay=2.0)
+    mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
+    old = grant(mailbox).secret("access_token")
+    time.sleep(1.8)  # inside the refresh margin
+    asked = threading.Event()
+    tokens, errors = [], []
+
+    def sender():
+        try:
+            with database.connection_context():
+                asked.set()
+                tokens.append(grants.settings_for(Mailbox.get_by_id(mailbox.id)).smtp.password)
+        except Exception as error:  # reported below, with the thread's error
+            errors.append(error)
+
+    refreshing = threading.Thread(target=sender)
+    refreshing.start()
+    asked.wait(5)
+    claimed_by = time.monotonic() + 0.7
+    while grant(mailbox).refreshing_until is None and time.monotonic() < claimed_by:
+        time.sleep(0.02)  # until the refresh is claimed and its request is on its way to the provider
+    time.sleep(0.2)
+    with database.connection_context():
+        Mailbox.update(display_name="Written meanwhile").where(Mailbox.id == mailbox.id).execute()
+        AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=employee.id, action="edited",
+                          changed_fields="[]")
+    assert refreshing.is_alive(), "the write had to wait for the provider's answer"
+    refreshing.join(30)
+    assert errors == []
+    assert Mailbox.get_by_id(mailbox.id).display_name == "Written meanwhile"
+    fresh = grant(mailbox)
+    assert fresh.refreshes == 1 and fresh.refreshing_until is None
+    assert tokens == [fresh.secret("access_token")] and tokens[0] != old
 
 
 def test_a_withdrawn_grant_needs_reconnecting_its_letters_wait_and_reconnect_releases_them(
