@@ -154,6 +154,30 @@ def test_the_callback_refuses_a_replayed_a_foreign_and_an_expired_state(company_
     assert MailboxGrant.select().count() == 1
 
 
+def without_csrf_token(page: bytes) -> bytes:
+    return re.sub(rb'("X-CSRFToken": "|name="csrf_token" value=")[^"]+', rb"\1", page)
+
+
+def test_someone_elses_used_state_is_answered_as_one_that_never_existed(company_app, as_admin, app, employee):
+    """Another person who gets hold of the admin's callback link (its state already used) is told exactly what a
+    made-up state gets: nothing says that state ever existed or was used."""
+    from tests.conftest import AuthActions
+
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    back = consent(start_sign_in(as_admin, address), address).replace("http://localhost", "")
+    assert as_admin.get(back).status_code == 302
+    other = app.test_client()
+    AuthActions(other).login(employee)
+    other.get("/oauth/callback?state=x&code=x")  # both pages below are then the person's second view
+    theirs = other.get(back)
+    missing = other.get("/oauth/callback?" + re.sub(r"state=[^&]+", "state=" + secrets.token_urlsafe(32),
+                                                    back.split("?", 1)[1]))
+    assert theirs.status_code == missing.status_code == 400
+    assert "already used" not in page_text(theirs)
+    assert without_csrf_token(theirs.get_data()) == without_csrf_token(missing.get_data())
+    assert MailboxGrant.select().count() == 1
+
+
 def test_a_refused_consent_is_explained_on_the_form_and_nothing_is_saved(company_app, as_admin):
     address = f"anna{secrets.token_hex(3)}@mail.example"
     back = consent(start_sign_in(as_admin, address), address, refuse=True)

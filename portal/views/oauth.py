@@ -167,7 +167,7 @@ def callback():
                             request.args.to_dict(), redirect_uri())
     except flows.FlowRefused as refused:
         return render_template("oauth/refused.html", reason=refused.reason), 400
-    session[SESSION_KEY] = [s for s in session.get(SESSION_KEY, []) if s != flow.state]
+    # The used state stays among the browser's few kept ones: coming back with it again is "already used".
     if flow.purpose == "reconnect":
         return _reconnected(flow)
     target = (url_for("mailboxes.edit", mailbox_id=flow.mailbox_id, signed_in=flow.id) if flow.mailbox_id
