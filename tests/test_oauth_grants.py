@@ -10,7 +10,7 @@ import pytest
 
 from portal import events, mailbox_health
 from portal.db import database
-from portal.models import AuditEvent, Letter, Mailbox
+from portal.models import AuditEvent, Letter, Mailbox, utcnow
 from portal.models.oauth import MailboxGrant, OAuthApp
 from portal.oauth import grants
 from portal.oauth.client import Tokens
@@ -200,6 +200,39 @@ def test_the_reply_fetcher_signs_in_with_the_token_and_waits_when_it_needs_recon
     MailboxGrant.update(needs_reconnect=True).where(MailboxGrant.mailbox == mailbox.id).execute()
     report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
     assert report.problem.code == grants.NEEDS_RECONNECT
+
+
+@pytest.mark.parametrize("protocol, port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_the_reply_fetcher_refreshes_once_when_the_server_refuses_a_token_ended_early(
+        token_mailbox, oauth_provider, oauth_smtp_server, oauth_dovecot, mail_config, protocol, port):
+    """The provider ended the access token the portal holds before its expiry (revoked there): Dovecot refuses
+    AUTHENTICATE, the fetcher refreshes once and signs in again, and the fetch succeeds. When the refresh is
+    refused for good too, the mailbox needs reconnecting."""
+    from portal.letters.replies import fetch_mailbox
+    from portal.models import MailboxInbox
+
+    mailbox = token_mailbox(oauth_provider, oauth_smtp_server)
+    Mailbox.update(incoming_protocol=protocol, incoming_host="localhost", incoming_port=oauth_dovecot.ports[port],
+                   incoming_security="ssl", receive_replies=True).where(Mailbox.id == mailbox.id).execute()
+    ended = oauth_provider.get_tokens(mailbox.address)["access_token"]  # another grant's token, revoked below
+    held = grant(mailbox)
+    held.set_secret("access_token", ended)
+    held.save()
+    oauth_provider.revoke(ended)
+    assert oauth_provider.introspect(ended) == {"active": False}
+    assert not grant(mailbox).expiring(utcnow())  # the portal thinks it still good
+
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem is None
+    assert MailboxInbox.get(MailboxInbox.mailbox == mailbox.id).last_success_at is not None
+    fresh = grant(mailbox)
+    assert fresh.refreshes == 1 and not fresh.needs_reconnect
+    assert oauth_provider.introspect(fresh.secret("access_token"))["email"] == mailbox.address
+
+    oauth_provider.revoke(fresh.secret("access_token"))  # the whole grant now: the refresh token too
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem.code == grants.NEEDS_RECONNECT
+    assert grant(mailbox).needs_reconnect and "invalid_grant" in grant(mailbox).reconnect_reason
 
 
 def test_the_background_check_refreshes_the_token_and_a_refused_token_never_pauses(
