@@ -70,6 +70,12 @@ def grant_of(mailbox) -> MailboxGrant | None:
     return MailboxGrant.get_or_none(MailboxGrant.mailbox == mailbox.id)
 
 
+def lost_grants() -> dict[int, MailboxGrant]:
+    """The grants that need reconnecting, by mailbox id (one query)."""
+    return {grant.mailbox_id: grant for grant in MailboxGrant.select().where(
+        MailboxGrant.needs_reconnect & MailboxGrant.mailbox.is_null(False))}
+
+
 def store_tokens(grant: MailboxGrant, tokens: Tokens, now: datetime.datetime, box=None) -> None:
     """Put new tokens on the grant (not saved): the access token, its expiry, and a rotated refresh token."""
     grant.set_secret("access_token", tokens.access_token, box)
