@@ -86,12 +86,10 @@ def test_a_token_about_to_expire_is_refreshed_before_sending(token_mailbox, make
     assert Mailbox.get_by_id(mailbox.id).tested  # a new token is the same tested sign-in
 
 
-def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_provider, make_oauth_smtp_server):
-    """Eight processes needing the mailbox's settings at the same moment: one refresh, all get its token."""
-    provider = make_oauth_provider(access_token_ttl=2)
-    mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
-    time.sleep(1.8)  # inside the refresh margin
-    start = threading.Barrier(8)
+def start_senders(mailbox, count):
+    """``count`` threads, each a process asking for the mailbox's settings at the same moment; returns the threads
+    and the lists their tokens and their errors go to."""
+    start = threading.Barrier(count)
     tokens, errors = [], []
 
     def sender():
@@ -99,12 +97,21 @@ def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_pro
             with database.connection_context():
                 start.wait()
                 tokens.append(grants.settings_for(Mailbox.get_by_id(mailbox.id)).smtp.password)
-        except Exception as error:  # reported below, with the thread's error
+        except Exception as error:  # reported by the test, with the thread's error
             errors.append(error)
 
-    threads = [threading.Thread(target=sender) for _ in range(8)]
+    threads = [threading.Thread(target=sender) for _ in range(count)]
     for thread in threads:
         thread.start()
+    return threads, tokens, errors
+
+
+def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_provider, make_oauth_smtp_server):
+    """Eight processes needing the mailbox's settings at the same moment: one refresh, all get its token."""
+    provider = make_oauth_provider(access_token_ttl=2)
+    mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
+    time.sleep(1.8)  # inside the refresh margin
+    threads, tokens, errors = start_senders(mailbox, 8)
     for thread in threads:
         thread.join(30)
     assert errors == []
@@ -121,20 +128,7 @@ def test_the_database_takes_other_writes_while_a_slow_provider_answers_a_refresh
     mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
     old = grant(mailbox).secret("access_token")
     time.sleep(1.8)  # inside the refresh margin
-    asked = threading.Event()
-    tokens, errors = [], []
-
-    def sender():
-        try:
-            with database.connection_context():
-                asked.set()
-                tokens.append(grants.settings_for(Mailbox.get_by_id(mailbox.id)).smtp.password)
-        except Exception as error:  # reported below, with the thread's error
-            errors.append(error)
-
-    refreshing = threading.Thread(target=sender)
-    refreshing.start()
-    asked.wait(5)
+    [refreshing], tokens, errors = start_senders(mailbox, 1)
     claimed_by = time.monotonic() + 0.7
     while grant(mailbox).refreshing_until is None and time.monotonic() < claimed_by:
         time.sleep(0.02)  # until the refresh is claimed and its request is on its way to the provider
