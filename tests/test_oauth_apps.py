@@ -23,8 +23,45 @@ def test_oauth_app_set_and_list_never_show_the_secret(runner, monkeypatch):
     assert "microsoft: client_id=11111111-2222-3333-4444-555555555555 secret=set tenant=organizations" in listed.output
     assert "ms-very-secret-value" not in listed.output + done.output
     # A blank secret keeps the stored one.
-    assert runner.invoke(args=["oauth-app", "set", "microsoft", "--client-id", "other-id"]).exit_code == 0
+    assert runner.invoke(args=["oauth-app", "set", "microsoft", "--client-id", "other-id",
+                               "--tenant", "organizations"]).exit_code == 0
     assert OAuthApp.get_by_id("microsoft").secret("client_secret") == "ms-very-secret-value"
+
+
+def test_a_kept_secret_never_goes_to_another_microsoft_tenant(runner, monkeypatch):
+    """Changing the tenant with no new secret is refused (the secret was given for the old tenant's server);
+    nothing is saved; with the secret given again the change is saved."""
+    monkeypatch.setenv("MS_SECRET", "ms-secret")
+    assert runner.invoke(args=["oauth-app", "set", "microsoft", "--client-id", "ms-id", "--client-secret-env",
+                               "MS_SECRET", "--tenant", "organizations"]).exit_code == 0
+    refused = runner.invoke(args=["oauth-app", "set", "microsoft", "--client-id", "ms-id",
+                                  "--tenant", "contoso.onmicrosoft.com"])
+    assert refused.exit_code != 0
+    assert ("client_secret: Enter the client secret again: it was given for "
+            "https://login.microsoftonline.com/organizations.") in refused.output
+    assert OAuthApp.get_by_id("microsoft").tenant == "organizations"
+    monkeypatch.setenv("MS_SECRET", "contoso-secret")
+    assert runner.invoke(args=["oauth-app", "set", "microsoft", "--client-id", "ms-id", "--client-secret-env",
+                               "MS_SECRET", "--tenant", "contoso.onmicrosoft.com"]).exit_code == 0
+    stored = OAuthApp.get_by_id("microsoft")
+    assert (stored.tenant, stored.secret("client_secret")) == ("contoso.onmicrosoft.com", "contoso-secret")
+
+
+def test_a_kept_secret_never_goes_to_another_company_server(app):
+    """A new discovery URL with a blank secret: refused beside the secret field, naming the old server, and the
+    app keeps its old server and secret. The same URL with a blank secret keeps the secret."""
+    old_url = "https://idp.example.com/.well-known/openid-configuration"
+    save_app("company", client_id="portal", client_secret="idp-secret", discovery_url=old_url)
+    with pytest.raises(AppInvalid) as refused:
+        save_app("company", client_id="portal", client_secret="",
+                 discovery_url="https://attacker.example.net/.well-known/openid-configuration")
+    assert set(refused.value.errors) == {"client_secret"}
+    assert str(refused.value.errors["client_secret"]) == f"Enter the client secret again: it was given for {old_url}."
+    stored = OAuthApp.get_by_id("company")
+    assert (stored.discovery_url, stored.secret("client_secret")) == (old_url, "idp-secret")
+    save_app("company", client_id="portal-2", client_secret="", discovery_url=old_url, scopes="openid email")
+    stored = OAuthApp.get_by_id("company")
+    assert (stored.client_id, stored.secret("client_secret")) == ("portal-2", "idp-secret")
 
 
 def test_oauth_app_set_refuses_bad_values_and_saves_nothing(runner, monkeypatch):

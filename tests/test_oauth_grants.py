@@ -10,7 +10,7 @@ import pytest
 
 from portal import events, mailbox_health
 from portal.db import database
-from portal.models import AuditEvent, Letter, Mailbox
+from portal.models import AuditEvent, Letter, Mailbox, utcnow
 from portal.models.oauth import MailboxGrant, OAuthApp
 from portal.oauth import grants
 from portal.oauth.client import Tokens
@@ -86,12 +86,10 @@ def test_a_token_about_to_expire_is_refreshed_before_sending(token_mailbox, make
     assert Mailbox.get_by_id(mailbox.id).tested  # a new token is the same tested sign-in
 
 
-def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_provider, make_oauth_smtp_server):
-    """Four processes needing the mailbox's settings at the same moment: one refresh, all get its token."""
-    provider = make_oauth_provider(access_token_ttl=2)
-    mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
-    time.sleep(1.8)  # inside the refresh margin
-    start = threading.Barrier(4)
+def start_senders(mailbox, count):
+    """``count`` threads, each a process asking for the mailbox's settings at the same moment; returns the threads
+    and the lists their tokens and their errors go to."""
+    start = threading.Barrier(count)
     tokens, errors = [], []
 
     def sender():
@@ -99,18 +97,53 @@ def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_pro
             with database.connection_context():
                 start.wait()
                 tokens.append(grants.settings_for(Mailbox.get_by_id(mailbox.id)).smtp.password)
-        except Exception as error:  # reported below, with the thread's error
+        except Exception as error:  # reported by the test, with the thread's error
             errors.append(error)
 
-    threads = [threading.Thread(target=sender) for _ in range(4)]
+    threads = [threading.Thread(target=sender) for _ in range(count)]
     for thread in threads:
         thread.start()
+    return threads, tokens, errors
+
+
+def test_concurrent_senders_refresh_the_token_once(token_mailbox, make_oauth_provider, make_oauth_smtp_server):
+    """Eight processes needing the mailbox's settings at the same moment: one refresh, all get its token."""
+    provider = make_oauth_provider(access_token_ttl=2)
+    mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
+    time.sleep(1.8)  # inside the refresh margin
+    threads, tokens, errors = start_senders(mailbox, 8)
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert len(set(tokens)) == 1 and len(tokens) == 4
+    assert len(set(tokens)) == 1 and len(tokens) == 8
     assert grant(mailbox).refreshes == 1
     assert provider.introspect(tokens[0])["active"] is True
+
+
+def test_the_database_takes_other_writes_while_a_slow_provider_answers_a_refresh(
+        token_mailbox, make_oauth_provider, make_oauth_smtp_server, employee):
+    """The provider takes 2 s to answer the refresh: meanwhile another connection writes to the database at once
+    (no writer waits for the provider, none fails with "database is locked"), and the refresh still lands once."""
+    provider = make_oauth_provider(access_token_ttl=2, refresh_delay=2.0)
+    mailbox = token_mailbox(provider, make_oauth_smtp_server(provider))
+    old = grant(mailbox).secret("access_token")
+    time.sleep(1.8)  # inside the refresh margin
+    [refreshing], tokens, errors = start_senders(mailbox, 1)
+    claimed_by = time.monotonic() + 0.7
+    while grant(mailbox).refreshing_until is None and time.monotonic() < claimed_by:
+        time.sleep(0.02)  # until the refresh is claimed and its request is on its way to the provider
+    time.sleep(0.2)
+    with database.connection_context():
+        Mailbox.update(display_name="Written meanwhile").where(Mailbox.id == mailbox.id).execute()
+        AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=employee.id, action="edited",
+                          changed_fields="[]")
+    assert refreshing.is_alive(), "the write had to wait for the provider's answer"
+    refreshing.join(30)
+    assert errors == []
+    assert Mailbox.get_by_id(mailbox.id).display_name == "Written meanwhile"
+    fresh = grant(mailbox)
+    assert fresh.refreshes == 1 and fresh.refreshing_until is None
+    assert tokens == [fresh.secret("access_token")] and tokens[0] != old
 
 
 def test_a_withdrawn_grant_needs_reconnecting_its_letters_wait_and_reconnect_releases_them(
@@ -161,6 +194,39 @@ def test_the_reply_fetcher_signs_in_with_the_token_and_waits_when_it_needs_recon
     MailboxGrant.update(needs_reconnect=True).where(MailboxGrant.mailbox == mailbox.id).execute()
     report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
     assert report.problem.code == grants.NEEDS_RECONNECT
+
+
+@pytest.mark.parametrize("protocol, port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_the_reply_fetcher_refreshes_once_when_the_server_refuses_a_token_ended_early(
+        token_mailbox, oauth_provider, oauth_smtp_server, oauth_dovecot, mail_config, protocol, port):
+    """The provider ended the access token the portal holds before its expiry (revoked there): Dovecot refuses
+    AUTHENTICATE, the fetcher refreshes once and signs in again, and the fetch succeeds. When the refresh is
+    refused for good too, the mailbox needs reconnecting."""
+    from portal.letters.replies import fetch_mailbox
+    from portal.models import MailboxInbox
+
+    mailbox = token_mailbox(oauth_provider, oauth_smtp_server)
+    Mailbox.update(incoming_protocol=protocol, incoming_host="localhost", incoming_port=oauth_dovecot.ports[port],
+                   incoming_security="ssl", receive_replies=True).where(Mailbox.id == mailbox.id).execute()
+    ended = oauth_provider.get_tokens(mailbox.address)["access_token"]  # another grant's token, revoked below
+    held = grant(mailbox)
+    held.set_secret("access_token", ended)
+    held.save()
+    oauth_provider.revoke(ended)
+    assert oauth_provider.introspect(ended) == {"active": False}
+    assert not grant(mailbox).expiring(utcnow())  # the portal thinks it still good
+
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem is None
+    assert MailboxInbox.get(MailboxInbox.mailbox == mailbox.id).last_success_at is not None
+    fresh = grant(mailbox)
+    assert fresh.refreshes == 1 and not fresh.needs_reconnect
+    assert oauth_provider.introspect(fresh.secret("access_token"))["email"] == mailbox.address
+
+    oauth_provider.revoke(fresh.secret("access_token"))  # the whole grant now: the refresh token too
+    report = fetch_mailbox(Mailbox.get_by_id(mailbox.id), mail_config)
+    assert report.problem.code == grants.NEEDS_RECONNECT
+    assert grant(mailbox).needs_reconnect and "invalid_grant" in grant(mailbox).reconnect_reason
 
 
 def test_the_background_check_refreshes_the_token_and_a_refused_token_never_pauses(

@@ -79,3 +79,35 @@ def test_a_token_for_another_identity_must_send_its_test_letter(signed_in, oauth
     assert outcome.result.ok, outcome.result.problem
     assert "smtp.test_letter" in {s.name for s in outcome.result.stages}
     assert [(m.mail_from, m.login) for m in oauth_smtp_server.messages] == [("sales@mail.example", anna)]
+
+
+@pytest.mark.parametrize("page", ["/my/addresses", "/admin/mail/outgoing"])
+def test_the_mailbox_lists_read_the_grants_in_one_query_however_many_rows(app, client, auth, admin, make_mailbox,
+                                                                          page):
+    """The Needs reconnecting badge of every row comes from one query: the statements of a list page are the same
+    with two or with eight provider mailboxes (half of them needing reconnecting), and each badge still shows."""
+    from portal.db import StatementCounter
+    from portal.oauth.client import Tokens
+    auth.login(admin)
+
+    def add(count):
+        for _ in range(count):
+            address = f"o{secrets.token_hex(4)}@mail.example"
+            mailbox = make_mailbox(admin if page == "/my/addresses" else None, address=address, password="")
+            grant = grants.new_grant("google", address, "XOAUTH2", Tokens("at", "rt", 3600), mailbox=mailbox)
+            grant.needs_reconnect = len(Mailbox.select()) % 2 == 0
+            grant.save()
+
+    def statements():
+        with StatementCounter() as counted:
+            answer = client.get(page)
+        assert answer.status_code == 200
+        return counted.count, answer.get_data(as_text=True).count('class="badge badge-fail" title=')
+
+    add(2)
+    few, badges = statements()
+    assert badges == 1
+    add(6)
+    many, badges = statements()
+    assert badges == 4
+    assert many == few

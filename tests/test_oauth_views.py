@@ -92,6 +92,25 @@ def test_an_employee_may_not_open_sign_in_providers(as_employee):
     assert as_employee.get("/admin/sign-in-providers").status_code in (302, 403, 404)
 
 
+@pytest.mark.parametrize("language, words", [
+    ("en", "Enter the client secret again: it was given for https://login.microsoftonline.com/organizations."),
+    ("ru", "Введите секрет клиента заново: он был выдан для https://login.microsoftonline.com/organizations.")])
+def test_a_new_tenant_with_the_secret_left_blank_asks_for_the_secret_again(as_admin, language, words):
+    """The kept secret was given for the old tenant: the form says so beside the secret and saves nothing."""
+    from portal.oauth.apps import save_app
+
+    save_app("microsoft", client_id="ms-id", client_secret="ms-secret", tenant="organizations")
+    answer = as_admin.post("/admin/sign-in-providers/microsoft", headers={"Accept-Language": language}, data={
+        "microsoft-client_id": "ms-id", "microsoft-client_secret": "", "microsoft-tenant": "contoso.onmicrosoft.com"})
+    assert answer.status_code == 200
+    card = answer.get_data(as_text=True).split('id="provider-microsoft"')[1].split("</article>")[0]
+    secret_field = card.split('name="microsoft-client_secret"')[1].split('name="microsoft-tenant"')[0]
+    assert words in re.sub(r"\s+", " ", html.unescape(secret_field))
+    assert "ms-secret" not in answer.get_data(as_text=True)
+    stored = OAuthApp.get_by_id("microsoft")
+    assert (stored.tenant, stored.secret("client_secret")) == ("organizations", "ms-secret")
+
+
 def test_sign_in_returns_to_the_form_with_who_signed_in_and_no_password_kept(company_app, as_admin):
     address = f"anna{secrets.token_hex(3)}@mail.example"
     back = consent(start_sign_in(as_admin, address), address)
@@ -132,6 +151,30 @@ def test_the_callback_refuses_a_replayed_a_foreign_and_an_expired_state(company_
     expired = as_admin.get(second)
     assert expired.status_code == 400 and "expired" in page_text(expired)
     assert as_admin.get("/oauth/callback?state=made-up&code=x").status_code == 400
+    assert MailboxGrant.select().count() == 1
+
+
+def without_csrf_token(page: bytes) -> bytes:
+    return re.sub(rb'("X-CSRFToken": "|name="csrf_token" value=")[^"]+', rb"\1", page)
+
+
+def test_someone_elses_used_state_is_answered_as_one_that_never_existed(company_app, as_admin, app, employee):
+    """Another person who gets hold of the admin's callback link (its state already used) is told exactly what a
+    made-up state gets: nothing says that state ever existed or was used."""
+    from tests.conftest import AuthActions
+
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    back = consent(start_sign_in(as_admin, address), address).replace("http://localhost", "")
+    assert as_admin.get(back).status_code == 302
+    other = app.test_client()
+    AuthActions(other).login(employee)
+    other.get("/oauth/callback?state=x&code=x")  # both pages below are then the person's second view
+    theirs = other.get(back)
+    missing = other.get("/oauth/callback?" + re.sub(r"state=[^&]+", "state=" + secrets.token_urlsafe(32),
+                                                    back.split("?", 1)[1]))
+    assert theirs.status_code == missing.status_code == 400
+    assert "already used" not in page_text(theirs)
+    assert without_csrf_token(theirs.get_data()) == without_csrf_token(missing.get_data())
     assert MailboxGrant.select().count() == 1
 
 

@@ -19,7 +19,8 @@ class SignInProviderForm(FlaskForm):
                                 description=_l("https://…/.well-known/openid-configuration of your identity "
                                                "server."))
     sasl = SelectField(_l("Sign-in mechanism of your mail servers"),
-                       choices=choices((name, name) for name in OAUTH_MECHANISMS))
+                       choices=choices((name, name) for name in OAUTH_MECHANISMS),
+                       validate_choice=False)  # only the company's card shows it; save_app checks it there
     scopes = StringField(_l("Scopes to ask for"), filters=[strip], validators=[single_line, max_length(1000)],
                          description=_l("Space-separated; include offline_access so the portal can keep the "
                                         "mailbox signed in."))

@@ -179,15 +179,13 @@ def fetch_mailbox(mailbox: Mailbox, mail_config: MailConfig, *, settings: Any = 
             # Other server or login: remembered ids mean nothing there.
             SeenMessage.delete().where(SeenMessage.mailbox == mailbox.id).execute()
             inbox.source, inbox.uidvalidity, inbox.last_uid = source, None, 0
-        protocol = settings.incoming.protocol
-        with open_incoming(settings, mail_config) as client:
-            try:
-                if protocol == "pop3":
-                    _fetch_pop3(client, mailbox, report)
-                else:
-                    _fetch_imap(client, mailbox, inbox, report)
-            except (OSError, EOFError, poplib.error_proto, imaplib.IMAP4.error) as error:
-                raise MailError(classify(error, stage=f"{protocol}.mailbox")) from error
+        try:
+            _fetch(settings, mail_config, mailbox, inbox, report)
+        except MailError as error:
+            settings = _after_token_refused(mailbox, settings, error.problem, report)
+            if settings is None:
+                raise
+            _fetch(settings, mail_config, mailbox, inbox, report)  # once, with the token just refreshed
     except MailError as error:
         report.problem = error.problem
     except _Skip:
@@ -205,6 +203,34 @@ def fetch_mailbox(mailbox: Mailbox, mail_config: MailConfig, *, settings: Any = 
     MailboxInbox.update(**{name: getattr(inbox, name) for name in _INBOX_STATE}).where(
         MailboxInbox.id == inbox.id).execute()
     return report
+
+
+def _fetch(settings, mail_config: MailConfig, mailbox: Mailbox, inbox: MailboxInbox, report: FetchReport) -> None:
+    protocol = settings.incoming.protocol
+    with open_incoming(settings, mail_config) as client:
+        try:
+            if protocol == "pop3":
+                _fetch_pop3(client, mailbox, report)
+            else:
+                _fetch_imap(client, mailbox, inbox, report)
+        except (OSError, EOFError, poplib.error_proto, imaplib.IMAP4.error) as error:
+            raise MailError(classify(error, stage=f"{protocol}.mailbox")) from error
+
+
+def _after_token_refused(mailbox: Mailbox, settings, problem: Problem, report: FetchReport):
+    """The server refused the sign-in of a mailbox that signs in with its provider: the provider may have ended
+    the token early, so refresh it once (as the queue does) and return the settings to sign in with again; None
+    when the refusal was not a token's. A grant refused for good needs reconnecting: raises _Skip with that
+    problem in the report (so does a provider that cannot give a token just now)."""
+    if problem.stage != f"{settings.incoming.protocol}.login" or not settings.incoming.server.sasl:
+        return None
+    try:
+        grants.token_refused(mailbox, settings)
+    except (grants.NeedsReconnecting, grants.TokenUnavailable) as error:
+        code = grants.NEEDS_RECONNECT if isinstance(error, grants.NeedsReconnecting) else grants.TOKEN_UNAVAILABLE
+        report.problem = Problem(code=code, stage="incoming", server_reply=problem.server_reply)
+        raise _Skip() from None
+    return mailbox.to_settings()
 
 
 # What a fetch changes on the mailbox's MailboxInbox row (one prepared UPDATE instead of save()).

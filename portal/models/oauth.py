@@ -75,6 +75,7 @@ class MailboxGrant(_Secrets, BaseModel):
     secret_context = CharField(max_length=64, default=new_context)
     created_at = DateTimeField(default=utcnow)
     refreshed_at = DateTimeField(null=True)
+    refreshing_until = DateTimeField(null=True)  # a process is asking the provider for new tokens until then
 
     class Meta:
         table_name = "mailbox_grant"

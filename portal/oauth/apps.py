@@ -34,7 +34,9 @@ def registered_apps() -> dict[str, OAuthApp]:
 
 def save_app(provider: str, *, client_id: str, client_secret: str | None = None, tenant: str = "",
              discovery_url: str = "", sasl: str = "", scopes: str = "", actor=None, box=None) -> OAuthApp:
-    """Register or change the app of one provider; a blank secret keeps the stored one. Raises AppInvalid."""
+    """Register or change the app of one provider; a blank secret keeps the stored one, unless the app now
+    points at another server (discovery URL, Microsoft tenant) than the one that secret was given for. Raises
+    AppInvalid."""
     errors: dict = {}
     if provider not in PROVIDERS:
         raise AppInvalid({"provider": _l("Choose a value from the list.")})
@@ -60,6 +62,10 @@ def save_app(provider: str, *, client_id: str, client_secret: str | None = None,
             errors["sasl"] = _l("Choose a value from the list.")
         values["scopes"] = " ".join(single_line(scopes, "scopes", errors, limit=1000).split()) or \
             " ".join(PROVIDERS["company"].scopes)
+    given_for = _server_changed(existing, values)
+    if not secret and given_for and "client_secret" not in errors:
+        # The stored secret was given for the old server only: it must never travel to another one.
+        errors["client_secret"] = _l("Enter the client secret again: it was given for %(server)s.", server=given_for)
     if errors:
         raise AppInvalid(errors)
     app = existing or OAuthApp(provider=provider)
@@ -72,6 +78,17 @@ def save_app(provider: str, *, client_id: str, client_secret: str | None = None,
     app.updated_at = utcnow()
     app.save(force_insert=existing is None)
     return app
+
+
+def _server_changed(existing: OAuthApp | None, values: dict) -> str:
+    """The server the stored secret was given for, when these values send it to another one; else ""."""
+    if existing is None or not existing.client_secret:
+        return ""
+    if existing.provider == "microsoft" and values["tenant"].lower() != (existing.tenant or "common").lower():
+        return PROVIDERS["microsoft"].token_url.split("/oauth2/")[0].format(tenant=existing.tenant or "common")
+    if existing.provider == "company" and values["discovery_url"] != existing.discovery_url:
+        return existing.discovery_url
+    return ""
 
 
 def _discovery_url(value: str, errors: dict) -> str:

@@ -1,5 +1,5 @@
 """A trip to the provider's consent page and back: started for the mailbox form or for Reconnect, finished by the
-callback, which refuses a state it did not give this browser, one used before, or one too old."""
+callback, which refuses a state it did not give this person in this browser, one used before, or one too old."""
 from __future__ import annotations
 
 import datetime
@@ -20,7 +20,8 @@ SECRET_FORM_FIELDS = ("smtp_password", "incoming_password", "csrf_token", "proof
 
 
 class FlowRefused(Exception):
-    """The callback cannot be trusted: ``reason`` is "unknown", "mismatch", "replayed" or "expired"."""
+    """The callback cannot be trusted: ``reason`` is "foreign" (not a state this person's browser was given, or
+    none at all), "replayed" or "expired"."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -59,13 +60,15 @@ def finish(state: str, employee, session_states, answer: dict, redirect_uri: str
     """Take the provider's answer to the callback: refuse an untrusted state (FlowRefused); otherwise return the
     flow with ``identity`` and a pending grant (id ``flow.id``) or with the provider's ``error``."""
     now = utcnow()
-    flow = OAuthFlow.get_or_none(OAuthFlow.state == (state or ""))
-    if flow is None or not state:
-        raise FlowRefused("unknown")
+    # Only this person's flow that this browser was sent off with: any other state gets the same answer as one
+    # that never existed, so the callback never tells whether someone else's sign-in was used.
+    flow = None
+    if state and state in set(session_states or ()):
+        flow = OAuthFlow.get_or_none((OAuthFlow.state == state) & (OAuthFlow.employee == employee.id))
+    if flow is None:
+        raise FlowRefused("foreign")
     if flow.used_at is not None:
         raise FlowRefused("replayed")
-    if flow.employee_id != employee.id or state not in set(session_states or ()):
-        raise FlowRefused("mismatch")
     if now - flow.created_at > FLOW_MAX_AGE:
         raise FlowRefused("expired")
     with writing():  # used once, even by two callbacks racing with the same state

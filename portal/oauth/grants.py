@@ -1,18 +1,21 @@
 """A mailbox's grant: its current access token, refreshed before it expires by one process at a time, and
 "Needs reconnecting" once the provider no longer honours the grant.
 
-The refresh runs inside a writing transaction that locks the grant's row (PostgreSQL ``SELECT ... FOR UPDATE``;
-SQLite's write lock, ``BEGIN IMMEDIATE``): a second web process or worker that wanted the same refresh waits,
-then finds the new token and uses it. A rotated refresh token is stored in that same transaction.
+A refresh is claimed first, in a short write (a conditional UPDATE setting the grant's ``refreshing_until`` lease),
+the provider is asked outside any transaction, and the new tokens (a rotated refresh token too) are stored in a
+second short write that ends the lease. A second web process or worker that wanted the same refresh polls the row
+until the new token is there (or takes over a lease that ran out). So a slow provider never holds the database's
+write lock: the same on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
 import datetime
 import json
 import logging
+import time
 
 from portal import events
-from portal.db import database, writing
+from portal.db import writing
 from portal.models import AuditEvent, Letter, Mailbox, utcnow
 from portal.models.oauth import MailboxGrant, OAuthApp
 
@@ -27,6 +30,12 @@ TOKEN_UNAVAILABLE = "oauth_token_unavailable"  # the provider could not be asked
 # admin's app (every mailbox of the provider), fixed on Sign-in providers: letters wait for that instead.
 LOST_FOR_GOOD = frozenset({"invalid_grant", "unauthorized_client", "invalid_scope", "consent_required",
                            "interaction_required", "access_denied"})
+
+
+# One process at a time asks the provider for a mailbox's new tokens: it claims the refresh for longer than the
+# provider's answer can take (discovery, then the token request), others wait for its tokens polling the row.
+REFRESH_LEASE = datetime.timedelta(seconds=3 * client.TIMEOUT)
+LEASE_POLL = 0.05  # seconds between two looks at a grant another process is refreshing
 
 
 class NeedsReconnecting(Exception):
@@ -61,6 +70,12 @@ def grant_of(mailbox) -> MailboxGrant | None:
     return MailboxGrant.get_or_none(MailboxGrant.mailbox == mailbox.id)
 
 
+def lost_grants() -> dict[int, MailboxGrant]:
+    """The grants that need reconnecting, by mailbox id (one query)."""
+    return {grant.mailbox_id: grant for grant in MailboxGrant.select().where(
+        MailboxGrant.needs_reconnect & MailboxGrant.mailbox.is_null(False))}
+
+
 def store_tokens(grant: MailboxGrant, tokens: Tokens, now: datetime.datetime, box=None) -> None:
     """Put new tokens on the grant (not saved): the access token, its expiry, and a rotated refresh token."""
     grant.set_secret("access_token", tokens.access_token, box)
@@ -85,45 +100,90 @@ def fresh_grant(grant: MailboxGrant, *, now: datetime.datetime | None = None, bo
 
 def refresh_grant(grant_id: int, *, now: datetime.datetime | None = None, refused_token: str | None = None,
                   box=None) -> MailboxGrant:
-    """Refresh under the row lock; returns the grant as it is then.
+    """Refresh the grant's tokens unless another process already did; returns the grant as it is then.
 
-    Without ``refused_token`` it refreshes only if the token is still about to expire once the lock is held
-    (another process may have refreshed meanwhile). With it (the ciphertext of an access token a server just
-    refused) it refreshes unless the stored token is already another one.
+    Without ``refused_token`` it refreshes only if the token is still about to expire when this process claims
+    the refresh (another one may have refreshed meanwhile). With it (the ciphertext of an access token a server
+    just refused) it refreshes unless the stored token is already another one.
     """
     now = now or utcnow()
-    lost = None
-    with writing():
-        query = MailboxGrant.select().where(MailboxGrant.id == grant_id)
-        if database.for_update:
-            query = query.for_update()
-        grant = query.get()
+    grant, lease = _claim_refresh(grant_id, now, refused_token)
+    if lease is None:
+        return grant
+    try:
+        tokens = _ask_provider(grant, now, box)
+    except BaseException:
+        _end_lease(grant_id, lease)
+        raise
+    return _store_refreshed(grant, tokens, now, lease, box)
+
+
+def _needs_refresh(grant: MailboxGrant, now: datetime.datetime, refused_token: str | None) -> bool:
+    return grant.expiring(now) if refused_token is None else grant.access_token == refused_token
+
+
+def _claim_refresh(grant_id: int, now: datetime.datetime, refused_token: str | None):
+    """(grant, lease end) once this process may ask the provider; (grant, None) when another process refreshed
+    meanwhile. While another one holds the lease this waits for its tokens, and takes over a lease that ran out."""
+    give_up = time.monotonic() + REFRESH_LEASE.total_seconds() + 5
+    while True:
+        grant = MailboxGrant.get_by_id(grant_id)
         if grant.needs_reconnect:
             raise NeedsReconnecting(grant)
-        if refused_token is None and not grant.expiring(now):
-            return grant
-        if refused_token is not None and grant.access_token != refused_token:
-            return grant
-        try:
-            tokens = client.refresh(app_settings(grant.provider, box), grant.secret("refresh_token", box))
-        except ProviderError as refusal:
-            if refusal.error not in LOST_FOR_GOOD:
-                log.warning("refreshing the %s grant %s was refused: %s", grant.provider, grant.id, refusal.error)
-                raise TokenUnavailable(f"{refusal.error}: {refusal.description}") from None
-            lost = refusal
+        if not _needs_refresh(grant, now, refused_token):
+            return grant, None
+        clock = utcnow()
+        if grant.refreshing_until is None or grant.refreshing_until <= clock:
+            lease = clock + REFRESH_LEASE
+            with writing():  # a short write: the claim, never the provider's answer
+                claimed = MailboxGrant.update(refreshing_until=lease).where(
+                    (MailboxGrant.id == grant_id) & (MailboxGrant.access_token == grant.access_token)
+                    & (MailboxGrant.refreshing_until.is_null() | (MailboxGrant.refreshing_until <= clock))).execute()
+            if claimed:
+                grant.refreshing_until = lease
+                return grant, lease
+            continue  # another process claimed or refreshed it just now: look again
+        if time.monotonic() > give_up:
+            raise TokenUnavailable("another process is still refreshing this mailbox's token")
+        time.sleep(LEASE_POLL)
+
+
+def _ask_provider(grant: MailboxGrant, now: datetime.datetime, box) -> Tokens:
+    """New tokens from the provider, outside any transaction. Raises NeedsReconnecting or TokenUnavailable."""
+    try:
+        return client.refresh(app_settings(grant.provider, box), grant.secret("refresh_token", box))
+    except ProviderError as refusal:
+        if refusal.error not in LOST_FOR_GOOD:
+            log.warning("refreshing the %s grant %s was refused: %s", grant.provider, grant.id, refusal.error)
+            raise TokenUnavailable(f"{refusal.error}: {refusal.description}") from None
+        with writing():
             _lose(grant, f"{refusal.error}: {refusal.description}".strip(": "), now)
-        except (ProviderUnreachable, AppNotRegistered) as error:
-            log.warning("refreshing the %s grant %s: %s", grant.provider, grant.id, error)
-            raise TokenUnavailable(str(error)) from None
-        else:
-            store_tokens(grant, tokens, now, box)
-            grant.refreshes += 1
-            grant.refreshed_at = now
-            grant.save()
-            return grant
-    if lost is not None:
         _announce_lost(grant)
-    raise NeedsReconnecting(grant)
+        raise NeedsReconnecting(grant) from None
+    except (ProviderUnreachable, AppNotRegistered) as error:
+        log.warning("refreshing the %s grant %s: %s", grant.provider, grant.id, error)
+        raise TokenUnavailable(str(error)) from None
+
+
+def _store_refreshed(grant: MailboxGrant, tokens: Tokens, now: datetime.datetime, lease: datetime.datetime,
+                     box) -> MailboxGrant:
+    """Store the new tokens (a rotated refresh token too) and end the lease, in one short write. A process whose
+    lease ran out and was taken over stores nothing: the one that took over stores its own."""
+    store_tokens(grant, tokens, now, box)
+    grant.refreshes += 1
+    grant.refreshed_at, grant.refreshing_until = now, None
+    with writing():
+        MailboxGrant.update(access_token=grant.access_token, refresh_token=grant.refresh_token,
+                            expires_at=grant.expires_at, lifetime=grant.lifetime, refreshes=MailboxGrant.refreshes + 1,
+                            refreshed_at=now, refreshing_until=None).where(
+            (MailboxGrant.id == grant.id) & (MailboxGrant.refreshing_until == lease)).execute()
+    return grant
+
+
+def _end_lease(grant_id: int, lease: datetime.datetime) -> None:
+    with writing():
+        MailboxGrant.update(refreshing_until=None).where(
+            (MailboxGrant.id == grant_id) & (MailboxGrant.refreshing_until == lease)).execute()
 
 
 def token_refused(mailbox, settings, *, now: datetime.datetime | None = None, box=None) -> None:
@@ -143,7 +203,8 @@ def token_refused(mailbox, settings, *, now: datetime.datetime | None = None, bo
 def _lose(grant: MailboxGrant, reason: str, now: datetime.datetime) -> None:
     grant.needs_reconnect = True
     grant.reconnect_reason = reason[:500]
-    grant.save(only=[MailboxGrant.needs_reconnect, MailboxGrant.reconnect_reason])
+    grant.refreshing_until = None
+    grant.save(only=[MailboxGrant.needs_reconnect, MailboxGrant.reconnect_reason, MailboxGrant.refreshing_until])
     if grant.mailbox_id is not None:
         mailbox = Mailbox.get_by_id(grant.mailbox_id)
         AuditEvent.create(mailbox=mailbox.id, address=mailbox.address, actor=None, owner=mailbox.owner_id,

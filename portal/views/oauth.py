@@ -167,7 +167,7 @@ def callback():
                             request.args.to_dict(), redirect_uri())
     except flows.FlowRefused as refused:
         return render_template("oauth/refused.html", reason=refused.reason), 400
-    session[SESSION_KEY] = [s for s in session.get(SESSION_KEY, []) if s != flow.state]
+    # The used state stays among the browser's few kept ones: coming back with it again is "already used".
     if flow.purpose == "reconnect":
         return _reconnected(flow)
     target = (url_for("mailboxes.edit", mailbox_id=flow.mailbox_id, signed_in=flow.id) if flow.mailbox_id
@@ -297,9 +297,12 @@ def oauth_sign_in(preset, mailbox=None):
 
 @bp.app_template_global("oauth_needs_reconnect")
 def oauth_needs_reconnect(mailbox):
-    """The grant of a mailbox that needs reconnecting, or None."""
-    grant = grants.grant_of(mailbox)
-    return grant if grant is not None and grant.needs_reconnect else None
+    """The grant of a mailbox that needs reconnecting, or None. Every row of a list asks: the grants that need
+    reconnecting are read once per request (one query, however many rows)."""
+    lost = g.get("oauth_lost_grants")
+    if lost is None:
+        lost = g.oauth_lost_grants = grants.lost_grants()
+    return lost.get(getattr(mailbox, "id", None))
 
 
 @bp.app_template_global("mailboxes_needing_reconnect")

@@ -9,6 +9,8 @@
 //      a second client "other-client" / "other-secret" (same redirect URIs: ID tokens for another audience),
 //      scopes "profile" (name, department) and "groups" (a login starting with "admin" is in "portal-admins"),
 //      and a login containing "unverified" whose e-mail is not verified.
+// Added for the grant refresh's lease (tests/test_oauth_grants.py): REFRESH_DELAY_MS, how long the token endpoint
+//      holds its answer to a refresh_token grant (a slow provider).
 import Provider from 'oidc-provider';
 
 const HOST = process.env.HOST ?? '127.0.0.1';
@@ -94,6 +96,16 @@ if (CLOCK_SKEW) {
   provider.use(async (ctx, next) => {  // the Date header follows the skewed clock, as a real skewed server's would
     await next();
     ctx.set('Date', new Date(Date.now()).toUTCString());
+  });
+}
+
+const REFRESH_DELAY_MS = Number(process.env.REFRESH_DELAY_MS ?? 0);
+if (REFRESH_DELAY_MS) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === '/token' && ctx.oidc?.params?.grant_type === 'refresh_token') {
+      await new Promise((resolve) => { setTimeout(resolve, REFRESH_DELAY_MS); });
+    }
   });
 }
 
