@@ -286,3 +286,22 @@ def test_a_queued_letter_with_nobody_left_to_send_to_follows_its_recipients(send
     failed = Letter.get_by_id(refused.id)
     assert failed.state == "failed" and failed.problem_code == "all_refused" and failed.attempts == 0
     assert Letter.get_by_id(mixed.id).state == "sent"
+
+
+@pytest.mark.parametrize("beating", [False, True])
+def test_an_admins_outbox_asks_for_the_workers_heartbeat_once(client, auth, admin, employee, write_letter,
+                                                              make_mailbox, beating):
+    """The Outbox's "no worker" line and the admins' banner share one look at the heartbeats per page."""
+    from portal.db import StatementCounter
+    from portal.health import beat
+
+    write_letter(make_mailbox(employee, address="erik@example.com"), subject="Waiting")
+    if beating:
+        beat("host-a:1")
+    auth.login(admin)
+    client.get("/outbox")  # warm: sessions, templates
+    with StatementCounter() as counted:
+        text = page_text(client.get("/outbox"))
+    assert ("No worker is running to send it" in text) is not beating
+    assert ("Letters are waiting: no worker is running." in text) is not beating
+    assert sum("worker_heartbeat" in sql.lower() for sql in counted.statements) == 1

@@ -22,6 +22,7 @@ from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mai
 from portal.models.letters import PENDING_STATES, STATES
 from portal.pagination import paginate
 from portal.security import local_target
+from portal.views.health import workers_seen_once
 from portal.sender import resolve_sender
 
 bp = Blueprint("letters", __name__)
@@ -307,9 +308,7 @@ def _waiting_for_worker(rows):
     """True when some of these letters wait to be sent and no worker has written a heartbeat lately."""
     if not any(letter.state in ("queued", "deferred") for letter in rows):
         return False
-    from portal.health import workers_seen
-
-    return not workers_seen(current_app.config["PORTAL_WORKER_SILENCE"])
+    return not workers_seen_once()
 
 
 @bp.route("/outbox")
