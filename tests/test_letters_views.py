@@ -139,8 +139,32 @@ def test_a_failed_letter_is_explained_in_russian_with_the_server_reply_and_badge
 
     page = page_text(as_employee.get(f"/letters/{letter.id}"))
     assert "550 5.1.1" in page and "nobody@example.com" in page
-    # Looking at the letter clears the badge.
+    # The page, once shown, tells the portal its failure was seen (a POST): that clears the badge.
+    assert 'nav-badge' in as_employee.get("/outbox").get_data(as_text=True)
+    assert as_employee.post(f"/letters/{letter.id}/seen", headers={"HX-Request": "true"}).status_code == 204
     assert 'nav-badge' not in as_employee.get("/outbox").get_data(as_text=True)
+
+
+def test_a_get_of_a_failed_letter_marks_nothing_seen_and_the_page_posts_it(
+        as_employee, employee, sending_mailbox, write_letter, run_queue, smtp_server):
+    """A link prefetcher, or an <img src> on another page, must not mark the author's failed letter seen."""
+    from portal.models import Notification
+
+    letter = write_letter(sending_mailbox, to="nobody@example.com", subject="Offer")
+    smtp_server.fail("RCPT", "550 5.1.1 <nobody@example.com>: User unknown")
+    run_queue()
+    assert Notification.select().where(Notification.read_at.is_null()).count() == 1
+    html = as_employee.get(f"/letters/{letter.id}").get_data(as_text=True)
+    assert Letter.needing_attention(employee) == 1
+    assert Notification.select().where(Notification.read_at.is_null()).count() == 1
+    assert f'hx-post="/letters/{letter.id}/seen" hx-trigger="load"' in html
+    assert as_employee.post(f"/letters/{letter.id}/seen", csrf=False).status_code == 400
+    assert Letter.needing_attention(employee) == 1
+    answer = as_employee.post(f"/letters/{letter.id}/seen")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/letters/{letter.id}")
+    assert Letter.needing_attention(employee) == 0
+    assert Notification.select().where(Notification.read_at.is_null()).count() == 0
+    assert "/seen" not in as_employee.get(f"/letters/{letter.id}").get_data(as_text=True)  # nothing left to mark
 
 
 def test_retry_and_cancel_buttons(as_employee, sending_mailbox, write_letter, run_queue, smtp_server):
