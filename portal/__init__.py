@@ -13,7 +13,8 @@ from portal import secret_box
 from portal.extensions import babel, csrf, limiter, login_manager
 from portal.htmx import htmx
 from portal.i18n import LANGUAGE_NAMES, select_locale
-from portal.security import PrefixSessionInterface, add_security_headers, configure_cookies
+from portal.security import (PrefixSessionInterface, add_security_headers, configure_cookies,
+                             remember_cookie_under_prefix)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,7 @@ def create_app(config=None):
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
+    app.after_request(remember_cookie_under_prefix)  # registered before Flask-Login's hook: runs after it
     _init_login(app)
     app.after_request(add_security_headers)
 

@@ -51,12 +51,14 @@ class StatementCounter:
     """Counts the SQL statements a database runs through peewee while the counter is in use.
 
     For the tests and benchmarks that hold pages and rules to a fixed number of queries:
-    ``with StatementCounter() as counted: ...; counted.count``. The bound database by default.
+    ``with StatementCounter() as counted: ...; counted.count``, the SQL itself in ``counted.statements``. The bound
+    database by default.
     """
 
     def __init__(self, db=None):
         self.db = db
         self.count = 0
+        self.statements = []
 
     def __enter__(self):
         self.db = self.db if self.db is not None else database.obj
@@ -64,6 +66,7 @@ class StatementCounter:
 
         def counting(sql, params=None, *args, **kwargs):
             self.count += 1
+            self.statements.append(sql)
             return original(sql, params, *args, **kwargs)
 
         self.db.execute_sql = counting

@@ -6,6 +6,7 @@ from flask import request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
+from portal.api.openapi import PREFIX as API_PREFIX
 from portal.htmx import render_htmx, request_is_partial
 
 log = logging.getLogger("portal.errors")
@@ -16,6 +17,15 @@ REFERRER_MISMATCH = "The referrer does not match the host."  # Flask-WTF's reaso
 # the request's own element applies to it: not its hx-select, not its hx-push-url.
 PROBLEM_HEADERS = {"HX-Retarget": "#request-problem-text", "HX-Reswap": "innerHTML", "HX-Reselect": "unset",
                    "HX-Push-Url": "false"}
+
+
+def refused_form_limit(config, content_length):
+    """The limit a refused request went over, in bytes: the whole body's (MAX_CONTENT_LENGTH) when it said it was
+    longer than that, else the one a single form field may take in memory (MAX_FORM_MEMORY_SIZE)."""
+    whole = config.get("MAX_CONTENT_LENGTH")
+    if whole is not None and content_length is not None and content_length > whole:
+        return whole
+    return config.get("MAX_FORM_MEMORY_SIZE") or whole or 0
 
 
 def init_app(app):
@@ -62,7 +72,14 @@ def init_app(app):
         own_answer = getattr(app.view_functions.get(request.endpoint), "too_large", None)
         if own_answer is not None:
             return own_answer()
-        return page(413, _("Too large"), _("The upload is larger than the portal accepts."))
+        kilobytes = refused_form_limit(app.config, request.content_length) // 1024
+        if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+            from portal.api.views import error_response
+
+            return error_response(413, "too_large", f"The body was too large (over {kilobytes} KB): nothing was saved.")
+        return page(413, _("The form was too large"),
+                    _("The form was too large (over %(size)s KB): nothing was saved. Go back, shorten what you "
+                      "typed or pasted, and send it again.", size=kilobytes))
 
     @app.errorhandler(429)
     def too_many(error):

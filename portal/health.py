@@ -61,9 +61,10 @@ def workers_seen(silence, now=None):
     return WorkerHeartbeat.select().where(WorkerHeartbeat.seen_at >= since).count()
 
 
-def letters_wait_for_a_worker(silence, now=None):
-    """True when letters wait to be sent and no worker has been seen for `silence` seconds: the admin banner."""
-    if workers_seen(silence, now):
+def letters_wait_for_a_worker(silence, now=None, *, seen=None):
+    """True when letters wait to be sent and no worker has been seen for `silence` seconds: the admin banner.
+    `seen`: what workers_seen already answered for this page, so it is asked once."""
+    if workers_seen(silence, now) if seen is None else seen:
         return False
     return Letter.select().where(Letter.state.in_(WAITING_STATES)).exists()
 

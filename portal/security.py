@@ -2,8 +2,9 @@
 import datetime
 from urllib.parse import urlsplit
 
-from flask import request
+from flask import current_app, request
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import config as login_config
 from flask_login import current_user
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -45,6 +46,32 @@ class PrefixSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_path(self, app):
         return app.config.get("SESSION_COOKIE_PATH") or request.script_root or "/"
+
+
+def remember_cookie_under_prefix(response):
+    """The remember cookie at the prefix the portal is served under, like the session cookie.
+
+    Flask-Login writes and deletes it at one REMEMBER_COOKIE_PATH ("/") for every request; behind nginx at /mail/ it
+    would go to every other application on the host. Its Set-Cookie is moved to the prefix here (a deletion also
+    deletes a cookie left at "/" before this). REMEMBER_COOKIE_PATH, when set, wins.
+    """
+    prefix = request.script_root
+    if not prefix or current_app.config.get("REMEMBER_COOKIE_PATH"):
+        return response
+    name = current_app.config.get("REMEMBER_COOKIE_NAME", login_config.COOKIE_NAME) + "="
+    cookies = response.headers.getlist("Set-Cookie")
+    if not any(cookie.startswith(name) for cookie in cookies):
+        return response
+    response.headers.remove("Set-Cookie")
+    for cookie in cookies:
+        attributes = [part.strip() for part in cookie.split(";")]
+        if cookie.startswith(name) and "Path=/" in attributes:
+            if "Max-Age=0" in attributes:
+                response.headers.add("Set-Cookie", cookie)
+            attributes[attributes.index("Path=/")] = f"Path={prefix}"
+            cookie = "; ".join(attributes)
+        response.headers.add("Set-Cookie", cookie)
+    return response
 
 
 def add_security_headers(response):

@@ -183,3 +183,23 @@ def test_a_bounced_letter_and_a_paused_mailbox_in_both_languages(
         assert page.locator(".recipients .badge-fail").count() == 1
         page.goto(live_server + "/my/addresses")
         assert page.locator(".paused-reason").is_visible()
+
+
+def test_a_failed_letter_counts_as_seen_once_its_page_is_shown_not_when_it_is_fetched(
+        live_server, signed_in_page, employee, sending_mailbox, write_letter, run_queue, smtp_server):
+    """The page posts "seen" when Chromium shows it; a GET alone (a prefetcher, an <img src>) clears no badge."""
+    letter = write_letter(sending_mailbox, to="nobody@example.com", subject="Contract draft")
+    smtp_server.fail("RCPT", "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown")
+    run_queue()
+    page = signed_in_page(employee)
+    page.goto(live_server + "/outbox")
+    badge = page.locator(".nav-badge.badge-fail")
+    assert badge.is_visible()
+    page.evaluate(f"fetch('{live_server}/letters/{letter.id}', {{credentials: 'same-origin'}})")
+    page.reload()
+    assert badge.is_visible() and Letter.needing_attention(employee) == 1
+    with page.expect_response(lambda answer: answer.url.endswith(f"/letters/{letter.id}/seen")) as seen:
+        page.goto(live_server + f"/letters/{letter.id}")
+    assert seen.value.status == 204
+    page.goto(live_server + "/outbox")
+    assert badge.count() == 0 and Letter.needing_attention(employee) == 0

@@ -89,3 +89,36 @@ def test_my_profile_choices_and_the_system_mailbox_section(language, width, live
     assert_no_sideways_scroll(page)
     page.locator("#system-mailbox").scroll_into_view_if_needed()
     shot(page, f"outgoing-system-mailbox-{language}-{width}")
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+@pytest.mark.parametrize("width", [1366, 390])
+def test_an_entry_opens_from_the_keyboard_and_only_then_counts_as_read(language, width, live_server, signed_in_page,
+                                                                       make_employee, make_mailbox, write_letter,
+                                                                       page, screenshot):
+    """Opening is a POST (a form styled as the entry's link): Enter on it marks the entry read and lands on the
+    letter; a GET of the entry's address, as a prefetcher or an <img src> would make, marks nothing."""
+    person = make_employee(language=language)
+    letter = write_letter(make_mailbox(person, address="erik@example.com"), author=person, subject="Offer for ACME")
+    fill_centre(person)
+    opened = notify(person, "letter_failed", about="Offer for ACME", detail="recipient_unknown",
+                    target=f"letter:{letter.id}")
+    page.set_viewport_size({"width": width, "height": 800})
+    signed_in_page(person)
+    page.goto(f"{live_server}/notifications")
+    page.evaluate(f"fetch('{live_server}/notifications/{opened.id}', {{credentials: 'same-origin'}})")
+    page.reload()
+    assert page.locator("li.notification.unread").count() == 4
+
+    entry = page.locator("li.notification").first.locator("form.notification-open button")
+    entry.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/letters/{letter.id}")
+    page.goto(f"{live_server}/notifications")
+    assert page.locator("li.notification.unread").count() == 3
+    assert page.locator("li.notification").first.get_attribute("class") == "notification"
+    assert page.locator("[data-unread-notifications]").first.inner_text().startswith("3")
+    assert_no_sideways_scroll(page)
+    path = screenshot(page, f"notifications-read-{language}-{width}")
+    Path("/tmp/shots-ui").mkdir(exist_ok=True)
+    shutil.copyfile(path, f"/tmp/shots-ui/notifications-{language}-{width}.png")

@@ -169,15 +169,17 @@ def deployment(request):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def signed_in(deployment, path="", **query):
+def signed_in(deployment, path="", remember=False, **query):
     """A requests session signed in through the form, as a browser at https://…/mail/ would."""
     session = requests.Session()
     session.trust_env = False  # else REQUESTS_CA_BUNDLE wins over session.verify
     session.verify = deployment.ca
     page = session.get(deployment.url("sign-in"), params=query, timeout=10)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
-    answer = session.post(page.url, data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token},
-                          headers={"Referer": page.url}, allow_redirects=False, timeout=10)
+    form = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token}
+    if remember:
+        form["remember"] = "y"
+    answer = session.post(page.url, data=form, headers={"Referer": page.url}, allow_redirects=False, timeout=10)
     return session, answer
 
 
@@ -195,6 +197,17 @@ def test_a_deep_link_comes_back_under_the_prefix_after_sign_in(deployment):
     assert "Path=/mail" in cookie and "Secure" in cookie
     assert session.get(deployment.url("outbox?page=1"), timeout=10).status_code == 200
     assert answer.headers["X-Request-ID"]  # nginx's $request_id, answered back
+
+
+def test_the_remember_cookie_belongs_to_the_prefix_like_the_session_cookie(deployment):
+    session, answer = signed_in(deployment, remember=True)
+    assert answer.status_code == 302, answer.text
+    for name in ("portal_session", "remember_token"):
+        cookie = next(value for value in answer.raw.headers.getlist("Set-Cookie") if value.startswith(name + "="))
+        attributes = {part.strip() for part in cookie.split(";")}
+        assert {"Path=/mail", "Secure", "HttpOnly", "SameSite=Lax"} <= attributes, cookie
+    session.cookies.clear(domain=urlsplit(deployment.url()).hostname, path="/mail", name="portal_session")
+    assert session.get(deployment.url("outbox"), allow_redirects=False, timeout=10).status_code == 200
 
 
 def test_metrics_refuse_an_outside_address_and_open_to_the_token(deployment):

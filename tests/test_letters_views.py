@@ -139,8 +139,32 @@ def test_a_failed_letter_is_explained_in_russian_with_the_server_reply_and_badge
 
     page = page_text(as_employee.get(f"/letters/{letter.id}"))
     assert "550 5.1.1" in page and "nobody@example.com" in page
-    # Looking at the letter clears the badge.
+    # The page, once shown, tells the portal its failure was seen (a POST): that clears the badge.
+    assert 'nav-badge' in as_employee.get("/outbox").get_data(as_text=True)
+    assert as_employee.post(f"/letters/{letter.id}/seen", headers={"HX-Request": "true"}).status_code == 204
     assert 'nav-badge' not in as_employee.get("/outbox").get_data(as_text=True)
+
+
+def test_a_get_of_a_failed_letter_marks_nothing_seen_and_the_page_posts_it(
+        as_employee, employee, sending_mailbox, write_letter, run_queue, smtp_server):
+    """A link prefetcher, or an <img src> on another page, must not mark the author's failed letter seen."""
+    from portal.models import Notification
+
+    letter = write_letter(sending_mailbox, to="nobody@example.com", subject="Offer")
+    smtp_server.fail("RCPT", "550 5.1.1 <nobody@example.com>: User unknown")
+    run_queue()
+    assert Notification.select().where(Notification.read_at.is_null()).count() == 1
+    html = as_employee.get(f"/letters/{letter.id}").get_data(as_text=True)
+    assert Letter.needing_attention(employee) == 1
+    assert Notification.select().where(Notification.read_at.is_null()).count() == 1
+    assert f'hx-post="/letters/{letter.id}/seen" hx-trigger="load"' in html
+    assert as_employee.post(f"/letters/{letter.id}/seen", csrf=False).status_code == 400
+    assert Letter.needing_attention(employee) == 1
+    answer = as_employee.post(f"/letters/{letter.id}/seen")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/letters/{letter.id}")
+    assert Letter.needing_attention(employee) == 0
+    assert Notification.select().where(Notification.read_at.is_null()).count() == 0
+    assert "/seen" not in as_employee.get(f"/letters/{letter.id}").get_data(as_text=True)  # nothing left to mark
 
 
 def test_retry_and_cancel_buttons(as_employee, sending_mailbox, write_letter, run_queue, smtp_server):
@@ -286,3 +310,22 @@ def test_a_queued_letter_with_nobody_left_to_send_to_follows_its_recipients(send
     failed = Letter.get_by_id(refused.id)
     assert failed.state == "failed" and failed.problem_code == "all_refused" and failed.attempts == 0
     assert Letter.get_by_id(mixed.id).state == "sent"
+
+
+@pytest.mark.parametrize("beating", [False, True])
+def test_an_admins_outbox_asks_for_the_workers_heartbeat_once(client, auth, admin, employee, write_letter,
+                                                              make_mailbox, beating):
+    """The Outbox's "no worker" line and the admins' banner share one look at the heartbeats per page."""
+    from portal.db import StatementCounter
+    from portal.health import beat
+
+    write_letter(make_mailbox(employee, address="erik@example.com"), subject="Waiting")
+    if beating:
+        beat("host-a:1")
+    auth.login(admin)
+    client.get("/outbox")  # warm: sessions, templates
+    with StatementCounter() as counted:
+        text = page_text(client.get("/outbox"))
+    assert ("No worker is running to send it" in text) is not beating
+    assert ("Letters are waiting: no worker is running." in text) is not beating
+    assert sum("worker_heartbeat" in sql.lower() for sql in counted.statements) == 1

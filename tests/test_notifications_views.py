@@ -57,14 +57,63 @@ def test_opening_an_entry_marks_it_read_and_leads_to_the_place_to_act(client, au
     gone = notify(employee, "mailbox_assigned", about="x@example.com", target="")
     theirs = notify(other_employee, "mailbox_assigned", about="y@example.com", target="mailbox:3")
     auth.login(employee)
+    response = client.post(f"/notifications/{entry.id}")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/letters/42")
+    assert Notification.get_by_id(entry.id).read_at is not None
+    assert client.post(f"/notifications/{gone.id}").headers["Location"].endswith("/notifications")
+    # Someone else's entry, or one deleted with its letter: the person's own list, and nothing marked.
+    assert client.post(f"/notifications/{theirs.id}").headers["Location"].endswith("/notifications")
+    assert client.post("/notifications/999999").headers["Location"].endswith("/notifications")
+    assert Notification.get_by_id(theirs.id).read_at is None
+
+
+def test_a_get_of_an_entry_leads_to_the_place_to_act_and_marks_nothing(client, auth, employee, other_employee):
+    """A link prefetcher, or an <img src> on another page, must not mark the person's entries read."""
+    entry = notify(employee, "letter_failed", about="Offer", detail="recipient_unknown", target="letter:42")
+    theirs = notify(other_employee, "mailbox_assigned", about="y@example.com", target="mailbox:3")
+    auth.login(employee)
     response = client.get(f"/notifications/{entry.id}")
     assert response.status_code == 302 and response.headers["Location"].endswith("/letters/42")
-    assert Notification.get_by_id(entry.id).read_at is not None
-    assert client.get(f"/notifications/{gone.id}").headers["Location"].endswith("/notifications")
-    # Someone else's entry, or one deleted with its letter: the person's own list, and nothing marked.
     assert client.get(f"/notifications/{theirs.id}").headers["Location"].endswith("/notifications")
-    assert client.get("/notifications/999999").headers["Location"].endswith("/notifications")
-    assert Notification.get_by_id(theirs.id).read_at is None
+    assert Notification.get_by_id(entry.id).read_at is None
+    assert bell(client.get("/")) == 1
+
+
+def test_opening_an_entry_needs_the_csrf_token(client, auth, employee):
+    entry = notify(employee, "letter_failed", about="Offer", detail="recipient_unknown", target="letter:42")
+    auth.login(employee)
+    assert client.post(f"/notifications/{entry.id}", csrf=False).status_code == 400
+    assert Notification.get_by_id(entry.id).read_at is None
+
+
+def test_the_list_opens_each_entry_with_a_form_that_carries_the_csrf_token(client, auth, employee):
+    """The entry's sentence is the button of a POST form (a link would be a GET); no link leads to the entry."""
+    entry = notify(employee, "letter_failed", about="Offer", detail="recipient_unknown", target="letter:42")
+    auth.login(employee)
+    html = client.get("/notifications").get_data(as_text=True)
+    form = re.search(rf'<form method="post" action="/notifications/{entry.id}"[^>]*>(.*?)</form>', html, re.S)
+    assert form and 'name="csrf_token"' in form.group(1)
+    button = re.search(r'<button type="submit"[^>]*>(.*?)</button>', form.group(1), re.S)
+    assert button and "Your letter “Offer” could not be sent" in button.group(1)
+    assert f'href="/notifications/{entry.id}"' not in html
+    response = client.post(f"/notifications/{entry.id}",
+                           data={"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', form.group(1))[1]},
+                           csrf=False)
+    assert response.headers["Location"].endswith("/letters/42")
+    assert Notification.get_by_id(entry.id).read_at is not None
+
+
+def test_opening_a_reply_entry_marks_the_reply_read_too(client, auth, employee, make_mailbox, write_letter):
+    from portal.models import Reply
+
+    letter = write_letter(make_mailbox(employee, address="erik@example.com"), subject="Offer")
+    reply = Reply.create(letter=letter, message_id="<r@example.com>", sender="ann@client.example", subject="Re: Offer")
+    entry = notify(employee, "reply_received", about="Offer", detail="ann@client.example", target=f"reply:{reply.id}")
+    auth.login(employee)
+    client.get(f"/notifications/{entry.id}")
+    assert Reply.get_by_id(reply.id).read_at is None
+    assert client.post(f"/notifications/{entry.id}").headers["Location"].endswith(f"/replies/{reply.id}")
+    assert Reply.get_by_id(reply.id).read_at is not None
 
 
 def test_mark_read_and_mark_all_read(client, auth, employee):
@@ -132,5 +181,7 @@ def test_looking_at_a_failed_letter_reads_its_failure_notification(
     notify(employee, "mailbox_assigned", about="other@example.com")
     auth.login(employee)
     assert bell(client.get("/outbox")) == 2
-    client.get(f"/letters/{letter.id}")
+    client.get(f"/letters/{letter.id}")  # fetched (a prefetcher could): nothing read yet
+    assert bell(client.get("/outbox")) == 2
+    client.post(f"/letters/{letter.id}/seen", headers={"HX-Request": "true"})  # the page, once on screen
     assert bell(client.get("/outbox")) == 1

@@ -38,8 +38,12 @@ def test_replies_newest_first_with_unread_marked_and_counted(as_employee, replie
 
 def test_opening_a_reply_marks_it_read_and_shows_it_in_its_letter(as_employee, replies):
     older = replies["older"]
-    opened = as_employee.get(f"/replies/{older.id}")
-    assert opened.status_code == 302
+    looked = as_employee.get(f"/replies/{older.id}")  # a GET (a prefetcher, a link in an e-mail) marks nothing
+    assert looked.status_code == 302 and Reply.get_by_id(older.id).read_at is None
+    assert as_employee.post(f"/replies/{older.id}", csrf=False).status_code == 400
+    assert Reply.get_by_id(older.id).read_at is None
+    opened = as_employee.post(f"/replies/{older.id}")
+    assert opened.status_code == 303
     assert opened.headers["Location"].endswith(f"/letters/{replies['letter'].id}#reply-{older.id}")
     assert Reply.get_by_id(older.id).read_at is not None
     html = as_employee.get("/replies").get_data(as_text=True)
@@ -57,10 +61,11 @@ def test_filter_by_project_and_by_mailbox(as_employee, replies):
 def test_others_cannot_open_a_reply_and_an_admin_reading_marks_nothing(client, auth, admin, other_employee, replies):
     auth.login(other_employee)
     assert client.get(f"/replies/{replies['older'].id}").status_code == 404
+    assert client.post(f"/replies/{replies['older'].id}").status_code == 404
     assert "Re: Offer for Alpha" not in page_text(client.get("/replies"))
     auth.logout()
     auth.login(admin)
-    assert client.get(f"/replies/{replies['older'].id}").status_code == 302
+    assert client.post(f"/replies/{replies['older'].id}").status_code == 303
     assert Reply.get_by_id(replies["older"].id).read_at is None  # still new for Erik
 
 

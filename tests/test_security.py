@@ -85,9 +85,59 @@ def test_a_form_larger_than_any_request_is_refused_unread(as_employee, employee,
     padding = (io.BytesIO(b"x" * (6 * 1024 * 1024)), "padding.bin")
     response = as_employee.post(path, data={"name": "Erik", "padding": padding}, content_type="multipart/form-data")
     assert response.status_code == 413
-    assert "The upload is larger than the portal accepts." in page_text(response)
+    assert "The form was too large (over 5120 KB): nothing was saved." in page_text(response)
 
 
 def test_the_request_limit_is_the_configured_one(config):
     config["PORTAL_MAX_REQUEST_BYTES"] = 1234
     assert create_app(config).config["MAX_CONTENT_LENGTH"] == 1234
+
+
+def _set_cookies(response, name):
+    """{Path: [attributes]} of each Set-Cookie for `name` in the answer."""
+    found = {}
+    for header in response.headers.getlist("Set-Cookie"):
+        if header.startswith(name + "="):
+            attributes = [part.strip() for part in header.split(";")]
+            path = next(part for part in attributes if part.startswith("Path="))[5:]
+            found[path] = attributes
+    return found
+
+
+@pytest.mark.parametrize("behind", ["proxy", "script_name"])
+def test_the_session_and_remember_cookies_belong_to_the_portals_prefix(config, employee, behind):
+    """Behind nginx at /mail/ (X-Forwarded-Prefix) or mounted there (SCRIPT_NAME), both cookies go to /mail only,
+    Secure, HttpOnly and SameSite=Lax; sign-out deletes the remember cookie there (and one left at / before)."""
+    from flask.testing import FlaskClient
+
+    from tests.conftest import PASSWORD
+
+    config.update(PORTAL_PROXY_COUNT=1 if behind == "proxy" else 0, PORTAL_INSECURE_COOKIES=False,
+                  WTF_CSRF_ENABLED=False)  # cookies, not CSRF
+    app = create_app(config)
+    client = FlaskClient(app, app.response_class, use_cookies=False)  # the browser's jar is played by hand
+    if behind == "proxy":  # nginx took /mail off the path and says so
+        where = {"headers": {"X-Forwarded-Prefix": "/mail", "X-Forwarded-Proto": "https",
+                             "X-Forwarded-Host": "intranet"}, "base_url": "https://intranet/"}
+    else:
+        where = {"headers": {}, "base_url": "https://intranet/mail/"}
+    signed_in = client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"},
+                            **where)
+    assert signed_in.status_code == 302
+    for name in ("portal_session", "remember_token"):
+        cookies = _set_cookies(signed_in, name)
+        assert list(cookies) == ["/mail"], (name, cookies)
+        assert {"Secure", "HttpOnly", "SameSite=Lax"} <= set(cookies["/mail"]), name
+    jar = "; ".join(cookie[0] for name in ("portal_session", "remember_token")
+                    for cookie in _set_cookies(signed_in, name).values())
+    signed_out = client.post("/sign-out", headers={**where["headers"], "Cookie": jar}, base_url=where["base_url"])
+    deleted = _set_cookies(signed_out, "remember_token")
+    assert set(deleted) == {"/mail", "/"} and all("Max-Age=0" in cookie for cookie in deleted.values())
+
+
+def test_without_a_prefix_the_cookies_stay_at_the_root(client, employee):
+    from tests.conftest import PASSWORD
+
+    response = client.post("/sign-in", data={"email": employee.email, "password": PASSWORD, "remember": "y"})
+    assert list(_set_cookies(response, "remember_token")) == ["/"]
+    assert list(_set_cookies(response, "portal_session")) == ["/"]

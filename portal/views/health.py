@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, g, request
 from flask_login import current_user
 
 from portal.extensions import csrf
-from portal.health import letters_wait_for_a_worker, readiness
+from portal.health import letters_wait_for_a_worker, readiness, workers_seen
 from portal.letters.worker import huey_for
 from portal.metrics import CONTENT_TYPE, allowed_networks, exposition, may_read, observe_request
 
@@ -68,12 +68,19 @@ def database_down(error):
     return report.text(), 503, PLAIN
 
 
+def workers_seen_once():
+    """How many workers wrote a heartbeat lately, asked at most once a request (the banner and the Outbox both ask)."""
+    if "workers_seen" not in g:
+        g.workers_seen = workers_seen(current_app.config["PORTAL_WORKER_SILENCE"])
+    return g.workers_seen
+
+
 @bp.app_context_processor
 def worker_banner():
     """For admins, on every page: whether letters wait while no worker has been seen."""
     def no_worker_for_waiting_letters():
         if not (current_user.is_authenticated and current_user.is_admin):
             return False
-        return letters_wait_for_a_worker(current_app.config["PORTAL_WORKER_SILENCE"])
+        return letters_wait_for_a_worker(current_app.config["PORTAL_WORKER_SILENCE"], seen=workers_seen_once())
 
     return {"no_worker_for_waiting_letters": no_worker_for_waiting_letters}

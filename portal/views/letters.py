@@ -22,6 +22,7 @@ from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mai
 from portal.models.letters import PENDING_STATES, STATES
 from portal.pagination import paginate
 from portal.security import local_target
+from portal.views.health import workers_seen_once
 from portal.sender import resolve_sender
 
 bp = Blueprint("letters", __name__)
@@ -307,9 +308,7 @@ def _waiting_for_worker(rows):
     """True when some of these letters wait to be sent and no worker has written a heartbeat lately."""
     if not any(letter.state in ("queued", "deferred") for letter in rows):
         return False
-    from portal.health import workers_seen
-
-    return not workers_seen(current_app.config["PORTAL_WORKER_SILENCE"])
+    return not workers_seen_once()
 
 
 @bp.route("/outbox")
@@ -365,11 +364,6 @@ def letter(letter_id):
     """One letter: its recipients, every attempt, and the replies received; asks for changes until it is final,
     then for replies a while longer."""
     letter = _letter_or_404(letter_id)
-    if letter.author_id == current_user.id and letter.state in ("failed", "uncertain") and not letter.failure_seen:
-        Letter.update(failure_seen=True).where(Letter.id == letter.id).execute()
-        from portal.notifications import mark_letter_seen  # the failure's notification is seen with it
-
-        mark_letter_seen(current_user, letter.id)
     now = utcnow()
     finished = letter.finished_at or letter.sent_at
     watching = letter.pending or (finished is not None and now - finished < REPLY_WATCH)
@@ -383,7 +377,29 @@ def letter(letter_id):
     poll = 2 if letter.pending else (REPLY_WATCH_SECONDS if watching else None)
     return render_htmx("letters/letter.html", letter=letter, recipients=recipients, history=history,
                        replies=replies, now=now, settled=settled, partly_refused=partly_refused, poll=poll,
-                       version=letter_version(letter), waiting_for_worker=_waiting_for_worker([letter]))
+                       failure_unseen=failure_unseen(letter), version=letter_version(letter),
+                       waiting_for_worker=_waiting_for_worker([letter]))
+
+
+def failure_unseen(letter):
+    """True while the author has not looked at their failed (or maybe undelivered) letter: the Outbox badge."""
+    return letter.author_id == current_user.id and letter.state in ("failed", "uncertain") and not letter.failure_seen
+
+
+@bp.route("/letters/<int:letter_id>/seen", methods=["POST"])
+@login_required
+def seen(letter_id):
+    """The author looked at their failed letter: it leaves the Outbox badge, and its failure's notification is read.
+    The letter's page posts this once it is shown (a GET of the page changes nothing)."""
+    letter = _letter_or_404(letter_id)
+    if failure_unseen(letter):
+        Letter.update(failure_seen=True).where(Letter.id == letter.id).execute()
+        from portal.notifications import mark_letter_seen  # the failure's notification is seen with it
+
+        mark_letter_seen(current_user, letter.id)
+    if is_htmx():
+        return "", 204
+    return redirect(url_for("letters.letter", letter_id=letter.id), code=303)
 
 
 @bp.route("/letters/<int:letter_id>/retry", methods=["POST"])

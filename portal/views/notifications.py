@@ -8,7 +8,7 @@ from portal.db import whole_number
 from portal.access import admin_required
 from portal.forms.notifications import preferences_form, system_mailbox_form
 from portal.htmx import render_htmx
-from portal.models import Notification
+from portal.models import Notification, Reply
 from portal.notifications import (KINDS, PAGE_SIZE, describe, link_of, mark_read, notifications_of, preferences,
                                   set_preferences, unread_count)
 from portal.pagination import paginate
@@ -60,16 +60,32 @@ def index():
                        entries=entries)
 
 
-@bp.route("/notifications/<int:notification_id>")
+def _own_entry(notification_id):
+    return Notification.get_or_none((Notification.id == notification_id)
+                                    & (Notification.recipient == current_user.id))
+
+
+@bp.route("/notifications/<int:notification_id>", endpoint="follow")
+@login_required
+def follow_notification(notification_id):
+    """Go where the entry says to act, marking nothing: a GET (a prefetcher, an <img src>) changes no state."""
+    entry = _own_entry(notification_id)
+    return redirect((entry_link(entry) if entry else None) or url_for("notifications.index"))
+
+
+@bp.route("/notifications/<int:notification_id>", methods=["POST"])
 @login_required
 def open_notification(notification_id):
-    """Mark the entry read and go where it says to act; one that is gone (or never was one's own): the list."""
-    entry = Notification.get_or_none((Notification.id == notification_id)
-                                     & (Notification.recipient == current_user.id))
+    """Mark the entry read (and the reply it announces) and go where it says to act; one that is gone (or never
+    was one's own): the list."""
+    entry = _own_entry(notification_id)
     if entry is None:
-        return redirect(url_for("notifications.index"))
+        return redirect(url_for("notifications.index"), code=303)
     mark_read(current_user, [entry.id])
-    return redirect(entry_link(entry) or url_for("notifications.index"))
+    kind, _colon, number = entry.target.partition(":")
+    if kind == "reply" and number.isdigit():
+        Reply.mark_read_by(current_user, int(number))
+    return redirect(entry_link(entry) or url_for("notifications.index"), code=303)
 
 
 @bp.route("/notifications/<int:notification_id>/read", methods=["POST"])

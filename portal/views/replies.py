@@ -5,7 +5,6 @@ from flask_login import current_user, login_required
 from portal.db import whole_number
 from portal.htmx import render_htmx
 from portal.models import Letter, Mailbox, Project, Reply
-from portal.models.base import utcnow
 from portal.pagination import paginate
 
 bp = Blueprint("replies", __name__)
@@ -63,8 +62,15 @@ def index():
 @bp.route("/replies/<int:reply_id>")
 @login_required
 def open_reply(reply_id):
-    """Open a reply inside its letter; the letter's author opening it marks it read."""
+    """The reply inside its letter, marking nothing: a GET (a link in an e-mail, a prefetcher) changes no state."""
     reply = _visible().where(Reply.id == reply_id).first() or abort(404)
-    if reply.read_at is None and reply.letter.author_id == current_user.id:
-        Reply.update(read_at=utcnow()).where((Reply.id == reply.id) & Reply.read_at.is_null()).execute()
     return redirect(url_for("letters.letter", letter_id=reply.letter_id, _anchor=f"reply-{reply.id}"))
+
+
+@bp.route("/replies/<int:reply_id>", methods=["POST"])
+@login_required
+def read_reply(reply_id):
+    """Open a reply from the list: the letter's author opening it marks it read."""
+    reply = _visible().where(Reply.id == reply_id).first() or abort(404)
+    Reply.mark_read_by(current_user, reply.id)
+    return redirect(url_for("letters.letter", letter_id=reply.letter_id, _anchor=f"reply-{reply.id}"), code=303)
