@@ -30,7 +30,8 @@ from portal.mail.deadline import Deadline, DeadlineExceeded
 from portal.mail.errors import GuardRefused, HostNotFound
 from portal.mail.settings import AllowedHost, MailConfig
 
-__all__ = ["WebAccess", "Answer", "AnswerTooLarge", "fetch", "GuardedAdapter", "guard_session", "WEB_PORTS"]
+__all__ = ["WebAccess", "Answer", "AnswerTooLarge", "NO_ANSWER", "fetch", "GuardedAdapter", "guard_session",
+           "WEB_PORTS"]
 
 WEB_PORTS = frozenset({80, 443, 8080, 8443})
 MAX_BYTES = 1024 * 1024
@@ -42,6 +43,11 @@ class AnswerTooLarge(Exception):
     def __init__(self, limit: int, status: int):
         super().__init__(f"the answer is longer than {limit} bytes")
         self.limit, self.status = limit, status
+
+
+#: What ``fetch`` raises when no usable answer came (refused, not found, timed out, TLS, too large, cut off).
+NO_ANSWER = (GuardRefused, HostNotFound, TimeoutError, ssl.SSLError, AnswerTooLarge, OSError,
+             http.client.HTTPException)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,15 @@ from urllib.parse import parse_qs, urljoin, urlparse
 import pytest
 import requests
 
+from portal.http import WebAccess
 from portal.models import Employee
 from portal.models.sso import SsoLink
 from portal.sso import (SsoRefusal, SsoSettings, begin_sign_in, check_provider, employee_for, finish_sign_in,
                         logout_url, validate_id_token)
 from tests.servers.oauth import CLIENT_SECRET, DEFAULT_REDIRECT_URI
+
+
+LOOPBACK = WebAccess.from_entries("127.0.0.1:*")  # PORTAL_OIDC_ALLOWED_HOSTS as the tests' apps set it
 
 
 def settings_for(provider, **overrides):
@@ -24,7 +28,7 @@ def settings_for(provider, **overrides):
                   client_secret=CLIENT_SECRET, company_name="Example Corp", scopes="openid email profile groups",
                   admin_group="portal-admins")
     values.update(overrides)
-    return SsoSettings(**values)
+    return SsoSettings(**values, access=LOOPBACK)
 
 
 def _form(html, base):
