@@ -151,8 +151,12 @@ def fetch(method: str, url: str, access: WebAccess, *, body: bytes | str | None 
             if declared.isdigit() and int(declared) > access.max_bytes:
                 raise AnswerTooLarge(access.max_bytes, response.status)
             content = response.read(access.max_bytes + 1)
+            if deadline.expired:  # the watchdog shut the socket mid-body: what was read is not the answer
+                raise DeadlineExceeded(access.deadline)
             if len(content) > access.max_bytes:
                 raise AnswerTooLarge(access.max_bytes, response.status)
+            if declared.isdigit() and len(content) < int(declared):
+                raise http.client.IncompleteRead(content, int(declared) - len(content))
             return Answer(response.status, response.reason, response.headers, content)
         except (OSError, http.client.HTTPException):
             if deadline.expired:  # the watchdog shut the socket: say so, not "connection closed"
