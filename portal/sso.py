@@ -12,7 +12,8 @@ from __future__ import annotations
 import email.utils
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import requests
 from authlib.integrations.base_client import BaseApp, OAuth2Mixin, OAuthError, OpenIDMixin
@@ -21,7 +22,7 @@ from joserfc import errors as jose_errors
 
 from portal import http as web
 from portal import openid
-from portal.admin_settings import read_settings, write_settings
+from portal.admin_settings import PageSettings
 from portal.coded_messages import CodedError, CodedMessage
 from portal.db import database
 from portal.models import Employee, normalize_email, utcnow
@@ -88,8 +89,15 @@ class SsoRefusal(CodedError):
 
 
 @dataclass(frozen=True)
-class SsoSettings:
+class SsoSettings(PageSettings):
     """Where the provider is, the portal's client there, and how its people become employees."""
+
+    setting_key: ClassVar[str] = SETTING_KEY
+    secret_name: ClassVar[str] = "client_secret"
+    environment: ClassVar[dict] = ENVIRONMENT
+    page_fields: ClassVar[tuple] = ("discovery_url", "client_id", "client_secret", "company_name", "scopes",
+                                    "passwords_allowed", "provision", "department_claim", "groups_claim",
+                                    "admin_group")
 
     discovery_url: str = ""
     client_id: str = ""
@@ -102,7 +110,8 @@ class SsoSettings:
     groups_claim: str = "groups"
     admin_group: str = ""  # members of this group are created as admins
     # Where the provider may be reached (PORTAL_OIDC_ALLOWED_HOSTS); never set on the page.
-    access: web.WebAccess = field(default_factory=openid.provider_access, repr=False, compare=False)
+    access: web.WebAccess = field(default_factory=openid.provider_access, repr=False, compare=False,
+                                  metadata={"public": False})
 
     @property
     def configured(self):
@@ -116,17 +125,7 @@ class SsoSettings:
     @classmethod
     def from_mapping(cls, config, stored=None):
         """Settings from a config mapping (PORTAL_OIDC_*), overridden by those an admin stored on the page."""
-        values = {name: config[key] for name, key in ENVIRONMENT.items() if config.get(key)}
-        for name, value in (stored or {}).items():
-            if name in cls.__dataclass_fields__ and name != "access" and (value or isinstance(value, bool)):
-                values[name] = value
-        return cls(**values, access=openid.access_from(config))
-
-    def public(self):
-        """The settings without the client secret (only whether one is set), for pages."""
-        values = {name: value for name, value in asdict(self).items() if name != "access"}
-        values["client_secret"] = bool(self.client_secret)
-        return values
+        return super().from_mapping(config, stored, access=openid.access_from(config))
 
     def passwords_allowed_for(self, employee):
         """Whether this employee may sign in with a password: always for admins (break-glass)."""
@@ -390,16 +389,9 @@ def check_provider(settings):
     return results
 
 
-def stored_settings(box):
-    """The settings an admin stored on the page, with the client secret decrypted."""
-    return read_settings(SETTING_KEY, "client_secret", box)
-
-
-def store_settings(box, values, context):
-    """Keep page settings; the client secret encrypted (a blank one keeps the stored one)."""
-    write_settings(SETTING_KEY, values, "client_secret", box, context)
+store_settings = SsoSettings.store
 
 
 def configured_settings(config, box):
     """The settings in force: PORTAL_OIDC_* from the configuration, overridden by the page's."""
-    return SsoSettings.from_mapping(config, stored_settings(box))
+    return SsoSettings.from_mapping(config, SsoSettings.stored(box))
