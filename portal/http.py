@@ -123,7 +123,12 @@ class _GuardedConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         sock = guard.connect(self.destination, self.access.connect_timeout, deadline=self.deadline)
         sock.settimeout(self.deadline.timeout(self.access.read_timeout))
-        self.sock = self.tls.wrap_socket(sock, server_hostname=self.destination.host) if self.tls else sock
+        if self.tls is None:
+            self.sock = sock
+            return
+        # The TLS socket takes over the descriptor (the plain one is detached): the deadline must watch it instead.
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.destination.host)
+        self.deadline.watch(self.sock)
 
 
 def fetch(method: str, url: str, access: WebAccess, *, body: bytes | str | None = None,
