@@ -59,8 +59,10 @@ def configure(config: Mapping[str, Any]) -> web.WebAccess:
 
 
 def access_from(config: Mapping[str, Any]) -> web.WebAccess:
-    """The web access for identity providers that PORTAL_OIDC_ALLOWED_HOSTS gives."""
-    return web.WebAccess.from_entries(config.get(ALLOWED_HOSTS_KEY) or "", max_bytes=ANSWER_MAX)
+    """The web access for identity providers: PORTAL_OIDC_ALLOWED_HOSTS, and PORTAL_OIDC_CA_FILE for a provider
+    whose certificate an internal CA signed (else the system's trusted CAs)."""
+    return web.WebAccess.from_entries(config.get(ALLOWED_HOSTS_KEY) or "", max_bytes=ANSWER_MAX,
+                                      ca_file=config.get("PORTAL_OIDC_CA_FILE") or None)
 
 
 def provider_access() -> web.WebAccess:
@@ -77,10 +79,10 @@ def get_json(url: str, access: web.WebAccess, unreachable: str, **headers: str) 
     ``discovery_status`` for another status than 200, ``discovery_invalid`` when it is not JSON."""
     try:
         answer = web.fetch("GET", url, access, headers={"Accept": "application/json", **headers})
+    except web.NO_ANSWER as error:  # before ValueError: a certificate that does not verify is both
+        raise DiscoveryError(unreachable, url=url, detail=why(error)) from None
     except ValueError:
         raise DiscoveryError("discovery_invalid", url=url, detail="not a web address") from None
-    except web.NO_ANSWER as error:
-        raise DiscoveryError(unreachable, url=url, detail=why(error)) from None
     if answer.status != 200:
         raise DiscoveryError("discovery_status", url=url, status=answer.status)
     try:

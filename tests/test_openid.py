@@ -6,6 +6,8 @@ import pytest
 
 from portal import openid
 from portal.http import WebAccess
+from tests.servers.certificates import make_certificate
+from tests.servers.web import WebServer
 
 LOOPBACK = WebAccess.from_entries("127.0.0.1:*")
 PATH = "/.well-known/openid-configuration"
@@ -85,3 +87,18 @@ def test_an_empty_key_set_is_refused(web_server):
     with pytest.raises(openid.DiscoveryError) as refused:
         openid.signing_keys(web_server.json("/jwks", {"keys": []}), LOOPBACK)
     assert (refused.value.code, refused.value.values["detail"]) == ("keys_unreachable", "no keys")
+
+
+def test_a_provider_signed_by_an_internal_ca_needs_its_ca_file(tmp_path):
+    certificate = make_certificate(tmp_path, label="idp", names=("127.0.0.1",))
+    server = WebServer(certificate)
+    try:
+        url = server.json(PATH, document(server.origin))
+        allowed = {"PORTAL_OIDC_ALLOWED_HOSTS": "127.0.0.1:*"}
+        with pytest.raises(openid.DiscoveryError) as refused:
+            openid.discover(url, openid.access_from(allowed))
+        assert refused.value.values["detail"] == "TLS: unable to get local issuer certificate"
+        with_ca = openid.access_from({**allowed, "PORTAL_OIDC_CA_FILE": certificate.ca_file})
+        assert openid.discover(url, with_ca).metadata["issuer"] == server.origin
+    finally:
+        server.stop()

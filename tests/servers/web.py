@@ -6,11 +6,13 @@ document) was never requested. Used by tests/test_http.py, test_openid.py and te
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+from .certificates import ServerCertificate
 from .smtp import HOST
 
 
@@ -55,8 +57,14 @@ class _Server(ThreadingHTTPServer):
 class WebServer:
     """The running server: set answers with ``json``, ``redirect``, ``trickle``, ``body``; read ``hits``."""
 
-    def __init__(self):
+    def __init__(self, certificate: ServerCertificate | None = None):
         self._server = _Server()
+        self.scheme = "http"
+        if certificate is not None:  # HTTPS with a certificate of the test CA
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(certificate.cert_file, certificate.key_file)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="test-web-server", daemon=True)
         self._thread.start()
@@ -71,7 +79,7 @@ class WebServer:
 
     @property
     def origin(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.origin + path
