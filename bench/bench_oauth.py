@@ -60,6 +60,7 @@ class CountingRequests:
 
 
 def setup_database(folder: Path):
+    from portal import openid
     from portal.db import database, open_database
     from portal.migrations import upgrade
     from portal.secret_box import SecretBox, install
@@ -69,6 +70,7 @@ def setup_database(folder: Path):
     database.connect(reuse_if_open=True)
     upgrade(db)
     install(SecretBox([SECRET_KEY]))
+    openid.configure({"PORTAL_OIDC_ALLOWED_HOSTS": "127.0.0.1:*"})  # the test provider listens on loopback
 
 
 def bench_refresh(folder: Path) -> bool:

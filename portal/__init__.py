@@ -91,6 +91,9 @@ def create_app(config=None):
     notifications.listen()
     portal_mail.configure(base_url=app.config["PORTAL_BASE_URL"], url_map=app.url_map,
                           default_language=app.config["PORTAL_DEFAULT_LANGUAGE"])
+    from portal import openid  # where identity providers may be reached (PORTAL_OIDC_ALLOWED_HOSTS)
+
+    openid.configure(app.config)
     return app
 
 

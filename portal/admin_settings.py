@@ -4,6 +4,9 @@ The row holds ``{"values": {...}, "context": <random>, <secret name>: <ciphertex
 encrypted with the secret box and bound to the row's context, never stored or shown in the clear. The
 directory's bind password and single sign-on's client secret are kept this way. No Flask import.
 """
+from dataclasses import fields
+from typing import ClassVar, Mapping
+
 from portal.models import PortalSetting
 
 
@@ -40,3 +43,45 @@ def write_settings(key, values, secret_name, box, context, *, bound_to=()):
         if ciphertext and changed:
             raise SecretNotKept(secret_name, changed)
     PortalSetting.write(key, {"values": values, "context": context, secret_name: ciphertext})
+
+
+class PageSettings:
+    """A frozen dataclass of settings from configuration keys, overridden by what an admin stored on its page.
+
+    A subclass names ``setting_key`` (its PortalSetting row), ``secret_name`` (the field kept encrypted and
+    never shown), ``secret_bound_to`` (the fields naming where the secret goes: a blank secret keeps the stored
+    one only while they stay the same), ``environment`` (field: configuration key) and ``page_fields`` (the
+    fields the page may set).
+    Single sign-on's and the directory's settings are read this one way.
+    """
+
+    setting_key: ClassVar[str]
+    secret_name: ClassVar[str]
+    secret_bound_to: ClassVar[tuple[str, ...]] = ()
+    environment: ClassVar[Mapping[str, str]]
+    page_fields: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_mapping(cls, config, stored=None, **fixed):
+        """Settings from a config mapping, overridden by the page's values (a False switch counts; blank does not)."""
+        values = {name: config[key] for name, key in cls.environment.items() if config.get(key)}
+        values.update({name: value for name, value in (stored or {}).items()
+                       if name in cls.page_fields and (value or isinstance(value, bool))})
+        return cls(**values, **fixed)
+
+    @classmethod
+    def stored(cls, box):
+        """The values an admin stored on the page, the secret decrypted."""
+        return read_settings(cls.setting_key, cls.secret_name, box)
+
+    @classmethod
+    def store(cls, box, values, context):
+        """Keep the page's values; the secret encrypted (a blank one keeps the stored one, unless a field of
+        ``secret_bound_to`` changed: then SecretNotKept and nothing is written)."""
+        write_settings(cls.setting_key, values, cls.secret_name, box, context, bound_to=cls.secret_bound_to)
+
+    def public(self):
+        """The settings for pages and reports: the secret only as whether one is set."""
+        values = {item.name: getattr(self, item.name) for item in fields(self) if item.metadata.get("public", True)}
+        values[self.secret_name] = bool(values.get(self.secret_name))
+        return values

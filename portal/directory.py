@@ -14,6 +14,7 @@ import json
 import ssl
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import ldap3
@@ -21,7 +22,7 @@ from huey import crontab
 from huey.exceptions import TaskLockedException
 from ldap3.core import exceptions as ldap_errors
 
-from portal.admin_settings import read_settings, write_settings
+from portal.admin_settings import PageSettings
 from portal.coded_messages import CodedError, CodedMessage
 from portal.db import database
 from portal.models import DirectoryLink, DirectorySync, Employee, normalize_email, utcnow
@@ -84,8 +85,14 @@ class DirectoryError(CodedError):
 
 
 @dataclass(frozen=True)
-class DirectorySettings:
+class DirectorySettings(PageSettings):
     """Where the directory is, how to sign in to it, and which attribute holds which field."""
+
+    setting_key: ClassVar[str] = SETTING_KEY
+    secret_name: ClassVar[str] = "bind_password"
+    secret_bound_to: ClassVar[tuple] = ("url", "bind_dn")  # the directory and account it was given for
+    environment: ClassVar[dict] = ENVIRONMENT
+    page_fields: ClassVar[tuple] = tuple(ENVIRONMENT)
 
     url: str = ""
     base_dn: str = ""
@@ -105,19 +112,6 @@ class DirectorySettings:
     @property
     def configured(self):
         return bool(self.url and self.base_dn)
-
-    @classmethod
-    def from_mapping(cls, config, stored=None):
-        """Settings from a config mapping (PORTAL_LDAP_*), overridden by those an admin stored on the page."""
-        values = {name: config[key] for name, key in ENVIRONMENT.items() if config.get(key)}
-        values.update({name: value for name, value in (stored or {}).items() if name in ENVIRONMENT and value})
-        return cls(**values)
-
-    def public(self):
-        """The settings without the bind password, for pages and reports."""
-        values = asdict(self)
-        values["bind_password"] = bool(self.bind_password)
-        return values
 
 
 @dataclass(frozen=True)
@@ -456,20 +450,12 @@ def sync_directory_alone(huey, settings, *, dry_run=False):
         raise DirectoryError("running") from None
 
 
-def stored_settings(box):
-    """The settings an admin stored on the page, with the bind password decrypted."""
-    return read_settings(SETTING_KEY, "bind_password", box)
-
-
-def store_settings(box, values, context):
-    """Keep page settings; the bind password encrypted with the secret box (a blank one keeps the stored one, for the
-    same directory and bind DN only: else SecretNotKept)."""
-    write_settings(SETTING_KEY, values, "bind_password", box, context, bound_to=("url", "bind_dn"))
+store_settings = DirectorySettings.store
 
 
 def configured_settings(config, box):
     """The settings in force: PORTAL_LDAP_* from the configuration, overridden by the page's."""
-    return DirectorySettings.from_mapping(config, stored_settings(box))
+    return DirectorySettings.from_mapping(config, DirectorySettings.stored(box))
 
 
 def scheduled_sync(config, box):

@@ -12,14 +12,17 @@ from __future__ import annotations
 import email.utils
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import requests
 from authlib.integrations.base_client import BaseApp, OAuth2Mixin, OAuthError, OpenIDMixin
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc import errors as jose_errors
 
-from portal.admin_settings import read_settings, write_settings
+from portal import http as web
+from portal import openid
+from portal.admin_settings import PageSettings
 from portal.coded_messages import CodedError, CodedMessage
 from portal.db import database
 from portal.models import Employee, normalize_email, utcnow
@@ -32,7 +35,6 @@ ENVIRONMENT = {  # SsoSettings field: the configuration key that sets it
     "discovery_url": "PORTAL_OIDC_DISCOVERY_URL", "client_id": "PORTAL_OIDC_CLIENT_ID",
     "client_secret": "PORTAL_OIDC_CLIENT_SECRET", "company_name": "PORTAL_OIDC_COMPANY_NAME",
 }
-REQUIRED_METADATA = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
 
 # Every refusal and check result, by code: English here (logs), and the msgid the pages translate.
 MESSAGES = {
@@ -87,8 +89,16 @@ class SsoRefusal(CodedError):
 
 
 @dataclass(frozen=True)
-class SsoSettings:
+class SsoSettings(PageSettings):
     """Where the provider is, the portal's client there, and how its people become employees."""
+
+    setting_key: ClassVar[str] = SETTING_KEY
+    secret_name: ClassVar[str] = "client_secret"
+    secret_bound_to: ClassVar[tuple] = ("discovery_url", "client_id")  # the provider and client it was given for
+    environment: ClassVar[dict] = ENVIRONMENT
+    page_fields: ClassVar[tuple] = ("discovery_url", "client_id", "client_secret", "company_name", "scopes",
+                                    "passwords_allowed", "provision", "department_claim", "groups_claim",
+                                    "admin_group")
 
     discovery_url: str = ""
     client_id: str = ""
@@ -100,7 +110,9 @@ class SsoSettings:
     department_claim: str = "department"
     groups_claim: str = "groups"
     admin_group: str = ""  # members of this group are created as admins
-    timeout: float = 10.0
+    # Where the provider may be reached (PORTAL_OIDC_ALLOWED_HOSTS); never set on the page.
+    access: web.WebAccess = field(default_factory=openid.provider_access, repr=False, compare=False,
+                                  metadata={"public": False})
 
     @property
     def configured(self):
@@ -114,17 +126,7 @@ class SsoSettings:
     @classmethod
     def from_mapping(cls, config, stored=None):
         """Settings from a config mapping (PORTAL_OIDC_*), overridden by those an admin stored on the page."""
-        values = {name: config[key] for name, key in ENVIRONMENT.items() if config.get(key)}
-        for name, value in (stored or {}).items():
-            if name in cls.__dataclass_fields__ and name != "timeout" and (value or isinstance(value, bool)):
-                values[name] = value
-        return cls(**values)
-
-    def public(self):
-        """The settings without the client secret (only whether one is set), for pages."""
-        values = asdict(self)
-        values["client_secret"] = bool(self.client_secret)
-        return values
+        return super().from_mapping(config, stored, access=openid.access_from(config))
 
     def passwords_allowed_for(self, employee):
         """Whether this employee may sign in with a password: always for admins (break-glass)."""
@@ -144,49 +146,45 @@ class Identity:
     end_session_endpoint: str = ""  # where the provider offers RP-initiated logout, if it does
 
 
-class OpenIdClient(OAuth2Mixin, OpenIDMixin, BaseApp):
-    """Authlib's OpenID Connect client (what its Flask client is made of) on a `requests` session."""
+class GuardedSession(OAuth2Session):
+    """Authlib's requests session, sending everything through the connection guard (portal/http.py)."""
 
-    client_cls = OAuth2Session
+    def __init__(self, *args, web_access: web.WebAccess, **kwargs):
+        super().__init__(*args, **kwargs)
+        web.guard_session(self, web_access)
+
+
+class OpenIdClient(OAuth2Mixin, OpenIDMixin, BaseApp):
+    """Authlib's OpenID Connect client (what its Flask client is made of) on a guarded `requests` session."""
+
+    client_cls = GuardedSession
+
+    def fetch_jwk_set(self, force=False):
+        """The provider's keys, kept a few minutes; ``force`` (a token names an unknown key) fetches anew."""
+        access = self.client_kwargs["web_access"]
+        try:
+            return openid.signing_keys(self.server_metadata["jwks_uri"], access, refresh=force)
+        except openid.DiscoveryError as error:
+            raise SsoRefusal(error.code, **error.values) from None
 
 
 def _client(settings, metadata):
     return OpenIdClient(None, client_id=settings.client_id, client_secret=settings.client_secret,
                         client_kwargs={"scope": settings.scopes, "code_challenge_method": "S256",
-                                       "default_timeout": settings.timeout,
+                                       "web_access": settings.access,
                                        "leeway": 0},  # the access token is used at once, for userinfo
                         **metadata)
 
 
-def _get_json(url, settings, unreachable):
-    try:
-        answer = requests.get(url, timeout=settings.timeout, headers={"Accept": "application/json"})
-    except requests.RequestException as error:
-        raise SsoRefusal(unreachable, url=url, detail=type(error).__name__) from None
-    return answer
-
-
-def discover(settings):
+def discover(settings, *, fresh=False):
     """The provider's discovery document (and the answer's Date header), or SsoRefusal saying what is wrong."""
     if not settings.configured:
         raise SsoRefusal("not_configured")
-    url = settings.discovery_url
-    answer = _get_json(url, settings, "discovery_unreachable")
-    if answer.status_code != 200:
-        raise SsoRefusal("discovery_status", url=url, status=answer.status_code)
     try:
-        metadata = answer.json()
-    except ValueError:
-        raise SsoRefusal("discovery_invalid", url=url, detail="not JSON") from None
-    if not isinstance(metadata, dict):
-        raise SsoRefusal("discovery_invalid", url=url, detail="not a JSON object")
-    missing = [name for name in REQUIRED_METADATA if not isinstance(metadata.get(name), str)]
-    if missing:
-        raise SsoRefusal("discovery_invalid", url=url, detail="no " + ", ".join(missing))
-    issuer = metadata["issuer"].rstrip("/")
-    if not url.startswith(issuer + "/") and url.rstrip("/") != issuer:
-        raise SsoRefusal("issuer_mismatch", issuer=metadata["issuer"], url=url)
-    return metadata, answer.headers.get("Date")
+        found = openid.discover(settings.discovery_url, settings.access, fresh=fresh)
+    except openid.DiscoveryError as error:
+        raise SsoRefusal(error.code, **error.values) from None
+    return dict(found.metadata), found.date
 
 
 def begin_sign_in(settings, redirect_uri):
@@ -207,6 +205,8 @@ def _validated_claims(client, settings, metadata, token, nonce):
                "aud": {"essential": True, "value": settings.client_id}}
     try:
         claims = client.parse_id_token(token, nonce=nonce, claims_options=options, leeway=LEEWAY)
+    except SsoRefusal:  # the keys could not be read
+        raise
     except jose_errors.ExpiredTokenError:
         raise SsoRefusal("id_token_expired") from None
     except jose_errors.ClaimError as error:
@@ -216,8 +216,6 @@ def _validated_claims(client, settings, metadata, token, nonce):
         raise SsoRefusal("id_token_signature") from None
     except (jose_errors.JoseError, ValueError) as error:
         raise SsoRefusal("id_token_invalid", detail=type(error).__name__) from None
-    except requests.RequestException as error:
-        raise SsoRefusal("keys_unreachable", url=metadata["jwks_uri"], detail=type(error).__name__) from None
     if claims is None:
         raise SsoRefusal("no_id_token")
     return dict(claims)
@@ -376,17 +374,15 @@ def _client_result(client, metadata):
 def check_provider(settings):
     """What the admin's "Check" button reports: discovery, signing keys, clocks, client credentials."""
     try:
-        metadata, date_header = discover(settings)
+        metadata, date_header = discover(settings, fresh=True)
     except SsoRefusal as refusal:
         return [CheckResult(False, refusal.message)]
     results = [CheckResult(True, Message("discovery_ok", {"issuer": metadata["issuer"]}))]
-    keys = _get_json(metadata["jwks_uri"], settings, "keys_unreachable") if metadata.get("jwks_uri") else None
     try:
-        count = len(keys.json().get("keys") or []) if keys is not None and keys.status_code == 200 else 0
-    except (ValueError, AttributeError):
-        count = 0
-    results.append(CheckResult(count > 0, Message("keys_ok", {"count": count}) if count else
-                               Message("keys_unreachable", {"url": metadata["jwks_uri"], "detail": "no keys"})))
+        keys = openid.signing_keys(metadata["jwks_uri"], settings.access)
+        results.append(CheckResult(True, Message("keys_ok", {"count": len(keys["keys"])})))
+    except openid.DiscoveryError as error:
+        results.append(CheckResult(False, Message(error.code, error.values)))
     clock = _clock_result(date_header)
     if clock is not None:
         results.append(clock)
@@ -394,17 +390,9 @@ def check_provider(settings):
     return results
 
 
-def stored_settings(box):
-    """The settings an admin stored on the page, with the client secret decrypted."""
-    return read_settings(SETTING_KEY, "client_secret", box)
-
-
-def store_settings(box, values, context):
-    """Keep page settings; the client secret encrypted (a blank one keeps the stored one, for the same provider and
-    client only: else SecretNotKept)."""
-    write_settings(SETTING_KEY, values, "client_secret", box, context, bound_to=("discovery_url", "client_id"))
+store_settings = SsoSettings.store
 
 
 def configured_settings(config, box):
     """The settings in force: PORTAL_OIDC_* from the configuration, overridden by the page's."""
-    return SsoSettings.from_mapping(config, stored_settings(box))
+    return SsoSettings.from_mapping(config, SsoSettings.stored(box))

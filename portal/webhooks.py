@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 from huey import crontab
 
 from portal import events
+from portal import http as web
 from portal.db import database, writing
 from portal.mail import guard
-from portal.mail.deadline import Deadline, DeadlineExceeded
 from portal.mail.errors import GuardRefused, HostNotFound
 from portal.mail.settings import AllowedHost, MailConfig
 from portal.models import ApiToken, Employee, Letter, Mailbox, utcnow
@@ -50,7 +50,8 @@ EVENTS = (LETTER_SENT, LETTER_FAILED, LETTER_BOUNCED, REPLY_RECEIVED, MAILBOX_PA
 TEST_EVENT = "webhook.test"
 SECRET_PREFIX = "whsec_"
 REPLAY_WINDOW = 300  # seconds: a receiver refuses a signature whose timestamp is further from its clock
-DEFAULT_PORTS = frozenset({80, 443, 8080, 8443})
+DEFAULT_PORTS = web.WEB_PORTS
+ANSWER_KEPT = 64 * 1024  # bytes of a receiver's answer read (and dropped) so that it can finish cleanly
 LOG_LENGTH = 10  # tries shown per endpoint on My profile
 KEPT_FOR = datetime.timedelta(days=30)  # finished deliveries and their tries are forgotten after this
 SWEEP_GRACE = datetime.timedelta(seconds=30)  # a due delivery's own task runs first; the sweep takes the lost ones
@@ -109,10 +110,15 @@ class WebhookSettings:
             values["ca_file"] = str(mapping["PORTAL_WEBHOOK_CA_FILE"])
         return cls(**values)
 
+    def web_access(self) -> web.WebAccess:
+        """Where webhooks may go: the web ports, PORTAL_WEBHOOK_ALLOWED_HOSTS; an answer's body is not kept."""
+        return web.WebAccess(allowed_hosts=self.allowed_hosts, allowed_ports=self.allowed_ports,
+                             connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+                             deadline=self.deadline, max_bytes=ANSWER_KEPT, ca_file=self.ca_file)
+
     def guard_config(self) -> MailConfig:
         """The connection guard's settings for webhooks: the web ports, PORTAL_WEBHOOK_ALLOWED_HOSTS."""
-        return MailConfig(timeout=self.connect_timeout, deadline=self.deadline, allowed_ports=self.allowed_ports,
-                          allowed_hosts=self.allowed_hosts)
+        return self.web_access().guard_config()
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds before the next try after ``attempts`` failed ones."""
@@ -457,46 +463,13 @@ class _Failed(Exception):
         self.code, self.detail, self.status = code, detail, status
 
 
-class _GuardedConnection(http.client.HTTPConnection):
-    """HTTP(S) to the addresses the guard allowed, never to a second look-up of the name; under a deadline."""
-
-    def __init__(self, destination: guard.Destination, tls: ssl.SSLContext | None, settings: WebhookSettings,
-                 deadline: Deadline):
-        super().__init__(destination.host, destination.port, timeout=settings.read_timeout)
-        self.default_port = 443 if tls is not None else 80  # the Host header names the port only when unusual
-        self.destination, self.tls, self.settings, self.deadline = destination, tls, settings, deadline
-
-    def connect(self) -> None:
-        sock = guard.connect(self.destination, self.settings.connect_timeout, deadline=self.deadline)
-        sock.settimeout(self.deadline.timeout(self.settings.read_timeout))
-        self.sock = self.tls.wrap_socket(sock, server_hostname=self.destination.host) if self.tls else sock
-
-
 def post(url: str, body: bytes, headers: Mapping[str, str], settings: WebhookSettings, *,
          resolver: guard.Resolver | None = None) -> int:
     """POST ``body`` to ``url`` through the guard; the answer's status code (redirects are not followed)."""
-    parts = urlsplit(url)
-    deadline = Deadline(settings.deadline)
-    destination = guard.resolve_destination(parts.hostname or "", parts.port or _default_port(parts.scheme),
-                                            settings.guard_config(), resolver=resolver, deadline=deadline)
-    tls = None
-    if parts.scheme == "https":
-        tls = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else \
-            ssl.create_default_context()
-    connection = _GuardedConnection(destination, tls, settings, deadline)
     try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", path, body=body, headers=dict(headers))
-        response = connection.getresponse()
-        response.read(64 * 1024)  # an answer's body is not kept; reading some lets the server finish cleanly
-        return response.status
-    except (OSError, http.client.HTTPException):
-        if deadline.expired:  # the watchdog shut the socket: say so, not "connection closed"
-            raise DeadlineExceeded(settings.deadline) from None
-        raise
-    finally:
-        connection.close()
-        deadline.close()
+        return web.fetch("POST", url, settings.web_access(), body=body, headers=headers, resolver=resolver).status
+    except web.AnswerTooLarge as error:  # the answer's body is not kept: a long one is still an answer
+        return error.status
 
 
 def _default_port(scheme: str) -> int:

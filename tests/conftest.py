@@ -85,6 +85,7 @@ def config(database_url, tmp_path):
         "PORTAL_SECRET_KEYS": None,
         "RATELIMIT_ENABLED": False,
         "INSTANCE_PATH": str(tmp_path / "instance"),
+        "PORTAL_OIDC_ALLOWED_HOSTS": "127.0.0.1:*",  # the test oidc-provider listens on loopback
     }
 
 

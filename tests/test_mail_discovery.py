@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from portal.mail import discovery
 from portal.mail.discovery import AUTOCONFIG_MAX_BYTES, discover, domain_of
 from portal.mail.settings import MailConfig
 from tests.servers.certificates import make_certificate
@@ -44,6 +46,7 @@ class AutoconfigServer:
 
     def __init__(self, certificate):
         self.routes: dict[tuple[str, str], tuple[int, dict, bytes]] = {}
+        self.trickles: dict[tuple[str, str], float] = {}  # seconds between the body's bytes
         self.requests: list[str] = []
         server = self
 
@@ -57,7 +60,15 @@ class AutoconfigServer:
                 for name, value in {"Content-Length": str(len(body)), **headers}.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                delay = server.trickles.get((host, path))
+                try:
+                    for start in range(0, len(body), 1 if delay else len(body) or 1):
+                        self.wfile.write(body[start:start + 1] if delay else body)
+                        if delay:
+                            self.wfile.flush()
+                            time.sleep(delay)
+                except OSError:  # the portal hung up (its deadline)
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -70,8 +81,11 @@ class AutoconfigServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
-    def serve(self, host: str, path: str, body: str | bytes, status: int = 200, **headers) -> None:
+    def serve(self, host: str, path: str, body: str | bytes, status: int = 200, trickle: float = 0.0,
+              **headers) -> None:
         self.routes[(host, path)] = (status, headers, body.encode() if isinstance(body, str) else body)
+        if trickle:
+            self.trickles[(host, path)] = trickle
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -193,6 +207,17 @@ def test_a_redirect_on_the_same_host_is_followed(find, dns_server, web):
     assert found.source == "autoconfig" and found.smtp.host == "smtp.example.com"
     assert [request.split("?")[0] for request in web.requests] == [
         "autoconfig.example.com/mail/config-v1.1.xml", "autoconfig.example.com/v2/config.xml"]
+
+
+def test_an_autoconfig_server_trickling_its_document_is_cut_at_the_deadline(find, dns_server, web, monkeypatch):
+    """Each byte comes well within the read timeout; the whole fetch's deadline ends it all the same."""
+    monkeypatch.setattr(discovery, "AUTOCONFIG_DEADLINE", 1.0)
+    publish(dns_server, web, "autoconfig.example.com", "/mail/config-v1.1.xml", trickle=0.2)
+    started = time.monotonic()
+    found = find("anna@example.com", mx_lookup=False)
+    assert time.monotonic() - started < 4
+    step = next(step for step in found.trail if step.where.startswith("https://autoconfig.example.com"))
+    assert (step.outcome, step.note, step.detail) == ("nothing", "unreachable", "DeadlineExceeded")
 
 
 def test_an_autoconfig_server_with_an_untrusted_certificate_is_not_read(find, dns_server, web):

@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urljoin, urlparse
 import pytest
 import requests
 
+from portal import openid
+from portal.http import WebAccess
 from portal.models import Employee
 from portal.models.sso import SsoLink
 from portal.sso import (SsoRefusal, SsoSettings, begin_sign_in, check_provider, employee_for, finish_sign_in,
@@ -18,11 +20,14 @@ from portal.sso import (SsoRefusal, SsoSettings, begin_sign_in, check_provider, 
 from tests.servers.oauth import CLIENT_SECRET, DEFAULT_REDIRECT_URI
 
 
+LOOPBACK = WebAccess.from_entries("127.0.0.1:*")  # PORTAL_OIDC_ALLOWED_HOSTS as the tests' apps set it
+
+
 def settings_for(provider, **overrides):
     """The portal's settings for the test provider's confidential client "portal"."""
     values = dict(discovery_url=provider.issuer + "/.well-known/openid-configuration", client_id="portal",
                   client_secret=CLIENT_SECRET, company_name="Example Corp", scopes="openid email profile groups",
-                  admin_group="portal-admins")
+                  admin_group="portal-admins", access=LOOPBACK)
     values.update(overrides)
     return SsoSettings(**values)
 
@@ -237,3 +242,18 @@ def test_an_id_token_from_another_issuer_is_refused(oauth_provider, make_oauth_p
         validate_id_token(settings_for(oauth_provider), {"id_token": foreign.id_token}, None)
     # oidc-provider's development keys are the same in every instance, so only the issuer tells them apart.
     assert refused.value.message.code == "id_token_issuer", refused.value.message.code
+
+
+def test_a_provider_on_loopback_needs_the_servers_permission(oauth_provider):
+    """An admin-entered discovery URL may name a private or loopback server only if PORTAL_OIDC_ALLOWED_HOSTS does."""
+    settings = settings_for(oauth_provider, access=openid.access_from({}))
+    with pytest.raises(SsoRefusal) as refused:
+        begin_sign_in(settings, DEFAULT_REDIRECT_URI)
+    assert refused.value.message.code == "discovery_unreachable"
+    assert "PORTAL_OIDC_ALLOWED_HOSTS" in str(refused.value.message)
+    assert _check(settings) == [(False, "discovery_unreachable")]
+    allowed = SsoSettings.from_mapping({"PORTAL_OIDC_ALLOWED_HOSTS": f"127.0.0.1:{oauth_provider.port}",
+                                        "PORTAL_OIDC_DISCOVERY_URL": settings.discovery_url,
+                                        "PORTAL_OIDC_CLIENT_ID": "portal"})
+    assert begin_sign_in(allowed, DEFAULT_REDIRECT_URI)["url"].startswith(oauth_provider.issuer + "/auth?")
+    assert "access" not in allowed.public()

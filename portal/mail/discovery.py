@@ -14,7 +14,6 @@ import dataclasses
 import http.client
 import ipaddress
 import re
-import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
@@ -26,6 +25,8 @@ import dns.name
 import dns.resolver
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
+
+from portal import http as web
 
 from . import guard
 from .connection import probe_server
@@ -44,6 +45,7 @@ FOUND, NOTHING, IGNORED = "found", "nothing", "ignored"
 PROTOCOLS = ("smtp", "imap", "pop3")
 AUTOCONFIG_MAX_BYTES = 64 * 1024
 AUTOCONFIG_TIMEOUT = 3.0
+AUTOCONFIG_DEADLINE = 6.0  # the whole fetch of one document, however slowly it trickles
 DNS_TIMEOUT = 2.0
 PROBE_TIMEOUT = 5.0
 MAX_REDIRECTS = 3
@@ -276,18 +278,6 @@ def _preset_servers(preset: ProviderPreset, address: str) -> tuple[FoundServer, 
                  if server is not None)
 
 
-class _GuardedHTTPSConnection(http.client.HTTPSConnection):
-    """An HTTPS connection to the addresses the guard allowed, never to a second look-up of the name."""
-
-    def __init__(self, destination: guard.Destination, context: ssl.SSLContext, timeout: float):
-        super().__init__(destination.host, destination.port, timeout=timeout, context=context)
-        self.destination, self.tls = destination, context
-
-    def connect(self) -> None:
-        sock = guard.connect(self.destination, self.timeout)
-        self.sock = self.tls.wrap_socket(sock, server_hostname=self.destination.host)
-
-
 class _Search:
     """The state of one discovery: the address, the guard's settings, the resolvers and the trail."""
 
@@ -373,39 +363,30 @@ class _Search:
 
     def fetch(self, host: str, path: str) -> bytes:
         """GET an HTTPS document through the guard: short timeout, size limit, redirects on the same host only."""
-        http_config = dataclasses.replace(self.config, allowed_ports=frozenset({self.https_port}),
-                                          timeout=min(self.config.timeout, AUTOCONFIG_TIMEOUT))
-        try:
-            destination = self.destination(host, self.https_port, http_config)
-        except GuardRefused:
-            raise _Ignored("address_not_allowed", host) from None
-        except HostNotFound:
-            raise _Ignored("no_such_host", host) from None
-        context = ssl.create_default_context()
-        if self.config.ca_file:
-            context.load_verify_locations(cafile=self.config.ca_file)
+        timeout = min(self.config.timeout, AUTOCONFIG_TIMEOUT)
+        access = web.WebAccess(allowed_hosts=self.config.allowed_hosts, allowed_ports=frozenset({self.https_port}),
+                               connect_timeout=timeout, read_timeout=timeout, deadline=AUTOCONFIG_DEADLINE,
+                               max_bytes=AUTOCONFIG_MAX_BYTES, ca_file=self.config.ca_file)
+        port = "" if self.https_port == 443 else f":{self.https_port}"
         for _ in range(MAX_REDIRECTS + 1):
-            connection = _GuardedHTTPSConnection(destination, context, http_config.timeout)
             try:
-                connection.request("GET", path, headers={"Accept": "application/xml, text/xml",
-                                                         "User-Agent": "mail-sender-portal autoconfig"})
-                response = connection.getresponse()
-                if response.status in (301, 302, 303, 307, 308):
-                    path = self._same_host_redirect(host, response.getheader("Location", ""))
-                    continue
-                if response.status != 200:
-                    raise _Ignored("http_status", str(response.status))
-                declared = response.getheader("Content-Length")
-                if declared and declared.isdigit() and int(declared) > AUTOCONFIG_MAX_BYTES:
-                    raise _Ignored("too_big", f"{declared} bytes")
-                body = response.read(AUTOCONFIG_MAX_BYTES + 1)
-                if len(body) > AUTOCONFIG_MAX_BYTES:
-                    raise _Ignored("too_big", f"more than {AUTOCONFIG_MAX_BYTES} bytes")
-                return body
+                answer = web.fetch("GET", f"https://{host}{port}{path}", access, resolver=self.resolve_host,
+                                   headers={"Accept": "application/xml, text/xml",
+                                            "User-Agent": "mail-sender-portal autoconfig"})
+            except GuardRefused:
+                raise _Ignored("address_not_allowed", host) from None
+            except HostNotFound:
+                raise _Ignored("no_such_host", host) from None
+            except web.AnswerTooLarge as error:
+                raise _Ignored("too_big", f"more than {error.limit} bytes") from None
             except (OSError, http.client.HTTPException) as error:
                 raise _Ignored("unreachable", error.__class__.__name__) from None
-            finally:
-                connection.close()
+            if answer.status in (301, 302, 303, 307, 308):
+                path = self._same_host_redirect(host, answer.header("Location"))
+                continue
+            if answer.status != 200:
+                raise _Ignored("http_status", str(answer.status))
+            return answer.body
         raise _Ignored("too_many_redirects", str(MAX_REDIRECTS))
 
     def _same_host_redirect(self, host: str, location: str) -> str:

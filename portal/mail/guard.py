@@ -87,7 +87,8 @@ def resolve_destination(host: str, port: int, config: MailConfig, *, resolver: R
             allowed.append(text)
     if not allowed:
         # Details for the administrator only; the employee sees one message whatever the reason.
-        log.warning("mail guard refused %s port %d (resolved to %s)", host, port, ", ".join(addresses) or "nothing")
+        log.warning("connection guard refused %s port %d (resolved to %s)", host, port,
+                    ", ".join(addresses) or "nothing")
         raise GuardRefused()
     return Destination(host=host, port=port, addresses=tuple(allowed))
 

@@ -7,20 +7,30 @@ wrong one ``invalid_client``). Tokens are returned to the caller and never logge
 from __future__ import annotations
 
 import datetime
+import re
 import secrets
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
+
+from portal import http as web
+from portal import openid
 
 from .providers import PROVIDERS, Endpoints, SignInProvider
 
-TIMEOUT = 10.0  # seconds for one request to the provider
+# The issuers of the built-in providers' ID tokens (checked against their documentation, see README):
+# Google's "Validating an ID token" (developers.google.com/identity/openid-connect) names both forms.
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+# Microsoft identity platform v2.0 ("ID token claims reference", learn.microsoft.com): the issuer names the
+# tenant the person signed in to, the token's ``tid``; personal accounts have the consumers tenant's GUID.
+MICROSOFT_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
+MICROSOFT_CONSUMERS_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+_TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class ProviderError(Exception):
@@ -61,6 +71,8 @@ class AppSettings:
     discovery_url: str = ""
     sasl: str = ""
     scopes: str = ""
+    # Where the provider may be reached: PORTAL_OIDC_ALLOWED_HOSTS, as the app factory configured it.
+    access: web.WebAccess = field(default_factory=openid.provider_access, compare=False)
 
     def __repr__(self) -> str:
         return f"AppSettings(provider={self.provider!r}, client_id={self.client_id!r})"
@@ -73,38 +85,26 @@ def endpoints(app: AppSettings) -> Endpoints:
         tenant = app.tenant or "common"
         return Endpoints(known, known.authorize_url.format(tenant=tenant), known.token_url.format(tenant=tenant),
                          known.scopes, known.sasl, known.jwks_url.format(tenant=tenant), known.userinfo_url)
-    document = discover(app.discovery_url)
+    document = discover(app.discovery_url, app.access)
     scopes = tuple(app.scopes.split()) if app.scopes.strip() else known.scopes
     return Endpoints(known, document["authorization_endpoint"], document["token_endpoint"], scopes,
                      app.sasl or "XOAUTH2", document.get("jwks_uri", ""), document.get("userinfo_endpoint", ""),
                      document.get("issuer", ""))
 
 
-DISCOVERY_KEPT = 3600.0  # seconds a discovery document is reused: a refresh then costs one round trip
-_discovered: dict[str, tuple[float, dict]] = {}
-
-
-def discover(url: str) -> dict:
-    """The OpenID discovery document at ``url`` (kept for an hour); ProviderUnreachable when there is none there."""
-    kept = _discovered.get(url)
-    if kept is not None and time.monotonic() - kept[0] < DISCOVERY_KEPT:
-        return kept[1]
+def discover(url: str, access: web.WebAccess | None = None) -> dict:
+    """The OpenID discovery document at ``url`` (kept a few minutes); ProviderUnreachable when there is none there."""
     try:
-        answer = requests.get(url, timeout=TIMEOUT, headers={"Accept": "application/json"})
-        answer.raise_for_status()
-        document = answer.json()
-    except (requests.RequestException, ValueError) as error:
-        raise ProviderUnreachable(f"no OpenID discovery document at {url}: {type(error).__name__}") from None
-    if not isinstance(document, dict) or not {"authorization_endpoint", "token_endpoint"} <= set(document):
-        raise ProviderUnreachable(f"{url} is not an OpenID discovery document")
-    _discovered[url] = (time.monotonic(), document)
-    return document
+        return dict(openid.discover(url, access).metadata)
+    except openid.DiscoveryError as error:
+        raise ProviderUnreachable(f"{error.code}: {error.values}") from None
 
 
 def _session(app: AppSettings, redirect_uri: str | None = None, scope: str | None = None) -> OAuth2Session:
-    return OAuth2Session(app.client_id, app.client_secret, scope=scope, redirect_uri=redirect_uri,
-                         token_endpoint_auth_method="client_secret_basic" if app.provider != "yandex"
-                         else "client_secret_post", code_challenge_method="S256", default_timeout=TIMEOUT)
+    session = OAuth2Session(app.client_id, app.client_secret, scope=scope, redirect_uri=redirect_uri,
+                            token_endpoint_auth_method="client_secret_basic" if app.provider != "yandex"
+                            else "client_secret_post", code_challenge_method="S256")
+    return web.guard_session(session, app.access)
 
 
 @dataclass(frozen=True)
@@ -175,39 +175,67 @@ def signed_in_address(app: AppSettings, tokens: Tokens, nonce: str) -> str:
     where = endpoints(app)
     claims: dict = {}
     if tokens.id_token and where.jwks_url:
-        claims = _id_token_claims(tokens.id_token, where, app.client_id, nonce)
+        claims = _id_token_claims(tokens.id_token, where, app, nonce)
     address = claims.get("email") or (claims.get("preferred_username") if app.provider == "microsoft" else "")
     if not address and where.userinfo_url:
-        address = _userinfo(where, tokens.access_token)
+        address = _userinfo(where, tokens.access_token, app.access)
     if not address or "@" not in address:
         raise ProviderError("no_email", "the provider did not say which address signed in")
     return address.strip().lower()
 
 
-def _id_token_claims(id_token: str, where: Endpoints, client_id: str, nonce: str) -> dict:
+def _id_token_claims(id_token: str, where: Endpoints, app: AppSettings, nonce: str) -> dict:
     try:
-        keys = requests.get(where.jwks_url, timeout=TIMEOUT).json()
-        token = jwt.decode(id_token, KeySet.import_key_set(keys))
-        expected = {"aud": {"essential": True, "value": client_id}, "nonce": {"essential": True, "value": nonce}}
-        if where.issuer:
-            expected["iss"] = {"essential": True, "value": where.issuer}
+        try:
+            token = jwt.decode(id_token, KeySet.import_key_set(openid.signing_keys(where.jwks_url, app.access)))
+        except InvalidKeyIdError:  # signed with a key the kept set lacks: the provider rotated its keys
+            keys = openid.signing_keys(where.jwks_url, app.access, refresh=True)
+            token = jwt.decode(id_token, KeySet.import_key_set(keys))
+        expected = {"aud": {"essential": True, "value": app.client_id}, "nonce": {"essential": True, "value": nonce}}
         jwt.JWTClaimsRegistry(**expected).validate(token.claims)
-    except (requests.RequestException, ValueError) as error:
-        raise ProviderUnreachable(f"the provider's keys: {type(error).__name__}") from None
-    except JoseError as error:
-        raise ProviderError("invalid_id_token", f"the ID token did not verify: {error.error}") from None
+    except openid.DiscoveryError as error:
+        raise ProviderUnreachable(f"the provider's keys: {error.values.get('detail')}") from None
+    except (JoseError, ValueError) as error:
+        raise ProviderError("invalid_id_token", f"the ID token did not verify: {getattr(error, 'error', '')}") from None
+    issuers = expected_issuers(app, where, token.claims)
+    if token.claims.get("iss") not in issuers:
+        raise ProviderError("id_token_issuer", f"the ID token was issued by {str(token.claims.get('iss'))[:100]!r}, "
+                                               f"not by {' or '.join(issuers) or 'a known issuer'}")
     return token.claims
 
 
-def _userinfo(where: Endpoints, access_token: str) -> str:
+def expected_issuers(app: AppSettings, where: Endpoints, claims: dict) -> tuple[str, ...]:
+    """The issuers an ID token for this app may name: Google's, Microsoft's for the tenant, or the discovery
+    document's. With Microsoft's tenant common or organizations (or a tenant named by its domain), the tenant is
+    the one the token says the person signed in to (its ``tid``); organizations never takes personal accounts."""
+    if app.provider == "google":
+        return GOOGLE_ISSUERS
+    if app.provider != "microsoft":
+        return (where.issuer,) if where.issuer else ()
+    configured = (app.tenant or "common").lower()
+    if configured == "consumers":
+        return (MICROSOFT_ISSUER.format(tenant=MICROSOFT_CONSUMERS_TENANT),)
+    if _TENANT_ID.fullmatch(configured):
+        return (MICROSOFT_ISSUER.format(tenant=configured),)
+    tenant = str(claims.get("tid") or "").lower()
+    if not _TENANT_ID.fullmatch(tenant) or (configured == "organizations" and tenant == MICROSOFT_CONSUMERS_TENANT):
+        return ()
+    return (MICROSOFT_ISSUER.format(tenant=tenant),)
+
+
+def _userinfo(where: Endpoints, access_token: str, access: web.WebAccess) -> str:
     scheme = "OAuth" if where.provider.key == "yandex" else "Bearer"
     try:
-        answer = requests.get(where.userinfo_url, timeout=TIMEOUT,
-                              headers={"Authorization": f"{scheme} {access_token}"})
-        answer.raise_for_status()
-        return str(answer.json().get(where.provider.userinfo_field) or "")
-    except (requests.RequestException, ValueError) as error:
-        raise ProviderUnreachable(f"userinfo: {type(error).__name__}") from None
+        answer = web.fetch("GET", where.userinfo_url, access,
+                           headers={"Authorization": f"{scheme} {access_token}", "Accept": "application/json"})
+        info = answer.json() if answer.status == 200 else None
+    except web.NO_ANSWER as error:
+        raise ProviderUnreachable(f"userinfo: {openid.why(error)}") from None
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise ProviderUnreachable(f"userinfo: HTTP {answer.status}, not a JSON object")
+    return str(info.get(where.provider.userinfo_field) or "")
 
 
 def expires_at(tokens: Tokens, now: datetime.datetime) -> datetime.datetime:

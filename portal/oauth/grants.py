@@ -14,7 +14,7 @@ import json
 import logging
 import time
 
-from portal import events
+from portal import events, openid
 from portal.db import writing
 from portal.models import AuditEvent, Letter, Mailbox, utcnow
 from portal.models.oauth import MailboxGrant, OAuthApp
@@ -33,8 +33,13 @@ LOST_FOR_GOOD = frozenset({"invalid_grant", "unauthorized_client", "invalid_scop
 
 
 # One process at a time asks the provider for a mailbox's new tokens: it claims the refresh for longer than the
-# provider's answer can take (discovery, then the token request), others wait for its tokens polling the row.
-REFRESH_LEASE = datetime.timedelta(seconds=3 * client.TIMEOUT)
+# provider's answer can take, others wait for its tokens polling the row.
+def _refresh_lease() -> datetime.timedelta:
+    """Longer than a refresh can take: the discovery document and the token request, each within the guarded web
+    client's whole-request deadline (portal.http)."""
+    return datetime.timedelta(seconds=2 * openid.provider_access().deadline + 1)
+
+
 LEASE_POLL = 0.05  # seconds between two looks at a grant another process is refreshing
 
 
@@ -125,7 +130,7 @@ def _needs_refresh(grant: MailboxGrant, now: datetime.datetime, refused_token: s
 def _claim_refresh(grant_id: int, now: datetime.datetime, refused_token: str | None):
     """(grant, lease end) once this process may ask the provider; (grant, None) when another process refreshed
     meanwhile. While another one holds the lease this waits for its tokens, and takes over a lease that ran out."""
-    give_up = time.monotonic() + REFRESH_LEASE.total_seconds() + 5
+    give_up = time.monotonic() + _refresh_lease().total_seconds() + 5
     while True:
         grant = MailboxGrant.get_by_id(grant_id)
         if grant.needs_reconnect:
@@ -134,7 +139,7 @@ def _claim_refresh(grant_id: int, now: datetime.datetime, refused_token: str | N
             return grant, None
         clock = utcnow()
         if grant.refreshing_until is None or grant.refreshing_until <= clock:
-            lease = clock + REFRESH_LEASE
+            lease = clock + _refresh_lease()
             with writing():  # a short write: the claim, never the provider's answer
                 claimed = MailboxGrant.update(refreshing_until=lease).where(
                     (MailboxGrant.id == grant_id) & (MailboxGrant.access_token == grant.access_token)
