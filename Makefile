@@ -9,7 +9,7 @@ PORT ?= 5000
 # Plain-http development server: cookies cannot be Secure there.
 RUN_ENV := PORTAL_INSECURE_COOKIES=1
 
-.PHONY: run test test-postgres test-deploy lint bench messages install install-test debian-test-packages oauth-test-provider worker clean
+.PHONY: run test test-setup test-postgres test-deploy lint translations bench messages install install-test debian-test-packages oauth-test-provider worker clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed translations
 install-test: $(VENV)/.installed-test translations
 
-translations: $(VENV)/.installed
-	@out=$$($(PY) -m babel.messages.frontend compile -d portal/translations 2>&1) || { echo "$$out"; exit 1; }
+# Compiled when a catalogue changed, so that two runs side by side (CI) never rewrite one under the other's feet.
+CATALOGUES := $(wildcard portal/translations/*/LC_MESSAGES/messages.po)
+translations: $(CATALOGUES:.po=.mo)
+portal/translations/%/LC_MESSAGES/messages.mo: portal/translations/%/LC_MESSAGES/messages.po $(VENV)/.installed
+	@out=$$($(PY) -m babel.messages.frontend compile -d portal/translations -l $* 2>&1) || { echo "$$out"; exit 1; }
 
 # The web server in front, the letters worker beside it; stopping one stops both.
 run: install
@@ -68,13 +71,21 @@ debian-test-packages:
 	  fi; \
 	fi
 
-# The OAuth 2.0 test provider (oidc-provider) from its lockfile; skipped when npm is missing.
+# The OAuth 2.0 test provider (oidc-provider) from its lockfile, again only when the lockfile changed (npm ci
+# empties node_modules first); skipped when npm is missing.
+OAUTH_PROVIDER := tests/oauth_provider
 oauth-test-provider: debian-test-packages
-	@if command -v npm >/dev/null 2>&1; then cd tests/oauth_provider && npm ci --no-audit --no-fund --loglevel=error; \
-	else echo "npm is missing: the OAuth tests will skip"; fi
+	@if ! command -v npm >/dev/null 2>&1; then echo "npm is missing: the OAuth tests will skip"; \
+	elif [ ! $(OAUTH_PROVIDER)/node_modules/.installed -nt $(OAUTH_PROVIDER)/package-lock.json ]; then \
+	  (cd $(OAUTH_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error) && touch $(OAUTH_PROVIDER)/node_modules/.installed; \
+	fi
 
 test: install-test debian-test-packages oauth-test-provider lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# What .ci/run needs before it starts `make test` and `make test-postgres` side by side: every prerequisite of
+# both, so that neither installs anything while the other runs.
+test-setup: install-test debian-test-packages oauth-test-provider
 
 # The style setup.cfg's [flake8] states (lines up to 120), kept by every change.
 lint: install-test

@@ -196,6 +196,10 @@ def test_a_provider_error_is_explained_in_words(company_app, as_admin):
     assert "refused the permissions" in page_text(form)
     with as_admin.application.test_request_context():
         assert "administrator" in explain_error("unauthorized_client")
+        # An ID token from another issuer (portal/oauth/client.py refuses it) is named, not "refused (code)".
+        assert "signed by another provider" in explain_error("id_token_issuer")
+    with as_admin.application.test_request_context(headers={"Accept-Language": "ru"}):
+        assert "подписью другого провайдера" in explain_error("id_token_issuer")
 
 
 @pytest.mark.parametrize("elsewhere", ["//evil.example/x", "/%09/evil.example/x", "/%5Cevil.example/x"])

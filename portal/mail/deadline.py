@@ -101,7 +101,7 @@ class Deadline:
             self.expired = True
             sockets, self._sockets = self._sockets, []
         if sockets:
-            log.info("mail deadline of %g s passed; shutting down %d connection(s)", self.seconds, len(sockets))
+            log.info("deadline of %g s passed; shutting down %d connection(s)", self.seconds, len(sockets))
         for sock in sockets:
             _shut(sock)
 

@@ -229,6 +229,8 @@ _ERRORS = {
     "no_email": lambda: _("The provider did not say which address signed in. Allow the portal to see your e-mail "
                           "address, then try again."),
     "temporarily_unavailable": lambda: _("The provider could not be reached. Try again in a minute."),
+    "id_token_issuer": lambda: _("The sign-in came back signed by another provider than this one, so it was not "
+                                 "trusted and nothing was saved. An administrator must check Sign-in providers."),
 }
 
 
