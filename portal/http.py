@@ -87,7 +87,11 @@ class WebAccess:
                           allowed_hosts=self.allowed_hosts, ca_file=self.ca_file)
 
     def tls_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
+        """The system's trusted CAs, and the configured CA file beside them (an internal CA), as for mail servers."""
+        context = ssl.create_default_context()
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+        return context
 
 
 @dataclass(frozen=True)

@@ -102,3 +102,20 @@ def test_a_provider_signed_by_an_internal_ca_needs_its_ca_file(tmp_path):
         assert openid.discover(url, with_ca).metadata["issuer"] == server.origin
     finally:
         server.stop()
+
+
+def test_an_internal_ca_file_is_trusted_beside_the_system_store_not_instead_of_it(tmp_path, monkeypatch):
+    # Google's and Microsoft's certificates chain to the system's CAs: setting PORTAL_OIDC_CA_FILE for the company's
+    # own provider must not stop the portal trusting them. The "system store" here is a CA of the test's own, named
+    # by OpenSSL's SSL_CERT_FILE, which the default store reads.
+    public = make_certificate(tmp_path / "public", label="public", names=("127.0.0.1",))
+    internal = make_certificate(tmp_path / "internal", label="internal", names=("127.0.0.1",))
+    monkeypatch.setenv("SSL_CERT_FILE", str(public.ca_file))
+    server = WebServer(public)
+    try:
+        url = server.json(PATH, document(server.origin))
+        access = openid.access_from({"PORTAL_OIDC_ALLOWED_HOSTS": "127.0.0.1:*",
+                                     "PORTAL_OIDC_CA_FILE": internal.ca_file})
+        assert openid.discover(url, access).metadata["issuer"] == server.origin
+    finally:
+        server.stop()
