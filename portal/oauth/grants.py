@@ -35,9 +35,11 @@ LOST_FOR_GOOD = frozenset({"invalid_grant", "unauthorized_client", "invalid_scop
 # One process at a time asks the provider for a mailbox's new tokens: it claims the refresh for longer than the
 # provider's answer can take, others wait for its tokens polling the row.
 def _refresh_lease() -> datetime.timedelta:
-    """Longer than a refresh can take: the discovery document and the token request, each within the guarded web
-    client's whole-request deadline (portal.http)."""
-    return datetime.timedelta(seconds=2 * openid.provider_access().deadline + 1)
+    """Longer than a refresh can take: the discovery document and the token request, each cut at the guarded web
+    client's whole-request deadline (portal.http), and a margin for the database and the clocks of several
+    machines. A lease runs out only under a process that died or hung; its late answer, if any, is then not stored
+    (the process that took over stores its own: a provider revokes the access tokens of earlier refreshes)."""
+    return datetime.timedelta(seconds=2 * openid.provider_access().deadline + 30)
 
 
 LEASE_POLL = 0.05  # seconds between two looks at a grant another process is refreshing
