@@ -65,9 +65,17 @@ class PageSettings:
     def from_mapping(cls, config, stored=None, **fixed):
         """Settings from a config mapping, overridden by the page's values (a False switch counts; blank does not)."""
         values = {name: config[key] for name, key in cls.environment.items() if config.get(key)}
-        values.update({name: value for name, value in (stored or {}).items()
-                       if name in cls.page_fields and (value or isinstance(value, bool))})
+        page = {name: value for name, value in (stored or {}).items()
+                if name in cls.page_fields and (value or isinstance(value, bool))}
+        if cls.secret_name not in page and cls._moved(page, values):
+            values.pop(cls.secret_name, None)  # the configuration's secret goes only where the configuration says
+        values.update(page)
         return cls(**values, **fixed)
+
+    @classmethod
+    def _moved(cls, page, configured) -> list:
+        """The fields of ``secret_bound_to`` the page sets to something else than the configuration does."""
+        return [name for name in cls.secret_bound_to if page.get(name) and page[name] != configured.get(name, "")]
 
     @classmethod
     def stored(cls, box):
@@ -75,9 +83,16 @@ class PageSettings:
         return read_settings(cls.setting_key, cls.secret_name, box)
 
     @classmethod
-    def store(cls, box, values, context):
-        """Keep the page's values; the secret encrypted (a blank one keeps the stored one, unless a field of
-        ``secret_bound_to`` changed: then SecretNotKept and nothing is written)."""
+    def store(cls, box, values, context, config=None):
+        """Keep the page's values; the secret encrypted. A blank one keeps the stored one, unless a field of
+        ``secret_bound_to`` changed; with no stored one, the configuration's secret counts only while the page
+        sends it where the configuration does. Otherwise SecretNotKept, and nothing is written."""
+        stored = PortalSetting.read(cls.setting_key, {}) or {}
+        if config is not None and not values.get(cls.secret_name) and not stored.get(cls.secret_name):
+            configured = {name: config.get(key) or "" for name, key in cls.environment.items()}
+            moved = cls._moved(values, configured)
+            if configured.get(cls.secret_name) and moved:
+                raise SecretNotKept(cls.secret_name, moved)
         write_settings(cls.setting_key, values, cls.secret_name, box, context, bound_to=cls.secret_bound_to)
 
     def public(self):

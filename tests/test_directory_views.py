@@ -50,6 +50,23 @@ def test_a_kept_bind_password_goes_to_no_other_directory_or_account(client, as_a
     assert PortalSetting.read("directory") == before
 
 
+def test_the_configurations_bind_password_goes_to_no_directory_the_page_names(app, client, as_admin, ldap_directory):
+    # PORTAL_LDAP_BIND_PASSWORD was given for PORTAL_LDAP_URL: a page naming another directory must bring its own.
+    from portal.directory import DirectorySettings
+
+    access = ldap_directory.access()
+    app.config.update(PORTAL_LDAP_URL=access.url, PORTAL_LDAP_BIND_PASSWORD=access.bind_password)
+    elsewhere = "ldaps://127.0.0.9:636"
+
+    answer = client.post("/admin/directory", data=settings_form(ldap_directory, bind_password="", url=elsewhere))
+
+    assert answer.status_code == 200 and "Type the bind password again" in answer.get_data(as_text=True)
+    assert PortalSetting.read("directory") is None
+    # Stored some other way (an older version, the database edited): still never sent there.
+    assert DirectorySettings.from_mapping(app.config, {"url": elsewhere}).bind_password == ""
+    assert DirectorySettings.from_mapping(app.config, {"url": access.url}).bind_password == access.bind_password
+
+
 def test_bad_settings_are_refused_beside_their_fields(client, as_admin, ldap_directory):
     page = client.post("/admin/directory", data=settings_form(
         ldap_directory, url="http://dc.example.com", ca_file="/nonexistent.pem", search_filter="uid=x"))

@@ -62,6 +62,23 @@ def test_a_kept_client_secret_goes_to_no_other_provider_or_client(client, make_e
     assert typed.status_code == 302
 
 
+def test_the_configurations_client_secret_goes_to_no_provider_the_page_names(app, client, make_employee):
+    from portal.sso import SsoSettings
+
+    app.config.update(PORTAL_OIDC_DISCOVERY_URL=SETTINGS["discovery_url"], PORTAL_OIDC_CLIENT_ID="portal",
+                      PORTAL_OIDC_CLIENT_SECRET="from-the-environment")
+    sign_in(client, make_employee(role="admin"))
+    elsewhere = "https://evil.example.net/.well-known/openid-configuration"
+
+    answer = client.post("/admin/sign-in", data={**SETTINGS, "client_secret": "", "discovery_url": elsewhere})
+
+    assert answer.status_code == 200 and "Type the client secret again" in answer.get_data(as_text=True)
+    assert PortalSetting.get_or_none(PortalSetting.key == SETTING_KEY) is None
+    assert client.post("/admin/sign-in", data={**SETTINGS, "client_secret": ""}).status_code == 302  # same place
+    assert SsoSettings.from_mapping(app.config, {"discovery_url": elsewhere}).client_secret == ""
+    assert SsoSettings.from_mapping(app.config, {}).client_secret == "from-the-environment"
+
+
 def test_bad_settings_are_explained_beside_the_field_and_nothing_is_saved(client, make_employee):
     sign_in(client, make_employee(role="admin"))
     page = client.post("/admin/sign-in", data={**SETTINGS, "discovery_url": "ftp://id.example.com",

@@ -46,7 +46,7 @@ def save():
     if not form.validate_on_submit():
         return _page(form)
     try:
-        store_settings(active_box(), form.values(), secrets.token_hex(16))
+        store_settings(active_box(), form.values(), secrets.token_hex(16), current_app.config)
     except SecretNotKept:
         form.bind_password.errors.append(_("Type the bind password again: the stored one was given for another "
                                            "directory or bind DN."))

@@ -117,7 +117,7 @@ def save():
     if not form.validate_on_submit():
         return _page(form)
     try:
-        store_settings(active_box(), form.values(), secrets.token_hex(16))
+        store_settings(active_box(), form.values(), secrets.token_hex(16), current_app.config)
     except SecretNotKept:
         form.client_secret.errors.append(_("Type the client secret again: the stored one was given for another "
                                            "provider or client."))
