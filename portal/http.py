@@ -136,8 +136,10 @@ class _GuardedConnection(http.client.HTTPConnection):
 
 
 def fetch(method: str, url: str, access: WebAccess, *, body: bytes | str | None = None,
-          headers: Mapping[str, str] | None = None, resolver: guard.Resolver | None = None) -> Answer:
-    """One request through the guard; the answer as it came (a redirect is not followed).
+          headers: Mapping[str, str] | None = None, resolver: guard.Resolver | None = None,
+          read_body: bool = True) -> Answer:
+    """One request through the guard; the answer as it came (a redirect is not followed). Without ``read_body``
+    the answer ends at its headers, its body empty: for a caller to whom only the status counts.
 
     Raises GuardRefused (an address or port the access does not open), HostNotFound, TimeoutError (a read, or
     DeadlineExceeded for the whole request), ssl.SSLError, AnswerTooLarge, OSError or HTTPException.
@@ -156,6 +158,8 @@ def fetch(method: str, url: str, access: WebAccess, *, body: bytes | str | None 
             connection.request(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
                                body=body, headers=sent)
             response = connection.getresponse()
+            if not read_body:
+                return Answer(response.status, response.reason, response.headers, b"")
             declared = response.getheader("Content-Length") or ""
             if declared.isdigit() and int(declared) > access.max_bytes:
                 raise AnswerTooLarge(access.max_bytes, response.status)

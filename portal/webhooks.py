@@ -465,11 +465,10 @@ class _Failed(Exception):
 
 def post(url: str, body: bytes, headers: Mapping[str, str], settings: WebhookSettings, *,
          resolver: guard.Resolver | None = None) -> int:
-    """POST ``body`` to ``url`` through the guard; the answer's status code (redirects are not followed)."""
-    try:
-        return web.fetch("POST", url, settings.web_access(), body=body, headers=headers, resolver=resolver).status
-    except web.AnswerTooLarge as error:  # the answer's body is not kept: a long one is still an answer
-        return error.status
+    """POST ``body`` to ``url`` through the guard; the answer's status code (redirects are not followed). The
+    answer's body is not read: a long one, or one cut short after the status, is still an answer."""
+    return web.fetch("POST", url, settings.web_access(), body=body, headers=headers, resolver=resolver,
+                     read_body=False).status
 
 
 def _default_port(scheme: str) -> int:

@@ -221,6 +221,15 @@ def test_redirects_are_not_followed_and_a_slow_receiver_times_out(app, employee,
     assert time.monotonic() - started < 2.5
 
 
+def test_a_receiver_that_answers_200_and_hangs_up_mid_body_has_the_delivery(app, employee, webhook_receiver):
+    # Only the status counts: a body cut short after "200" is not a failure to retry (a second copy of the event).
+    endpoint, _ = endpoint_for(employee, webhook_receiver.url)
+    webhook_receiver.answers = [(200, {"Content-Length": "100"})]
+    outcome = webhooks.deliver(webhooks.send_test_event(endpoint, actor=employee).id, LOCAL)
+    assert (outcome.attempt.status_code, outcome.attempt.error) == (200, "")
+    assert deliveries(endpoint)[0].state == "delivered"
+
+
 def test_nothing_is_listening_is_logged_as_could_not_connect(app, employee, webhook_receiver):
     endpoint, _ = endpoint_for(employee, "http://127.0.0.1:9/nothing-here")
     outcome = webhooks.deliver(webhooks.send_test_event(endpoint, actor=employee).id, LOCAL)
