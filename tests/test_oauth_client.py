@@ -149,3 +149,16 @@ def test_a_company_server_on_loopback_needs_the_servers_permission(web_server):
     with pytest.raises(ProviderUnreachable):
         authorization(app, REDIRECT)
     assert web_server.hits == []
+
+
+def test_a_userinfo_endpoint_that_is_not_a_web_address_is_the_providers_fault_not_a_crash(web_server):
+    # A company server's document names "/userinfo" (relative): the callback must explain, not answer 500.
+    openid.forget()
+    origin = web_server.origin
+    url = web_server.json("/.well-known/openid-configuration", {
+        "issuer": origin, "authorization_endpoint": origin + "/auth", "token_endpoint": origin + "/token",
+        "jwks_uri": origin + "/jwks", "userinfo_endpoint": "/userinfo"})
+    app = AppSettings("company", "c-id", "s", discovery_url=url, access=LOOPBACK)
+    with pytest.raises(ProviderUnreachable) as unreachable:
+        signed_in_address(app, Tokens(access_token="at", refresh_token="rt", expires_in=3600, id_token=""), NONCE)
+    assert "not a web address" in str(unreachable.value)

@@ -228,9 +228,12 @@ def _userinfo(where: Endpoints, access_token: str, access: web.WebAccess) -> str
     try:
         answer = web.fetch("GET", where.userinfo_url, access,
                            headers={"Authorization": f"{scheme} {access_token}", "Accept": "application/json"})
-        info = answer.json() if answer.status == 200 else None
     except web.NO_ANSWER as error:
         raise ProviderUnreachable(f"userinfo: {openid.why(error)}") from None
+    except ValueError:  # the discovery document named something that is not a web address
+        raise ProviderUnreachable(f"userinfo: not a web address: {str(where.userinfo_url)[:200]!r}") from None
+    try:
+        info = answer.json() if answer.status == 200 else None
     except ValueError:
         info = None
     if not isinstance(info, dict):
