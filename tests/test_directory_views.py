@@ -47,6 +47,7 @@ def test_a_kept_bind_password_goes_to_no_other_directory_or_account(client, as_a
     page = answer.get_data(as_text=True)
     assert answer.status_code == 200
     assert 'id="bind_password-error"' in page and "Type the bind password again" in page
+    assert "Leave empty to keep the current one" not in page  # which the error just said it cannot
     assert PortalSetting.read("directory") == before
 
 

@@ -57,6 +57,7 @@ def test_a_kept_client_secret_goes_to_no_other_provider_or_client(client, make_e
     page = answer.get_data(as_text=True)
     assert answer.status_code == 200
     assert 'id="client_secret-error"' in page and "Type the client secret again" in page
+    assert "Leave empty to keep the current one" not in page  # which the error just said it cannot
     assert PortalSetting.get(PortalSetting.key == SETTING_KEY).value == before  # nothing saved
     typed = client.post("/admin/sign-in", data={**SETTINGS, "client_secret": "new-s3cret", **change})
     assert typed.status_code == 302
