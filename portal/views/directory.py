@@ -1,11 +1,9 @@
 """Account management → Directory: the LDAP settings, a preview of the next sync, and the last report."""
-import secrets
 
 from flask import Blueprint, current_app, flash, redirect, url_for
 from flask_babel import gettext as _
 
 from portal.access import admin_required
-from portal.admin_settings import SecretNotKept
 from portal.directory import (MESSAGES, DirectoryError, configured_settings, store_settings, sync_directory,
                               sync_directory_alone)
 from portal.forms.directory import DirectoryForm
@@ -13,6 +11,7 @@ from portal.htmx import render_htmx
 from portal.letters.worker import huey_for
 from portal.models import DirectoryLink, DirectorySync
 from portal.secret_box import active_box
+from portal.views.page_settings import stored
 
 bp = Blueprint("directory", __name__, url_prefix="/admin/directory")
 SHOWN = 20  # report lines shown per list; the counts are always whole
@@ -43,13 +42,8 @@ def index():
 def save():
     """Store the settings (the bind password encrypted)."""
     form = DirectoryForm()
-    if not form.validate_on_submit():
-        return _page(form)
-    try:
-        store_settings(active_box(), form.values(), secrets.token_hex(16), current_app.config)
-    except SecretNotKept:
-        form.bind_password.errors.append(_("Type the bind password again: the stored one was given for another "
-                                           "directory or bind DN."))
+    if not form.validate_on_submit() or not stored(form, store_settings, _(
+            "Type the bind password again: the stored one was given for another directory or bind DN.")):
         return _page(form)
     flash(_("Directory settings saved. Preview the sync to see what it would change."), "success")
     return redirect(url_for("directory.index"))

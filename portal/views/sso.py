@@ -1,17 +1,16 @@
 """Single sign-on: "Sign in with <company>", the provider's callback, the sign-out offer, and the admin's page."""
 import logging
-import secrets
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.access import admin_required
-from portal.admin_settings import SecretNotKept
 from portal.forms.sso import SsoForm
 from portal.htmx import render_htmx
 from portal.secret_box import active_box
 from portal.security import local_target
+from portal.views.page_settings import stored
 from portal.sso import (MESSAGES, SsoRefusal, begin_sign_in, check_provider, configured_settings, employee_for,
                         finish_sign_in, logout_url, store_settings)
 from portal.views.signing_in import sign_in_as
@@ -114,13 +113,8 @@ def settings_page():
 def save():
     """Store the settings (the client secret encrypted, never shown again)."""
     form = SsoForm()
-    if not form.validate_on_submit():
-        return _page(form)
-    try:
-        store_settings(active_box(), form.values(), secrets.token_hex(16), current_app.config)
-    except SecretNotKept:
-        form.client_secret.errors.append(_("Type the client secret again: the stored one was given for another "
-                                           "provider or client."))
+    if not form.validate_on_submit() or not stored(form, store_settings, _(
+            "Type the client secret again: the stored one was given for another provider or client.")):
         return _page(form)
     flash(_("Sign-in settings saved. Check them with the provider before people use them."), "success")
     return redirect(url_for("sso.settings_page"))
