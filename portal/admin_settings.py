@@ -27,10 +27,11 @@ class SecretNotKept(ValueError):
         self.secret_name, self.changed = secret_name, changed
 
 
-def write_settings(key, values, secret_name, box, context, *, bound_to=()):
+def write_settings(key, values, secret_name, box, context, *, bound_to=(), configured=None):
     """Keep the values; the secret among them encrypted. A blank one keeps the stored one, unless one of the
-    values it was given for (``bound_to``: its server, its account) changed: then nothing is written and
-    SecretNotKept is raised, so that a stored secret never goes where its owner did not send it."""
+    values it was given for (``bound_to``: its server, its account) changed; with none stored, a secret in the
+    ``configured`` values (the configuration's, by field) counts only while ``bound_to`` stay as configured.
+    Otherwise nothing is written and SecretNotKept is raised: a secret never goes where it was not sent."""
     values = dict(values)
     secret = values.pop(secret_name, "")
     stored = PortalSetting.read(key, {}) or {}
@@ -38,11 +39,20 @@ def write_settings(key, values, secret_name, box, context, *, bound_to=()):
         ciphertext = box.encrypt(secret, context)
     else:
         ciphertext, context = stored.get(secret_name, ""), stored.get("context", context)
-        before = stored.get("values") or {}
-        changed = [name for name in bound_to if (before.get(name) or "") != (values.get(name) or "")]
-        if ciphertext and changed:
+        if ciphertext:
+            before = stored.get("values") or {}
+            changed = [name for name in bound_to if (before.get(name) or "") != (values.get(name) or "")]
+        else:
+            changed = moved(values, configured or {}, bound_to) if (configured or {}).get(secret_name) else []
+        if changed:
             raise SecretNotKept(secret_name, changed)
     PortalSetting.write(key, {"values": values, "context": context, secret_name: ciphertext})
+
+
+def moved(page, configured, bound_to) -> list:
+    """The fields of ``bound_to`` the page sets to something else than the configuration (a blank page value takes
+    the configuration's): where the configuration's secret must not follow."""
+    return [name for name in bound_to if page.get(name) and page[name] != (configured.get(name) or "")]
 
 
 class PageSettings:
@@ -67,15 +77,10 @@ class PageSettings:
         values = {name: config[key] for name, key in cls.environment.items() if config.get(key)}
         page = {name: value for name, value in (stored or {}).items()
                 if name in cls.page_fields and (value or isinstance(value, bool))}
-        if cls.secret_name not in page and cls._moved(page, values):
+        if cls.secret_name not in page and moved(page, values, cls.secret_bound_to):
             values.pop(cls.secret_name, None)  # the configuration's secret goes only where the configuration says
         values.update(page)
         return cls(**values, **fixed)
-
-    @classmethod
-    def _moved(cls, page, configured) -> list:
-        """The fields of ``secret_bound_to`` the page sets to something else than the configuration does."""
-        return [name for name in cls.secret_bound_to if page.get(name) and page[name] != configured.get(name, "")]
 
     @classmethod
     def stored(cls, box):
@@ -87,13 +92,9 @@ class PageSettings:
         """Keep the page's values; the secret encrypted. A blank one keeps the stored one, unless a field of
         ``secret_bound_to`` changed; with no stored one, the configuration's secret counts only while the page
         sends it where the configuration does. Otherwise SecretNotKept, and nothing is written."""
-        stored = PortalSetting.read(cls.setting_key, {}) or {}
-        if config is not None and not values.get(cls.secret_name) and not stored.get(cls.secret_name):
-            configured = {name: config.get(key) or "" for name, key in cls.environment.items()}
-            moved = cls._moved(values, configured)
-            if configured.get(cls.secret_name) and moved:
-                raise SecretNotKept(cls.secret_name, moved)
-        write_settings(cls.setting_key, values, cls.secret_name, box, context, bound_to=cls.secret_bound_to)
+        configured = {name: config.get(key) for name, key in cls.environment.items()} if config is not None else None
+        write_settings(cls.setting_key, values, cls.secret_name, box, context, bound_to=cls.secret_bound_to,
+                       configured=configured)
 
     def public(self):
         """The settings for pages and reports: the secret only as whether one is set."""
