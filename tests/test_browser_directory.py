@@ -1,15 +1,11 @@
 """Account management → Directory in Chromium: preview through htmx, then sync, in English and Russian."""
 import dataclasses
-import os
-from pathlib import Path
 
 import pytest
 
 from portal.directory import store_settings
 from portal.models import Employee
 from portal.secret_box import active_box
-
-SHOTS = Path(os.environ.get("PORTAL_SHOTS", "/tmp/shots-directory"))
 
 
 def configure(directory):
@@ -30,15 +26,13 @@ def test_preview_then_sync_in_the_browser(live_server, signed_in_page, make_empl
     page.wait_for_selector("#directory-report")
     assert Employee.select().count() == 1
     assert "person1001" in page.inner_text("#directory-report")  # the entry without an e-mail, skipped
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"preview-{language}-{width}.png"), full_page=True)
+    screenshot(page, f"preview-{language}-{width}")
     page.get_by_role("button", name="Sync now" if language == "en" else "Синхронизировать сейчас").click()
     page.wait_for_selector("text=" + ("Last sync" if language == "en" else "Последняя синхронизация"))
     assert Employee.select().count() == 1001
-    page.screenshot(path=str(SHOTS / f"synced-{language}-{width}.png"), full_page=True)
-    page.screenshot(path=str(SHOTS / f"synced-{language}-{width}-top.png"))
-    screenshot(page, f"directory-{language}-{width}")
+    screenshot(page, f"synced-{language}-{width}")
+    screenshot(page, f"synced-{language}-{width}-top", full_page=False)
     kept = Employee.by_email("person0004@example.com")
     page.goto(f"{live_server}/admin/employees/{kept.id}")
     assert "uid=person0004" in page.inner_text("main")
-    page.screenshot(path=str(SHOTS / f"card-{language}-{width}.png"), full_page=True)
+    screenshot(page, f"card-{language}-{width}")

@@ -1,8 +1,5 @@
 """The Health page, the health badges and a mailbox's health panel in Chromium, in English and Russian, on a desktop
 and a phone."""
-import shutil
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
@@ -10,7 +7,6 @@ from portal.models import Letter, MailboxInbox, utcnow
 from portal.models.health import MailboxHealth
 from tests.fixtures.browser import assert_no_sideways_scroll
 
-SHOTS = Path("/tmp/shots-health")
 WIDTHS = (1366, 390)
 
 
@@ -44,12 +40,6 @@ def health_boxes(make_mailbox, make_employee):
     return admins, owner, working
 
 
-def shoot(page, screenshot, name):
-    path = screenshot(page, name)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, SHOTS / f"{name}.png")
-
-
 @pytest.mark.browser
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_the_health_page_and_the_badges(dns_for_app, live_server, browser, sign_in, health_boxes, screenshot, lang):
@@ -62,7 +52,7 @@ def test_the_health_page_and_the_badges(dns_for_app, live_server, browser, sign_
         page.goto(live_server + "/admin/mail/health")
         assert paused_word in page.inner_text("#health-list")
         assert_no_sideways_scroll(page)
-        shoot(page, screenshot, f"health-{lang}-{width}")
+        screenshot(page, f"health-{lang}-{width}")
 
         page.select_option("#state", "paused_by_portal")
         expect(page.locator("#health-list")).not_to_contain_text("sales@example.com")
@@ -71,7 +61,7 @@ def test_the_health_page_and_the_badges(dns_for_app, live_server, browser, sign_
         page.goto(live_server + f"/admin/mail/employees/{owner.id}")
         assert paused_word in page.inner_text("main")
         assert_no_sideways_scroll(page)
-        shoot(page, screenshot, f"badges-{lang}-{width}")
+        screenshot(page, f"badges-{lang}-{width}")
 
         page.goto(live_server + f"/mailboxes/{working.id}/edit")
         page.wait_for_selector("#mailbox-health button:has-text('DNS')")
@@ -82,6 +72,5 @@ def test_the_health_page_and_the_badges(dns_for_app, live_server, browser, sign_
         page.wait_for_selector("#mailbox-health [role=status]")
         page.locator("#mailbox-health").scroll_into_view_if_needed()
         assert_no_sideways_scroll(page)
-        shoot(page, screenshot, f"panel-{lang}-{width}")
-        page.locator("#mailbox-health").screenshot(path=str(SHOTS / f"panel-only-{lang}-{width}.png"))
+        screenshot(page, f"panel-{lang}-{width}")
         context.close()

@@ -1,7 +1,5 @@
 """In Chromium: the bell with its unread count, the notification centre, My profile's choices and the system
 mailbox section, in English and Russian, at 1366 and 390 px."""
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -9,20 +7,6 @@ from portal.notifications import notify
 from tests.fixtures.browser import assert_no_sideways_scroll
 
 pytestmark = pytest.mark.browser
-SHOTS = Path("/tmp/shots-notify")
-
-
-@pytest.fixture
-def shot(screenshot):
-    """A screenshot kept also under /tmp/shots-notify, where a person looks at it."""
-
-    def take(page, name, full_page=True):
-        path = screenshot(page, name, full_page)
-        SHOTS.mkdir(exist_ok=True)
-        shutil.copyfile(path, SHOTS / f"{name}.png")
-        return path
-
-    return take
 
 
 def fill_centre(person):
@@ -36,7 +20,7 @@ def fill_centre(person):
 @pytest.mark.parametrize("language", ["en", "ru"])
 @pytest.mark.parametrize("width", [1366, 390])
 def test_the_bell_leads_to_the_centre_and_mark_all_read_empties_it(language, width, live_server, signed_in_page,
-                                                                   make_employee, page, shot):
+                                                                   make_employee, page, screenshot):
     person = make_employee(language=language)
     fill_centre(person)
     page.set_viewport_size({"width": width, "height": 800})
@@ -49,14 +33,14 @@ def test_the_bell_leads_to_the_centre_and_mark_all_read_empties_it(language, wid
     assert bell.locator("[data-unread-notifications]").inner_text().startswith("3")
     words = {"en": "3 unread notifications", "ru": "3 непрочитанных уведомления"}[language]
     assert bell.get_attribute("title") == words
-    shot(page, f"bell-{language}-{width}", full_page=False)
+    screenshot(page, f"bell-{language}-{width}", full_page=False)
 
     bell.click()
     page.wait_for_url("**/notifications")
     assert page.locator("li.notification.unread").count() == 3
     assert page.locator("a.nav-bell").get_attribute("aria-current") == "page"
     assert_no_sideways_scroll(page)
-    shot(page, f"notifications-{language}-{width}")
+    screenshot(page, f"notifications-{language}-{width}")
 
     page.locator(".notification-actions button").click()
     page.wait_for_url("**/notifications")
@@ -68,7 +52,7 @@ def test_the_bell_leads_to_the_centre_and_mark_all_read_empties_it(language, wid
 @pytest.mark.parametrize("language", ["en", "ru"])
 @pytest.mark.parametrize("width", [1366, 390])
 def test_my_profile_choices_and_the_system_mailbox_section(language, width, live_server, signed_in_page,
-                                                           make_employee, make_mailbox, page, shot):
+                                                           make_employee, make_mailbox, page, screenshot):
     admin = make_employee(role="admin", language=language)
     make_mailbox(address="portal@example.com")
     page.set_viewport_size({"width": width, "height": 900})
@@ -76,7 +60,7 @@ def test_my_profile_choices_and_the_system_mailbox_section(language, width, live
     page.goto(live_server + "/profile#notifications")
     page.locator("#notification-form input[name=reply_received][value=email]").check()
     assert_no_sideways_scroll(page)
-    shot(page, f"profile-notifications-{language}-{width}")
+    screenshot(page, f"profile-notifications-{language}-{width}")
     page.locator("#notification-form button[type=submit]").click()
     page.wait_for_url("**/profile#notifications")
     assert page.locator("#notification-form input[name=reply_received][value=email]").is_checked()
@@ -88,7 +72,7 @@ def test_my_profile_choices_and_the_system_mailbox_section(language, width, live
     assert "portal@example.com" in page.locator("#system-mailbox p").first.inner_text()
     assert_no_sideways_scroll(page)
     page.locator("#system-mailbox").scroll_into_view_if_needed()
-    shot(page, f"outgoing-system-mailbox-{language}-{width}")
+    screenshot(page, f"outgoing-system-mailbox-{language}-{width}")
 
 
 @pytest.mark.parametrize("language", ["en", "ru"])

@@ -1,8 +1,6 @@
 """Webhooks in Chromium: add one on My profile, copy its secret once, send a test event through the real queue
 and watch the log fill in; the section in both languages at 1366 and 390 px."""
 import datetime
-import shutil
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -13,23 +11,9 @@ from portal.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcn
 from tests.fixtures.browser import assert_no_sideways_scroll
 
 pytestmark = pytest.mark.browser
-SHOTS = Path("/tmp/shots-hooks")  # where a person looks at them (kept out of git)
 
 
-@pytest.fixture
-def shot(screenshot):
-    """screenshot() that also leaves a copy under /tmp/shots-hooks/."""
-
-    def take(page, name):
-        path = screenshot(page, name)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, SHOTS / f"{name}.png")
-        return path
-
-    return take
-
-
-def test_add_a_webhook_copy_its_secret_and_send_a_test_event(live_server, signed_in_page, employee, shot,
+def test_add_a_webhook_copy_its_secret_and_send_a_test_event(live_server, signed_in_page, employee, screenshot,
                                                              webhook_receiver, queue_worker):
     queue_worker()
     page = signed_in_page(employee)
@@ -51,7 +35,7 @@ def test_add_a_webhook_copy_its_secret_and_send_a_test_event(live_server, signed
     expect(secret_box).to_be_focused()
     page.get_by_role("button", name="Copy").last.click()
     assert page.get_by_role("button", name="Copied").is_visible()
-    shot(page, "en-1366-secret-shown-once")
+    screenshot(page, "en-1366-secret-shown-once")
 
     page.get_by_role("button", name=f"Send a test event {webhook_receiver.url}").click()
     expect(page.locator("#webhooks .flash")).to_contain_text("A test event is on its way")
@@ -60,7 +44,7 @@ def test_add_a_webhook_copy_its_secret_and_send_a_test_event(live_server, signed
     [request] = webhook_receiver.received
     assert webhooks.verify(secret, request.headers["x-portal-signature"], request.body)
     assert request.json()["event"] == "webhook.test"
-    shot(page, "en-1366-test-event-logged")
+    screenshot(page, "en-1366-test-event-logged")
 
     page.reload()
     assert page.locator("#new-webhook-secret").count() == 0 and secret not in page.content()  # shown once
@@ -69,7 +53,7 @@ def test_add_a_webhook_copy_its_secret_and_send_a_test_event(live_server, signed
     assert not WebhookEndpoint.get().enabled
 
 
-def test_a_private_address_is_refused_beside_the_field(live_server, signed_in_page, employee, shot):
+def test_a_private_address_is_refused_beside_the_field(live_server, signed_in_page, employee, screenshot):
     create_token(employee, "CRM")
     page = signed_in_page(employee)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -81,7 +65,7 @@ def test_a_private_address_is_refused_beside_the_field(live_server, signed_in_pa
     assert "PORTAL_WEBHOOK_ALLOWED_HOSTS" in error.inner_text()
     assert page.locator("#webhook-url").get_attribute("aria-invalid") == "true"
     page.locator("#webhook-url-field").scroll_into_view_if_needed()
-    shot(page, "en-390-private-address-refused")
+    screenshot(page, "en-390-private-address-refused")
     assert WebhookEndpoint.select().count() == 0
 
 
@@ -111,7 +95,7 @@ def _webhooks_with_a_history(owner):
 
 
 @pytest.mark.parametrize("language, width", [("en", 1366), ("en", 390), ("ru", 1366), ("ru", 390)])
-def test_the_webhooks_section_in_both_languages_at_both_widths(live_server, signed_in_page, make_employee, shot,
+def test_the_webhooks_section_in_both_languages_at_both_widths(live_server, signed_in_page, make_employee, screenshot,
                                                                language, width):
     person = make_employee(name="Ирина Петрова" if language == "ru" else "Irina Petrova",
                            email="irina@example.com", language=language)
@@ -122,7 +106,7 @@ def test_the_webhooks_section_in_both_languages_at_both_widths(live_server, sign
     heading = "Вебхуки" if language == "ru" else "Webhooks"
     assert page.get_by_role("heading", name=heading, exact=True).is_visible()
     page.locator("#webhooks").scroll_into_view_if_needed()
-    shot(page, f"{language}-{width}-webhooks")
+    screenshot(page, f"{language}-{width}-webhooks")
     assert_no_sideways_scroll(page)
     box = page.locator("#webhooks").bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= width

@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ADMIN_EMAIL, ADMIN_PASSWORD = "it@example.com", "deploy-Test-Password-4711"
 METRICS_TOKEN = "metrics-token-for-the-test"
-SHOTS = Path("/tmp/shots-deploy")
 
 
 def _missing(what):
@@ -222,8 +221,7 @@ def test_metrics_refuse_an_outside_address_and_open_to_the_token(deployment):
 
 
 @pytest.mark.browser
-def test_every_link_form_htmx_url_and_static_file_stays_under_the_prefix(deployment, browser):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_every_link_form_htmx_url_and_static_file_stays_under_the_prefix(deployment, browser, screenshot):
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(deployment.url("admin/employees"))
@@ -238,7 +236,7 @@ def test_every_link_form_htmx_url_and_static_file_stays_under_the_prefix(deploym
                  "my/addresses", "mailboxes/new", "contacts", "letters/new", "profile", "profile/api-tokens"):
         response = page.goto(deployment.url(path))
         assert response.status == 200, path
-        page.screenshot(path=str(SHOTS / f"prefix-{path.replace('/', '-') or 'home'}.png"))
+        screenshot(page, f"prefix-{path.replace('/', '-') or 'home'}", full_page=False)
         for attribute in ("href", "src", "action", "hx-get", "hx-post", "hx-delete", "hx-put", "hx-patch"):
             script = f"els => els.map(e => e.getAttribute('{attribute}'))"
             for value in page.eval_on_selector_all(f"[{attribute}]", script):
