@@ -22,8 +22,8 @@ from portal.models import (Employee, Letter, LetterAttempt, LetterRecipient, Mai
 from portal.models.letters import PENDING_STATES, STATES
 from portal.pagination import paginate
 from portal.security import local_target
-from portal.views.health import workers_seen_once
 from portal.sender import resolve_sender
+from portal.views.health import workers_seen_once
 
 bp = Blueprint("letters", __name__)
 
