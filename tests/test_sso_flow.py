@@ -9,6 +9,7 @@ import re
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
+import requests
 
 from portal.models import Employee, utcnow
 from portal.models.people import EmployeeSession
@@ -268,3 +269,21 @@ def test_a_sign_in_older_than_ten_minutes_is_refused_as_expired(client, make_emp
     expired = client.get(callback)
     assert refusal(expired) == (403, "expired") and "больше 10 минут" in expired.get_data(as_text=True)
     assert client.get("/").status_code == 302
+
+
+def test_an_id_token_no_key_opens_any_more_leaves_the_hint_out_of_the_offer(client, make_employee):
+    """After the keys changed (the old one removed), sign-out still offers the provider's logout, naming the
+    client instead of the token."""
+    from portal.secret_box import SecretBox
+
+    login = address()
+    make_employee(email=login)
+    client.get(through_provider(client, login))
+    kept = SsoSignIn.get()
+    SsoSignIn.update(id_token=SecretBox(["a key no longer configured"]).encrypt("old", kept.secret_context)).execute()
+    page = client.post("/sign-out").get_data(as_text=True)
+    link = page.split('id="sso-sign-out"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    query = parse_qs(urlparse(link).query)
+    assert "id_token_hint" not in query and query["client_id"] == ["portal"]
+    asked = requests.get(link, timeout=10)  # the provider takes it and asks to confirm
+    assert asked.status_code == 200 and 'name="logout"' in asked.text
