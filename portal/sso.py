@@ -410,6 +410,21 @@ def provider_sign_out(session_token):
     return signed_in.end_session_endpoint, id_token
 
 
+def rotate_secrets(box):
+    """Re-encrypt the kept ID tokens with the newest key; one no key opens is emptied (its session's sign-out offer
+    goes without the hint) rather than stopping the rotation for a sign-in hint. Returns how many."""
+    count = 0
+    with writing():
+        for signed_in in SsoSignIn.select():
+            try:
+                id_token = box.rotate(signed_in.id_token, signed_in.secret_context)
+            except SecretError:
+                id_token = ""
+            SsoSignIn.update(id_token=id_token).where(SsoSignIn.session == signed_in.session_id).execute()
+            count += 1
+    return count
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """One line of the admin's "Check": fine or not, and the message saying so."""

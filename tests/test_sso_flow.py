@@ -272,8 +272,9 @@ def test_a_sign_in_older_than_ten_minutes_is_refused_as_expired(client, make_emp
 
 
 def test_an_id_token_no_key_opens_any_more_leaves_the_hint_out_of_the_offer(client, make_employee):
-    """After the keys changed (the old one removed), sign-out still offers the provider's logout, naming the
-    client instead of the token."""
+    """After the keys changed without rotate-secrets (the old one removed), sign-out still offers the provider's
+    logout, naming the client instead of the token."""
+    from portal.mailboxes import rotate_secrets
     from portal.secret_box import SecretBox
 
     login = address()
@@ -281,9 +282,27 @@ def test_an_id_token_no_key_opens_any_more_leaves_the_hint_out_of_the_offer(clie
     client.get(through_provider(client, login))
     kept = SsoSignIn.get()
     SsoSignIn.update(id_token=SecretBox(["a key no longer configured"]).encrypt("old", kept.secret_context)).execute()
+    assert rotate_secrets() >= 0 and SsoSignIn.get().id_token == ""  # rotate-secrets is not stopped by a hint
     page = client.post("/sign-out").get_data(as_text=True)
     link = page.split('id="sso-sign-out"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
     query = parse_qs(urlparse(link).query)
     assert "id_token_hint" not in query and query["client_id"] == ["portal"]
     asked = requests.get(link, timeout=10)  # the provider takes it and asks to confirm
     assert asked.status_code == 200 and 'name="logout"' in asked.text
+
+
+def test_rotate_secrets_moves_the_kept_id_token_to_the_new_key(client, app, make_employee):
+    """After rotate-secrets the old key may go: the provider-logout offer still carries the ID token."""
+    from portal.mailboxes import rotate_secrets
+    from portal.secret_box import SecretBox, configured_keys, install
+
+    login = address()
+    make_employee(email=login)
+    client.get(through_provider(client, login))
+    id_token = SsoSignIn.get().secret("id_token")
+    rotate_secrets(SecretBox(["the new key", *configured_keys(app.config.get("PORTAL_SECRET_KEYS"),
+                                                              app.instance_path)]))
+    install(SecretBox(["the new key"]))  # the old key removed
+    page = client.post("/sign-out").get_data(as_text=True)
+    link = page.split('id="sso-sign-out"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    assert parse_qs(urlparse(link).query)["id_token_hint"] == [id_token]
