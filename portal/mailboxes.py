@@ -818,4 +818,7 @@ def rotate_secrets(box=None):
         from portal.oauth.apps import rotate_secrets as rotate_oauth_secrets
 
         rotate_oauth_secrets(box)  # the provider apps' client secrets and the mailboxes' tokens (issue 12)
+        from portal.sso import rotate_secrets as rotate_sso_secrets
+
+        rotate_sso_secrets(box)  # the ID tokens kept for signing out at the company's provider
     return count

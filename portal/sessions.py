@@ -80,6 +80,17 @@ def employee_for_session(token):
     return employee
 
 
+def session_id(token):
+    """The id of the session row this token names (live or expired), or None: what belongs to one signed-in browser
+    is kept beside it."""
+    employee_id, key = _split_token(token)
+    if employee_id is None:
+        return None
+    row = (EmployeeSession.select(EmployeeSession.id)
+           .where((EmployeeSession.employee == employee_id) & (EmployeeSession.key_hash == _key_hash(key))).first())
+    return row.id if row is not None else None
+
+
 def end_session(token):
     """End the one session this token names (sign-out): its cookies stop working everywhere."""
     employee_id, key = _split_token(token)

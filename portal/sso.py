@@ -1,11 +1,14 @@
 """Signing in with the company's identity: OpenID Connect through Authlib, and who the identity is here.
 
 The flow is the authorization code flow with PKCE (S256): `begin_sign_in` makes the provider's URL and the
-values the browser's session keeps (state, nonce, code verifier); `finish_sign_in` checks the state, has
-Authlib exchange the code and validate the ID token (signature from the provider's JWKS, issuer, audience,
-expiry, nonce) and returns the `Identity`; `employee_for` matches it to an employee by the linked issuer +
-subject, by verified e-mail the first time, or creates one when the admin allows it. Every refusal is an
-`SsoRefusal` whose code names a message of MESSAGES. Authlib is used only in this module. No Flask import.
+values the callback needs (state, nonce, code verifier), which `start_flow` keeps on the server (an SsoFlow, the
+verifier encrypted; the browser keeps only the state); `finish_flow` takes that trip back by a state this
+browser was given, once, and `finish_sign_in` has Authlib exchange the code and validate the ID token (signature
+from the provider's JWKS, issuer, audience, expiry, nonce) and returns the `Identity`; `employee_for` matches it
+to an employee by the linked issuer + subject, by verified e-mail the first time, or creates one when the admin
+allows it. `keep_for_sign_out` keeps the ID token (encrypted) with the portal session it opened, for signing
+out at the provider too. Every refusal is an `SsoRefusal` whose code names a message of MESSAGES. Authlib is
+used only in this module. No Flask import.
 """
 from __future__ import annotations
 
@@ -21,13 +24,15 @@ from authlib.integrations.requests_client import OAuth2Session
 from joserfc import errors as jose_errors
 
 from portal import http as web
-from portal import openid
+from portal import openid, provider_trips
 from portal.admin_settings import PageSettings
 from portal.coded_messages import CodedError, CodedMessage
-from portal.db import database
+from portal.db import database, writing
 from portal.models import Employee, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
-from portal.models.sso import SsoLink
+from portal.models.sso import SsoFlow, SsoLink, SsoSignIn
+from portal.secret_box import SecretError
+from portal.sessions import session_id
 
 SETTING_KEY = "sso"
 LEEWAY = 120  # seconds of clock difference an ID token's times may have
@@ -73,6 +78,8 @@ MESSAGES = {
     "deactivated": "Your account in the portal is deactivated.",
     "linked_elsewhere": "The employee with the e-mail %(email)s is linked to another identity at this provider.",
     "field_too_long": "Your %(claim)s from the provider is longer than %(limit)d characters.",
+    "replayed": "This sign-in link was already used: each one works once only. Start again.",
+    "expired": "This sign-in took too long (more than 10 minutes) and has expired.",
 }
 
 
@@ -193,6 +200,45 @@ def begin_sign_in(settings, redirect_uri):
     started = _client(settings, metadata).create_authorization_url(redirect_uri)
     return {"url": started["url"], "state": started["state"], "nonce": started["nonce"],
             "code_verifier": started["code_verifier"], "redirect_uri": redirect_uri}
+
+
+@dataclass(frozen=True)
+class StartedSignIn:
+    """Where to send the browser, and the state its session keeps (all the browser keeps of the sign-in)."""
+
+    url: str
+    state: str
+
+
+def start_flow(settings, redirect_uri, next_target=""):
+    """Begin "Sign in with": the trip kept on the server (the PKCE verifier encrypted), old trips removed."""
+    pending = begin_sign_in(settings, redirect_uri)
+    now = utcnow()
+    with writing():
+        provider_trips.sweep(SsoFlow, now)
+        flow = SsoFlow(state=pending["state"], nonce=pending["nonce"], redirect_uri=redirect_uri,
+                       next_target=next_target or "", created_at=now)
+        flow.set_secret("code_verifier", pending["code_verifier"])
+        flow.save()
+    return StartedSignIn(pending["url"], pending["state"])
+
+
+_TRIP_REFUSALS = {"foreign": "state", "replayed": "replayed", "expired": "expired"}
+
+
+def finish_flow(settings, answer, session_states):
+    """(the Identity the callback's answer proves, the page to open), or SsoRefusal.
+
+    The trip is found only by a state in `session_states` (those this browser was given), and used up whatever
+    the answer: a second callback with it is refused as used, one after FLOW_MAX_AGE as expired.
+    """
+    try:
+        flow = provider_trips.take(SsoFlow, answer.get("state") or "", session_states, utcnow())
+    except provider_trips.FlowRefused as refused:
+        raise SsoRefusal(_TRIP_REFUSALS[refused.reason]) from None
+    pending = {"state": flow.state, "nonce": flow.nonce, "code_verifier": flow.secret("code_verifier"),
+               "redirect_uri": flow.redirect_uri}
+    return finish_sign_in(settings, pending, answer), flow.next_target
 
 
 _CLAIM_REFUSALS = {"aud": "id_token_audience", "azp": "id_token_audience", "iss": "id_token_issuer",
@@ -334,6 +380,49 @@ def logout_url(end_session_endpoint, settings, id_token, post_logout_redirect_ur
     client = _client(settings, {"end_session_endpoint": end_session_endpoint})
     return client.create_logout_url(post_logout_redirect_uri=post_logout_redirect_uri, id_token_hint=id_token,
                                     client_id=settings.client_id)["url"]
+
+
+def keep_for_sign_out(session_token, identity):
+    """Keep the ID token (encrypted) and the provider's logout address with the portal session the sign-in opened
+    (`session_token` names it); nothing when the provider offers no logout."""
+    session = session_id(session_token)
+    if session is None or not identity.end_session_endpoint:
+        return
+    signed_in = SsoSignIn(session=session, end_session_endpoint=identity.end_session_endpoint)
+    signed_in.set_secret("id_token", identity.id_token)
+    signed_in.save(force_insert=True)
+
+
+def provider_sign_out(session_token):
+    """(the provider's logout address, the ID token for its hint) of the session single sign-on opened, else None.
+
+    Read before the session ends: ending it deletes them. An ID token no configured key opens (the keys changed)
+    leaves the hint out; the provider then asks who is signing out.
+    """
+    session = session_id(session_token)
+    signed_in = SsoSignIn.get_or_none(SsoSignIn.session == session) if session is not None else None
+    if signed_in is None:
+        return None
+    try:
+        id_token = signed_in.secret("id_token")
+    except SecretError:
+        id_token = ""
+    return signed_in.end_session_endpoint, id_token
+
+
+def rotate_secrets(box):
+    """Re-encrypt the kept ID tokens with the newest key; one no key opens is emptied (its session's sign-out offer
+    goes without the hint) rather than stopping the rotation for a sign-in hint. Returns how many."""
+    count = 0
+    with writing():
+        for signed_in in SsoSignIn.select():
+            try:
+                id_token = box.rotate(signed_in.id_token, signed_in.secret_context)
+            except SecretError:
+                id_token = ""
+            SsoSignIn.update(id_token=id_token).where(SsoSignIn.session == signed_in.session_id).execute()
+            count += 1
+    return count
 
 
 @dataclass(frozen=True)

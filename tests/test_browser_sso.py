@@ -22,8 +22,18 @@ PROVIDER_PAGE_ERRORS = pytest.mark.console_errors("https://fonts.googleapis.com/
 @pytest.fixture
 def provider(make_oauth_provider, live_server, monkeypatch):
     """oidc-provider sending the browser back to the live portal, and allowing its sign-in page after logout."""
+    return configured_provider(make_oauth_provider, live_server, monkeypatch)
+
+
+@pytest.fixture
+def many_groups_provider(make_oauth_provider, live_server, monkeypatch):
+    """The same, with the groups in the ID token as Azure AD sends them: a "manygroups…" login is in 200."""
+    return configured_provider(make_oauth_provider, live_server, monkeypatch, claims_in_id_token=True)
+
+
+def configured_provider(make_oauth_provider, live_server, monkeypatch, **options):
     monkeypatch.setenv("POST_LOGOUT_REDIRECT_URIS", live_server + "/sign-in")
-    provider = make_oauth_provider(redirect_uris=(live_server + "/sso/callback",))
+    provider = make_oauth_provider(redirect_uris=(live_server + "/sso/callback",), **options)
     store_settings(active_box(), {
         "company_name": "Example Corp", "discovery_url": provider.issuer + "/.well-known/openid-configuration",
         "client_id": "portal", "client_secret": CLIENT_SECRET, "scopes": "openid email profile groups",
@@ -82,6 +92,67 @@ def test_sign_in_through_the_provider_and_out_of_it(live_server, page, provider,
     # Signed out at the provider as well: "Sign in with" asks for the login again.
     page.click("#sso-sign-in")
     page.wait_for_selector("input[name=login]")
+
+
+@pytest.mark.browser
+@PROVIDER_PAGE_ERRORS
+def test_a_person_in_two_hundred_groups_stays_signed_in_and_signs_out_at_the_provider(
+        live_server, page, many_groups_provider):
+    """Chromium drops a cookie over 4 KB without a word: an ID token kept in the session cookie signed this person
+    out at once. Kept on the server, the session holds, and the provider's logout still gets the token as hint."""
+    login = "manygroups" + address()
+    page.goto(live_server + "/sign-in")
+    page.click("#sso-sign-in")
+    sign_in_at_provider(page, login)
+    page.wait_for_url(live_server + "/")
+    assert page.locator("#sign-in-form").count() == 0 and Employee.by_email(login) is not None
+    assert all(len(cookie["name"]) + len(cookie["value"]) < 4096 for cookie in page.context.cookies())
+    page.goto(live_server + "/profile")  # still signed in on the next page
+    assert page.url == live_server + "/profile"
+    if page.locator("[data-menu-toggle]").is_visible():
+        page.click("[data-menu-toggle]")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    page.click("#sso-sign-out")
+    page.wait_for_selector("button[name=logout]")  # the provider took the long hint and asks to confirm
+    page.click("button[name=logout][value=yes]")
+    page.wait_for_url(live_server + "/sign-in*")
+
+
+@pytest.mark.browser
+@PROVIDER_PAGE_ERRORS
+def test_two_tabs_started_signing_in_and_the_first_one_finishes(live_server, context, provider):
+    """The second tab's "Sign in with" does not spoil the first one's way back."""
+    first, second = context.new_page(), context.new_page()
+    for tab in (first, second):
+        tab.goto(live_server + "/sign-in")
+        tab.click("#sso-sign-in")
+        tab.wait_for_selector("input[name=login]")
+    sign_in_at_provider(first, address())
+    first.wait_for_url(live_server + "/")
+    assert first.locator("#sign-in-form").count() == 0
+
+
+@pytest.mark.browser
+@pytest.mark.console_errors("https://fonts.googleapis.com/css", "/favicon.ico: Failed to load", "403 (FORBIDDEN)")
+@pytest.mark.parametrize("language, width", VIEWS)
+def test_the_way_back_opened_again_says_it_was_used(live_server, page, provider, screenshot, language, width):
+    """Refused once (nobody in the portal has that address); the same link again, e.g. reloaded, is 'used'."""
+    store_settings(active_box(), {"company_name": "Example Corp", "discovery_url": provider.issuer
+                                  + "/.well-known/openid-configuration", "client_id": "portal",
+                                  "scopes": "openid email profile", "passwords_allowed": True,
+                                  "provision": False}, "browser-test")
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(live_server + "/sign-in")
+    switch_language(page, language)
+    page.click("#sso-sign-in")
+    sign_in_at_provider(page, address())
+    page.wait_for_selector("#sso-refusal[data-code=unknown]")
+    page.reload()
+    refusal = page.locator("#sso-refusal[data-code=replayed]")
+    refusal.wait_for()
+    assert ("already used" if language == "en" else "уже использована") in refusal.inner_text()
+    assert_no_sideways_scroll(page)
+    screenshot(page, f"used-{language}-{width}")
 
 
 @pytest.mark.browser

@@ -3,6 +3,7 @@ matching and provisioning, RP-initiated logout and the admin's "Check"; no Flask
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import re
 import secrets
@@ -13,10 +14,10 @@ import requests
 
 from portal import openid
 from portal.http import WebAccess
-from portal.models import Employee
-from portal.models.sso import SsoLink
-from portal.sso import (SsoRefusal, SsoSettings, begin_sign_in, check_provider, employee_for, finish_sign_in,
-                        logout_url, validate_id_token)
+from portal.models import Employee, utcnow
+from portal.models.sso import SsoFlow, SsoLink
+from portal.sso import (SsoRefusal, SsoSettings, begin_sign_in, check_provider, employee_for, finish_flow,
+                        finish_sign_in, logout_url, start_flow, validate_id_token)
 from tests.servers.oauth import CLIENT_SECRET, DEFAULT_REDIRECT_URI
 
 
@@ -73,6 +74,21 @@ def test_the_sign_in_url_asks_for_a_code_with_pkce_state_and_nonce(oauth_provide
     assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0] != pending["code_verifier"]
     assert query["state"] == [pending["state"]] and query["nonce"] == [pending["nonce"]]
     assert query["redirect_uri"] == [DEFAULT_REDIRECT_URI]
+
+
+def test_a_started_sign_in_is_kept_on_the_server_and_old_ones_are_removed(app, oauth_provider):
+    """The trip keeps what the callback needs, the verifier encrypted; a day-old one goes when the next starts."""
+    settings = settings_for(oauth_provider)
+    old = start_flow(settings, DEFAULT_REDIRECT_URI)
+    SsoFlow.update(created_at=utcnow() - datetime.timedelta(days=2)).execute()
+    started = start_flow(settings, DEFAULT_REDIRECT_URI, "/profile")
+    assert [flow.state for flow in SsoFlow.select()] == [started.state] != [old.state]
+    flow = SsoFlow.get()
+    assert flow.redirect_uri == DEFAULT_REDIRECT_URI and flow.next_target == "/profile"
+    assert flow.secret("code_verifier") and flow.secret("code_verifier") not in flow.code_verifier
+    login = address()
+    identity, target = finish_flow(settings, sign_in_at_provider(started.url, login), [old.state, started.state])
+    assert identity.email == login and target == "/profile"
 
 
 def test_first_sign_in_links_by_verified_email_then_by_subject(app, make_employee, oauth_provider):

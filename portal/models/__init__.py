@@ -9,7 +9,7 @@ from portal.models.letters import (  # noqa: E402,F401  re-exported: every table
 from portal.models.api import ApiToken  # noqa: E402,F401
 from portal.models.account_tests import AccountTestRun  # noqa: E402,F401
 from portal.models.directory import DirectoryLink, DirectorySync  # noqa: E402,F401
-from portal.models.sso import SsoLink  # noqa: E402,F401
+from portal.models.sso import SsoFlow, SsoLink, SsoSignIn  # noqa: E402,F401
 from portal.models.health import DomainDeliverability, MailboxHealth  # noqa: E402,F401
 from portal.models.notifications import Notification, NotificationPreference  # noqa: E402,F401
 from portal.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: E402,F401

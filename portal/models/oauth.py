@@ -3,30 +3,13 @@ import datetime
 
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
-from portal.models.base import BaseModel, utcnow
+from portal.models.base import BaseModel, SecretColumns, utcnow
 from portal.models.mailboxes import Mailbox
 from portal.models.people import FIELD_MAX, Employee
-from portal.secret_box import active_box, new_context
+from portal.secret_box import new_context
 
 
-class _Secrets:
-    """Secret columns stored encrypted for their own row (the row's ``secret_context``), like mailbox passwords."""
-
-    SECRET_FIELDS = ()
-
-    def set_secret(self, field, plaintext, box=None):
-        if field not in self.SECRET_FIELDS:
-            raise ValueError(f"{field} is not a secret field")
-        setattr(self, field, (box or active_box()).encrypt(plaintext or "", self.secret_context))
-
-    def secret(self, field, box=None):
-        """The plaintext; SecretError if the ciphertext belongs to another row or no key opens it."""
-        if field not in self.SECRET_FIELDS:
-            raise ValueError(f"{field} is not a secret field")
-        return (box or active_box()).decrypt(getattr(self, field), self.secret_context)
-
-
-class OAuthApp(_Secrets, BaseModel):
+class OAuthApp(SecretColumns, BaseModel):
     """The portal's app at one sign-in provider, as the admin registered it there."""
 
     SECRET_FIELDS = ("client_secret",)
@@ -50,7 +33,7 @@ class OAuthApp(_Secrets, BaseModel):
         return bool(self.client_secret)
 
 
-class MailboxGrant(_Secrets, BaseModel):
+class MailboxGrant(SecretColumns, BaseModel):
     """What a person's consent at the provider gave: tokens for one identity, bound to one mailbox.
 
     Made by the form's sign-in before the mailbox exists (``mailbox`` empty, ``employee`` and ``form_key`` say
@@ -88,7 +71,7 @@ class MailboxGrant(_Secrets, BaseModel):
         return self.expires_at - datetime.timedelta(seconds=margin) <= now
 
 
-class OAuthFlow(_Secrets, BaseModel):
+class OAuthFlow(SecretColumns, BaseModel):
     """One trip to a provider's consent page: what the callback must find again, and what came back.
 
     ``id`` names it to the form (the form key); ``state`` goes to the provider. Used once; good for

@@ -2,7 +2,6 @@
 callback, which refuses a state it did not give this person in this browser, one used before, or one too old."""
 from __future__ import annotations
 
-import datetime
 import json
 import secrets
 from dataclasses import dataclass
@@ -10,22 +9,12 @@ from dataclasses import dataclass
 from portal.db import writing
 from portal.models import utcnow
 from portal.models.oauth import MailboxGrant, OAuthFlow
+from portal.provider_trips import KEPT_FOR, FlowRefused, sweep, take  # noqa: F401  (FlowRefused: for the views)
 
 from . import client, grants
 from .client import ProviderError, ProviderUnreachable
 
-FLOW_MAX_AGE = datetime.timedelta(minutes=10)  # consent takes a minute; an older state is refused
-KEPT_FOR = datetime.timedelta(days=1)  # finished flows (and grants never saved) are removed after this
 SECRET_FORM_FIELDS = ("smtp_password", "incoming_password", "csrf_token", "proof", "oauth_grant")
-
-
-class FlowRefused(Exception):
-    """The callback cannot be trusted: ``reason`` is "foreign" (not a state this person's browser was given, or
-    none at all), "replayed" or "expired"."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -45,7 +34,7 @@ def start(provider_key: str, employee, redirect_uri: str, *, purpose: str = "for
     kept = {k: v for k, v in (form_values or {}).items() if k not in SECRET_FORM_FIELDS}
     now = utcnow()
     with writing():
-        OAuthFlow.delete().where(OAuthFlow.created_at < now - KEPT_FOR).execute()
+        sweep(OAuthFlow, now)
         MailboxGrant.delete().where(MailboxGrant.mailbox.is_null() & (MailboxGrant.created_at < now - KEPT_FOR)
                                     ).execute()
         flow = OAuthFlow(id=secrets.token_urlsafe(24), state=authorization.state, employee=employee.id,
@@ -60,21 +49,8 @@ def finish(state: str, employee, session_states, answer: dict, redirect_uri: str
     """Take the provider's answer to the callback: refuse an untrusted state (FlowRefused); otherwise return the
     flow with ``identity`` and a pending grant (id ``flow.id``) or with the provider's ``error``."""
     now = utcnow()
-    # Only this person's flow that this browser was sent off with: any other state gets the same answer as one
-    # that never existed, so the callback never tells whether someone else's sign-in was used.
-    flow = None
-    if state and state in set(session_states or ()):
-        flow = OAuthFlow.get_or_none((OAuthFlow.state == state) & (OAuthFlow.employee == employee.id))
-    if flow is None:
-        raise FlowRefused("foreign")
-    if flow.used_at is not None:
-        raise FlowRefused("replayed")
-    if now - flow.created_at > FLOW_MAX_AGE:
-        raise FlowRefused("expired")
-    with writing():  # used once, even by two callbacks racing with the same state
-        if not OAuthFlow.update(used_at=now).where((OAuthFlow.id == flow.id) & OAuthFlow.used_at.is_null()).execute():
-            raise FlowRefused("replayed")
-    flow.used_at = now
+    # Only this person's flow that this browser was sent off with.
+    flow = take(OAuthFlow, state, session_states, now, where=OAuthFlow.employee == employee.id)
     if answer.get("error"):
         return _failed(flow, ProviderError(str(answer["error"])[:64], str(answer.get("error_description") or "")))
     try:

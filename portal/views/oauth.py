@@ -12,11 +12,11 @@ from portal.htmx import is_htmx, render_htmx
 from portal.models import Mailbox
 from portal.oauth import apps, client, flows, grants
 from portal.oauth.providers import PROVIDERS, provider_for_preset
+from portal.provider_trips import remember_state
 from portal.security import local_target
 
 bp = Blueprint("oauth", __name__)
 SESSION_KEY = "oauth_states"  # the states this browser was sent off with: the callback's must be one of them
-SESSION_STATES_KEPT = 5
 
 
 def redirect_uri():
@@ -92,8 +92,7 @@ def provider_name(provider):
 # ---------------------------------------------------------------- the trip to the consent page and back
 
 def _remember_state(state):
-    states = [s for s in session.get(SESSION_KEY, []) if s != state][-(SESSION_STATES_KEPT - 1):]
-    session[SESSION_KEY] = states + [state]
+    session[SESSION_KEY] = remember_state(session.get(SESSION_KEY), state)
 
 
 def _go(url):

@@ -8,17 +8,17 @@ from flask_login import current_user
 from portal.access import admin_required
 from portal.forms.sso import SsoForm
 from portal.htmx import render_htmx
+from portal.provider_trips import remember_state
 from portal.secret_box import active_box
 from portal.security import local_target
 from portal.views.page_settings import stored
-from portal.sso import (MESSAGES, SsoRefusal, begin_sign_in, check_provider, configured_settings, employee_for,
-                        finish_sign_in, logout_url, store_settings)
+from portal.sso import (MESSAGES, SsoRefusal, check_provider, configured_settings, employee_for, finish_flow,
+                        keep_for_sign_out, logout_url, provider_sign_out, start_flow, store_settings)
 from portal.views.signing_in import sign_in_as
 
 bp = Blueprint("sso", __name__)
 log = logging.getLogger("portal.sso")
-PENDING = "sso_pending"  # what the browser's session keeps between "Sign in with" and the callback
-SIGNED_IN = "sso"  # the ID token and the provider's logout address, for single sign-out
+STATES = "sso_states"  # the states of the sign-ins this browser started: all its session keeps of them
 
 
 def current_settings():
@@ -39,7 +39,7 @@ def _refused(refusal, status=403):
 
 @bp.route("/sso/start")
 def start():
-    """Send the browser to the provider's sign-in, remembering state, nonce and PKCE verifier in its session."""
+    """Send the browser to the provider's sign-in; the sign-in is kept on the server, the browser keeps its state."""
     if current_user.is_authenticated:
         return redirect(url_for("home.index"))
     settings = current_settings()
@@ -47,42 +47,39 @@ def start():
         flash(_(MESSAGES["not_configured"]), "info")
         return redirect(url_for("auth.sign_in"))
     try:
-        pending = begin_sign_in(settings, url_for("sso.callback", _external=True))
+        started = start_flow(settings, url_for("sso.callback", _external=True), local_target(request.args.get("next")))
     except SsoRefusal as refusal:
         return _refused(refusal, 502)
-    url = pending.pop("url")
-    pending["next"] = local_target(request.args.get("next"))
-    session[PENDING] = pending
-    return redirect(url)
+    session[STATES] = remember_state(session.get(STATES), started.state)
+    return redirect(started.url)
 
 
 @bp.route("/sso/callback")
 def callback():
     """The provider's answer: sign the employee in, or say why not."""
-    pending = session.pop(PENDING, None)  # one answer per start: a replayed callback finds nothing
     if current_user.is_authenticated:  # a stale answer in a browser signed in meanwhile
         return redirect(url_for("home.index"))
     if not request.args:  # opened by hand: nothing to answer
         return redirect(url_for("auth.sign_in"))
     settings = current_settings()
     try:
-        identity = finish_sign_in(settings, pending, request.args)
+        identity, target = finish_flow(settings, request.args, session.get(STATES))
         employee, how = employee_for(identity, settings)
     except SsoRefusal as refusal:
         return _refused(refusal)
     log.info("single sign-on: employee %s signed in (%s)", employee.id, how)
-    target = sign_in_as(employee, remember=False, target=pending.get("next"))
-    session[SIGNED_IN] = {"id_token": identity.id_token, "end_session": identity.end_session_endpoint}
-    return target
+    response = sign_in_as(employee, remember=False, target=target)
+    keep_for_sign_out(employee.session_token, identity)
+    return response
 
 
 def sign_out_offer():
-    """The provider's logout URL for this browser's SSO sign-in (read before its session is emptied), or None."""
-    signed_in = session.get(SIGNED_IN) or {}
-    if not signed_in.get("end_session"):
+    """The provider's logout URL for this browser's SSO sign-in (read before its session ends), or None."""
+    found = provider_sign_out(current_user.get_id())
+    if found is None:
         return None
-    return logout_url(signed_in["end_session"], current_settings(), signed_in.get("id_token"),
-                      url_for("auth.sign_in", _external=True))
+    end_session, id_token = found
+    return logout_url(end_session, current_settings(), id_token, url_for("auth.sign_in", _external=True))
 
 
 def signed_out_page(provider_logout):

@@ -9,8 +9,13 @@
 //      a second client "other-client" / "other-secret" (same redirect URIs: ID tokens for another audience),
 //      scopes "profile" (name, department) and "groups" (a login starting with "admin" is in "portal-admins"),
 //      and a login containing "unverified" whose e-mail is not verified.
+// Added for single sign-on's server-side flow (tests/test_sso_flow.py, tests/test_browser_sso.py): ID_TOKEN_CLAIMS=1
+//      puts the scopes' claims into the ID token too (as Azure AD and Keycloak do with groups), and a login starting
+//      with "manygroups" is in GROUP_COUNT (200) groups named by random IDs as Azure AD names them: an ID token
+//      of several kilobytes that compression does not shrink.
 // Added for the grant refresh's lease (tests/test_oauth_grants.py): REFRESH_DELAY_MS, how long the token endpoint
 //      holds its answer to a refresh_token grant (a slow provider).
+import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const HOST = process.env.HOST ?? '127.0.0.1';
@@ -31,7 +36,12 @@ if (CLOCK_SKEW) {
   const realNow = Date.now;
   Date.now = () => realNow() + CLOCK_SKEW * 1000;  // oidc-provider stamps iat/exp from Date.now()
 }
-const groupsOf = (accountId) => (accountId.startsWith('admin') ? ['portal-admins', 'staff'] : ['staff']);
+const GROUP_COUNT = Number(process.env.GROUP_COUNT ?? 200);  // Azure AD's own limit for groups in an ID token
+const manyGroups = Array.from({ length: GROUP_COUNT }, () => crypto.randomUUID());
+const groupsOf = (accountId) => {
+  if (accountId.startsWith('manygroups')) return ['staff', ...manyGroups];
+  return accountId.startsWith('admin') ? ['portal-admins', 'staff'] : ['staff'];
+};
 
 const provider = new Provider(ISSUER, {
   clients: [{
@@ -54,6 +64,7 @@ const provider = new Provider(ISSUER, {
   claims: {
     openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'department'], groups: ['groups'],
   },
+  conformIdTokenClaims: process.env.ID_TOKEN_CLAIMS !== '1',  // '1': claims in the ID token, not only userinfo
   pkce: { required: () => true },           // default only forces PKCE for public clients
   features: {
     devInteractions: { enabled: true },     // built-in login + consent pages (test only)

@@ -100,6 +100,7 @@ class OAuthProvider:
     refresh_token_ttl: int = 3600
     redirect_uris: tuple[str, ...] = (DEFAULT_REDIRECT_URI,)
     refresh_delay: float = 0.0  # seconds the token endpoint holds its answer to a refresh (a slow provider)
+    claims_in_id_token: bool = False  # the scopes' claims (groups: a "manygroups…" login has 200) in the ID token too
     host: str = HOST
     port: int = 0
     _process: subprocess.Popen | None = field(default=None, repr=False)
@@ -124,7 +125,8 @@ class OAuthProvider:
         self.port = free_port(self.host)
         env = {**os.environ, "HOST": self.host, "PORT": str(self.port), "AT_TTL": str(self.access_token_ttl),
                "RT_TTL": str(self.refresh_token_ttl), "REDIRECT_URIS": ",".join(self.redirect_uris),
-               "REFRESH_DELAY_MS": str(int(self.refresh_delay * 1000))}
+               "REFRESH_DELAY_MS": str(int(self.refresh_delay * 1000)),
+               "ID_TOKEN_CLAIMS": "1" if self.claims_in_id_token else "0"}
         with open(self.root / "oidc-provider.log", "ab") as log:
             self._process = subprocess.Popen(["node", str(PROVIDER_DIR / "server.mjs")], cwd=PROVIDER_DIR, env=env,
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log)
