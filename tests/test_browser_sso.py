@@ -1,8 +1,6 @@
 """Single sign-on in Chromium: through oidc-provider's real login page and back, provisioning an admin from the
 group claim, RP-initiated logout at the provider; the sign-in page and the admin's page in English, Russian
 and at 390 px."""
-import os
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +11,6 @@ from tests.fixtures.browser import assert_no_sideways_scroll
 from tests.servers.oauth import CLIENT_SECRET
 from tests.test_sso import address
 
-SHOTS = Path(os.environ.get("PORTAL_SHOTS", "/tmp/shots-sso"))
 VIEWS = [("en", 1280), ("ru", 1280), ("en", 390)]
 # oidc-provider's own development login and logout pages ask for a Google font and a favicon it does not have.
 PROVIDER_PAGE_ERRORS = pytest.mark.console_errors("https://fonts.googleapis.com/css", "/favicon.ico: Failed to load")
@@ -42,12 +39,6 @@ def configured_provider(make_oauth_provider, live_server, monkeypatch, **options
     return provider
 
 
-def shoot(page, screenshot, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    screenshot(page, name)
-
-
 def sign_in_at_provider(page, login):
     """oidc-provider's own login page, then its consent page."""
     page.wait_for_selector("input[name=login]")
@@ -71,7 +62,7 @@ def test_sign_in_through_the_provider_and_out_of_it(live_server, page, provider,
     assert button.inner_text() == ("Sign in with Example Corp" if language == "en" else "Войти через Example Corp")
     assert page.locator("#sso-sign-in").bounding_box()["y"] < page.locator("#sign-in-form").bounding_box()["y"]
     assert_no_sideways_scroll(page)
-    shoot(page, screenshot, f"sign-in-{language}-{width}")
+    screenshot(page, f"sign-in-{language}-{width}")
     login = "admin" + address()
     button.click()
     sign_in_at_provider(page, login)
@@ -84,7 +75,7 @@ def test_sign_in_through_the_provider_and_out_of_it(live_server, page, provider,
     page.get_by_role("button", name="Sign out" if language == "en" else "Выйти").click()
     page.wait_for_selector("#sso-sign-out")
     assert_no_sideways_scroll(page)
-    shoot(page, screenshot, f"signed-out-{language}-{width}")
+    screenshot(page, f"signed-out-{language}-{width}")
     page.click("#sso-sign-out")
     page.wait_for_selector("button[name=logout]")  # oidc-provider asks to confirm
     page.click("button[name=logout][value=yes]")
@@ -168,7 +159,7 @@ def test_an_unknown_person_sees_why_when_provisioning_is_off(live_server, page, 
     sign_in_at_provider(page, login)
     page.wait_for_selector("#sso-refusal")
     assert login in page.inner_text("#sso-refusal") and Employee.select().count() == 0
-    shoot(page, screenshot, "refused-en")
+    screenshot(page, "refused-en")
 
 
 @pytest.mark.browser
@@ -184,7 +175,7 @@ def test_the_admin_page_checks_the_provider(live_server, signed_in_page, make_em
     page.wait_for_selector("#sso-check .badge")
     assert page.locator("#sso-check .badge-fail").count() == 0 and page.locator("#sso-check .badge-ok").count() == 4
     assert_no_sideways_scroll(page)
-    shoot(page, screenshot, f"admin-{language}-{width}")
+    screenshot(page, f"admin-{language}-{width}")
     # Another provider with the secret left blank: the stored secret is not sent there, the field says so.
     page.fill("#discovery_url", "https://id.example.net/.well-known/openid-configuration")
     page.get_by_role("button", name="Save" if language == "en" else "Сохранить").click()
@@ -194,7 +185,7 @@ def test_the_admin_page_checks_the_provider(live_server, signed_in_page, make_em
         error.inner_text()
     assert page.locator("#discovery_url").input_value().startswith("https://id.example.net/")  # nothing typed lost
     assert_no_sideways_scroll(page)
-    shoot(page, screenshot, f"secret-again-{language}-{width}")
+    screenshot(page, f"secret-again-{language}-{width}")
 
 
 def switch_language(page, language):
@@ -219,7 +210,7 @@ def test_passwords_off_leaves_admins_their_break_glass(live_server, page, make_e
     switch_language(page, language)
     assert page.locator("#sso-sign-in").is_visible() and not page.locator("#sign-in-form").is_visible()
     assert_no_sideways_scroll(page)
-    shoot(page, screenshot, f"passwords-off-{language}-{width}")
+    screenshot(page, f"passwords-off-{language}-{width}")
     page.click("#break-glass summary")
     for person in (clerk, admin):
         page.fill("#email", person.email)
@@ -229,5 +220,5 @@ def test_passwords_off_leaves_admins_their_break_glass(live_server, page, make_e
         if person is clerk:
             page.wait_for_selector("#password-error")
             assert "Example Corp" in page.inner_text("#password-error")
-            shoot(page, screenshot, f"passwords-off-refused-{language}-{width}")
+            screenshot(page, f"passwords-off-refused-{language}-{width}")
     page.wait_for_url(live_server + "/")
