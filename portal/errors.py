@@ -1,5 +1,6 @@
 """Error pages: plain, translated, and without internals."""
 import logging
+from collections import namedtuple
 from urllib.parse import urlsplit
 
 from flask import request
@@ -19,13 +20,50 @@ PROBLEM_HEADERS = {"HX-Retarget": "#request-problem-text", "HX-Reswap": "innerHT
                    "HX-Push-Url": "false"}
 
 
+FormLimit = namedtuple("FormLimit", "kind value")
+WHOLE_BODY, ONE_FIELD, PARTS = "whole body", "one field", "parts"
+
+
 def refused_form_limit(config, content_length):
-    """The limit a refused request went over, in bytes: the whole body's (MAX_CONTENT_LENGTH) when it said it was
-    longer than that, else the one a single form field may take in memory (MAX_FORM_MEMORY_SIZE)."""
+    """The limit a refused form went over, as FormLimit(kind, value).
+
+    Werkzeug raises the same RequestEntityTooLarge, with the same description, for all three, so the request's
+    declared length tells them apart: over MAX_CONTENT_LENGTH (or no length: a streamed body, cut at that limit)
+    is the whole body's; else over MAX_FORM_MEMORY_SIZE is one text field's (a field that long needs a body that
+    long); else it can only have been the number of parts (MAX_FORM_PARTS). A body between the two sizes that has
+    too many parts is said as a long field: a person fills no form of a thousand fields, so it is not theirs.
+    """
     whole = config.get("MAX_CONTENT_LENGTH")
-    if whole is not None and content_length is not None and content_length > whole:
-        return whole
-    return config.get("MAX_FORM_MEMORY_SIZE") or whole or 0
+    if whole is not None and (content_length is None or content_length > whole):
+        return FormLimit(WHOLE_BODY, whole)
+    field = config.get("MAX_FORM_MEMORY_SIZE")
+    if field is not None and (content_length is None or content_length > field):
+        return FormLimit(ONE_FIELD, field)
+    return FormLimit(PARTS, config.get("MAX_FORM_PARTS"))
+
+
+def _api_message(limit):
+    """The JSON error's message for a form over `limit` (the API speaks English)."""
+    if limit.kind == PARTS:
+        return f"The form had more than {limit.value} parts: nothing was saved."
+    if limit.kind == ONE_FIELD:
+        return f"A form field was larger than {limit.value // 1024} KB: nothing was saved."
+    return f"The body was larger than {limit.value // 1024} KB: nothing was saved."
+
+
+def _page_words(limit):
+    """(title, message) of the page or notice for a form over `limit`, in the reader's language."""
+    if limit.kind == PARTS:
+        return _("The form had too many parts"), _(
+            "The form had more than %(count)s fields and files: nothing was saved. Go back and send fewer at once.",
+            count=limit.value)
+    if limit.kind == ONE_FIELD:
+        return _("A field was too long"), _(
+            "One field of the form was longer than %(size)s KB: nothing was saved. Go back, shorten what you typed "
+            "or pasted into it, and send it again.", size=limit.value // 1024)
+    return _("The form was too large"), _(
+        "The form was larger than %(size)s KB in all: nothing was saved. Go back, send a smaller file or less "
+        "text, and try again.", size=limit.value // 1024)
 
 
 def init_app(app):
@@ -68,18 +106,17 @@ def init_app(app):
 
     @app.errorhandler(413)
     def too_large(error):
-        # A view that takes an upload answers for itself, with the message beside its file field.
+        limit = refused_form_limit(app.config, request.content_length)
+        # A view that takes an upload answers a body over the limit itself, beside its file field: the file
+        # is what makes a body that large. A long text field or too many parts is not the file's fault.
         own_answer = getattr(app.view_functions.get(request.endpoint), "too_large", None)
-        if own_answer is not None:
+        if own_answer is not None and limit.kind == WHOLE_BODY:
             return own_answer()
-        kilobytes = refused_form_limit(app.config, request.content_length) // 1024
         if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
             from portal.api.views import error_response
 
-            return error_response(413, "too_large", f"The body was too large (over {kilobytes} KB): nothing was saved.")
-        return page(413, _("The form was too large"),
-                    _("The form was too large (over %(size)s KB): nothing was saved. Go back, shorten what you "
-                      "typed or pasted, and send it again.", size=kilobytes))
+            return error_response(413, "too_large", _api_message(limit))
+        return page(413, *_page_words(limit))
 
     @app.errorhandler(429)
     def too_many(error):

@@ -164,6 +164,14 @@ def mark_letter_seen(employee, letter_id, *, now=None):
         & (Notification.kind == "letter_failed") & Notification.read_at.is_null()).execute()
 
 
+def mark_replies_seen(employee, reply_ids, *, now=None):
+    """The author read these replies: the entries that announced them count as read."""
+    targets = [f"reply:{reply_id}" for reply_id in reply_ids]
+    return Notification.update(read_at=now or utcnow()).where(
+        (Notification.recipient == employee.id) & (Notification.kind == "reply_received")
+        & Notification.target.in_(targets) & Notification.read_at.is_null()).execute()
+
+
 def _admins():
     return list(Employee.select(Employee.id).where((Employee.role == "admin") & Employee.active))
 

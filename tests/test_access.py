@@ -168,6 +168,7 @@ ROUTES = [
     Route("replies.index", "GET", SIGNED_IN),
     Route("replies.open_reply", "GET", SIGNED_IN, _reply_id),
     Route("replies.read_reply", "POST", SIGNED_IN, _reply_id),
+    Route("replies.read_shown", "POST", SIGNED_IN, _letter_id),
     Route("invitations.accept", "GET", ANYONE, _invitation),
     Route("invitations.accept", "POST", ANYONE, _invitation),
     Route("employees.invitation", "POST", ADMIN, _employee_id),

@@ -106,3 +106,75 @@ def test_an_entry_opens_from_the_keyboard_and_only_then_counts_as_read(language,
     assert page.locator("[data-unread-notifications]").first.inner_text().startswith("3")
     assert_no_sideways_scroll(page)
     screenshot(page, f"notifications-read-{language}-{width}")
+
+
+@pytest.fixture
+def e_mail_links(config):
+    """The portal's public address, which the links in its e-mails begin with (set before the app is made)."""
+    config["PORTAL_BASE_URL"] = "https://portal.example.com"
+    return config["PORTAL_BASE_URL"]
+
+
+@pytest.mark.parametrize(("language", "width"), [("en", 1366), ("ru", 1366), ("ru", 390)])
+def test_a_reply_opened_from_its_notification_e_mail_counts_as_read(language, width, e_mail_links, live_server,
+                                                                    signed_in_page, page, employee, sending_mailbox,
+                                                                    write_letter, run_queue, smtp_server,
+                                                                    make_mailbox, admin, screenshot):
+    """The e-mail's link (a GET, which marks nothing) leads to the reply on its letter's page; the page, once on
+    screen, posts that the replies it shows are read: the bell and the Replies badge go down."""
+    import email
+    import email.policy
+    import re
+
+    from portal import events
+    from portal.models import Reply
+    from portal.notifications import set_preferences
+    from portal.portal_mail import mail_notifications, set_system_mailbox
+    from tests.fixtures.letters import passed_test
+
+    employee.language = language
+    employee.save()
+    set_system_mailbox(passed_test(make_mailbox(
+        address="portal@example.com", display_name="The Portal", smtp_host="localhost", smtp_port=smtp_server.port,
+        smtp_security="starttls", smtp_username=smtp_server.username, password=smtp_server.password)), actor=admin)
+    set_preferences(employee, {"reply_received"})
+    letter = write_letter(sending_mailbox, subject="Proposal")
+    run_queue()
+    reply = Reply.create(letter=letter, mailbox=sending_mailbox, message_id="<yes@client.example>",
+                         sender="Friend <friend@example.com>", subject="Re: Proposal", body_text="Yes, agreed.")
+    events.reply_received.send(reply)  # as the reply fetcher announces it
+    notify(employee, "mailbox_assigned", about=sending_mailbox.address)  # another entry: the bell goes 2 -> 1
+    mail_notifications(employee.id, "reply_received")
+    run_queue()
+    [message] = [email.message_from_bytes(m.content, policy=email.policy.default) for m in smtp_server.messages
+                 if employee.email in m.rcpt_tos]
+    # The link the person clicks, on the live server instead of the portal's public name.
+    path = re.search(rf"{e_mail_links}(/replies/\d+)", message.get_body(("plain",)).get_content()).group(1)
+
+    page.set_viewport_size({"width": width, "height": 900})
+    signed_in_page(employee)
+
+    def counts():
+        """(the bell's number, the Replies badge's number) as the navigation shows them (0: none)."""
+        bell = page.locator("[data-unread-notifications]")
+        replies = page.locator("#nav-links a[href$='/replies'] .badge [aria-hidden]")
+        return (int(bell.get_attribute("data-unread-notifications")) if bell.count() else 0,
+                int(replies.inner_text()) if replies.count() else 0)
+
+    page.goto(live_server + "/outbox")
+    assert counts() == (2, 1)
+    with page.expect_response(lambda answer: answer.url.endswith(f"/letters/{letter.id}/replies/read")) as marked:
+        page.goto(live_server + path)  # the link in the e-mail
+    assert marked.value.status == 204
+    assert page.url.endswith(f"/letters/{letter.id}#reply-{reply.id}")
+    assert page.locator(f"#reply-{reply.id}").is_visible() and "Yes, agreed." in page.locator(f"#reply-{reply.id}")\
+        .inner_text()
+    assert Reply.get_by_id(reply.id).read_at is not None
+    screenshot(page, f"reply-from-e-mail-{language}-{width}")
+    page.goto(live_server + "/replies")
+    assert counts() == (1, 0) and page.locator("tr.unread").count() == 0
+    if width < 700:
+        assert page.locator("[data-menu-toggle] [data-menu-unread]").inner_text().startswith("1")
+    page.goto(live_server + f"/letters/{letter.id}")  # nothing left to mark: no second POST
+    assert page.locator(f"form[action$='/letters/{letter.id}/replies/read']").count() == 0
+    screenshot(page, f"reply-read-{language}-{width}")

@@ -98,6 +98,18 @@ def test_a_file_larger_than_any_request_is_refused_unread(as_employee):
     assert "The file is larger than 4 MB." in page_text(response) and 'id="file-error"' in response.get_data(True)
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"note": "x" * 600_000}, "One field of the form was longer than 488 KB: nothing was saved."),
+    ({f"extra{number}": "x" for number in range(1001)}, "The form had more than 1000 fields and files"),
+])
+def test_an_import_form_over_another_limit_says_that_limit_not_the_files(as_employee, extra, message):
+    data = {"file": (_csv_file(3), "contacts.csv"), **extra}
+    response = as_employee.post("/contacts/import", data=data, content_type="multipart/form-data")
+    assert response.status_code == 413 and message in page_text(response)
+    assert "The file is larger" not in page_text(response)
+    assert Contact.select().count() == 0
+
+
 def test_an_import_of_too_many_lines_is_refused(as_employee):
     response = _import(as_employee, _csv_file(10_001))
     assert 'id="file-error"' in response.get_data(as_text=True)

@@ -319,6 +319,18 @@ def test_an_import_larger_than_any_request_gets_the_import_page(as_admin):
     assert "The file is larger than 4 MB." in page_text(response)
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"note": "x" * 600_000}, "One field of the form was longer than 488 KB: nothing was saved."),
+    ({f"extra{number}": "x" for number in range(1001)}, "The form had more than 1000 fields and files"),
+])
+def test_an_import_form_over_another_limit_says_that_limit_not_the_files(as_admin, extra, message):
+    data = {"file": (io.BytesIO(b"name,email\nPetr,petr@example.com\n"), "people.csv"), **extra}
+    response = as_admin.post("/admin/employees/import", data=data, content_type="multipart/form-data")
+    assert response.status_code == 413 and message in page_text(response)
+    assert "The file is larger" not in page_text(response)
+    assert Employee.by_email("petr@example.com") is None
+
+
 def test_the_command_line_import_has_the_same_limits(runner, tmp_path):
     path = tmp_path / "people.csv"
     path.write_text(_people(10_001).replace("x" * 200, "Sales"))

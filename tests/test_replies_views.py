@@ -74,3 +74,77 @@ def test_the_replies_page_in_russian(as_employee, employee, replies):
     employee.save()
     text = page_text(as_employee.get("/replies"))
     assert "Ответы на ваши письма" in text and "новый" in text
+
+
+# ---- A reply opened on its letter's page (the link in a notification e-mail leads there) ----
+
+def _read_form(html):
+    """The form on a letter's page that marks the replies shown read: (its attributes, the reply ids it sends)."""
+    found = re.search(r'<form ([^>]*action="/letters/\d+/replies/read"[^>]*)>(.*?)</form>', html, re.S)
+    return (found.group(1), re.findall(r'name="reply" value="(\d+)"', found.group(2))) if found else (None, [])
+
+
+def test_the_letter_page_marks_the_replies_it_shows_read_by_a_post_once_shown(as_employee, employee, replies):
+    from portal.models import Notification
+    from portal.notifications import notify
+
+    older, letter = replies["older"], replies["letter"]
+    entry = notify(employee, "reply_received", about="Offer for Alpha", target=f"reply:{older.id}")
+    opened = as_employee.get(f"/replies/{older.id}", follow_redirects=True)  # the notification e-mail's link
+    attributes, shown = _read_form(opened.get_data(as_text=True))
+    assert f'hx-post="/letters/{letter.id}/replies/read" hx-trigger="load"' in attributes and shown == [str(older.id)]
+    assert "Mark as read" in re.search(r"<noscript>(.*?)</noscript>", opened.get_data(as_text=True), re.S).group(1)
+    assert Reply.get_by_id(older.id).read_at is None and Notification.get_by_id(entry.id).read_at is None
+    assert as_employee.post(f"/letters/{letter.id}/replies/read", data={"reply": older.id}, csrf=False).status_code \
+        == 400
+    assert Reply.get_by_id(older.id).read_at is None
+    answer = as_employee.post(f"/letters/{letter.id}/replies/read", data={"reply": older.id},
+                              headers={"HX-Request": "true"})  # what the page sends once it is on screen
+    assert answer.status_code == 204
+    assert Reply.get_by_id(older.id).read_at is not None and Notification.get_by_id(entry.id).read_at is not None
+    html = as_employee.get("/replies").get_data(as_text=True)
+    assert html.count('class="unread"') == 1 and _badge(html) == 1  # the other letter's reply is still new
+    assert _read_form(as_employee.get(f"/letters/{letter.id}").get_data(as_text=True)) == (None, [])
+
+
+def test_without_scripts_the_button_marks_them_read_and_shows_the_letter_again(as_employee, replies):
+    older, letter = replies["older"], replies["letter"]
+    answer = as_employee.post(f"/letters/{letter.id}/replies/read", data={"reply": older.id})
+    assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/letters/{letter.id}")
+    assert Reply.get_by_id(older.id).read_at is not None
+
+
+def test_a_reply_that_came_after_the_page_was_shown_stays_new(as_employee, replies):
+    older, letter = replies["older"], replies["letter"]
+    later = Reply.create(letter=letter, mailbox=replies["second"], message_id="<c@example.com>",
+                         sender="ann@client.example", subject="Re: Offer for Alpha, again")
+    as_employee.post(f"/letters/{letter.id}/replies/read", data={"reply": older.id}, headers={"HX-Request": "true"})
+    assert Reply.get_by_id(older.id).read_at is not None and Reply.get_by_id(later.id).read_at is None
+    # Nor does a reply of another letter named in the form count as read.
+    newer = replies["newer"]
+    as_employee.post(f"/letters/{letter.id}/replies/read", data={"reply": newer.id}, headers={"HX-Request": "true"})
+    assert Reply.get_by_id(newer.id).read_at is None
+
+
+def test_another_employee_cannot_mark_replies_read_and_an_admin_marks_nothing(client, auth, admin, other_employee,
+                                                                              replies):
+    older, letter = replies["older"], replies["letter"]
+    auth.login(other_employee)
+    assert client.post(f"/letters/{letter.id}/replies/read", data={"reply": older.id}).status_code == 404
+    assert Reply.get_by_id(older.id).read_at is None
+    auth.logout()
+    auth.login(admin)
+    assert _read_form(client.get(f"/letters/{letter.id}").get_data(as_text=True)) == (None, [])  # not the author
+    assert client.post(f"/letters/{letter.id}/replies/read", data={"reply": older.id}).status_code == 303
+    assert Reply.get_by_id(older.id).read_at is None  # still new for Erik
+
+
+def test_opening_a_reply_from_the_list_reads_its_notification_too(as_employee, employee, replies):
+    from portal.models import Notification
+    from portal.notifications import notify
+
+    older = replies["older"]
+    entry = notify(employee, "reply_received", about="Offer for Alpha", target=f"reply:{older.id}")
+    other = notify(employee, "reply_received", about="Invoice for Beta", target=f"reply:{replies['newer'].id}")
+    as_employee.post(f"/replies/{older.id}")
+    assert Notification.get_by_id(entry.id).read_at is not None and Notification.get_by_id(other.id).read_at is None

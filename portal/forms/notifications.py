@@ -3,9 +3,10 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectField
 
+from portal.forms import choices
 from portal.notifications import KINDS, kind_label
 
-WAYS = (("portal", _l("In the portal only")), ("email", _l("Also by e-mail")))
+WAYS = choices((("portal", _l("In the portal only")), ("email", _l("Also by e-mail"))))
 
 
 def preferences_form(chosen, **kwargs):
@@ -28,6 +29,6 @@ class SystemMailboxForm(FlaskForm):
 
 def system_mailbox_form(mailboxes, chosen, **kwargs):
     form = SystemMailboxForm(mailbox=str(chosen.id) if chosen else "", **kwargs)
-    form.mailbox.choices = [("", _l("None: notifications stay in the portal"))] + [
-        (str(mailbox.id), mailbox.address) for mailbox in mailboxes]
+    form.mailbox.choices = choices([("", _l("None: notifications stay in the portal"))] + [
+        (mailbox.id, mailbox.address) for mailbox in mailboxes])
     return form

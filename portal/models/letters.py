@@ -218,11 +218,11 @@ class Reply(BaseModel):
         return json.loads(self.attachments_json or "[]")
 
     @classmethod
-    def mark_read_by(cls, employee, reply_id):
-        """The letter's author opened the reply: it is no longer new (an admin reading along marks nothing)."""
+    def mark_read_by(cls, employee, *reply_ids):
+        """The letter's author opened the replies: they are no longer new (an admin reading along marks nothing)."""
         authored = Letter.select(Letter.id).where(Letter.author == employee.id)
         return cls.update(read_at=utcnow()).where(
-            (cls.id == reply_id) & cls.read_at.is_null() & cls.letter.in_(authored)).execute()
+            cls.id.in_(reply_ids) & cls.read_at.is_null() & cls.letter.in_(authored)).execute()
 
 
 class MailboxInbox(BaseModel):

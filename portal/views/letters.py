@@ -378,6 +378,8 @@ def letter(letter_id):
     return render_htmx("letters/letter.html", letter=letter, recipients=recipients, history=history,
                        replies=replies, now=now, settled=settled, partly_refused=partly_refused, poll=poll,
                        failure_unseen=failure_unseen(letter), version=letter_version(letter),
+                       replies_unread=[reply.id for reply in replies
+                                       if reply.read_at is None and letter.author_id == current_user.id],
                        waiting_for_worker=_waiting_for_worker([letter]))
 
 

@@ -3,8 +3,9 @@ from flask import Blueprint, abort, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from portal.db import whole_number
-from portal.htmx import render_htmx
+from portal.htmx import is_htmx, render_htmx
 from portal.models import Letter, Mailbox, Project, Reply
+from portal.notifications import mark_replies_seen
 from portal.pagination import paginate
 
 bp = Blueprint("replies", __name__)
@@ -19,6 +20,12 @@ def _visible():
 def _unread(query):
     """Unread means not yet opened by the letter's author; an admin reading along marks nothing."""
     return query.where(Reply.read_at.is_null() & (Letter.author == current_user.id))
+
+
+def _mark_read(reply_ids):
+    """The letter's author read these replies: they are no longer new, nor are the notifications announcing them."""
+    Reply.mark_read_by(current_user, *reply_ids)
+    mark_replies_seen(current_user, reply_ids)
 
 
 def _chosen(name):
@@ -72,5 +79,22 @@ def open_reply(reply_id):
 def read_reply(reply_id):
     """Open a reply from the list: the letter's author opening it marks it read."""
     reply = _visible().where(Reply.id == reply_id).first() or abort(404)
-    Reply.mark_read_by(current_user, reply.id)
+    _mark_read([reply.id])
     return redirect(url_for("letters.letter", letter_id=reply.letter_id, _anchor=f"reply-{reply.id}"), code=303)
+
+
+@bp.route("/letters/<int:letter_id>/replies/read", methods=["POST"])
+@login_required
+def read_shown(letter_id):
+    """The letter's page was shown to its author: the replies it showed (the form's `reply` ids) are read. The page
+    posts this once it is on screen, or its no-script button does; the GET that brought it (a link in a notification
+    e-mail, a bookmark, a prefetcher) marks nothing. A reply that came later is not among the ids, so it stays new."""
+    letter = Letter.visible_to(current_user).where(Letter.id == letter_id).first() or abort(404)
+    asked = request.form.getlist("reply", type=whole_number)
+    shown = [reply_id for (reply_id,) in Reply.select(Reply.id).where(
+        (Reply.letter == letter.id) & Reply.id.in_(asked)).tuples()]
+    if shown:
+        _mark_read(shown)
+    if is_htmx():
+        return "", 204
+    return redirect(url_for("letters.letter", letter_id=letter.id), code=303)
