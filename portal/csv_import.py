@@ -56,8 +56,8 @@ def csv_reader(data, report):
 
 def too_large_message(max_bytes):
     """What is said beside the file field when a file is over the limit."""
-    return str(_l("The file is larger than %(size)s MB. Split it into smaller files.",
-                  size=f"{max_bytes / (1024 * 1024):g}"))
+    megabytes = f"{max_bytes / (1024 * 1024):g}"
+    return str(_l("The file is larger than %(size)s MB. Split it into smaller files.", size=megabytes))
 
 
 def read_table(data, report, *, columns, required, header_error, max_bytes=IMPORT_MAX_BYTES,

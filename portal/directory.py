@@ -27,6 +27,7 @@ from portal.coded_messages import CodedError, CodedMessage
 from portal.db import database
 from portal.models import DirectoryLink, DirectorySync, Employee, normalize_email, utcnow
 from portal.models.people import FIELD_MAX, search_text_of
+from portal.words import N_
 
 ACCOUNT_DISABLED = 0x2  # userAccountControl's ACCOUNTDISABLE bit
 DN_MAX = 1024
@@ -43,32 +44,33 @@ ENVIRONMENT = {  # DirectorySettings field: the configuration key that sets it
 
 
 # Every message a sync can leave for the admin, by code: English here (the command line, logs), and the same
-# text is the msgid the page translates (added to the catalogues by hand, as no gettext call names them).
+# text is the msgid the page translates (N_ marks it for `make messages`).
 MESSAGES = {
-    "bad_url": "The directory address %(url)s is not an ldap:// or ldaps:// URL.",
-    "not_configured": "The directory is not configured: set its address and base DN.",
-    "bind_refused": "The directory refused the bind DN or password; nothing was changed.",
-    "certificate": "The directory's certificate could not be verified (%(detail)s); set the CA file it is signed by.",
-    "unreachable": "Cannot reach the directory at %(url)s (%(detail)s).",
-    "refused": "The directory refused the connection: %(detail)s",
-    "no_admin_group": "The admin group %(dn)s does not exist in the directory.",
-    "no_base": "The base DN %(dn)s does not exist in the directory.",
-    "bad_filter": "The search filter or an attribute name is not valid: %(detail)s",
-    "search_failed": "The directory search failed: %(detail)s",
-    "running": "Another directory sync is running; this one did not start. Try again when it has finished.",
-    "found_nobody": "The search found nobody although the directory kept employees before; nothing was changed "
-                    "(check the base DN and the filter).",
-    "no_email": "no e-mail",
-    "bad_email": "e-mail %(email)s is not an address",
-    "name_too_long": "name longer than %(limit)d characters",
-    "email_too_long": "e-mail longer than %(limit)d characters",
-    "title_too_long": "title longer than %(limit)d characters",
-    "department_too_long": "department longer than %(limit)d characters",
-    "dn_too_long": "DN longer than %(limit)d characters",
-    "no_name": "no name",
-    "duplicate": "e-mail %(email)s is on %(count)d directory entries",
-    "taken_by_entry": "e-mail %(email)s belongs to another directory entry's employee",
-    "taken": "e-mail %(email)s belongs to another employee",
+    "bad_url": N_("The directory address %(url)s is not an ldap:// or ldaps:// URL."),
+    "not_configured": N_("The directory is not configured: set its address and base DN."),
+    "bind_refused": N_("The directory refused the bind DN or password; nothing was changed."),
+    "certificate": N_("The directory's certificate could not be verified (%(detail)s); set the CA file it is "
+                      "signed by."),
+    "unreachable": N_("Cannot reach the directory at %(url)s (%(detail)s)."),
+    "refused": N_("The directory refused the connection: %(detail)s"),
+    "no_admin_group": N_("The admin group %(dn)s does not exist in the directory."),
+    "no_base": N_("The base DN %(dn)s does not exist in the directory."),
+    "bad_filter": N_("The search filter or an attribute name is not valid: %(detail)s"),
+    "search_failed": N_("The directory search failed: %(detail)s"),
+    "running": N_("Another directory sync is running; this one did not start. Try again when it has finished."),
+    "found_nobody": N_("The search found nobody although the directory kept employees before; nothing was changed "
+                       "(check the base DN and the filter)."),
+    "no_email": N_("no e-mail"),
+    "bad_email": N_("e-mail %(email)s is not an address"),
+    "name_too_long": N_("name longer than %(limit)d characters"),
+    "email_too_long": N_("e-mail longer than %(limit)d characters"),
+    "title_too_long": N_("title longer than %(limit)d characters"),
+    "department_too_long": N_("department longer than %(limit)d characters"),
+    "dn_too_long": N_("DN longer than %(limit)d characters"),
+    "no_name": N_("no name"),
+    "duplicate": N_("e-mail %(email)s is on %(count)d directory entries"),
+    "taken_by_entry": N_("e-mail %(email)s belongs to another directory entry's employee"),
+    "taken": N_("e-mail %(email)s belongs to another employee"),
 }
 
 

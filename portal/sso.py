@@ -33,6 +33,7 @@ from portal.models.people import FIELD_MAX
 from portal.models.sso import SsoFlow, SsoLink, SsoSignIn
 from portal.secret_box import SecretError
 from portal.sessions import session_id
+from portal.words import N_
 
 SETTING_KEY = "sso"
 LEEWAY = 120  # seconds of clock difference an ID token's times may have
@@ -43,43 +44,43 @@ ENVIRONMENT = {  # SsoSettings field: the configuration key that sets it
 
 # Every refusal and check result, by code: English here (logs), and the msgid the pages translate.
 MESSAGES = {
-    "not_configured": "Single sign-on is not configured.",
-    "discovery_unreachable": "Cannot read the discovery document at %(url)s (%(detail)s).",
-    "discovery_status": "The discovery address %(url)s answered HTTP %(status)s: check the address.",
-    "discovery_invalid": "The address %(url)s does not hold an OpenID Connect discovery document (%(detail)s).",
-    "issuer_mismatch": "The discovery document names the issuer %(issuer)s, which does not match its address "
-                       "%(url)s.",
-    "discovery_ok": "The discovery document was read; the issuer is %(issuer)s.",
-    "keys_unreachable": "Cannot read the provider's signing keys at %(url)s (%(detail)s).",
-    "keys_ok": "Signing keys the provider publishes: %(count)d.",
-    "clock_skew": "The provider's clock and this server's differ by %(seconds)d seconds; ID tokens are refused "
-                  "beyond %(leeway)d. Synchronise the clocks (NTP).",
-    "clock_ok": "The clocks agree: they differ by less than the %(leeway)d seconds allowed.",
-    "client_refused": "The provider refused the client ID or client secret (%(error)s).",
-    "client_ok": "The provider accepted the client ID and client secret.",
-    "client_unknown": "The client ID and secret could not be checked: the provider answered %(error)s.",
-    "provider_error": "The provider did not sign you in: %(error)s %(description)s",
-    "state": "This sign-in link is not the one this browser started (its state does not match). Start again.",
-    "no_code": "The provider's answer has no authorization code. Start again.",
-    "code_refused": "The provider refused the authorization code (already used, expired or not ours). Start again.",
-    "token_failed": "The provider's token answer could not be used: %(detail)s",
-    "no_id_token": "The provider answered without an ID token; is the scope openid set?",
-    "id_token_audience": "The ID token was issued for another application, not this portal.",
-    "id_token_issuer": "The ID token was issued by another provider.",
-    "id_token_nonce": "The ID token belongs to another sign-in (its nonce does not match).",
-    "id_token_expired": "The ID token has expired; if this repeats, the clocks of the portal and the provider "
-                        "differ.",
-    "id_token_clock": "The ID token was issued in the future: the clocks of the portal and the provider differ.",
-    "id_token_signature": "The ID token's signature does not match the provider's keys.",
-    "id_token_invalid": "The ID token is not valid: %(detail)s",
-    "no_email": "The provider did not say your e-mail address; ask the admin to add the email scope.",
-    "email_unverified": "The provider has not verified your e-mail address %(email)s, so it cannot be matched.",
-    "unknown": "There is no employee with the e-mail %(email)s in the portal. Ask an admin to add you.",
-    "deactivated": "Your account in the portal is deactivated.",
-    "linked_elsewhere": "The employee with the e-mail %(email)s is linked to another identity at this provider.",
-    "field_too_long": "Your %(claim)s from the provider is longer than %(limit)d characters.",
-    "replayed": "This sign-in link was already used: each one works once only. Start again.",
-    "expired": "This sign-in took too long (more than 10 minutes) and has expired.",
+    "not_configured": N_("Single sign-on is not configured."),
+    "discovery_unreachable": N_("Cannot read the discovery document at %(url)s (%(detail)s)."),
+    "discovery_status": N_("The discovery address %(url)s answered HTTP %(status)s: check the address."),
+    "discovery_invalid": N_("The address %(url)s does not hold an OpenID Connect discovery document (%(detail)s)."),
+    "issuer_mismatch": N_("The discovery document names the issuer %(issuer)s, which does not match its address "
+                          "%(url)s."),
+    "discovery_ok": N_("The discovery document was read; the issuer is %(issuer)s."),
+    "keys_unreachable": N_("Cannot read the provider's signing keys at %(url)s (%(detail)s)."),
+    "keys_ok": N_("Signing keys the provider publishes: %(count)d."),
+    "clock_skew": N_("The provider's clock and this server's differ by %(seconds)d seconds; ID tokens are refused "
+                     "beyond %(leeway)d. Synchronise the clocks (NTP)."),
+    "clock_ok": N_("The clocks agree: they differ by less than the %(leeway)d seconds allowed."),
+    "client_refused": N_("The provider refused the client ID or client secret (%(error)s)."),
+    "client_ok": N_("The provider accepted the client ID and client secret."),
+    "client_unknown": N_("The client ID and secret could not be checked: the provider answered %(error)s."),
+    "provider_error": N_("The provider did not sign you in: %(error)s %(description)s"),
+    "state": N_("This sign-in link is not the one this browser started (its state does not match). Start again."),
+    "no_code": N_("The provider's answer has no authorization code. Start again."),
+    "code_refused": N_("The provider refused the authorization code (already used, expired or not ours). Start again."),
+    "token_failed": N_("The provider's token answer could not be used: %(detail)s"),
+    "no_id_token": N_("The provider answered without an ID token; is the scope openid set?"),
+    "id_token_audience": N_("The ID token was issued for another application, not this portal."),
+    "id_token_issuer": N_("The ID token was issued by another provider."),
+    "id_token_nonce": N_("The ID token belongs to another sign-in (its nonce does not match)."),
+    "id_token_expired": N_("The ID token has expired; if this repeats, the clocks of the portal and the provider "
+                           "differ."),
+    "id_token_clock": N_("The ID token was issued in the future: the clocks of the portal and the provider differ."),
+    "id_token_signature": N_("The ID token's signature does not match the provider's keys."),
+    "id_token_invalid": N_("The ID token is not valid: %(detail)s"),
+    "no_email": N_("The provider did not say your e-mail address; ask the admin to add the email scope."),
+    "email_unverified": N_("The provider has not verified your e-mail address %(email)s, so it cannot be matched."),
+    "unknown": N_("There is no employee with the e-mail %(email)s in the portal. Ask an admin to add you."),
+    "deactivated": N_("Your account in the portal is deactivated."),
+    "linked_elsewhere": N_("The employee with the e-mail %(email)s is linked to another identity at this provider."),
+    "field_too_long": N_("Your %(claim)s from the provider is longer than %(limit)d characters."),
+    "replayed": N_("This sign-in link was already used: each one works once only. Start again."),
+    "expired": N_("This sign-in took too long (more than 10 minutes) and has expired."),
 }
 
 
