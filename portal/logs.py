@@ -122,6 +122,13 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
+# huey's own lines for every task it runs and every periodic task it enqueues: a dozen a minute on an idle worker,
+# which buried `make run`'s one-time admin password within minutes. They are kept for DEBUG; the portal says what a
+# pass did in its own line, and huey's warnings, errors and its consumer's start and stop lines stay.
+HUEY_PER_TASK_LOGGERS = ("huey", "huey.consumer.Scheduler")
+HUEY_CONSUMER_LOGGER = "huey.consumer"
+
+
 def configure_logging(log_format="text", level="INFO", stream=None):
     """Send the portal's, Flask's and huey's records to one handler on the root logger, once per process.
 
@@ -138,6 +145,10 @@ def configure_logging(log_format="text", level="INFO", stream=None):
     handler.setFormatter(JsonFormatter() if str(log_format).lower() == "json" else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(str(level).upper())
+    debugging = root.level <= logging.DEBUG
+    for name in HUEY_PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if debugging else max(root.level, logging.WARNING))
+    logging.getLogger(HUEY_CONSUMER_LOGGER).setLevel(logging.NOTSET if debugging else root.level)
     return handler
 
 

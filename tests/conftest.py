@@ -32,9 +32,12 @@ def restore_logging():
     writes to the sys.stderr of the moment), and a later CLI test read those lines in its JSON output."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("huey", "huey.consumer", "huey.consumer.Scheduler")}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, kept in levels.items():
+        logging.getLogger(name).setLevel(kept)
 
 
 @pytest.fixture(scope="session")

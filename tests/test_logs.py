@@ -69,6 +69,35 @@ def test_configuring_twice_keeps_one_handler():
     assert [handler.get_name() for handler in logging.getLogger().handlers].count("portal") == 1
 
 
+@pytest.mark.parametrize(("level", "per_task_lines"), [("INFO", False), ("DEBUG", True)])
+def test_an_idle_worker_does_not_log_every_task_huey_runs(level, per_task_lines):
+    """huey's "Executing …" and "… executed in" lines for each run (a dozen a minute from the periodic tasks) only at
+    DEBUG; its failures and its consumer's start line are kept, and so are the portal's own lines."""
+    from huey import MemoryHuey
+
+    huey = MemoryHuey("log-test", immediate=True)
+
+    @huey.task(name="portal.sweep_letters")
+    def sweep():
+        return 1
+
+    @huey.task(name="portal.broken")
+    def broken():
+        raise RuntimeError("the database went away")
+
+    stream = io.StringIO()
+    configure_logging("text", level, stream=stream)
+    logging.getLogger("huey.consumer").info("Huey consumer started with 1 thread")
+    sweep()
+    broken()
+    logging.getLogger("portal.letters").info("sent 3 letters from sales@example.com")
+    lines = stream.getvalue()
+    assert ("Executing " in lines) is per_task_lines
+    assert ("executed in" in lines) is per_task_lines
+    assert "Unhandled exception in task" in lines and "the database went away" in lines
+    assert "Huey consumer started" in lines and "sent 3 letters from sales@example.com" in lines
+
+
 def test_a_fault_is_said_once_with_its_cause_then_once_that_it_is_over(caplog):
     import logging
 
