@@ -13,13 +13,13 @@ RUN_ENV := PORTAL_INSECURE_COOKIES=1
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	@mkdir -p $(VENV) && $(PIP) install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 
 # pip's build warnings (setuptools) would bury the admin's one-time password: kept in a log,
 # shown only when the install fails.
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml
 	@echo "Installing the portal into $(VENV) (details: $(VENV)/install.log)"
-	@$(PIP) install --quiet -e . > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@$(PIP) install --quiet -e . >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

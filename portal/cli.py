@@ -132,7 +132,7 @@ def import_employees_command(path):
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 @with_appcontext
 def backup_command(dest):
-    """Copy the database (SQLite) and the instance keys into the new folder DEST (mode 0600)."""
+    """Copy the database (SQLite) and the instance keys into the new folder DEST (mode 0700, its files 0600)."""
     from portal.backup import BackupError, backup
     from portal.db import database_url
 

@@ -41,7 +41,6 @@ DEFAULTS = {
     "PORTAL_LETTER_RETRY_MAX": 3600,  # longest back-off between two attempts, seconds
     "PORTAL_LETTER_LEASE": 300,
     "PORTAL_LETTER_BATCH_SIZE": 200,  # letters one worker claims at a time
-    "PORTAL_LETTER_LINGER": 0.5,  # seconds a worker keeps its connection for the next letter
     "PORTAL_MAILBOX_LETTERS_PER_MINUTE": 20,
     "PORTAL_RECIPIENT_LETTERS_LIMIT": 50,
     "PORTAL_RECIPIENT_LIMIT_WINDOW": 600,
