@@ -31,3 +31,9 @@ def render_htmx(template, *, partial=None, **context):
 def is_htmx():
     """True for any htmx request (boosted ones included), e.g. to answer with HX-Redirect."""
     return bool(getattr(request, "htmx", None))
+
+
+def nav_counts():
+    """The answer to an htmx POST that changed a count the navigation shows (a failed letter seen, replies read):
+    the counts alone, swapped out of band into the page on screen."""
+    return render_template("partial/nav_counts_oob.html")

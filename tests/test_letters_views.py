@@ -141,7 +141,10 @@ def test_a_failed_letter_is_explained_in_russian_with_the_server_reply_and_badge
     assert "550 5.1.1" in page and "nobody@example.com" in page
     # The page, once shown, tells the portal its failure was seen (a POST): that clears the badge.
     assert 'nav-badge' in as_employee.get("/outbox").get_data(as_text=True)
-    assert as_employee.post(f"/letters/{letter.id}/seen", headers={"HX-Request": "true"}).status_code == 204
+    answer = as_employee.post(f"/letters/{letter.id}/seen", headers={"HX-Request": "true"})
+    # The answer is the navigation's counts, swapped into the page on screen: the badge goes there, not on the next.
+    assert answer.status_code == 200 and '<span id="nav-outbox-count" hx-swap-oob="true"></span>' in \
+        answer.get_data(as_text=True)
     assert 'nav-badge' not in as_employee.get("/outbox").get_data(as_text=True)
 
 

@@ -25,7 +25,10 @@ def replies(employee, make_mailbox, make_project, write_letter):
 
 
 def _badge(html):
-    found = re.search(r'Replies <span class="badge nav-badge badge-new"[^>]*><span aria-hidden="true">(\d+)', html)
+    """The Replies count the navigation shows (0: none), in a page or in an out-of-band answer."""
+    holder = re.search(r'<span id="nav-replies-count"[^>]*>(.*?</span></span>)?</span>', html)
+    assert holder, "no Replies count in the answer"
+    found = re.search(r'<span aria-hidden="true">(\d+)', holder.group(1) or "")
     return int(found.group(1)) if found else 0
 
 
@@ -100,7 +103,9 @@ def test_the_letter_page_marks_the_replies_it_shows_read_by_a_post_once_shown(as
     assert Reply.get_by_id(older.id).read_at is None
     answer = as_employee.post(f"/letters/{letter.id}/replies/read", data={"reply": older.id},
                               headers={"HX-Request": "true"})  # what the page sends once it is on screen
-    assert answer.status_code == 204
+    # The answer is the navigation's counts, swapped into the page on screen: the Replies badge goes 2 -> 1 there.
+    assert answer.status_code == 200 and 'id="nav-replies-count" hx-swap-oob="true"' in answer.get_data(as_text=True)
+    assert _badge(answer.get_data(as_text=True)) == 1
     assert Reply.get_by_id(older.id).read_at is not None and Notification.get_by_id(entry.id).read_at is not None
     html = as_employee.get("/replies").get_data(as_text=True)
     assert html.count('class="unread"') == 1 and _badge(html) == 1  # the other letter's reply is still new

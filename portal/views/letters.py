@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 from peewee import JOIN
 
 from portal.db import MAX_ID, whole_number
-from portal.htmx import is_htmx, render_htmx
+from portal.htmx import is_htmx, nav_counts, render_htmx
 from portal.letters.compose import LetterError, queue_letter
 from portal.letters.outcomes import cancel_letter, nobody_left, retry_letter
 from portal.letters.worker import wake_sender
@@ -400,7 +400,7 @@ def seen(letter_id):
 
         mark_letter_seen(current_user, letter.id)
     if is_htmx():
-        return "", 204
+        return nav_counts()
     return redirect(url_for("letters.letter", letter_id=letter.id), code=303)
 
 

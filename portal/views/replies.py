@@ -3,7 +3,7 @@ from flask import Blueprint, abort, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from portal.db import whole_number
-from portal.htmx import is_htmx, render_htmx
+from portal.htmx import is_htmx, nav_counts, render_htmx
 from portal.models import Letter, Mailbox, Project, Reply
 from portal.notifications import mark_replies_seen
 from portal.pagination import paginate
@@ -96,5 +96,5 @@ def read_shown(letter_id):
     if shown:
         _mark_read(shown)
     if is_htmx():
-        return "", 204
+        return nav_counts()
     return redirect(url_for("letters.letter", letter_id=letter.id), code=303)
