@@ -467,7 +467,8 @@ window.addEventListener("pageshow", function () {
 
 // A table wider than the window scrolls sideways inside its .table-wrap. Keyboard users can scroll it only once
 // it takes focus (WCAG 2.1.1), so while, and only while, it scrolls, it joins the Tab order, named after its
-// caption or its section where it has one. On a laptop, where it fits, it stays out of the way.
+// caption or its section where it has one (a group, not a second landmark beside its section). On a laptop,
+// where it fits, it stays out of the way.
 (function () {
   function fit(wrap) {
     var scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
@@ -482,7 +483,7 @@ window.addEventListener("pageshow", function () {
     var section = wrap.closest("[aria-labelledby]");
     var name = caption ? caption.id : section && section.getAttribute("aria-labelledby");
     if (name) {
-      wrap.setAttribute("role", "region");
+      wrap.setAttribute("role", "group");
       wrap.setAttribute("aria-labelledby", name);
     }
   }
