@@ -82,7 +82,7 @@ oauth-test-provider: debian-test-packages
 
 # axe-core, which the accessibility audit (tests/test_browser_accessibility.py) injects into every page.
 BROWSER_TOOLS := tests/browser_tools
-browser-test-tools:
+browser-test-tools: debian-test-packages
 	@if ! command -v npm >/dev/null 2>&1; then echo "npm is missing: the accessibility audit will skip"; \
 	elif [ ! $(BROWSER_TOOLS)/node_modules/.installed -nt $(BROWSER_TOOLS)/package-lock.json ]; then \
 	  (cd $(BROWSER_TOOLS) && npm ci --no-audit --no-fund --loglevel=error) && touch $(BROWSER_TOOLS)/node_modules/.installed; \

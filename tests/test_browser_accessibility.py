@@ -23,10 +23,12 @@ DUPLICATE_IDS = ["duplicate-id", "duplicate-id-active", "duplicate-id-aria"]
 # cannot tell the colour behind a text, so it left the contrast of every table cell undecided (358 cells), not
 # passed. The cells' text sits on the page's own colour (the gradients only fade the edges), so the audit takes
 # the shadows away and lets axe judge every table's text, badges and muted lines.
+WITHOUT_SCROLL_SHADOWS = ".table-wrap { background: none !important; }"
+# A menu that fades in, measured halfway, has text nearly the colour of its background (the account menu read as
+# 1.1:1): the audit waits for the page's finite animations and transitions to end, as a person's eye does.
 FINISHED_ANIMATIONS = """() => Promise.all(document.getAnimations()
     .filter(animation => Number.isFinite(animation.effect.getComputedTiming().endTime))
     .map(animation => animation.finished.catch(() => null)))"""
-WITHOUT_SCROLL_SHADOWS = ".table-wrap { background: none !important; }"
 
 # axe is injected as a <script> of its own, which the portal's Content-Security-Policy rightly refuses (it allows
 # only the portal's own scripts); bypass_csp lets this audit's pages load it. Everything else about the page,
@@ -36,8 +38,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.browser_context_args(bypass_csp=T
 
 @pytest.fixture
 def audit():
-    """audit(page, where): the serious and critical WCAG 2.1 A/AA violations axe finds on the page as it is now,
-    each a line naming the page, the rule, its help text and the offending elements' selectors."""
+    """audit(page, where): the serious and critical WCAG 2.1 A/AA violations and the repeated ids axe finds on the
+    page as it is now, each a line naming the page, the rule, its help text and the offending elements."""
     if not AXE.exists():
         reason = f"the accessibility audit needs axe-core at {AXE} (`make browser-test-tools` installs it with npm)"
         if _in_ci():
@@ -46,8 +48,6 @@ def audit():
 
     def audit(page, where):
         page.wait_for_load_state("load")
-        # A menu that fades in, measured halfway, has text nearly the colour of its background: wait for the
-        # page's finite animations and transitions to end, as a person's eye does.
         page.evaluate(FINISHED_ANIMATIONS)
         if not page.evaluate("typeof window.axe !== 'undefined'"):
             page.add_script_tag(path=str(AXE))
