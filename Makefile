@@ -9,7 +9,7 @@ PORT ?= 5000
 # Plain-http development server: cookies cannot be Secure there.
 RUN_ENV := PORTAL_INSECURE_COOKIES=1
 
-.PHONY: run test test-setup test-postgres test-deploy lint translations bench messages install install-test debian-test-packages oauth-test-provider worker clean
+.PHONY: run test test-setup test-postgres test-deploy lint translations bench messages install install-test debian-test-packages oauth-test-provider browser-test-tools worker clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,12 +80,20 @@ oauth-test-provider: debian-test-packages
 	  (cd $(OAUTH_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error) && touch $(OAUTH_PROVIDER)/node_modules/.installed; \
 	fi
 
-test: install-test debian-test-packages oauth-test-provider lint
+# axe-core, which the accessibility audit (tests/test_browser_accessibility.py) injects into every page.
+BROWSER_TOOLS := tests/browser_tools
+browser-test-tools: debian-test-packages
+	@if ! command -v npm >/dev/null 2>&1; then echo "npm is missing: the accessibility audit will skip"; \
+	elif [ ! $(BROWSER_TOOLS)/node_modules/.installed -nt $(BROWSER_TOOLS)/package-lock.json ]; then \
+	  (cd $(BROWSER_TOOLS) && npm ci --no-audit --no-fund --loglevel=error) && touch $(BROWSER_TOOLS)/node_modules/.installed; \
+	fi
+
+test: install-test debian-test-packages oauth-test-provider browser-test-tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # What .ci/run needs before it starts `make test` and `make test-postgres` side by side: every prerequisite of
 # both, so that neither installs anything while the other runs.
-test-setup: install-test debian-test-packages oauth-test-provider
+test-setup: install-test debian-test-packages oauth-test-provider browser-test-tools
 
 # The style setup.cfg's [flake8] states (lines up to 120), kept by every change.
 lint: install-test

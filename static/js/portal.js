@@ -464,3 +464,30 @@ window.addEventListener("pageshow", function () {
   var sender = document.getElementById("letter-sender");
   if (project && sender && project.value !== sender.getAttribute("data-project")) { htmx.trigger(project, "change"); }
 });
+
+// A table wider than the window scrolls sideways inside its .table-wrap. Keyboard users can scroll it only once
+// it takes focus (WCAG 2.1.1), so while, and only while, it scrolls, it joins the Tab order, named after its
+// caption or its section where it has one (a group, not a second landmark beside its section). On a laptop,
+// where it fits, it stays out of the way.
+(function () {
+  function fit(wrap) {
+    var scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+    if (scrolls === wrap.hasAttribute("data-scrolls")) { return; }
+    if (!scrolls) {
+      ["data-scrolls", "tabindex", "role", "aria-labelledby"].forEach(function (name) { wrap.removeAttribute(name); });
+      return;
+    }
+    wrap.setAttribute("data-scrolls", "");
+    wrap.setAttribute("tabindex", "0");
+    var caption = wrap.querySelector("caption[id]");
+    var section = wrap.closest("[aria-labelledby]");
+    var name = caption ? caption.id : section && section.getAttribute("aria-labelledby");
+    if (name) {
+      wrap.setAttribute("role", "group");
+      wrap.setAttribute("aria-labelledby", name);
+    }
+  }
+  function fitAll() { document.querySelectorAll(".table-wrap").forEach(fit); }
+  htmx.onLoad(fitAll);
+  window.addEventListener("resize", fitAll);
+})();
