@@ -1,4 +1,5 @@
 """Russian and English: every string the portal shows is translated, and the right language is chosen."""
+import re
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,25 @@ def test_refreshing_the_catalogues_keeps_every_translation():
                 if message.id and (message.id[0] if isinstance(message.id, tuple) else message.id) not in marked]
     assert not unmarked, "In the catalogue but marked nowhere (mark it with N_, or remove it):\n" + "\n".join(
         map(repr, unmarked))
+
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}|%\((\w+)\)[sd]")
+
+
+def test_a_translation_keeps_every_name_and_number_the_english_shows():
+    """"For a single letter {employee} may also pick" said "an employee" in Russian: the name was lost. Every
+    placeholder of a msgid is in its translation ({s}, the English plural ending, aside)."""
+    lost = []
+    for message in russian_catalogue():
+        if not message.id:
+            continue
+        english = message.id[0] if isinstance(message.id, tuple) else message.id
+        wanted = {name for pair in PLACEHOLDER.findall(english) for name in pair if name} - {"s"}
+        for translation in (message.string if isinstance(message.string, tuple) else (message.string,)):
+            shown = {name for pair in PLACEHOLDER.findall(translation) for name in pair if name}
+            if wanted - shown:
+                lost.append(f"{english!r}: {sorted(wanted - shown)} missing from {translation!r}")
+    assert not lost, "\n".join(lost)
 
 
 def test_language_follows_the_browser_before_sign_in(client):
