@@ -79,6 +79,26 @@ def test_card_tabs(app, live_server, signed_in_page, admin, employee, screenshot
     assert "Sales" in page.locator("#employee-tabpanel").inner_text()
 
 
+def test_a_tab_left_quickly_never_shows_the_panel_of_the_one_left(live_server, signed_in_page, admin, employee):
+    """Arrow keys run through the tabs faster than their panels load: the panel of a tab already left, answering
+    late, must not replace the one chosen after it (the card then said Profile over the addresses' list)."""
+    page = signed_in_page(admin)
+    page.goto(live_server + f"/admin/employees/{employee.id}")
+    held = []
+    page.route(f"**/admin/mail/employees/{employee.id}", lambda route: held.append(route))  # a slow answer
+    page.get_by_role("tab", name="Profile").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#tab-addresses")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_timeout(500)  # time for the Profile panel to come back, were it asked for at once
+    assert held, "the addresses' panel was never asked for"
+    held[0].continue_()  # the late answer arrives now
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#tab-profile")).to_have_attribute("aria-selected", "true")
+    assert page.locator("#employee-tabpanel dl.details").is_visible()
+    assert "Sales" in page.locator("#employee-tabpanel").inner_text()
+
+
 def test_deactivate_from_the_card(live_server, browser, signed_in_page, sign_in, admin, employee, screenshot):
     sign_in(browser.new_context().new_page(), employee)  # the employee is signed in elsewhere
     page = signed_in_page(admin)
