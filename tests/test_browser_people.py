@@ -1,4 +1,6 @@
 """People pages in Chromium: sign in, search as you type, add an employee, card tabs, language."""
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -38,6 +40,29 @@ def test_search_employees_as_you_type(live_server, signed_in_page, admin, make_e
     screenshot(page, "searched")
     page.go_back()
     expect(page.locator("#employee-list tbody tr").nth(1)).to_be_attached()  # the whole list is back
+
+
+def test_the_list_answers_the_last_thing_typed_even_when_the_server_is_slow(live_server, signed_in_page, admin,
+                                                                            make_employee):
+    """A pause, then more letters while the first search is still on its way: the list ends up answering what the
+    box says, not the earlier text (htmx queues the newer search of one box behind the one in flight; the card's
+    tabs, several elements, needed hx-sync for the same)."""
+    make_employee(name="Olga Other", email="olga@example.com", department="Support")
+    make_employee(name="Sven Sales", email="sven@example.com", department="Sales")
+    page = signed_in_page(admin)
+    page.goto(live_server + "/admin/employees")
+    held = []
+    first_search = re.compile(r"/admin/employees\?(.*&)?q=s(&|$)")
+    page.route(first_search, lambda route: held.append(route))  # the first search answers late
+    page.locator("#employee-search").press_sequentially("s")
+    page.wait_for_timeout(600)  # past the typing pause: the search for "s" is on its way
+    assert held, "the search for 's' was never sent"
+    page.locator("#employee-search").press_sequentially("upp")
+    page.wait_for_timeout(600)
+    held[0].continue_()
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#employee-list tbody tr")).to_have_count(1)
+    assert "Olga Other" in page.locator("#employee-list").inner_text()
 
 
 def test_add_employee_with_a_mistake_first(live_server, signed_in_page, admin, employee, screenshot):
