@@ -177,3 +177,11 @@ def test_a_webhook_of_a_revoked_token_says_it_stopped(as_employee, employee):
     revoked = htmx(as_employee, f"/api-tokens/{endpoint.token.id}/revoke")
     assert revoked.headers["HX-Trigger"] == "api-tokens-changed"
     assert "Stopped: its token is revoked" in page_text(as_employee.get("/profile"))
+
+
+@pytest.mark.parametrize("path", ["/profile/webhooks", "/profile/api-tokens", "/profile"])
+def test_my_profile_is_the_current_section_on_its_pages(as_employee, path):
+    """My webhooks and My API tokens are My profile's pages: the navigation marks it, and nothing else, as current."""
+    html = as_employee.get(path).get_data(as_text=True)
+    current = re.findall(r'<a href="([^"]+)"[^>]*aria-current="page"', html)
+    assert current == ["/profile"], current
