@@ -12,6 +12,7 @@ DEFAULTS = {
     "PORTAL_PROXY_COUNT": 0,
     "PORTAL_RATELIMIT_STORAGE": "memory://",
     "PORTAL_SIGNIN_RATE_LIMIT": "10 per minute",
+    "PORTAL_SSO_START_RATE_LIMIT": "60 per minute",  # "Sign in with" per client address: each keeps a row a day
     "PORTAL_REMEMBER_DAYS": 14,  # the longest one sign-in lasts, "Keep me signed in" or not
     "PORTAL_DEFAULT_LANGUAGE": "en",
     "PORTAL_ADMIN_EMAIL": "admin@example.com",

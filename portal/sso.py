@@ -196,7 +196,7 @@ def discover(settings, *, fresh=False):
 
 
 def begin_sign_in(settings, redirect_uri):
-    """The provider's sign-in URL, and what the browser's session must keep until the callback."""
+    """The provider's sign-in URL, and what the callback needs again (`start_flow` keeps it on the server)."""
     metadata, _ = discover(settings)
     started = _client(settings, metadata).create_authorization_url(redirect_uri)
     return {"url": started["url"], "state": started["state"], "nonce": started["nonce"],
@@ -233,12 +233,17 @@ def finish_flow(settings, answer, session_states):
     The trip is found only by a state in `session_states` (those this browser was given), and used up whatever
     the answer: a second callback with it is refused as used, one after FLOW_MAX_AGE as expired.
     """
+    if answer.get("error") and not answer.get("state"):  # a provider's refusal that names no trip: say it as such
+        finish_sign_in(settings, None, answer)
     try:
         flow = provider_trips.take(SsoFlow, answer.get("state") or "", session_states, utcnow())
     except provider_trips.FlowRefused as refused:
         raise SsoRefusal(_TRIP_REFUSALS[refused.reason]) from None
-    pending = {"state": flow.state, "nonce": flow.nonce, "code_verifier": flow.secret("code_verifier"),
-               "redirect_uri": flow.redirect_uri}
+    try:
+        verifier = flow.secret("code_verifier")
+    except SecretError:  # started under a key removed since (rotate-secrets): as good as expired
+        raise SsoRefusal("expired") from None
+    pending = {"state": flow.state, "nonce": flow.nonce, "code_verifier": verifier, "redirect_uri": flow.redirect_uri}
     return finish_sign_in(settings, pending, answer), flow.next_target
 
 

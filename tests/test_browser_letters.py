@@ -180,6 +180,34 @@ def test_a_bounced_letter_and_a_paused_mailbox_in_both_languages(
         assert page.locator(".paused-reason").is_visible()
 
 
+def test_a_failed_letter_with_a_new_reply_clears_both_counts_whatever_answer_comes_last(
+        live_server, signed_in_page, employee, sending_mailbox, write_letter, run_queue, smtp_server):
+    """The page posts "seen" and "read" on load; each answer redraws every count. Sent one after the other, the last
+    answer counts after both marks: neither badge comes back because the other answer was late."""
+    from portal.models import Reply
+
+    letter = write_letter(sending_mailbox, to="nobody@example.com", subject="Contract draft")
+    smtp_server.fail("RCPT", "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown")
+    run_queue()
+    Reply.create(letter=letter, mailbox=sending_mailbox, message_id="<r1@client.example>", sender="nobody@example.com",
+                 subject="Re: Contract draft", body_text="Which contract?")
+    page = signed_in_page(employee)
+    page.goto(live_server + "/outbox")
+    expect(page.locator("#nav-outbox-count .badge")).to_have_count(1)
+    expect(page.locator("#nav-replies-count .badge")).to_have_count(1)
+    held, marks = [], []
+    page.on("request", lambda request: marks.append(request.url) if request.method == "POST" else None)
+    page.route(f"**/letters/{letter.id}/seen", lambda route: held.append(route))  # "seen" answers late
+    page.goto(live_server + f"/letters/{letter.id}")
+    page.wait_for_timeout(500)
+    assert held and not any(url.endswith("/replies/read") for url in marks), marks  # "read" waits for "seen"
+    held[0].continue_()
+    page.wait_for_load_state("networkidle")
+    assert any(url.endswith("/replies/read") for url in marks)
+    expect(page.locator("#nav-outbox-count .badge")).to_have_count(0)
+    expect(page.locator("#nav-replies-count .badge")).to_have_count(0)
+
+
 def test_a_failed_letter_counts_as_seen_once_its_page_is_shown_not_when_it_is_fetched(
         live_server, signed_in_page, employee, sending_mailbox, write_letter, run_queue, smtp_server):
     """The page posts "seen" when Chromium shows it; a GET alone (a prefetcher, an <img src>) clears no badge."""

@@ -273,3 +273,27 @@ def test_a_provider_on_loopback_needs_the_servers_permission(oauth_provider):
                                         "PORTAL_OIDC_CLIENT_ID": "portal"})
     assert begin_sign_in(allowed, DEFAULT_REDIRECT_URI)["url"].startswith(oauth_provider.issuer + "/auth?")
     assert "access" not in allowed.public()
+
+
+def test_the_provider_saying_no_without_a_state_is_shown_as_its_refusal(app, oauth_provider):
+    """A provider that refuses (the person pressed Cancel) without sending the state back: the person reads the
+    provider's refusal, not "this sign-in link is not the one this browser started"."""
+    settings = settings_for(oauth_provider)
+    started = start_flow(settings, DEFAULT_REDIRECT_URI)
+    with pytest.raises(SsoRefusal) as refused:
+        finish_flow(settings, {"error": "access_denied", "error_description": "End-User aborted"}, [started.state])
+    assert refused.value.message.code == "provider_error" and "aborted" in str(refused.value)
+
+
+def test_a_sign_in_started_under_a_key_since_removed_is_refused_as_expired(app, oauth_provider):
+    """rotate-secrets, the old key removed, a restart: a sign-in begun just before comes back to a refusal, not a
+    500 (its verifier can no longer be read)."""
+    from portal.secret_box import SecretBox
+
+    settings = settings_for(oauth_provider)
+    started = start_flow(settings, DEFAULT_REDIRECT_URI)
+    flow = SsoFlow.get()
+    SsoFlow.update(code_verifier=SecretBox(["a key no longer configured"]).encrypt("v", flow.secret_context)).execute()
+    with pytest.raises(SsoRefusal) as refused:
+        finish_flow(settings, sign_in_at_provider(started.url, address()), [started.state])
+    assert refused.value.message.code == "expired"

@@ -121,6 +121,18 @@ def test_a_callback_nobody_started_is_refused_with_a_clear_page(client):
     assert client.get("/").status_code == 302
 
 
+@pytest.fixture
+def starts_limited(config):
+    config.update(RATELIMIT_ENABLED=True, PORTAL_SSO_START_RATE_LIMIT="2 per minute")
+    return config
+
+
+def test_starting_sign_ins_over_and_over_is_slowed(starts_limited, client):
+    """Each "Sign in with" keeps a row on the server: a script starting them without end from one address gets 429."""
+    configure()
+    assert [client.get("/sso/start").status_code for _ in range(3)][-1] == 429
+
+
 def test_the_admin_page_in_russian(client, make_employee):
     sign_in(client, make_employee(role="admin", language="ru"))
     configure()

@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.access import admin_required
+from portal.extensions import limiter
 from portal.forms.sso import SsoForm
 from portal.htmx import render_htmx
 from portal.provider_trips import remember_state
@@ -37,7 +38,12 @@ def _refused(refusal, status=403):
     return render_template("sso/refused.html", message=refusal.message, messages=MESSAGES), status
 
 
+def _start_limit():
+    return current_app.config["PORTAL_SSO_START_RATE_LIMIT"]
+
+
 @bp.route("/sso/start")
+@limiter.limit(_start_limit)
 def start():
     """Send the browser to the provider's sign-in; the sign-in is kept on the server, the browser keeps its state."""
     if current_user.is_authenticated:
