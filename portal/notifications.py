@@ -13,7 +13,7 @@ from peewee import fn
 
 from portal import events
 from portal.db import writing
-from portal.models import Employee, Letter, Notification, NotificationPreference, utcnow
+from portal.models import Employee, Letter, Notification, NotificationPreference, Reply, utcnow
 from portal.models.letters import PENDING_STATES
 
 log = logging.getLogger("portal.notifications")
@@ -164,12 +164,15 @@ def mark_letter_seen(employee, letter_id, *, now=None):
         & (Notification.kind == "letter_failed") & Notification.read_at.is_null()).execute()
 
 
-def mark_replies_seen(employee, reply_ids, *, now=None):
-    """The author read these replies: the entries that announced them count as read."""
+def read_replies(employee, reply_ids):
+    """The employee read these replies (on their letter's page, from the Replies list or from the notification that
+    announced one): if theirs to read, they are no longer new, nor are the entries that announced them."""
     targets = [f"reply:{reply_id}" for reply_id in reply_ids]
-    return Notification.update(read_at=now or utcnow()).where(
-        (Notification.recipient == employee.id) & (Notification.kind == "reply_received")
-        & Notification.target.in_(targets) & Notification.read_at.is_null()).execute()
+    with writing():
+        Reply.mark_read_by(employee, *reply_ids)
+        Notification.update(read_at=utcnow()).where(
+            (Notification.recipient == employee.id) & (Notification.kind == "reply_received")
+            & Notification.target.in_(targets) & Notification.read_at.is_null()).execute()
 
 
 def _admins():

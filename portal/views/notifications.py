@@ -8,9 +8,9 @@ from portal.db import whole_number
 from portal.access import admin_required
 from portal.forms.notifications import preferences_form, system_mailbox_form
 from portal.htmx import render_htmx
-from portal.models import Notification, Reply
+from portal.models import Notification
 from portal.notifications import (KINDS, PAGE_SIZE, describe, link_of, mark_read, notifications_of, preferences,
-                                  set_preferences, unread_count)
+                                  read_replies, set_preferences, unread_count)
 from portal.pagination import paginate
 
 bp = Blueprint("notifications", __name__)
@@ -84,7 +84,7 @@ def open_notification(notification_id):
     mark_read(current_user, [entry.id])
     kind, _colon, number = entry.target.partition(":")
     if kind == "reply" and number.isdigit():
-        Reply.mark_read_by(current_user, int(number))
+        read_replies(current_user, [int(number)])
     return redirect(entry_link(entry) or url_for("notifications.index"), code=303)
 
 

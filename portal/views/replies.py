@@ -5,7 +5,7 @@ from flask_login import current_user, login_required
 from portal.db import whole_number
 from portal.htmx import is_htmx, nav_counts, render_htmx
 from portal.models import Letter, Mailbox, Project, Reply
-from portal.notifications import mark_replies_seen
+from portal.notifications import read_replies
 from portal.pagination import paginate
 
 bp = Blueprint("replies", __name__)
@@ -20,12 +20,6 @@ def _visible():
 def _unread(query):
     """Unread means not yet opened by the letter's author; an admin reading along marks nothing."""
     return query.where(Reply.read_at.is_null() & (Letter.author == current_user.id))
-
-
-def _mark_read(reply_ids):
-    """The letter's author read these replies: they are no longer new, nor are the notifications announcing them."""
-    Reply.mark_read_by(current_user, *reply_ids)
-    mark_replies_seen(current_user, reply_ids)
 
 
 def _chosen(name):
@@ -79,7 +73,7 @@ def open_reply(reply_id):
 def read_reply(reply_id):
     """Open a reply from the list: the letter's author opening it marks it read."""
     reply = _visible().where(Reply.id == reply_id).first() or abort(404)
-    _mark_read([reply.id])
+    read_replies(current_user, [reply.id])
     return redirect(url_for("letters.letter", letter_id=reply.letter_id, _anchor=f"reply-{reply.id}"), code=303)
 
 
@@ -94,7 +88,7 @@ def read_shown(letter_id):
     shown = [reply_id for (reply_id,) in Reply.select(Reply.id).where(
         (Reply.letter == letter.id) & Reply.id.in_(asked)).tuples()]
     if shown:
-        _mark_read(shown)
+        read_replies(current_user, shown)
     if is_htmx():
         return nav_counts()
     return redirect(url_for("letters.letter", letter_id=letter.id), code=303)
