@@ -80,23 +80,27 @@ def employee_for_session(token):
     return employee
 
 
-def session_id(token):
-    """The id of the session row this token names (live or expired), or None: what belongs to one signed-in browser
-    is kept beside it."""
+def _named_by(token):
+    """The condition that finds the one session row this token names (live or expired), or None for no token."""
     employee_id, key = _split_token(token)
     if employee_id is None:
         return None
-    row = (EmployeeSession.select(EmployeeSession.id)
-           .where((EmployeeSession.employee == employee_id) & (EmployeeSession.key_hash == _key_hash(key))).first())
+    return (EmployeeSession.employee == employee_id) & (EmployeeSession.key_hash == _key_hash(key))
+
+
+def session_id(token):
+    """The id of the session row this token names (live or expired), or None: what belongs to one signed-in browser
+    is kept beside it."""
+    condition = _named_by(token)
+    row = EmployeeSession.select(EmployeeSession.id).where(condition).first() if condition is not None else None
     return row.id if row is not None else None
 
 
 def end_session(token):
     """End the one session this token names (sign-out): its cookies stop working everywhere."""
-    employee_id, key = _split_token(token)
-    if employee_id is not None:
-        EmployeeSession.delete().where((EmployeeSession.employee == employee_id)
-                                       & (EmployeeSession.key_hash == _key_hash(key))).execute()
+    condition = _named_by(token)
+    if condition is not None:
+        EmployeeSession.delete().where(condition).execute()
 
 
 def end_sessions(employee, *, keep=None):

@@ -233,8 +233,8 @@ def finish_flow(settings, answer, session_states):
     The trip is found only by a state in `session_states` (those this browser was given), and used up whatever
     the answer: a second callback with it is refused as used, one after FLOW_MAX_AGE as expired.
     """
-    if answer.get("error") and not answer.get("state"):  # a provider's refusal that names no trip: say it as such
-        finish_sign_in(settings, None, answer)
+    if not answer.get("state"):  # a provider's refusal that names no trip is said as the provider's
+        _refuse_if_the_provider_did(answer)
     try:
         flow = provider_trips.take(SsoFlow, answer.get("state") or "", session_states, utcnow())
     except provider_trips.FlowRefused as refused:
@@ -273,14 +273,19 @@ def _validated_claims(client, settings, metadata, token, nonce):
     return dict(claims)
 
 
+def _refuse_if_the_provider_did(answer):
+    """SsoRefusal("provider_error") when the callback's answer is the provider's refusal (the person cancelled)."""
+    if answer.get("error"):
+        raise SsoRefusal("provider_error", error=answer["error"][:100],
+                         description=(answer.get("error_description") or "")[:300])
+
+
 def finish_sign_in(settings, pending, answer):
     """The Identity the provider's answer (the callback's query) proves, or SsoRefusal.
 
     `pending` is what `begin_sign_in` returned, kept by this browser (None when it started nothing).
     """
-    if answer.get("error"):
-        raise SsoRefusal("provider_error", error=answer["error"][:100],
-                         description=(answer.get("error_description") or "")[:300])
+    _refuse_if_the_provider_did(answer)
     state = answer.get("state") or ""
     if not pending or not secrets.compare_digest(state.encode(), str(pending.get("state", "")).encode()):
         raise SsoRefusal("state")
