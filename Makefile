@@ -112,7 +112,7 @@ bench: install-test
 
 # Refresh the translation catalogues after changing strings.
 messages: $(VENV)/.installed
-	$(PY) -m babel.messages.frontend extract -F babel.cfg -k _l -k lazy_gettext -o portal/translations/messages.pot .
+	$(PY) -m babel.messages.frontend extract -F babel.cfg -k _l -k lazy_gettext -k Nn_:1,2 -o portal/translations/messages.pot .
 	$(PY) -m babel.messages.frontend update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching --ignore-obsolete
 
 clean:

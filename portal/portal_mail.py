@@ -10,23 +10,20 @@ its HTML rendering, and a footer that says why the person got it and where to ch
 import datetime
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from babel.support import Translations
 from peewee import fn
 
 from portal.db import database, writing
 from portal.letters.compose import Recipient, clean_address, create_letter
 from portal.models import Employee, Mailbox, Notification, PortalSetting, utcnow
 from portal.models.people import LANGUAGES
+from portal.words import catalogue
 
 log = logging.getLogger("portal.notifications")
 SYSTEM_MAILBOX = "system_mailbox"  # the PortalSetting naming the mailbox's id
 DIGEST_WINDOW = datetime.timedelta(minutes=15)  # at most one e-mail per person and kind this often
 DIGEST_LOCK = "portal.notification_digest"
-TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 SUBJECT_ABOUT = 120  # characters of a letter's subject quoted in a notification's subject
 
 
@@ -62,12 +59,6 @@ def configure(*, base_url, url_map, default_language="en"):
 
 def link(endpoint, values=None):
     return _configured["links"].url(endpoint, values)
-
-
-@lru_cache(maxsize=None)
-def translations(lang):
-    """The portal's catalogue for a language (English texts for English)."""
-    return Translations.load(str(TRANSLATIONS), [lang])
 
 
 def language_of(employee):
@@ -115,7 +106,7 @@ def send_portal_letter(recipient, *, subject, paragraphs, footer, mailbox=None):
 
 def send_invitation(employee, url, *, valid_days):
     """Queue the set-password link to the employee, in their language; NoSystemMailbox without one."""
-    words = translations(language_of(employee))
+    words = catalogue(language_of(employee))
     gettext = words.gettext
     return send_portal_letter(
         employee,
@@ -180,7 +171,7 @@ def notification_letter(recipient, kind, entries):
     from portal.notifications import describe, kind_label, link_of
 
     lang = language_of(recipient)
-    words = translations(lang)
+    words = catalogue(lang)
     gettext = words.gettext
     label = kind_label(kind, gettext)
     paragraphs = [gettext("Hello, %(name)s.") % {"name": recipient.name}]

@@ -17,7 +17,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from portal.words import N_, translate
+from portal.words import N_, Nn_, translate
 
 # Rank of a mailbox within its level for one project: lower wins.
 DEFAULT, TIED, EVERY = 0, 1, 2
@@ -417,8 +417,13 @@ _TEXTS = {
     "access.everyone": N_("open to everyone"),
     "access.employee": N_("shared with them by name"),
     "access.department": N_("shared with the {department} department"),
-    "conflict": N_(
-        "Conflict: {others} match{s} just as well; the oldest address was taken. Mark one of them as Default "
+    # A list of addresses agrees as one or as several, whatever a language's numerals do: two texts, not Nn_.
+    "conflict.one": N_(
+        "Conflict: {others} matches just as well; the oldest address was taken. Mark one of them as Default "
+        "for {project} to settle it."
+    ),
+    "conflict.several": N_(
+        "Conflict: {others} match just as well; the oldest address was taken. Mark one of them as Default "
         "for {project} to settle it."
     ),
     "also": N_("For a single letter {employee} may also pick: {others}."),
@@ -439,10 +444,14 @@ _TEXTS = {
         "An admin can add a company address with no project chosen under Outgoing messages, or share an "
         "existing one with {employee} or their department."
     ),
-    "found.paused": N_("{count} suitable address(es) are paused: {addresses}."),
-    "found.untested": N_("{count} suitable address(es) have not passed the account test: {addresses}."),
-    "found.closed": N_("{count} company address(es) serve it but are not shared with {employee}: {addresses}."),
-    "found.elsewhere": N_("{employee}’s own address(es) serve other projects only: {addresses}."),
+    "found.paused": Nn_("{count} suitable address is paused: {addresses}.",
+                        "{count} suitable addresses are paused: {addresses}."),
+    "found.untested": Nn_("{count} suitable address has not passed the account test: {addresses}.",
+                          "{count} suitable addresses have not passed the account test: {addresses}."),
+    "found.closed": Nn_("{count} company address serves it but is not shared with {employee}: {addresses}.",
+                        "{count} company addresses serve it but are not shared with {employee}: {addresses}."),
+    "found.elsewhere": Nn_("{employee} has {count} own address, serving other projects only: {addresses}.",
+                           "{employee} has {count} own addresses, serving other projects only: {addresses}."),
     "fix.employee": N_(
         "The employee can add their own address under My addresses (or an admin can add it on the employee "
         "card), choosing {project} or every project, and run Test account."
@@ -455,8 +464,9 @@ _TEXTS = {
 }
 
 
-def _text(lang, key, **values):
-    return translate(_TEXTS[key], lang).format(**values)
+def _text(lang, key, count=None, **values):
+    """The rule's words for `key` in `lang`; a text with a number takes its form from `count`."""
+    return translate(_TEXTS[key], lang, count).format(count=count, **values)
 
 
 def _project_words(project, lang):
@@ -491,8 +501,8 @@ def explain(decision: SenderDecision, lang="en") -> str:
         if decision.level == "company" or len(decision.options) > 1:
             parts.append(_text(lang, "rule"))
         if decision.tied:
-            parts.append(_text(lang, "conflict", others=_addresses(decision.tied), project=project,
-                               s="" if len(decision.tied) > 1 else "es"))
+            parts.append(_text(lang, "conflict.one" if len(decision.tied) == 1 else "conflict.several",
+                               others=_addresses(decision.tied), project=project))
         others = [c for c in decision.options[1:] if c not in decision.tied]
         if others:
             parts.append(_text(lang, "also", employee=employee, others=_addresses(others)))
@@ -510,13 +520,14 @@ def explain(decision: SenderDecision, lang="en") -> str:
     closed = [c for c in decision.company if c.serves(project_id) and not c.open_to(person)]
     elsewhere = [c for c in decision.personal if not c.serves(project_id)]
     if paused:
-        parts.append(_text(lang, "found.paused", count=len(paused), addresses=_addresses(paused)))
+        parts.append(_text(lang, "found.paused", len(paused), addresses=_addresses(paused)))
     if untested:
-        parts.append(_text(lang, "found.untested", count=len(untested), addresses=_addresses(untested)))
+        parts.append(_text(lang, "found.untested", len(untested), addresses=_addresses(untested)))
     if closed:
-        parts.append(_text(lang, "found.closed", count=len(closed), employee=employee, addresses=_addresses(closed)))
+        parts.append(_text(lang, "found.closed", len(closed), employee=employee, addresses=_addresses(closed)))
     if elsewhere:
-        parts.append(_text(lang, "found.elsewhere", employee=employee, addresses=_addresses(elsewhere)))
+        parts.append(_text(lang, "found.elsewhere", len(elsewhere), employee=employee,
+                           addresses=_addresses(elsewhere)))
     parts.append(_text(lang, "fix.employee" + outside, project=project))
     parts.append(_text(lang, "fix.admin" + outside, project=project, employee=employee))
     if paused or untested:

@@ -11,11 +11,23 @@ def N_(text):
     return text
 
 
+def Nn_(singular, plural):
+    """Marks a text that depends on a number (``make messages`` extracts it as ``Nn_:1,2``).
+
+    ``translate`` picks the language's own form for the number: Russian has three.
+    """
+    return singular, plural
+
+
 @lru_cache(maxsize=None)
-def _catalogue(lang):
+def catalogue(lang):
+    """The portal's catalogue for a language (English texts for English)."""
     return Translations.load(str(Path(__file__).parent / "translations"), [lang])
 
 
-def translate(text, lang):
-    """``text`` (an English msgid) in ``lang``, from the catalogues; English when it has no translation."""
-    return _catalogue(lang).gettext(text)
+def translate(text, lang, count=None):
+    """``text`` (an English msgid, or an ``Nn_`` pair with its ``count``) in ``lang``, from the catalogues;
+    English when it has no translation."""
+    if isinstance(text, tuple):
+        return catalogue(lang).ngettext(*text, count)
+    return catalogue(lang).gettext(text)

@@ -9,8 +9,8 @@ from babel.messages.pofile import read_po
 from tests.conftest import page_text
 
 ROOT = Path(__file__).resolve().parent.parent
-# What `make messages` extracts with: Babel's own keywords (N_ among them) and the two lazy ones.
-KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None}
+# What `make messages` extracts with: Babel's own keywords (N_ among them), the two lazy ones and Nn_.
+KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "Nn_": (1, 2)}
 METHODS = [("portal/**.py", "python"), ("templates/**.html", "jinja2")]
 
 

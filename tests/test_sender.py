@@ -114,6 +114,28 @@ def test_nobody_can_send_says_what_to_configure():
     assert "Мои адреса" in ru and "Исходящие сообщения" in ru
 
 
+def test_explanations_agree_with_how_many_addresses_they_name():
+    one_tie = decide(ERIK, P1, [box(1), box(2)], [])
+    two_ties = decide(ERIK, P1, [box(1), box(2), box(3)], [])
+    assert "Conflict: m2@example.com matches just as well" in one_tie.explanation("en")
+    assert "Conflict: m2@example.com, m3@example.com match just as well" in two_ties.explanation("en")
+    assert "m2@example.com подходит так же" in one_tie.explanation("ru")
+    assert "m2@example.com, m3@example.com подходят так же" in two_ties.explanation("ru")
+
+    def paused(count):
+        return decide(ERIK, P1, [box(number, active=False) for number in range(1, count + 1)], [])
+
+    assert "1 suitable address is paused: m1@example.com." in paused(1).explanation("en")
+    assert "2 suitable addresses are paused" in paused(2).explanation("en")
+    # Russian has three forms: 1 (and 21) адрес, 2–4 адреса, 5–20 адресов.
+    assert "1 подходящий адрес приостановлен: m1@example.com." in paused(1).explanation("ru")
+    assert "3 подходящих адреса приостановлены" in paused(3).explanation("ru")
+    assert "5 подходящих адресов приостановлены" in paused(5).explanation("ru")
+    assert "21 подходящий адрес приостановлен" in paused(21).explanation("ru")
+    assert "У сотрудника Erik 1 собственный адрес, и он настроен только для других проектов: m1@example.com." in (
+        decide(ERIK, P1, [box(1, projects=[20])], []).explanation("ru"))
+
+
 # ---------------------------------------------------------------- properties over random companies
 
 @st.composite

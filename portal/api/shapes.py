@@ -282,8 +282,8 @@ def health_json(mailbox, lang):
 def notification_json(entry, lang, link):
     """One entry of the notification centre; ``link`` gives an entry's absolute URL (None when it names nothing)."""
     from portal.notifications import describe
-    from portal.portal_mail import translations
+    from portal.words import catalogue
 
-    return {"id": entry.id, "kind": entry.kind, "text": describe(entry, translations(lang).gettext, lang),
+    return {"id": entry.id, "kind": entry.kind, "text": describe(entry, catalogue(lang).gettext, lang),
             "about": entry.about, "link": link(entry), "created_at": timestamp(entry.created_at),
             "read_at": timestamp(entry.read_at)}
