@@ -9,7 +9,6 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from portal.api.cli import create_token_command
-from portal import mailboxes, webhooks
 from portal.db import database, init_db_command
 from portal.directory import DirectoryError, configured_settings, sync_directory_alone
 from portal.letters.cli import COMMANDS as LETTER_COMMANDS
@@ -18,6 +17,7 @@ from portal.mail.cli import discover_command
 from portal.models import Employee
 from portal.people import EmployeeError, create_employee, import_employees, set_password
 from portal.projects import ProjectError, create_project
+from portal.rotation import rotate_secrets
 from portal.secret_box import SecretError, active_box
 
 
@@ -55,20 +55,31 @@ def _fail(message):
     sys.exit(1)
 
 
+ROTATED_LINES = (  # each field of Rotated, as one and as several
+    ("mailboxes", "mailbox (passwords)", "mailboxes (passwords)"),
+    ("webhooks", "webhook (signing secret)", "webhooks (signing secrets)"),
+    ("sign_in_apps", "sign-in app (client secret)", "sign-in apps (client secrets)"),
+    ("grants", "mailbox's OAuth sign-in (tokens)", "mailboxes' OAuth sign-ins (tokens)"),
+    ("sso_sign_ins", "single sign-on session (ID token)", "single sign-on sessions (ID tokens)"),
+    ("trips", "sign-in under way at a provider (PKCE verifier)", "sign-ins under way at a provider (PKCE verifiers)"),
+)
+
+
 @click.command("rotate-secrets")
 @with_appcontext
 def rotate_secrets_command():
-    """Re-encrypt every stored mailbox secret (and webhook signing secret) with the newest key of PORTAL_SECRET_KEYS."""
+    """Re-encrypt every stored secret with the newest key of PORTAL_SECRET_KEYS: mailboxes, webhooks, sign-in apps,
+    OAuth tokens, single sign-on. Then the older keys may be removed."""
     try:
-        with database.connection_context(), database.atomic():  # all or nothing, webhooks' secrets included
-            count = mailboxes.rotate_secrets(current_app.extensions["portal_secret_box"])
-            hooks = webhooks.rotate_secrets(current_app.extensions["portal_secret_box"])
+        with database.connection_context():
+            rotated = rotate_secrets(current_app.extensions["portal_secret_box"])
     except SecretError as error:  # a wrong or missing key: one line, and nothing was changed
         raise click.ClickException(f"{error}. Nothing was changed: list the key it was made with in "
                                    "PORTAL_SECRET_KEYS after the new one, and run rotate-secrets again.") from None
-    click.echo(f"Re-encrypted the secrets of {count} mailbox(es) with the newest key.")
-    if hooks:
-        click.echo(f"Re-encrypted the signing secrets of {hooks} webhook(s).")
+    click.echo("Re-encrypted with the newest key:")
+    for field, one, several in ROTATED_LINES:
+        count = getattr(rotated, field)
+        click.echo(f"  {count} {one if count == 1 else several}")
 
 
 @click.command("create-user")

@@ -789,12 +789,11 @@ def audit_events(*, address="", employee_id=None):
     return query
 
 
-def rotate_secrets(box=None):
-    """Re-encrypt every stored secret with the newest key (and re-key still-valid settings digests); returns the count.
+def rotate_secrets(box):
+    """Re-encrypt every mailbox's secrets with the newest key (and re-key still-valid settings digests); the count.
 
     All or nothing: a secret no configured key opens raises SecretError naming its mailbox, and no row changes.
     """
-    box = box or active_box()
     count = 0
     with database.atomic():
         for mailbox in Mailbox.select().order_by(Mailbox.id):
@@ -815,10 +814,4 @@ def rotate_secrets(box=None):
                 tested_settings_digest=mailbox.tested_settings_digest,
             ).where(Mailbox.id == mailbox.id).execute()
             count += 1
-        from portal.oauth.apps import rotate_secrets as rotate_oauth_secrets
-
-        rotate_oauth_secrets(box)  # the provider apps' client secrets and the mailboxes' tokens (issue 12)
-        from portal.sso import rotate_secrets as rotate_sso_secrets
-
-        rotate_sso_secrets(box)  # the ID tokens kept for signing out at the company's provider
     return count

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 
 from portal.db import writing
+from portal.secret_box import SecretError
 
 FLOW_MAX_AGE = datetime.timedelta(minutes=10)  # signing in takes a minute; an older state is refused
 KEPT_FOR = datetime.timedelta(days=1)  # finished and abandoned trips are removed after this
@@ -47,6 +48,30 @@ def take(model, state: str, session_states, now, where=None):
             raise FlowRefused("replayed")
     trip.used_at = now
     return trip
+
+
+def verifier(trip) -> str:
+    """The trip's PKCE verifier; FlowRefused("expired") when no configured key opens it: the trip was started under
+    a key removed since, without rotate-secrets, and is as good as expired."""
+    try:
+        return trip.secret("code_verifier")
+    except SecretError:
+        raise FlowRefused("expired") from None
+
+
+def rotate_verifiers(model, box, now) -> int:
+    """Re-encrypt with the newest key the verifiers of the trips still under way, so the old key may go while
+    someone is at the provider's page; the count. One no key opens is left as it is: its callback is refused as
+    expired."""
+    count = 0
+    for trip in model.select().where(model.used_at.is_null() & (model.created_at >= now - FLOW_MAX_AGE)):
+        try:
+            rotated = box.rotate(trip.code_verifier, trip.secret_context)
+        except SecretError:
+            continue
+        model.update(code_verifier=rotated).where(model.id == trip.id).execute()
+        count += 1
+    return count
 
 
 def sweep(model, now) -> None:

@@ -237,12 +237,9 @@ def finish_flow(settings, answer, session_states):
         _refuse_if_the_provider_did(answer)
     try:
         flow = provider_trips.take(SsoFlow, answer.get("state") or "", session_states, utcnow())
+        verifier = provider_trips.verifier(flow)
     except provider_trips.FlowRefused as refused:
         raise SsoRefusal(_TRIP_REFUSALS[refused.reason]) from None
-    try:
-        verifier = flow.secret("code_verifier")
-    except SecretError:  # started under a key removed since (rotate-secrets): as good as expired
-        raise SsoRefusal("expired") from None
     pending = {"state": flow.state, "nonce": flow.nonce, "code_verifier": verifier, "redirect_uri": flow.redirect_uri}
     return finish_sign_in(settings, pending, answer), flow.next_target
 
@@ -421,9 +418,11 @@ def provider_sign_out(session_token):
     return signed_in.end_session_endpoint, id_token
 
 
-def rotate_secrets(box):
-    """Re-encrypt the kept ID tokens with the newest key; one no key opens is emptied (its session's sign-out offer
-    goes without the hint) rather than stopping the rotation for a sign-in hint. Returns how many."""
+def rotate_secrets(box, now) -> tuple[int, int]:
+    """Re-encrypt with the newest key the kept ID tokens and the verifiers of sign-ins under way; (tokens, trips).
+
+    An ID token no key opens is emptied (its session's sign-out offer goes without the hint) rather than stopping
+    the rotation for a sign-in hint."""
     count = 0
     with writing():
         for signed_in in SsoSignIn.select():
@@ -433,7 +432,7 @@ def rotate_secrets(box):
                 id_token = ""
             SsoSignIn.update(id_token=id_token).where(SsoSignIn.session == signed_in.session_id).execute()
             count += 1
-    return count
+        return count, provider_trips.rotate_verifiers(SsoFlow, box, now)
 
 
 @dataclass(frozen=True)

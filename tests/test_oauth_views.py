@@ -154,6 +154,34 @@ def test_the_callback_refuses_a_replayed_a_foreign_and_an_expired_state(company_
     assert MailboxGrant.select().count() == 1
 
 
+def test_a_consent_under_way_survives_rotate_secrets_and_the_old_key_going(company_app, as_admin, app, runner):
+    from portal.secret_box import SecretBox, configured_keys, install
+
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    back = consent(start_sign_in(as_admin, address), address).replace("http://localhost", "")
+    old_keys = configured_keys(app.config.get("PORTAL_SECRET_KEYS"), app.instance_path)
+    app.extensions["portal_secret_box"] = install(SecretBox(["a-brand-new-key", *old_keys]))
+    rotated = runner.invoke(args=["rotate-secrets"])
+    assert rotated.exit_code == 0 and "1 sign-in under way at a provider (PKCE verifier)" in rotated.output
+    app.extensions["portal_secret_box"] = install(SecretBox(["a-brand-new-key"]))  # the old key removed
+    answer = as_admin.get(back)
+    assert answer.status_code == 302 and "signed_in=" in answer.headers["Location"]
+    assert f"Signed in as {address}" in page_text(as_admin.get(answer.headers["Location"]))
+
+
+def test_a_consent_begun_under_a_key_removed_since_is_refused_as_expired(company_app, as_admin, app):
+    """The keys changed without rotate-secrets: the verifier cannot be read, and the person is told to start
+    again, in words, not with a 500."""
+    from portal.secret_box import SecretBox, install
+
+    address = f"anna{secrets.token_hex(3)}@mail.example"
+    back = consent(start_sign_in(as_admin, address), address).replace("http://localhost", "")
+    app.extensions["portal_secret_box"] = install(SecretBox(["a key the trip was not made with"]))
+    refused = as_admin.get(back)
+    assert refused.status_code == 400 and "took too long" in page_text(refused)
+    assert MailboxGrant.select().count() == 0
+
+
 def without_csrf_token(page: bytes) -> bytes:
     return re.sub(rb'("X-CSRFToken": "|name="csrf_token" value=")[^"]+', rb"\1", page)
 

@@ -268,13 +268,16 @@ def test_a_sign_in_older_than_ten_minutes_is_refused_as_expired(client, make_emp
     client.post("/language", data={"language": "ru"})
     expired = client.get(callback)
     assert refusal(expired) == (403, "expired") and "больше 10 минут" in expired.get_data(as_text=True)
+    # The words name the limit itself: a changed FLOW_MAX_AGE must change them (here and in oauth/refused.html).
+    from portal.provider_trips import FLOW_MAX_AGE
+    assert FLOW_MAX_AGE == datetime.timedelta(minutes=10)
     assert client.get("/").status_code == 302
 
 
 def test_an_id_token_no_key_opens_any_more_leaves_the_hint_out_of_the_offer(client, make_employee):
     """After the keys changed without rotate-secrets (the old one removed), sign-out still offers the provider's
     logout, naming the client instead of the token."""
-    from portal.mailboxes import rotate_secrets
+    from portal.rotation import rotate_secrets
     from portal.secret_box import SecretBox
 
     login = address()
@@ -282,7 +285,8 @@ def test_an_id_token_no_key_opens_any_more_leaves_the_hint_out_of_the_offer(clie
     client.get(through_provider(client, login))
     kept = SsoSignIn.get()
     SsoSignIn.update(id_token=SecretBox(["a key no longer configured"]).encrypt("old", kept.secret_context)).execute()
-    assert rotate_secrets() >= 0 and SsoSignIn.get().id_token == ""  # rotate-secrets is not stopped by a hint
+    assert rotate_secrets(active_box()).sso_sign_ins == 1  # rotate-secrets is not stopped by a hint
+    assert SsoSignIn.get().id_token == ""
     page = client.post("/sign-out").get_data(as_text=True)
     link = page.split('id="sso-sign-out"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
     query = parse_qs(urlparse(link).query)
@@ -293,7 +297,7 @@ def test_an_id_token_no_key_opens_any_more_leaves_the_hint_out_of_the_offer(clie
 
 def test_rotate_secrets_moves_the_kept_id_token_to_the_new_key(client, app, make_employee):
     """After rotate-secrets the old key may go: the provider-logout offer still carries the ID token."""
-    from portal.mailboxes import rotate_secrets
+    from portal.rotation import rotate_secrets
     from portal.secret_box import SecretBox, configured_keys, install
 
     login = address()
@@ -306,3 +310,17 @@ def test_rotate_secrets_moves_the_kept_id_token_to_the_new_key(client, app, make
     page = client.post("/sign-out").get_data(as_text=True)
     link = page.split('id="sso-sign-out"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
     assert parse_qs(urlparse(link).query)["id_token_hint"] == [id_token]
+
+
+def test_a_sign_in_under_way_survives_rotate_secrets_and_the_old_key_going(client, app, make_employee, runner):
+    from portal.secret_box import SecretBox, configured_keys, install
+
+    login = address()
+    make_employee(email=login)
+    callback = through_provider(client, login)
+    old_keys = configured_keys(app.config.get("PORTAL_SECRET_KEYS"), app.instance_path)
+    app.extensions["portal_secret_box"] = install(SecretBox(["the new key", *old_keys]))
+    rotated = runner.invoke(args=["rotate-secrets"])
+    assert rotated.exit_code == 0 and "1 sign-in under way at a provider (PKCE verifier)" in rotated.output
+    app.extensions["portal_secret_box"] = install(SecretBox(["the new key"]))  # the old key removed
+    assert client.get(callback).status_code == 302 and client.get("/").status_code == 200

@@ -332,7 +332,7 @@ def test_rotate_secrets_re_encrypts_the_signing_secrets_too(app, runner, employe
     new_box = install(SecretBox(["brand-new-key", *keys]))
     app.extensions["portal_secret_box"] = new_box
     result = runner.invoke(args=["rotate-secrets"])
-    assert result.exit_code == 0 and "signing secrets of 1 webhook" in result.output
+    assert result.exit_code == 0 and "1 webhook (signing secret)" in result.output
     fresh = WebhookEndpoint.get_by_id(endpoint.id)
     assert fresh.signing_secret(SecretBox(["brand-new-key"])) == secret
     with pytest.raises(SecretError):

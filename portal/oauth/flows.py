@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from portal.db import writing
 from portal.models import utcnow
 from portal.models.oauth import MailboxGrant, OAuthFlow
-from portal.provider_trips import KEPT_FOR, FlowRefused, sweep, take  # noqa: F401  (FlowRefused: for the views)
+from portal.provider_trips import KEPT_FOR, FlowRefused, sweep, take, verifier  # noqa: F401  (FlowRefused: views)
 
 from . import client, grants
 from .client import ProviderError, ProviderUnreachable
@@ -51,11 +51,12 @@ def finish(state: str, employee, session_states, answer: dict, redirect_uri: str
     now = utcnow()
     # Only this person's flow that this browser was sent off with.
     flow = take(OAuthFlow, state, session_states, now, where=OAuthFlow.employee == employee.id)
+    code_verifier = verifier(flow)
     if answer.get("error"):
         return _failed(flow, ProviderError(str(answer["error"])[:64], str(answer.get("error_description") or "")))
     try:
         app = grants.app_settings(flow.provider)
-        tokens = client.exchange_code(app, str(answer.get("code") or ""), redirect_uri, flow.secret("code_verifier"))
+        tokens = client.exchange_code(app, str(answer.get("code") or ""), redirect_uri, code_verifier)
         identity = client.signed_in_address(app, tokens, flow.nonce)
     except ProviderError as refusal:
         return _failed(flow, refusal)
