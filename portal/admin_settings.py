@@ -4,10 +4,13 @@ The row holds ``{"values": {...}, "context": <random>, <secret name>: <ciphertex
 encrypted with the secret box and bound to the row's context, never stored or shown in the clear. The
 directory's bind password and single sign-on's client secret are kept this way. No Flask import.
 """
+import json
 from dataclasses import fields
 from typing import ClassVar, Mapping
 
+from portal.db import locked
 from portal.models import PortalSetting
+from portal.secret_box import SecretError
 
 
 def read_settings(key, secret_name, box):
@@ -47,6 +50,18 @@ def write_settings(key, values, secret_name, box, context, *, bound_to=(), confi
         if changed:
             raise SecretNotKept(secret_name, changed)
     PortalSetting.write(key, {"values": values, "context": context, secret_name: ciphertext})
+
+
+def rotate_setting(key, secret_name, box) -> bool:
+    """Re-encrypt the stored secret with the newest key (inside the caller's transaction); whether one was stored.
+    One no key opens raises SecretError, and the caller rolls back."""
+    row = locked(PortalSetting.select().where(PortalSetting.key == key)).first()
+    stored = json.loads(row.value) if row is not None else {}
+    if not stored.get(secret_name):
+        return False
+    stored[secret_name] = box.rotate(stored[secret_name], stored.get("context", ""))
+    PortalSetting.write(key, stored)
+    return True
 
 
 def moved(page, configured, bound_to) -> list:
@@ -95,6 +110,15 @@ class PageSettings:
         configured = {name: config.get(key) for name, key in cls.environment.items()} if config is not None else None
         write_settings(cls.setting_key, values, cls.secret_name, box, context, bound_to=cls.secret_bound_to,
                        configured=configured)
+
+    @classmethod
+    def rotate(cls, box) -> bool:
+        """Re-encrypt the page's stored secret with the newest key; whether one was stored. SecretError names
+        the settings when no key opens it."""
+        try:
+            return rotate_setting(cls.setting_key, cls.secret_name, box)
+        except SecretError as error:
+            raise SecretError(f"{cls.setting_key} settings, {cls.secret_name}: {error}") from None
 
     def public(self):
         """The settings for pages and reports: the secret only as whether one is set."""

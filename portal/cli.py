@@ -2,6 +2,7 @@
 import os
 import secrets
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -55,31 +56,24 @@ def _fail(message):
     sys.exit(1)
 
 
-ROTATED_LINES = (  # each field of Rotated, as one and as several
-    ("mailboxes", "mailbox (passwords)", "mailboxes (passwords)"),
-    ("webhooks", "webhook (signing secret)", "webhooks (signing secrets)"),
-    ("sign_in_apps", "sign-in app (client secret)", "sign-in apps (client secrets)"),
-    ("grants", "mailbox's OAuth sign-in (tokens)", "mailboxes' OAuth sign-ins (tokens)"),
-    ("sso_sign_ins", "single sign-on session (ID token)", "single sign-on sessions (ID tokens)"),
-    ("trips", "sign-in under way at a provider (PKCE verifier)", "sign-ins under way at a provider (PKCE verifiers)"),
-)
-
-
 @click.command("rotate-secrets")
 @with_appcontext
 def rotate_secrets_command():
-    """Re-encrypt every stored secret with the newest key of PORTAL_SECRET_KEYS: mailboxes, webhooks, sign-in apps,
-    OAuth tokens, single sign-on. Then the older keys may be removed."""
+    """Re-encrypt every stored secret with the newest key of PORTAL_SECRET_KEYS: mailboxes, webhooks, the single
+    sign-on and directory pages, sign-in apps, OAuth tokens, single sign-on. Then the older keys may be removed."""
     try:
         with database.connection_context():
             rotated = rotate_secrets(current_app.extensions["portal_secret_box"])
     except SecretError as error:  # a wrong or missing key: one line, and nothing was changed
         raise click.ClickException(f"{error}. Nothing was changed: list the key it was made with in "
                                    "PORTAL_SECRET_KEYS after the new one, and run rotate-secrets again.") from None
-    click.echo("Re-encrypted with the newest key:")
-    for field, one, several in ROTATED_LINES:
-        count = getattr(rotated, field)
-        click.echo(f"  {count} {one if count == 1 else several}")
+    counts = [(getattr(rotated, kind.name), kind.metadata) for kind in fields(rotated)]
+    for heading, trouble in (("Re-encrypted with the newest key:", False),
+                             ("Opened by no key (the rotation went on without them):", True)):
+        lines = [f"  {count} {words['one'] if count == 1 else words['several']}"
+                 for count, words in counts if words["trouble"] == trouble and (count or not trouble)]
+        if lines:
+            click.echo("\n".join([heading, *lines]))
 
 
 @click.command("create-user")

@@ -47,6 +47,12 @@ def writing():
     return database.atomic()
 
 
+def locked(query):
+    """``query`` taking row locks (FOR UPDATE) where the database has them: on PostgreSQL a row read to be rewritten
+    is not changed by another transaction meanwhile. On SQLite, ``writing()`` already holds the only write lock."""
+    return query.for_update() if database.for_update else query
+
+
 class StatementCounter:
     """Counts the SQL statements a database runs through peewee while the counter is in use.
 

@@ -17,7 +17,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from peewee import JOIN, fn
 
 from portal import events, mailbox_health
-from portal.db import database, whole_number
+from portal.db import database, locked, whole_number, writing
 from portal.fields import CONTROL_CHARACTERS, single_line
 from portal.mail.settings import MAILBOX_FIELDS
 from portal.models import AuditEvent, Employee, Mailbox, MailboxAccess, MailboxProject, PortalSetting, Project, utcnow
@@ -795,8 +795,8 @@ def rotate_secrets(box):
     All or nothing: a secret no configured key opens raises SecretError naming its mailbox, and no row changes.
     """
     count = 0
-    with database.atomic():
-        for mailbox in Mailbox.select().order_by(Mailbox.id):
+    with writing():
+        for mailbox in locked(Mailbox.select().order_by(Mailbox.id)):
             for name in SECRET_FIELDS:
                 try:
                     setattr(mailbox, name, box.rotate(getattr(mailbox, name), mailbox.secret_context))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 
-from portal.db import writing
+from portal.db import locked, writing
 from portal.secret_box import SecretError
 
 FLOW_MAX_AGE = datetime.timedelta(minutes=10)  # signing in takes a minute; an older state is refused
@@ -59,19 +59,21 @@ def verifier(trip) -> str:
         raise FlowRefused("expired") from None
 
 
-def rotate_verifiers(model, box, now) -> int:
+def rotate_verifiers(model, box, now) -> tuple[int, int]:
     """Re-encrypt with the newest key the verifiers of the trips still under way, so the old key may go while
-    someone is at the provider's page; the count. One no key opens is left as it is: its callback is refused as
-    expired."""
-    count = 0
-    for trip in model.select().where(model.used_at.is_null() & (model.created_at >= now - FLOW_MAX_AGE)):
-        try:
-            rotated = box.rotate(trip.code_verifier, trip.secret_context)
-        except SecretError:
-            continue
-        model.update(code_verifier=rotated).where(model.id == trip.id).execute()
-        count += 1
-    return count
+    someone is at the provider's page; (re-encrypted, unreadable). One no key opens is left as it is: its
+    callback is refused as expired."""
+    rotated = unreadable = 0
+    with writing():
+        for trip in locked(model.select().where(model.used_at.is_null() & (model.created_at >= now - FLOW_MAX_AGE))):
+            try:
+                verifier = box.rotate(trip.code_verifier, trip.secret_context)
+            except SecretError:
+                unreadable += 1
+                continue
+            model.update(code_verifier=verifier).where(model.id == trip.id).execute()
+            rotated += 1
+    return rotated, unreadable
 
 
 def sweep(model, now) -> None:

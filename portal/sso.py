@@ -27,7 +27,7 @@ from portal import http as web
 from portal import openid, provider_trips
 from portal.admin_settings import PageSettings
 from portal.coded_messages import CodedError, CodedMessage
-from portal.db import database, writing
+from portal.db import database, locked, writing
 from portal.models import Employee, normalize_email, utcnow
 from portal.models.people import FIELD_MAX
 from portal.models.sso import SsoFlow, SsoLink, SsoSignIn
@@ -418,21 +418,20 @@ def provider_sign_out(session_token):
     return signed_in.end_session_endpoint, id_token
 
 
-def rotate_secrets(box, now) -> tuple[int, int]:
-    """Re-encrypt with the newest key the kept ID tokens and the verifiers of sign-ins under way; (tokens, trips).
-
-    An ID token no key opens is emptied (its session's sign-out offer goes without the hint) rather than stopping
-    the rotation for a sign-in hint."""
-    count = 0
+def rotate_secrets(box) -> tuple[int, int]:
+    """Re-encrypt the kept ID tokens with the newest key; (re-encrypted, emptied). One no key opens is emptied (its
+    session's sign-out offer goes without the hint) rather than stopping the rotation for a sign-in hint."""
+    rotated = emptied = 0
     with writing():
-        for signed_in in SsoSignIn.select():
+        for signed_in in locked(SsoSignIn.select()):
             try:
                 id_token = box.rotate(signed_in.id_token, signed_in.secret_context)
+                rotated += 1
             except SecretError:
                 id_token = ""
+                emptied += 1
             SsoSignIn.update(id_token=id_token).where(SsoSignIn.session == signed_in.session_id).execute()
-            count += 1
-        return count, provider_trips.rotate_verifiers(SsoFlow, box, now)
+    return rotated, emptied
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from huey import crontab
 
 from portal import events
 from portal import http as web
-from portal.db import database, writing
+from portal.db import database, locked, writing
 from portal.mail import guard
 from portal.mail.errors import GuardRefused, HostNotFound
 from portal.mail.settings import AllowedHost, MailConfig
@@ -268,7 +268,7 @@ def _cancel_pending(endpoint_id: int, now: datetime.datetime | None = None) -> N
 def rotate_secrets(box) -> int:
     """Re-encrypt every endpoint's secret with the newest key (inside the caller's transaction); the count."""
     count = 0
-    for endpoint in WebhookEndpoint.select().order_by(WebhookEndpoint.id):
+    for endpoint in locked(WebhookEndpoint.select().order_by(WebhookEndpoint.id)):
         try:
             rotated = box.rotate(endpoint.secret, endpoint.secret_context)
         except SecretError as error:

@@ -132,8 +132,12 @@ def test_explanations_agree_with_how_many_addresses_they_name():
     assert "3 подходящих адреса приостановлены" in paused(3).explanation("ru")
     assert "5 подходящих адресов приостановлены" in paused(5).explanation("ru")
     assert "21 подходящий адрес приостановлен" in paused(21).explanation("ru")
-    assert "У сотрудника Erik 1 собственный адрес, и он настроен только для других проектов: m1@example.com." in (
+    assert "У сотрудника Erik 1 собственный адрес, настроенный только для других проектов: m1@example.com." in (
         decide(ERIK, P1, [box(1, projects=[20])], []).explanation("ru"))
+    elsewhere = decide(ERIK, P1, [box(number, projects=[20]) for number in range(1, 22)], []).explanation("ru")
+    assert "У сотрудника Erik 21 собственный адрес, настроенный только для других проектов" in elsewhere
+    closed = decide(ERIK, P1, [], [company(number, everyone=False) for number in range(1, 23)]).explanation("ru")
+    assert "22 адреса компании подходят, но не открыты сотруднику Erik" in closed
 
 
 # ---------------------------------------------------------------- properties over random companies

@@ -285,7 +285,7 @@ def test_an_id_token_no_key_opens_any_more_leaves_the_hint_out_of_the_offer(clie
     client.get(through_provider(client, login))
     kept = SsoSignIn.get()
     SsoSignIn.update(id_token=SecretBox(["a key no longer configured"]).encrypt("old", kept.secret_context)).execute()
-    assert rotate_secrets(active_box()).sso_sign_ins == 1  # rotate-secrets is not stopped by a hint
+    assert rotate_secrets(active_box()).id_tokens_emptied == 1  # rotate-secrets is not stopped by a hint
     assert SsoSignIn.get().id_token == ""
     page = client.post("/sign-out").get_data(as_text=True)
     link = page.split('id="sso-sign-out"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")

@@ -8,11 +8,10 @@ from urllib.parse import urlsplit
 
 from flask_babel import lazy_gettext as _l
 
-from portal.db import writing
+from portal.db import locked, writing
 from portal.fields import CONTROL_CHARACTERS, single_line
 from portal.models import utcnow
-from portal.models.oauth import MailboxGrant, OAuthApp, OAuthFlow
-from portal.provider_trips import rotate_verifiers
+from portal.models.oauth import MailboxGrant, OAuthApp
 from portal.secret_box import SecretError
 
 from .providers import PROVIDERS, clean_sasl, clean_tenant
@@ -109,23 +108,22 @@ def _discovery_url(value: str, errors: dict) -> str:
     return value
 
 
-def rotate_secrets(box, now) -> tuple[int, int, int]:
-    """Re-encrypt with the newest key every client secret, token and the verifiers of consents under way (inside
-    the caller's transaction); (apps, grants, trips). A secret or token no key opens raises SecretError naming its
-    row, and the caller rolls back."""
+def rotate_secrets(box) -> tuple[int, int]:
+    """Re-encrypt every client secret and token with the newest key (inside the caller's transaction); (apps,
+    grants). A secret or token no key opens raises SecretError naming its row, and the caller rolls back."""
     apps = grants = 0
     with writing():
-        for app in OAuthApp.select():
+        for app in locked(OAuthApp.select()):
             app.client_secret = _rotated(box, app.client_secret, app.secret_context, f"sign-in app {app.provider}")
             OAuthApp.update(client_secret=app.client_secret).where(OAuthApp.provider == app.provider).execute()
             apps += 1
-        for grant in MailboxGrant.select():
+        for grant in locked(MailboxGrant.select()):
             what = f"mailbox grant {grant.id} ({grant.identity})"
             MailboxGrant.update(access_token=_rotated(box, grant.access_token, grant.secret_context, what),
                                 refresh_token=_rotated(box, grant.refresh_token, grant.secret_context, what)).where(
                 MailboxGrant.id == grant.id).execute()
             grants += 1
-        return apps, grants, rotate_verifiers(OAuthFlow, box, now)
+    return apps, grants
 
 
 def _rotated(box, ciphertext, context, what):
