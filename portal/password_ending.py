@@ -10,10 +10,14 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from portal import events
 from portal.mail.presets import ProviderPreset, provider_at
 from portal.models import Mailbox
 from portal.models.oauth import MailboxGrant, OAuthApp
 from portal.oauth.providers import SignInProvider, provider_for_preset
+
+
+WARN_DAYS = 30  # the owner and the admins are told once the date is this near (or past)
 
 
 def today() -> datetime.date:
@@ -74,6 +78,16 @@ def password_ending(mailbox, today: datetime.date) -> PasswordEnding | None:
     if mailbox is None or mailbox.id is None:
         return None
     return password_endings([mailbox], today).get(mailbox.id)
+
+
+def warn_if_ending(mailbox, today: datetime.date) -> PasswordEnding | None:
+    """Send ``mailbox_password_ending`` when the mailbox's provider stops taking its password within WARN_DAYS (or
+    already refuses it); the health checks call this with every check, the notification centre tells people once."""
+    found = password_ending(mailbox, today)
+    if found is None or found.days_left > WARN_DAYS:
+        return None
+    events.mailbox_password_ending.send(mailbox, ending=found)
+    return found
 
 
 def mailboxes_on_ending_passwords(today: datetime.date) -> list[tuple[Mailbox, PasswordEnding]]:

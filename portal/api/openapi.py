@@ -135,7 +135,8 @@ SCHEMAS = {
     "Notification": _out({
         "id": {"type": "integer"},
         "kind": {"type": "string", "enum": ["letter_failed", "letter_bounced", "reply_received", "letter_waiting",
-                                            "mailbox_needs_attention", "mailbox_paused", "mailbox_assigned"]},
+                                            "mailbox_needs_attention", "mailbox_paused", "mailbox_assigned",
+                                            "password_ending"]},
         "text": {"type": "string"},
         "about": {"type": "string", "description": "the letter's subject or the mailbox's address"},
         "link": {"type": ["string", "null"], "format": "uri"},
