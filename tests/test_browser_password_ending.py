@@ -5,6 +5,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fixtures.browser import assert_no_sideways_scroll
+from tests.test_browser_accessibility import _assert_none, audit  # noqa: F401 (a fixture)
+from tests.test_browser_layout import LAPTOP, PHONE
 from tests.test_password_ending import microsoft_app
 from tests.test_password_ending_views import at_m365, pin_today  # noqa: F401 (fixtures)
 
@@ -72,3 +74,23 @@ def test_the_warning_on_my_addresses_the_form_and_the_admin_home(live_server, si
     assert_no_sideways_scroll(page)
     screenshot(page, f"admin-home-{language}-{width}", full_page=False)
     context.close()
+
+
+@pytest.mark.browser_context_args(bypass_csp=True)  # axe is injected as a script of its own (see the audit)
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_warnings_pass_the_accessibility_audit(live_server, page, sign_in, make_employee,  # noqa: F811
+                                                   at_m365, audit, language):  # noqa: F811
+    admin = make_employee(language=language, role="admin", email=f"admin.{language}@example.com")
+    own = at_m365(admin, address="admin@acme.example")
+    at_m365(scope="company", address="info@acme.example")
+    sign_in(page, admin)
+    violations = []
+    for registered in (False, True):
+        if registered:
+            microsoft_app()
+        for size in (LAPTOP, PHONE):
+            page.set_viewport_size(size)
+            for path in ("/", "/my/addresses", "/admin/mail/outgoing", f"/mailboxes/{own.id}/edit"):
+                page.goto(live_server + path)
+                violations += audit(page, f"{path} at {size['width']} px, app registered: {registered}")
+    _assert_none(violations)
