@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from peewee import fn
+
 from portal import events
-from portal.mail.presets import ProviderPreset, provider_at
+from portal.mail.presets import PRESETS, ProviderPreset, provider_at
 from portal.models import Mailbox
 from portal.models.oauth import MailboxGrant, OAuthApp
 from portal.oauth.providers import SignInProvider, provider_for_preset
@@ -93,9 +95,14 @@ def warn_if_ending(mailbox, today: datetime.date) -> PasswordEnding | None:
 def mailboxes_on_ending_passwords(today: datetime.date) -> list[tuple[Mailbox, PasswordEnding]]:
     """Every mailbox (company and personal) that still signs in with a password at a provider ending it, by
     address: one query for the mailboxes without a grant, one for the registered apps when any is affected."""
+    ending = [preset for preset in PRESETS if preset.password_sign_in_ends is not None]
+    # Only rows that may be at such a provider are read (its SMTP host or one of its domains); the rule decides.
+    maybe = fn.LOWER(Mailbox.smtp_host).in_([preset.smtp.host for preset in ending if preset.smtp])
+    for domain in (domain for preset in ending for domain in preset.domains):
+        maybe |= fn.LOWER(Mailbox.address).endswith("@" + domain)
     without_grant = (Mailbox.select(Mailbox.id, Mailbox.address, Mailbox.smtp_host, Mailbox.scope, Mailbox.owner)
-                     .where(Mailbox.id.not_in(MailboxGrant.select(MailboxGrant.mailbox)
-                                              .where(MailboxGrant.mailbox.is_null(False))))
+                     .where(maybe & Mailbox.id.not_in(MailboxGrant.select(MailboxGrant.mailbox)
+                                                      .where(MailboxGrant.mailbox.is_null(False))))
                      .order_by(Mailbox.address, Mailbox.id))
     mailboxes = [m for m in without_grant if ending_provider(m.smtp_host, m.address) is not None]
     endings = _judged({m.id: ending_provider(m.smtp_host, m.address) for m in mailboxes}, today)

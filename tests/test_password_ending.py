@@ -104,10 +104,12 @@ def test_a_whole_list_costs_the_same_statements_however_many_rows(make_mailbox):
 
 
 def test_every_affected_mailbox_grouped_by_provider(make_mailbox, employee, company_domain_at_m365):
-    personal = make_mailbox(employee, address="anna@outlook.com", smtp_host="smtp-mail.outlook.com")
+    personal = make_mailbox(employee, address="anna@Outlook.com", smtp_host="smtp-mail.outlook.com")
+    shouting = make_mailbox(address="team@acme.example", smtp_host="SMTP.Office365.com")
     make_mailbox(address="info@gmail.com", smtp_host="smtp.gmail.com")
+    make_mailbox(address="info@hotmail.com.example", smtp_host="mail.example")  # not a domain of Outlook.com
     found = password_ending.mailboxes_on_ending_passwords(datetime.date(2026, 12, 7))
-    assert [m.address for m, _ in found] == ["anna@outlook.com", "sales@acme.example"]
+    assert [m.address for m, _ in found] == ["anna@outlook.com", "sales@acme.example", "team@acme.example"]
     groups = password_ending.by_provider(found)
     assert [(ending.provider.key, [m.id for m in boxes]) for ending, boxes in groups] == [
-        ("outlook", [personal.id]), ("microsoft365", [company_domain_at_m365.id])]
+        ("outlook", [personal.id]), ("microsoft365", [company_domain_at_m365.id, shouting.id])]
