@@ -78,7 +78,7 @@ def test_the_warning_on_my_addresses_the_form_and_the_admin_home(live_server, si
 
 @pytest.mark.browser_context_args(bypass_csp=True)  # axe is injected as a script of its own (see the audit)
 @pytest.mark.parametrize("language", ["en", "ru"])
-def test_the_warnings_pass_the_accessibility_audit(live_server, page, sign_in, make_employee,  # noqa: F811
+def test_the_warnings_pass_the_accessibility_audit(live_server, page, sign_in, make_employee,
                                                    at_m365, audit, language):  # noqa: F811
     admin = make_employee(language=language, role="admin", email=f"admin.{language}@example.com")
     own = at_m365(admin, address="admin@acme.example")
@@ -94,3 +94,25 @@ def test_the_warnings_pass_the_accessibility_audit(live_server, page, sign_in, m
                 page.goto(live_server + path)
                 violations += audit(page, f"{path} at {size['width']} px, app registered: {registered}")
     _assert_none(violations)
+
+
+@pytest.mark.parametrize("language,width", [("en", 1280), ("ru", 390)])
+def test_the_notification_says_when_and_opens_the_form(live_server, sign_in, browser, make_employee,
+                                                       at_m365, screenshot, language, width):  # noqa: F811
+    from portal import password_ending
+
+    erik = make_employee(language=language, email=f"erik.{language}@example.com")
+    mailbox = at_m365(erik, address="erik@acme.example")
+    password_ending.warn_if_ending(mailbox, password_ending.today())  # as the mailbox's health check does
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = sign_in(context.new_page(), erik)
+    page.goto(live_server + "/notifications")
+    entry = page.locator(".notification-list li").first
+    expect(entry).to_contain_text({"en": "stops accepting the password of erik@acme.example on 31 December 2026",
+                                   "ru": "перестанет принимать пароль адреса erik@acme.example 31 декабря 2026"
+                                   }[language])
+    assert_no_sideways_scroll(page)
+    screenshot(page, f"notification-{language}-{width}", full_page=False)
+    entry.locator(".notification-open button").click()
+    page.wait_for_url(f"**/mailboxes/{mailbox.id}/edit**")
+    context.close()
