@@ -141,7 +141,7 @@ def _page(query, page_size=None):
 
 
 def _list_context(mailboxes):
-    """Projects, access and health of each listed mailbox, a few queries whatever their number."""
+    """Projects, access, health and password endings of each listed mailbox, a few queries whatever their number."""
     return {"mailboxes": mailboxes, "projects": service.projects_of(mailboxes), "access": service.access_of(mailboxes),
             "health": mailbox_health.health_of(mailboxes),
             "password_endings": password_ending.password_endings(mailboxes, password_ending.today())}
