@@ -27,3 +27,7 @@ mailbox_needs_attention = _events.signal("mailbox-needs-attention")
 mailbox_recovered = _events.signal("mailbox-recovered")
 #: Someone was given the use of a mailbox. Sender: the Mailbox; ``employee``.
 mailbox_assigned = _events.signal("mailbox-assigned")
+#: A mailbox still signs in with a password its provider stops taking within WARN_DAYS (or already refuses): sent by
+#: every health check of it, so a receiver acts once per mailbox. Sender: the Mailbox; ``ending`` (a
+#: portal.password_ending.PasswordEnding).
+mailbox_password_ending = _events.signal("mailbox-password-ending")

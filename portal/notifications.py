@@ -20,9 +20,10 @@ log = logging.getLogger("portal.notifications")
 
 # Every kind, in the order My profile lists them.
 KINDS = ("letter_failed", "letter_bounced", "reply_received", "letter_waiting", "mailbox_needs_attention",
-         "mailbox_paused", "mailbox_assigned")
+         "mailbox_paused", "mailbox_assigned", "password_ending")
 # What reaches people by e-mail until they choose otherwise: problems that need them to act.
-BY_EMAIL_DEFAULT = frozenset({"letter_failed", "letter_bounced", "mailbox_needs_attention", "mailbox_paused"})
+BY_EMAIL_DEFAULT = frozenset({"letter_failed", "letter_bounced", "mailbox_needs_attention", "mailbox_paused",
+                              "password_ending"})
 # Where each entry's link leads: target "letter:12" -> the letter page, and so on (endpoint, its id argument).
 TARGETS = {
     "letter": ("letters.letter", "letter_id"),
@@ -44,6 +45,7 @@ def kind_label(kind, gettext):
         "mailbox_needs_attention": gettext("An address needs attention"),
         "mailbox_paused": gettext("An address was paused"),
         "mailbox_assigned": gettext("An address given to you"),
+        "password_ending": gettext("An address's password sign-in is ending"),
     }[kind]
 
 
@@ -71,7 +73,29 @@ def describe(notification, gettext, lang="en"):
                 "address": about, "name": detail[3:]}
         return gettext("The portal paused the address %(address)s: %(problem)s.") % {
             "address": about, "problem": problem_title(detail, lang)}
+    if kind == "password_ending":
+        return _password_ending_words(notification, gettext, lang)
     return gettext("You may now send from the address %(address)s.") % {"address": about}
+
+
+def _password_ending_words(notification, gettext, lang):
+    """``detail`` is "<preset key> <YYYY-MM-DD>[ passed]": the provider, the day it stops taking the password, and
+    whether that day had come when the person was told."""
+    import datetime
+
+    from babel.dates import format_date
+
+    from portal.mail.presets import get_preset
+
+    key, day, *passed = notification.detail.split(" ")
+    preset = get_preset(key)
+    words = {"address": notification.about, "provider": preset.title(lang) if preset else key,
+             "date": format_date(datetime.date.fromisoformat(day), "d MMMM y", locale=lang)}
+    if passed:
+        return gettext("%(provider)s no longer accepts the password of %(address)s (since %(date)s): sign it in "
+                       "with the provider on its form.") % words
+    return gettext("%(provider)s stops accepting the password of %(address)s on %(date)s: sign it in with the "
+                   "provider on its form before then.") % words
 
 
 def problem_title(code, lang):
@@ -258,6 +282,21 @@ def on_mailbox_assigned(mailbox, employee=None, **_):
         notify(employee, "mailbox_assigned", about=mailbox.address, target=f"mailbox:{mailbox.id}", mailbox=mailbox)
 
 
+@_safely
+def on_mailbox_password_ending(mailbox, ending=None, **_):
+    """Its owner and the admins, once per mailbox however many health checks send it."""
+    told = Notification.select().where((Notification.kind == "password_ending")
+                                       & (Notification.mailbox == mailbox.id)).exists()
+    if ending is None or told:
+        return
+    people = dict.fromkeys(([mailbox.owner_id] if mailbox.owner_id else []) + [admin.id for admin in _admins()])
+    for person in people:
+        notify(person, "password_ending", about=mailbox.address,
+               detail=f"{ending.provider.key} {ending.ends.isoformat()}{' passed' if ending.passed else ''}",
+               target=f"mailbox:{mailbox.id}",
+               mailbox=mailbox)
+
+
 _RECEIVERS = (
     (events.letter_failed, on_letter_failed),
     (events.letter_bounced, on_letter_bounced),
@@ -265,6 +304,7 @@ _RECEIVERS = (
     (events.mailbox_needs_attention, on_mailbox_needs_attention),
     (events.mailbox_paused, on_mailbox_paused),
     (events.mailbox_assigned, on_mailbox_assigned),
+    (events.mailbox_password_ending, on_mailbox_password_ending),
 )
 
 

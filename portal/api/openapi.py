@@ -135,7 +135,8 @@ SCHEMAS = {
     "Notification": _out({
         "id": {"type": "integer"},
         "kind": {"type": "string", "enum": ["letter_failed", "letter_bounced", "reply_received", "letter_waiting",
-                                            "mailbox_needs_attention", "mailbox_paused", "mailbox_assigned"]},
+                                            "mailbox_needs_attention", "mailbox_paused", "mailbox_assigned",
+                                            "password_ending"]},
         "text": {"type": "string"},
         "about": {"type": "string", "description": "the letter's subject or the mailbox's address"},
         "link": {"type": ["string", "null"], "format": "uri"},
@@ -195,6 +196,12 @@ SCHEMAS = {
                  "description": "oauth: it signs in with the provider (Microsoft, Google, Yandex, the company's own)."},
         "needs_reconnect": {"type": "boolean", "description": "The provider no longer accepts its sign-in: its "
                                                               "owner must press Reconnect on the portal's page."},
+        "password_sign_in_ends": {"type": ["string", "null"], "format": "date",
+                                  "description": "It still signs in with a password at a provider that stops taking "
+                                                 "passwords on this day (Microsoft 365: 2026-12-31; Outlook.com: "
+                                                 "2024-09-16, already past): sign it in with the provider on the "
+                                                 "portal's page before then. null when it signs in with the provider "
+                                                 "or its provider keeps passwords."},
         "health": ref("MailboxHealth"),  # GET /mailboxes/{id} only
         "deliverability": nullable(ref("Deliverability")),  # GET /mailboxes/{id} only; null until DNS was asked
     }, required=("id", "scope", "owner", "address", "display_name", "smtp", "incoming", "receive_replies", "projects",

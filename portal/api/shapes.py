@@ -53,7 +53,16 @@ def mailboxes_json(mailboxes, actor):
     signed_in = _grants_of(mailboxes)
     return [{**_mailbox_json(m, actor, projects[m.id], access[m.id], owners.get(m.owner_id)),
              "auth": "oauth" if m.id in signed_in else "password",
-             "needs_reconnect": signed_in.get(m.id, False)} for m in mailboxes]
+             "needs_reconnect": signed_in.get(m.id, False),
+             "password_sign_in_ends": None if m.id in signed_in else _password_sign_in_ends(m)} for m in mailboxes]
+
+
+def _password_sign_in_ends(mailbox):
+    """The day its provider stops (or stopped) taking its password, as YYYY-MM-DD; None at other providers."""
+    from portal.password_ending import ending_provider
+
+    preset = ending_provider(mailbox.smtp_host, mailbox.address)
+    return preset.password_sign_in_ends.isoformat() if preset is not None else None
 
 
 def _grants_of(mailboxes):

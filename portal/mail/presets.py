@@ -1,6 +1,7 @@
 """Provider presets (as data in presets.toml) and picking one for an address."""
 from __future__ import annotations
 
+import datetime
 import logging
 import tomllib
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class ProviderPreset:
     app_password_help_url: str
     advice_text: dict[str, str] = field(repr=False)
     name_ru: str | None = None
+    # The day the provider stops (or stopped) accepting a password from mail programs, and what happens then.
+    password_sign_in_ends: datetime.date | None = None
+    password_sign_in_note_text: dict[str, str] = field(default_factory=dict, repr=False)
 
     def title(self, lang: str = "en") -> str:
         """The provider's name as a page in "ru" or "en" shows it (brand names stay as they are)."""
@@ -54,6 +58,10 @@ class ProviderPreset:
     def advice(self, lang: str = "en") -> str:
         """Advice to show beside the mailbox form, in "ru" or "en"."""
         return self.advice_text.get(lang) or self.advice_text["en"]
+
+    def password_sign_in_note(self, lang: str = "en") -> str:
+        """What happens on ``password_sign_in_ends``, in "ru" or "en"; empty for a provider without that date."""
+        return self.password_sign_in_note_text.get(lang) or self.password_sign_in_note_text.get("en", "")
 
     def login_for(self, address: str) -> str:
         """The login this provider expects for ``address``."""
@@ -67,7 +75,10 @@ class ProviderPreset:
                 "login_format": self.login_format,
                 "app_password_required_with_2fa": self.app_password_required_with_2fa,
                 "oauth_offered": self.oauth_offered, "incoming_help_url": self.incoming_help_url,
-                "app_password_help_url": self.app_password_help_url, "advice": self.advice(lang)}
+                "app_password_help_url": self.app_password_help_url, "advice": self.advice(lang),
+                "password_sign_in_ends": (self.password_sign_in_ends.isoformat()
+                                          if self.password_sign_in_ends else None),
+                "password_sign_in_note": self.password_sign_in_note(lang) or None}
 
 
 def _server(raw: dict | None) -> ServerPreset | None:
@@ -83,7 +94,8 @@ def _load() -> tuple[ProviderPreset, ...]:
         login_format=raw["login_format"], app_password_required_with_2fa=raw["app_password_required_with_2fa"],
         oauth_offered=raw["oauth_offered"], incoming_help_url=raw["incoming_help_url"],
         app_password_help_url=raw["app_password_help_url"], advice_text=raw["advice"],
-        name_ru=raw.get("name_ru"),
+        name_ru=raw.get("name_ru"), password_sign_in_ends=raw.get("password_sign_in_ends"),
+        password_sign_in_note_text=raw.get("password_sign_in_note", {}),
     ) for raw in data["preset"])
 
 
@@ -135,9 +147,15 @@ def _preset_by_mx(domain: str, resolver: "dns.resolver.Resolver | None") -> Prov
 
 def provider_for(settings: "MailboxSettings") -> str | None:
     """The key of the provider a mailbox is at, judged without network: its SMTP host, else its domain."""
-    host = settings.smtp.host
+    preset = provider_at(settings.smtp.host, settings.domain)
+    return preset.key if preset else None
+
+
+def provider_at(smtp_host: str, domain: str) -> ProviderPreset | None:
+    """The preset of the provider whose SMTP server is ``smtp_host`` (a company domain hosted at Microsoft 365
+    counts), else the one whose domain table lists ``domain``; None for any other server."""
+    host = (smtp_host or "").strip().rstrip(".").lower()
     for preset in PRESETS:
         if preset.smtp and preset.smtp.host == host:
-            return preset.key
-    preset = preset_for_domain(settings.domain)
-    return preset.key if preset else None
+            return preset
+    return preset_for_domain(domain or "")

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 from peewee import fn
 
-from portal import account_tests, mailbox_health
+from portal import account_tests, mailbox_health, password_ending
 from portal import mailboxes as service
 from portal.db import whole_number
 from portal.extensions import spend_account_test
@@ -141,9 +141,10 @@ def _page(query, page_size=None):
 
 
 def _list_context(mailboxes):
-    """Projects, access and health of each listed mailbox, a few queries whatever their number."""
+    """Projects, access, health and password endings of each listed mailbox, a few queries whatever their number."""
     return {"mailboxes": mailboxes, "projects": service.projects_of(mailboxes), "access": service.access_of(mailboxes),
-            "health": mailbox_health.health_of(mailboxes)}
+            "health": mailbox_health.health_of(mailboxes),
+            "password_endings": password_ending.password_endings(mailboxes, password_ending.today())}
 
 
 def _back_url(mailbox=None, scope=None, owner=None):
@@ -313,6 +314,7 @@ def _form_context(form, mailbox, scope, owner, *, outcome=None, proof="", run=No
         "may_add": mailbox is not None or current_user.is_admin or _employees_may_add(),
         "server_fields": [f.name for f in MAILBOX_FIELDS if f.server],
         "servers_open": any(form[name].errors for name in SERVERS_SECTION),
+        "password_ending": password_ending.password_ending(mailbox, password_ending.today()),
     }
 
 
