@@ -125,6 +125,22 @@ def test_the_form_says_what_happens_and_when_and_offers_sign_in_with_microsoft(a
     assert parse_qs(target.query)["login_hint"] == ["erik@acme.example"]
 
 
+def test_a_microsoft_365_password_may_stay_chosen_until_its_owner_switches_but_an_outlook_com_one_may_not(
+        as_employee, employee, at_m365, make_mailbox):
+    """Microsoft 365's administrators may turn passwords back on for a while, so its form keeps "Use a password
+    instead" (chosen for a mailbox that has one), and editing another field needs no sign-in; Outlook.com refuses
+    every password, so its form offers the sign-in alone."""
+    microsoft_app()
+    tenant = at_m365(employee, address="erik@acme.example")
+    choice = as_employee.get(f"/mailboxes/{tenant.id}/edit").get_data(as_text=True).split('class="oauth-choice"')[1]
+    choice = choice.split("</div>")[0]
+    assert re.search(r'value="password" checked', choice) and "Use a password instead" in choice
+    personal = make_mailbox(employee, address="erik@outlook.com", smtp_host="smtp-mail.outlook.com", smtp_port=587)
+    choice = as_employee.get(f"/mailboxes/{personal.id}/edit").get_data(as_text=True).split('class="oauth-choice"')[1]
+    choice = choice.split("</div>")[0]
+    assert 'value="oauth" checked' in choice and "Use a password instead" not in choice
+
+
 def test_without_the_microsoft_app_an_admin_is_sent_to_sign_in_providers(as_admin, at_m365, pin_today):
     pin_today(AFTER)
     mailbox = at_m365(scope="company")
@@ -198,3 +214,11 @@ def test_the_openapi_document_describes_the_day(app):
     document = app.test_client().get("/api/v1/openapi.json").get_json()
     described = document["components"]["schemas"]["Mailbox"]["properties"]["password_sign_in_ends"]
     assert described["type"] == ["string", "null"] and described["format"] == "date"
+
+
+def test_the_admin_home_names_ten_addresses_and_counts_the_rest(as_admin, at_m365):
+    for number in range(12):
+        at_m365(scope="company", address=f"box{number:02d}@acme.example")
+    line = page_text(as_admin.get("/")).split("Open each one")[1]
+    assert "box09@acme.example" in line and "box10@acme.example" not in line
+    assert "and 2 more, each marked the same way on its list." in line

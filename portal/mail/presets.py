@@ -50,6 +50,9 @@ class ProviderPreset:
     # The day the provider stops (or stopped) accepting a password from mail programs, and what happens then.
     password_sign_in_ends: datetime.date | None = None
     password_sign_in_note_text: dict[str, str] = field(default_factory=dict, repr=False)
+    # Whether a password may still be chosen beside the provider's sign-in ("Use a password instead"): false only
+    # where the provider refuses every password (Outlook.com); Microsoft 365's administrators may turn it back on.
+    password_allowed: bool = True
 
     def title(self, lang: str = "en") -> str:
         """The provider's name as a page in "ru" or "en" shows it (brand names stay as they are)."""
@@ -96,6 +99,7 @@ def _load() -> tuple[ProviderPreset, ...]:
         app_password_help_url=raw["app_password_help_url"], advice_text=raw["advice"],
         name_ru=raw.get("name_ru"), password_sign_in_ends=raw.get("password_sign_in_ends"),
         password_sign_in_note_text=raw.get("password_sign_in_note", {}),
+        password_allowed=raw.get("password_allowed", True),
     ) for raw in data["preset"])
 
 

@@ -37,7 +37,6 @@ class SignInProvider:
     authorize_params: dict = field(default_factory=dict)
     console: str = ""  # where the admin registers the app
     presets: tuple[str, ...] = ()  # the mail presets (portal/mail/presets.toml) this provider signs in for
-    password_allowed: bool = True  # whether "Use a password instead" stays offered
 
 
 PROVIDERS = {
@@ -49,7 +48,7 @@ PROVIDERS = {
                 "https://outlook.office.com/IMAP.AccessAsUser.All", "https://outlook.office.com/POP.AccessAsUser.All"),
         jwks_url="https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys",
         console="https://entra.microsoft.com/ → App registrations",
-        presets=("microsoft365", "outlook"), password_allowed=False),
+        presets=("microsoft365", "outlook")),
     "google": SignInProvider(
         key="google", name="Google",
         authorize_url="https://accounts.google.com/o/oauth2/v2/auth",

@@ -288,10 +288,11 @@ def oauth_sign_in(preset, mailbox=None):
     if provider is None or provider.key not in registered:
         return None
     pending = flows.pending_grant(flow.id, current_user) if flow is not None and not flow.error else None
+    password_allowed = preset is None or preset.password_allowed  # per preset: Microsoft 365 yes, Outlook.com no
     chosen = (request.form.get("auth") or "").strip().lower() or (
-        "oauth" if pending is not None or grant is not None else ("password" if provider.password_allowed else "oauth"))
+        "oauth" if pending is not None or grant is not None else ("password" if password_allowed else "oauth"))
     return {"provider": provider, "name": provider_name(provider), "grant": grant, "flow": flow,
-            "pending": pending, "chosen": chosen,
+            "pending": pending, "chosen": chosen, "password_allowed": password_allowed,
             "error": explain_error(flow.error) if flow is not None and flow.error else "",
             "identity": pending.identity if pending is not None else (grant.identity if grant is not None else "")}
 
