@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from peewee import JOIN, fn
 
-from portal import events, password_ending
+from portal import events
 from portal.db import database, writing
 from portal.mail.problems import Problem
 from portal.models import AuditEvent, Letter, Mailbox, MailboxInbox, utcnow
@@ -381,8 +381,6 @@ def check_mailbox(mailbox_id: int, mail_config, *, period: datetime.timedelta | 
         token = bool(settings.smtp.sasl)
         result = check_account(settings, mail_config)
     found = record_check(mailbox, result, now, token=token)
-    # The checks' schedule also drives the warning that its provider stops taking its password (told once).
-    password_ending.warn_if_ending(mailbox, now.date())
     if resolver is not None:
         from portal.deliverability import mailbox_checklist
 

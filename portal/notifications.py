@@ -92,8 +92,8 @@ def _password_ending_words(notification, gettext, lang):
     words = {"address": notification.about, "provider": preset.title(lang) if preset else key,
              "date": format_date(datetime.date.fromisoformat(day), "d MMMM y", locale=lang)}
     if passed:
-        return gettext("%(provider)s no longer accepts the password of %(address)s (since %(date)s): sign it in "
-                       "with the provider on its form.") % words
+        return gettext("%(provider)s turned password sign-in off on %(date)s, and %(address)s still uses a password: "
+                       "sign it in with the provider on its form.") % words
     return gettext("%(provider)s stops accepting the password of %(address)s on %(date)s: sign it in with the "
                    "provider on its form before then.") % words
 
@@ -284,13 +284,15 @@ def on_mailbox_assigned(mailbox, employee=None, **_):
 
 @_safely
 def on_mailbox_password_ending(mailbox, ending=None, **_):
-    """Its owner and the admins, once per mailbox however many health checks send it."""
-    told = Notification.select().where((Notification.kind == "password_ending")
-                                       & (Notification.mailbox == mailbox.id)).exists()
-    if ending is None or told:
+    """Who hears about the mailbox (its owner, or the admins for a company one), each once however often the hourly
+    warning sends it: a new owner is told too. The admins see every mailbox on their home page besides."""
+    if ending is None:
         return
-    people = dict.fromkeys(([mailbox.owner_id] if mailbox.owner_id else []) + [admin.id for admin in _admins()])
-    for person in people:
+    told = {person for (person,) in Notification.select(Notification.recipient).where(
+        (Notification.kind == "password_ending") & (Notification.mailbox == mailbox.id)).tuples()}
+    for person in mailbox_people(mailbox):
+        if person in told:
+            continue
         notify(person, "password_ending", about=mailbox.address,
                detail=f"{ending.provider.key} {ending.ends.isoformat()}{' passed' if ending.passed else ''}",
                target=f"mailbox:{mailbox.id}",

@@ -1,9 +1,10 @@
 """Mailboxes that still sign in with a password at a provider that is ending (or has ended) password sign-in.
 
 The providers and their dates are data in portal/mail/presets.toml (``password_sign_in_ends``). A mailbox is
-affected when it has no grant from a provider sign-in (it sends with a password) and its SMTP host, else its
-address's domain, is such a provider's: a company domain hosted at smtp.office365.com counts. No Flask here:
-pages, the API and the home page pass ``today`` (``today()`` in production; tests pin it).
+affected when it has no grant from a provider sign-in (it sends with a password) and it sends through such a
+provider's SMTP server (``presets.provider_at``): a company domain hosted at smtp.office365.com counts, a hotmail.com
+address sent through a company relay does not. No Flask here: pages, the API, the home page and the daily warning
+pass ``today`` (``today()`` in production; tests pin it).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from peewee import fn
 from portal import events
 from portal.mail.presets import PRESETS, ProviderPreset, provider_at
 from portal.models import Mailbox
-from portal.models.oauth import MailboxGrant, OAuthApp
+from portal.models.oauth import OAuthApp
+from portal.oauth.grants import sign_ins_of, signed_in_ids
 from portal.oauth.providers import SignInProvider, provider_for_preset
 
 
@@ -31,7 +33,7 @@ def today() -> datetime.date:
 class PasswordEnding:
     """One mailbox's password sign-in at a provider that ends it, judged on ``today``."""
 
-    mailbox_id: int
+    mailbox_id: int | None  # None: said of a provider's mailboxes together (the admin home)
     provider: ProviderPreset
     ends: datetime.date
     today: datetime.date
@@ -69,10 +71,10 @@ def password_endings(mailboxes, today: datetime.date) -> dict[int, PasswordEndin
     at_ending = {m.id: preset for m in mailboxes if (preset := ending_provider(m.smtp_host, m.address)) is not None}
     if not at_ending:
         return {}
-    signed_in = {mailbox_id for (mailbox_id,) in MailboxGrant.select(MailboxGrant.mailbox)
-                 .where(MailboxGrant.mailbox.in_(list(at_ending))).tuples()}
-    affected = {mailbox_id: preset for mailbox_id, preset in at_ending.items() if mailbox_id not in signed_in}
-    return _judged(affected, today)
+    signed_in = sign_ins_of(at_ending)
+    registered = _registered_apps()
+    return {mailbox_id: _ending(preset, today, registered, mailbox_id)
+            for mailbox_id, preset in at_ending.items() if mailbox_id not in signed_in}
 
 
 def password_ending(mailbox, today: datetime.date) -> PasswordEnding | None:
@@ -82,49 +84,66 @@ def password_ending(mailbox, today: datetime.date) -> PasswordEnding | None:
     return password_endings([mailbox], today).get(mailbox.id)
 
 
-def warn_if_ending(mailbox, today: datetime.date) -> PasswordEnding | None:
-    """Send ``mailbox_password_ending`` when the mailbox's provider stops taking its password within WARN_DAYS (or
-    already refuses it); the health checks call this with every check, the notification centre tells people once."""
-    found = password_ending(mailbox, today)
-    if found is None or found.days_left > WARN_DAYS:
-        return None
-    events.mailbox_password_ending.send(mailbox, ending=found)
+def _ending_presets():
+    """The providers that end password sign-in, the soonest (or longest passed) date first."""
+    return sorted((preset for preset in PRESETS if preset.password_sign_in_ends is not None and preset.smtp),
+                  key=lambda preset: (preset.password_sign_in_ends, preset.key))
+
+
+def _on_password_at(preset):
+    """The condition for a mailbox sending through ``preset``'s SMTP server with a password (no provider sign-in)."""
+    return (fn.LOWER(Mailbox.smtp_host) == preset.smtp.host) & Mailbox.id.not_in(signed_in_ids())
+
+
+def ending_summary(today: datetime.date, shown: int = 10) -> list[tuple[PasswordEnding, int, list[Mailbox]]]:
+    """For the admin home, per provider ending password sign-in: (its ending, how many mailboxes still use a password
+    there, the first ``shown`` of them by address). Counted by the database, and only ``shown`` rows are read."""
+    found, registered = [], None
+    for preset in _ending_presets():
+        condition = _on_password_at(preset)
+        count = Mailbox.select().where(condition).count()
+        if count:
+            registered = _registered_apps() if registered is None else registered
+            first = list(Mailbox.select(Mailbox.id, Mailbox.address).where(condition)
+                         .order_by(Mailbox.address, Mailbox.id).limit(shown))
+            found.append((_ending(preset, today, registered), count, first))
     return found
 
 
-def mailboxes_on_ending_passwords(today: datetime.date) -> list[tuple[Mailbox, PasswordEnding]]:
-    """Every mailbox (company and personal) that still signs in with a password at a provider ending it, by
-    address: one query for the mailboxes without a grant, one for the registered apps when any is affected."""
-    ending = [preset for preset in PRESETS if preset.password_sign_in_ends is not None]
-    # Only rows that may be at such a provider are read (its SMTP host or one of its domains); the rule decides.
-    maybe = fn.LOWER(Mailbox.smtp_host).in_([preset.smtp.host for preset in ending if preset.smtp])
-    for domain in (domain for preset in ending for domain in preset.domains):
-        maybe |= fn.LOWER(Mailbox.address).endswith("@" + domain)
-    without_grant = (Mailbox.select(Mailbox.id, Mailbox.address, Mailbox.smtp_host, Mailbox.scope, Mailbox.owner)
-                     .where(maybe & Mailbox.id.not_in(MailboxGrant.select(MailboxGrant.mailbox)
-                                                      .where(MailboxGrant.mailbox.is_null(False))))
-                     .order_by(Mailbox.address, Mailbox.id))
-    mailboxes = [m for m in without_grant if ending_provider(m.smtp_host, m.address) is not None]
-    endings = _judged({m.id: ending_provider(m.smtp_host, m.address) for m in mailboxes}, today)
-    return [(m, endings[m.id]) for m in mailboxes]
+def warn_owners(today: datetime.date) -> int:
+    """Send ``mailbox_password_ending`` for every mailbox still on a password at a provider ending it within
+    WARN_DAYS (or already past); the notification centre tells each person once. Reads nothing for a provider whose
+    date is further away. Returns how many mailboxes it was sent for."""
+    sent, registered = 0, None
+    for preset in _ending_presets():
+        if (preset.password_sign_in_ends - today).days > WARN_DAYS:
+            continue
+        registered = _registered_apps() if registered is None else registered
+        for mailbox in Mailbox.select().where(_on_password_at(preset)).order_by(Mailbox.id):
+            events.mailbox_password_ending.send(mailbox, ending=_ending(preset, today, registered, mailbox.id))
+            sent += 1
+    return sent
 
 
-def by_provider(found: list[tuple[Mailbox, PasswordEnding]]) -> list[tuple[PasswordEnding, list[Mailbox]]]:
-    """The affected mailboxes grouped by provider, the soonest (or longest passed) date first."""
-    groups: dict[str, tuple[PasswordEnding, list[Mailbox]]] = {}
-    for mailbox, ending in found:
-        groups.setdefault(ending.provider.key, (ending, []))[1].append(mailbox)
-    return sorted(groups.values(), key=lambda group: (group[0].ends, group[0].provider.key))
+def register_warnings(huey):
+    """Every hour, the owners of mailboxes whose provider stops taking their password soon are told (once each)."""
+    from huey import crontab
+
+    from portal.db import database
+
+    @huey.periodic_task(crontab(minute="17"), name="portal.warn_password_endings")
+    def warn_password_endings():
+        with database.connection_context():
+            return warn_owners(today())
+
+    return warn_password_endings
 
 
-def _judged(affected: dict[int, ProviderPreset], today: datetime.date) -> dict[int, PasswordEnding]:
-    if not affected:
-        return {}
-    registered = {provider for (provider,) in OAuthApp.select(OAuthApp.provider).tuples()}
-    endings = {}
-    for mailbox_id, preset in affected.items():
-        sign_in = provider_for_preset(preset.key)
-        endings[mailbox_id] = PasswordEnding(
-            mailbox_id=mailbox_id, provider=preset, ends=preset.password_sign_in_ends, today=today, sign_in=sign_in,
-            app_registered=sign_in is not None and sign_in.key in registered)
-    return endings
+def _registered_apps() -> set[str]:
+    return {provider for (provider,) in OAuthApp.select(OAuthApp.provider).tuples()}
+
+
+def _ending(preset: ProviderPreset, today: datetime.date, registered: set[str], mailbox_id: int | None = None):
+    sign_in = provider_for_preset(preset.key)
+    return PasswordEnding(mailbox_id=mailbox_id, provider=preset, ends=preset.password_sign_in_ends, today=today,
+                          sign_in=sign_in, app_registered=sign_in is not None and sign_in.key in registered)

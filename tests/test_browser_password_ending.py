@@ -103,7 +103,7 @@ def test_the_notification_says_when_and_opens_the_form(live_server, sign_in, bro
 
     erik = make_employee(language=language, email=f"erik.{language}@example.com")
     mailbox = at_m365(erik, address="erik@acme.example")
-    password_ending.warn_if_ending(mailbox, password_ending.today())  # as the mailbox's health check does
+    password_ending.warn_owners(password_ending.today())  # as the worker's hourly task does
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = sign_in(context.new_page(), erik)
     page.goto(live_server + "/notifications")

@@ -90,8 +90,11 @@ def test_login_format_and_lookup_by_key():
 def test_provider_of_a_mailbox_is_judged_without_network():
     server = ServerSettings("smtp.yandex.ru", 465, "ssl", "a@firma.ru", "p")
     assert provider_for(MailboxSettings("a@firma.ru", "A", server)) == "yandex"
+    # A gmail.com address sent through the company's own server is not at Google: no Google advice for its answers.
     other = ServerSettings("mail.firma.ru", 465, "ssl", "a@gmail.com", "p")
-    assert provider_for(MailboxSettings("a@gmail.com", "A", other)) == "google"
+    assert provider_for(MailboxSettings("a@gmail.com", "A", other)) is None
+    at_google = ServerSettings("SMTP.gmail.com.", 465, "ssl", "a@gmail.com", "p")
+    assert provider_for(MailboxSettings("a@gmail.com", "A", at_google)) == "google"
 
 
 def test_preset_names_read_in_russian_where_they_are_not_brands():

@@ -67,12 +67,14 @@ def test_a_mailbox_signed_in_with_microsoft_is_not_flagged(company_domain_at_m36
     grants.new_grant("microsoft", "sales@acme.example", "XOAUTH2", Tokens("at", "rt", 3600),
                      mailbox=company_domain_at_m365)
     assert password_ending.password_ending(company_domain_at_m365, datetime.date(2026, 12, 7)) is None
-    assert password_ending.mailboxes_on_ending_passwords(datetime.date(2026, 12, 7)) == []
+    assert password_ending.ending_summary(datetime.date(2026, 12, 7)) == []
 
 
 @pytest.mark.parametrize("address,host", [("anna@gmail.com", "smtp.gmail.com"),
                                           ("anna@acme.example", "mail.acme.example"),
-                                          ("anna@yandex.ru", "smtp.yandex.ru")])
+                                          ("anna@yandex.ru", "smtp.yandex.ru"),
+                                          # an Outlook.com address sent through a company relay is not at Microsoft
+                                          ("anna@hotmail.com", "relay.acme.example")])
 def test_a_mailbox_at_another_provider_is_not_flagged(make_mailbox, address, host):
     mailbox = make_mailbox(address=address, smtp_host=host)
     assert password_ending.password_ending(mailbox, datetime.date(2026, 12, 7)) is None
@@ -103,13 +105,34 @@ def test_a_whole_list_costs_the_same_statements_however_many_rows(make_mailbox):
     assert judged(2) == judged(9) == 2  # the grants of the list, the registered apps
 
 
-def test_every_affected_mailbox_grouped_by_provider(make_mailbox, employee, company_domain_at_m365):
+def test_the_summary_counts_per_provider_and_reads_only_the_first_few(
+        make_mailbox, employee, company_domain_at_m365):
     personal = make_mailbox(employee, address="anna@Outlook.com", smtp_host="smtp-mail.outlook.com")
     shouting = make_mailbox(address="team@acme.example", smtp_host="SMTP.Office365.com")
     make_mailbox(address="info@gmail.com", smtp_host="smtp.gmail.com")
-    make_mailbox(address="info@hotmail.com.example", smtp_host="mail.example")  # not a domain of Outlook.com
-    found = password_ending.mailboxes_on_ending_passwords(datetime.date(2026, 12, 7))
-    assert [m.address for m, _ in found] == ["anna@outlook.com", "sales@acme.example", "team@acme.example"]
-    groups = password_ending.by_provider(found)
-    assert [(ending.provider.key, [m.id for m in boxes]) for ending, boxes in groups] == [
-        ("outlook", [personal.id]), ("microsoft365", [company_domain_at_m365.id, shouting.id])]
+    make_mailbox(address="info@hotmail.com", smtp_host="relay.example")  # through a relay: not at Outlook.com
+    for number in range(3):
+        make_mailbox(address=f"z{number}@acme.example", smtp_host="smtp.office365.com")
+    summary = password_ending.ending_summary(datetime.date(2026, 12, 7), shown=2)
+    assert [(ending.provider.key, count, [m.id for m in first]) for ending, count, first in summary] == [
+        ("outlook", 1, [personal.id]), ("microsoft365", 5, [company_domain_at_m365.id, shouting.id])]
+    assert summary[0][0].passed and not summary[1][0].passed
+
+
+def test_the_warning_is_sent_for_every_mailbox_within_30_days_paused_or_not(make_mailbox, employee,
+                                                                            company_domain_at_m365):
+    from portal import events
+
+    paused = make_mailbox(employee, address="erik@acme.example", smtp_host="smtp.office365.com", active=False)
+    heard = []
+
+    def receiver(mailbox, ending=None, **_):
+        heard.append((mailbox.id, ending.days_left))
+
+    events.mailbox_password_ending.connect(receiver)
+    try:
+        assert password_ending.warn_owners(M365_ENDS - datetime.timedelta(days=31)) == 0
+        assert password_ending.warn_owners(M365_ENDS - datetime.timedelta(days=30)) == 2
+    finally:
+        events.mailbox_password_ending.disconnect(receiver)
+    assert sorted(heard) == sorted([(company_domain_at_m365.id, 30), (paused.id, 30)])

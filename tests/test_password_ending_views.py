@@ -58,7 +58,7 @@ def test_my_addresses_marks_each_password_mailbox_at_microsoft_and_links_to_its_
     assert _badges(response) == [f"/mailboxes/{password.id}/edit"]
     assert re.search(r"erik@acme\.example .*Password sign-in ends 31 Dec 2026", page_text(response))
     pin_today(AFTER)
-    assert "Password sign-in ended 31 Dec 2026" in page_text(as_employee.get("/my/addresses"))
+    assert "Password sign-in off since 31 Dec 2026" in page_text(as_employee.get("/my/addresses"))
 
 
 def test_my_addresses_in_russian(client, auth, make_employee, at_m365):
@@ -146,7 +146,8 @@ def test_without_the_microsoft_app_an_admin_is_sent_to_sign_in_providers(as_admi
     mailbox = at_m365(scope="company")
     response = as_admin.get(f"/mailboxes/{mailbox.id}/edit")
     text = page_text(response)
-    assert "Microsoft 365 (Exchange Online) has not accepted this address's password since 31 December 2026." in text
+    assert ("Microsoft 365 (Exchange Online) turned password sign-in off on 31 December 2026, and this address "
+            "still uses a password.") in text
     assert "register the portal's app first. Account management → Sign-in providers" in text
     notice = response.get_data(as_text=True).split('id="password-ending"')[1].split("</div>")[0]
     assert 'href="/admin/sign-in-providers"' in notice and "formaction" not in notice
@@ -177,8 +178,8 @@ def test_the_admin_home_page_counts_the_mailboxes_per_provider(as_admin, admin, 
     make_mailbox(employee, address="erik@hotmail.com", smtp_host="smtp-mail.outlook.com")
     response = as_admin.get("/")
     text = page_text(response)
-    assert ("1 mailbox still signs in with a password, which Outlook.com (Hotmail, Live) has refused since "
-            "16 September 2024.") in text
+    assert ("1 mailbox still signs in with a password, though Outlook.com (Hotmail, Live) turned password sign-in "
+            "off on 16 September 2024.") in text
     assert ("2 mailboxes still send with a password Microsoft 365 (Exchange Online) stops accepting on "
             "31 December 2026. Open each one and sign it in with the provider: erik@acme.example , "
             "info@acme.example") in text

@@ -10,6 +10,7 @@ from peewee import fn
 from portal import mailboxes as service
 from portal.mail.settings import MAILBOX_FIELDS, mailbox_fields
 from portal.models import Employee, LetterAttempt, LetterRecipient, Project, Reply, normalize_email
+from portal.oauth import grants
 
 # The mailbox service's field names, as the API names them in error messages.
 SERVICE_FIELDS = {**{f.name: f.api_path for f in MAILBOX_FIELDS}, "scope": "scope", "owner": "owner"}
@@ -50,7 +51,7 @@ def mailboxes_json(mailboxes, actor):
     owner_ids = {m.owner_id for m in mailboxes if m.owner_id}
     owners = {e.id: e.email for e in Employee.select(Employee.id, Employee.email).where(Employee.id.in_(owner_ids))
               } if owner_ids else {}
-    signed_in = _grants_of(mailboxes)
+    signed_in = grants.sign_ins_of(m.id for m in mailboxes)
     return [{**_mailbox_json(m, actor, projects[m.id], access[m.id], owners.get(m.owner_id)),
              "auth": "oauth" if m.id in signed_in else "password",
              "needs_reconnect": signed_in.get(m.id, False),
@@ -58,20 +59,12 @@ def mailboxes_json(mailboxes, actor):
 
 
 def _password_sign_in_ends(mailbox):
-    """The day its provider stops (or stopped) taking its password, as YYYY-MM-DD; None at other providers."""
+    """The day its provider stops (or stopped) taking its password, as YYYY-MM-DD; None at other providers (the
+    caller leaves out the mailboxes that sign in with the provider, as ``password_ending`` does)."""
     from portal.password_ending import ending_provider
 
     preset = ending_provider(mailbox.smtp_host, mailbox.address)
     return preset.password_sign_in_ends.isoformat() if preset is not None else None
-
-
-def _grants_of(mailboxes):
-    """{mailbox id: needs reconnecting} for the mailboxes that sign in with the provider, in one query."""
-    from portal.models.oauth import MailboxGrant
-
-    ids = [m.id for m in mailboxes]
-    return dict(MailboxGrant.select(MailboxGrant.mailbox, MailboxGrant.needs_reconnect)
-                .where(MailboxGrant.mailbox.in_(ids)).tuples()) if ids else {}
 
 
 def mailbox_json(mailbox, actor):

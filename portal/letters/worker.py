@@ -21,6 +21,7 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from huey.exceptions import TaskLockedException
 
+from portal import password_ending
 from portal.directory import register_directory_sync
 from portal.letters.claims import NO_MAILBOX
 from portal.letters.queue import QueuePolicy, due_mailboxes, process_due_letters
@@ -135,6 +136,7 @@ def _register(huey, config):
     tasks = PortalTasks(send_letters, sweep_letters, fetch_replies_task, sync_directory)
     tasks.notification_digest = register_digest(huey)  # the notification e-mails held back for their 15 minutes
     tasks.check_mailbox, tasks.recheck_mailboxes, tasks.fetch_now = register_health_checks(huey, config, mail_config)
+    tasks.warn_password_endings = password_ending.register_warnings(huey)  # hourly: told once each, 30 days ahead
     # Webhooks: one try per delivery (retried at its back-off) and the minute's sweep for lost ones.
     tasks.deliver_webhook, tasks.sweep_webhooks = register_webhook_tasks(huey, config, active_box)
     return tasks

@@ -157,9 +157,9 @@ def provider_for(settings: "MailboxSettings") -> str | None:
 
 def provider_at(smtp_host: str, domain: str) -> ProviderPreset | None:
     """The preset of the provider whose SMTP server is ``smtp_host`` (a company domain hosted at Microsoft 365
-    counts), else the one whose domain table lists ``domain``; None for any other server."""
+    counts); with no host yet, the one whose domain table lists ``domain``. None for any other server: a hotmail.com
+    address sent through a company relay is not at Outlook.com."""
     host = (smtp_host or "").strip().rstrip(".").lower()
-    for preset in PRESETS:
-        if preset.smtp and preset.smtp.host == host:
-            return preset
-    return preset_for_domain(domain or "")
+    if not host:
+        return preset_for_domain(domain or "")
+    return next((preset for preset in PRESETS if preset.smtp and preset.smtp.host == host), None)

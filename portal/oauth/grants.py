@@ -77,6 +77,19 @@ def grant_of(mailbox) -> MailboxGrant | None:
     return MailboxGrant.get_or_none(MailboxGrant.mailbox == mailbox.id)
 
 
+def sign_ins_of(mailbox_ids) -> dict[int, bool]:
+    """{mailbox id: needs reconnecting} for those of the mailboxes that sign in with a provider (one query); the
+    others sign in with a password."""
+    ids = list(mailbox_ids)
+    return dict(MailboxGrant.select(MailboxGrant.mailbox, MailboxGrant.needs_reconnect)
+                .where(MailboxGrant.mailbox.in_(ids)).tuples()) if ids else {}
+
+
+def signed_in_ids():
+    """The ids of every mailbox that signs in with a provider, as a subquery for a condition."""
+    return MailboxGrant.select(MailboxGrant.mailbox).where(MailboxGrant.mailbox.is_null(False))
+
+
 def lost_grants() -> dict[int, MailboxGrant]:
     """The grants that need reconnecting, by mailbox id (one query)."""
     return {grant.mailbox_id: grant for grant in MailboxGrant.select().where(

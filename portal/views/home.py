@@ -17,6 +17,5 @@ def index():
     projects = list(Project.active_projects())
     senders = sender_table([current_user], projects).rows()[0][1] if projects else []
     # Admins see the mailboxes whose provider stops (or stopped) taking their password, before letters wait.
-    endings = (password_ending.by_provider(password_ending.mailboxes_on_ending_passwords(password_ending.today()))
-               if current_user.is_admin else [])
+    endings = password_ending.ending_summary(password_ending.today()) if current_user.is_admin else []
     return render_htmx("home/index.html", senders=list(zip(projects, senders)), password_endings=endings)

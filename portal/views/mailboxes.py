@@ -254,22 +254,15 @@ def _fill_from_mailbox(form, mailbox):
 
 
 def _provider_for_form(form):
-    """The preset the form's fields point at: the one picked, else by SMTP host, else by the address's domain."""
-    from portal.mail.presets import OTHER, PRESETS, get_preset, preset_for_domain
+    """The preset the form's fields point at: the one picked, else the provider its SMTP host (or, with none yet, its
+    address's domain) is at."""
+    from portal.mail.presets import OTHER, get_preset, provider_at
 
     picked = get_preset(form.provider.data or "")
     if picked is not None and picked.key != OTHER:
         return picked
-    host = (form.smtp_host.data or "").strip().lower()
-    for preset in PRESETS:
-        if host and preset.smtp and preset.smtp.host == host:
-            return preset
     address = form.address.data or ""
-    if "@" in address:
-        found = preset_for_domain(address.rpartition("@")[2])
-        if found is not None and (not host or (found.smtp and found.smtp.host == host)):
-            return found
-    return get_preset(OTHER)
+    return provider_at(form.smtp_host.data, address.rpartition("@")[2] if "@" in address else "") or get_preset(OTHER)
 
 
 def _target(mailbox_id=None):
