@@ -3,7 +3,7 @@
 The providers and their dates are data in portal/mail/presets.toml (``password_sign_in_ends``). A mailbox is
 affected when it has no grant from a provider sign-in (it sends with a password) and it sends through such a
 provider's SMTP server (``presets.provider_at``): a company domain hosted at smtp.office365.com counts, a hotmail.com
-address sent through a company relay does not. No Flask here: pages, the API, the home page and the daily warning
+address sent through a company relay does not. No Flask here: pages, the API, the home page and the hourly warning
 pass ``today`` (``today()`` in production; tests pin it).
 """
 from __future__ import annotations
