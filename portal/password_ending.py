@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from peewee import fn
 
 from portal import events
+from portal.db import database, writing
 from portal.mail.presets import PRESETS, ProviderPreset, provider_at
 from portal.models import Mailbox
 from portal.models.oauth import OAuthApp
@@ -22,6 +23,7 @@ from portal.oauth.providers import SignInProvider, provider_for_preset
 
 
 WARN_DAYS = 30  # the owner and the admins are told once the date is this near (or past)
+WARN_LOCK = "portal.warn_password_endings"  # the hourly task's name and its lock
 
 
 def today() -> datetime.date:
@@ -119,22 +121,28 @@ def warn_owners(today: datetime.date) -> int:
         if (preset.password_sign_in_ends - today).days > WARN_DAYS:
             continue
         registered = _registered_apps() if registered is None else registered
-        for mailbox in Mailbox.select().where(_on_password_at(preset)).order_by(Mailbox.id):
-            events.mailbox_password_ending.send(mailbox, ending=_ending(preset, today, registered, mailbox.id))
+        # Read first, then one write transaction per mailbox: on SQLite a read left open under the writes would make
+        # them fail as soon as another connection commits.
+        for mailbox in list(Mailbox.select().where(_on_password_at(preset)).order_by(Mailbox.id)):
+            with writing():  # who was told, and telling them, in one transaction
+                events.mailbox_password_ending.send(mailbox, ending=_ending(preset, today, registered, mailbox.id))
             sent += 1
     return sent
 
 
 def register_warnings(huey):
-    """Every hour, the owners of mailboxes whose provider stops taking their password soon are told (once each)."""
+    """Every hour, the owners of mailboxes whose provider stops taking their password soon are told (once each), by
+    one worker at a time (huey's lock): every worker runs the periodic tasks."""
     from huey import crontab
+    from huey.exceptions import TaskLockedException
 
-    from portal.db import database
-
-    @huey.periodic_task(crontab(minute="17"), name="portal.warn_password_endings")
+    @huey.periodic_task(crontab(minute="17"), name=WARN_LOCK)
     def warn_password_endings():
-        with database.connection_context():
-            return warn_owners(today())
+        try:
+            with huey.lock_task(WARN_LOCK), database.connection_context():
+                return warn_owners(today())
+        except TaskLockedException:
+            return None  # another worker is telling them this hour
 
     return warn_password_endings
 

@@ -106,3 +106,18 @@ def test_the_warning_reaches_the_owner_by_e_mail_in_their_language(make_mailbox,
              for m in smtp_server.messages if employee.email in m.rcpt_tos]
     [text] = [text for text in texts if "Microsoft 365" in text]
     assert "Microsoft 365 (Exchange Online) перестанет принимать пароль адреса erik@acme.example" in text
+
+
+def test_the_hourly_task_runs_on_one_worker_at_a_time(config, at_m365, employee, monkeypatch):
+    """Every worker runs the periodic tasks: while one is telling people, another's run does nothing."""
+    from portal import password_ending
+    from portal.letters.worker import make_huey
+
+    monkeypatch.setattr(password_ending, "today", lambda: M365_ENDS - datetime.timedelta(days=7))
+    huey = make_huey({}, config["INSTANCE_PATH"])
+    mailbox = at_m365(employee, "erik@acme.example")
+    with huey.lock_task(password_ending.WARN_LOCK):  # another worker's run, under way
+        assert huey.portal_tasks.warn_password_endings.call_local() is None
+    assert told() == []
+    assert huey.portal_tasks.warn_password_endings.call_local() == 1
+    assert told() == [(employee.id, "password_ending", f"mailbox:{mailbox.id}")]
