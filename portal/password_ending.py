@@ -17,7 +17,7 @@ from portal import events
 from portal.db import database, writing
 from portal.mail.presets import PRESETS, ProviderPreset, provider_at
 from portal.models import Mailbox
-from portal.models.oauth import OAuthApp
+from portal.oauth.apps import registered_apps
 from portal.oauth.grants import sign_ins_of, signed_in_ids
 from portal.oauth.providers import SignInProvider, provider_for_preset
 
@@ -74,7 +74,7 @@ def password_endings(mailboxes, today: datetime.date) -> dict[int, PasswordEndin
     if not at_ending:
         return {}
     signed_in = sign_ins_of(at_ending)
-    registered = _registered_apps()
+    registered = registered_apps()
     return {mailbox_id: _ending(preset, today, registered, mailbox_id)
             for mailbox_id, preset in at_ending.items() if mailbox_id not in signed_in}
 
@@ -100,27 +100,25 @@ def _on_password_at(preset):
 def ending_summary(today: datetime.date, shown: int = 10) -> list[tuple[PasswordEnding, int, list[Mailbox]]]:
     """For the admin home, per provider ending password sign-in: (its ending, how many mailboxes still use a password
     there, the first ``shown`` of them by address). Counted by the database, and only ``shown`` rows are read."""
-    found, registered = [], None
+    found = []
     for preset in _ending_presets():
         condition = _on_password_at(preset)
         count = Mailbox.select().where(condition).count()
         if count:
-            registered = _registered_apps() if registered is None else registered
-            first = list(Mailbox.select(Mailbox.id, Mailbox.address).where(condition)
-                         .order_by(Mailbox.address, Mailbox.id).limit(shown))
-            found.append((_ending(preset, today, registered), count, first))
-    return found
+            found.append((preset, count, list(Mailbox.select(Mailbox.id, Mailbox.address).where(condition)
+                                              .order_by(Mailbox.address, Mailbox.id).limit(shown))))
+    registered = registered_apps() if found else {}
+    return [(_ending(preset, today, registered), count, first) for preset, count, first in found]
 
 
 def warn_owners(today: datetime.date) -> int:
     """Send ``mailbox_password_ending`` for every mailbox still on a password at a provider ending it within
     WARN_DAYS (or already past); the notification centre tells each person once. Reads nothing for a provider whose
     date is further away. Returns how many mailboxes it was sent for."""
-    sent, registered = 0, None
-    for preset in _ending_presets():
-        if (preset.password_sign_in_ends - today).days > WARN_DAYS:
-            continue
-        registered = _registered_apps() if registered is None else registered
+    due = [preset for preset in _ending_presets() if (preset.password_sign_in_ends - today).days <= WARN_DAYS]
+    registered = registered_apps() if due else {}
+    sent = 0
+    for preset in due:
         # Read first, then one write transaction per mailbox: on SQLite a read left open under the writes would make
         # them fail as soon as another connection commits.
         for mailbox in list(Mailbox.select().where(_on_password_at(preset)).order_by(Mailbox.id)):
@@ -147,11 +145,7 @@ def register_warnings(huey):
     return warn_password_endings
 
 
-def _registered_apps() -> set[str]:
-    return {provider for (provider,) in OAuthApp.select(OAuthApp.provider).tuples()}
-
-
-def _ending(preset: ProviderPreset, today: datetime.date, registered: set[str], mailbox_id: int | None = None):
+def _ending(preset: ProviderPreset, today: datetime.date, registered, mailbox_id: int | None = None):
     sign_in = provider_for_preset(preset.key)
     return PasswordEnding(mailbox_id=mailbox_id, provider=preset, ends=preset.password_sign_in_ends, today=today,
                           sign_in=sign_in, app_registered=sign_in is not None and sign_in.key in registered)
